@@ -1,0 +1,66 @@
+//! `misbehave`: a guest that fails on request, for the host's robustness
+//! tests. Every failure is confined to this one process.
+//!
+//! | line       | does                                                  |
+//! |------------|-------------------------------------------------------|
+//! | `spin`     | loops forever (the host must interrupt it)            |
+//! | `eat`      | allocates 1 MiB blocks, written, without bound        |
+//! | `trap`     | executes `unreachable`                                |
+//! | `panic`    | panics (prints `panicked at ...`, then traps)         |
+//! | `exit N`   | returns `exit(N)`                                     |
+//! | `echo x`   | prints x                                              |
+
+use phantom_sdk::{File, Process, Status, println};
+use std::hint::black_box;
+
+/// The block `eat` allocates at a time.
+const EAT_BLOCK: usize = 1 << 20;
+
+struct Misbehave {
+    exit: Option<i32>,
+    /// Where `eat` keeps its blocks, so nothing is freed or optimised away.
+    eaten: Vec<Vec<u8>>,
+}
+
+impl Process for Misbehave {
+    fn init(_args: Vec<String>, _files: Vec<File>) -> Result<Self, String> {
+        Ok(Misbehave {
+            exit: None,
+            eaten: Vec::new(),
+        })
+    }
+
+    fn on_line(&mut self, line: String) {
+        let (command, rest) = line.split_once(' ').unwrap_or((&line, ""));
+        match command {
+            "spin" => {
+                let mut i: u64 = 0;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            "eat" => loop {
+                // Nonzero, so every page is really written.
+                self.eaten.push(black_box(vec![0xa5; EAT_BLOCK]));
+            },
+            "trap" => core::arch::wasm32::unreachable(),
+            "panic" => panic!("misbehave asked to panic"),
+            "exit" => match rest.trim().parse() {
+                Ok(code) => self.exit = Some(code),
+                Err(_) => println!("error: usage: exit <code>"),
+            },
+            "echo" => println!("{rest}"),
+            "" => {}
+            other => println!("error: unknown command '{other}'"),
+        }
+    }
+
+    fn status(&self) -> Status {
+        match self.exit {
+            Some(code) => Status::Exit(code),
+            None => Status::Idle,
+        }
+    }
+}
+
+phantom_sdk::export_process!(Misbehave);

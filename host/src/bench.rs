@@ -1,0 +1,231 @@
+//! `phantom bench`: checkpoint pause and restore time, as JSON, each with
+//! its baseline measured in the same run.
+//!
+//! The checkpoint benchmark plays the guest directly on a memfd-backed
+//! memory (no component in the way), so what it measures is exactly the
+//! capture the host performs between two guest calls: find the dirty pages,
+//! copy them into the memfd, drop the private copies. The baseline is what a
+//! non-incremental snapshot pauses for: copying the whole memory into a new
+//! buffer.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::memory::MemoryCell;
+use crate::sys::PAGE_SIZE;
+use crate::tracker::TrackerKind;
+
+/// Arguments of `phantom bench checkpoint`.
+#[derive(Args, Debug)]
+pub struct CheckpointBenchArgs {
+    /// Memory sizes in MiB (comma-separated to compare sizes in one run).
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub memory_mib: Vec<usize>,
+    /// Pages the guest dirties between two checkpoints.
+    #[arg(long, default_value_t = 655)]
+    pub dirty_pages: u64,
+    /// Checkpoints measured per size (the median is reported).
+    #[arg(long, default_value_t = 21)]
+    pub rounds: usize,
+    /// Trackers to measure (comma-separated; `auto` is the best available).
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    pub tracker: Vec<String>,
+    /// Print JSON (the only format; accepted for symmetry with other commands).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `phantom bench restore`.
+#[derive(Args, Debug)]
+pub struct RestoreBenchArgs {
+    /// The memtouch guest component.
+    #[arg(long)]
+    pub component: PathBuf,
+    /// Size of the guest's buffer in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory_mib: usize,
+    /// Pages the guest touches before the image is written (0 = all pages).
+    #[arg(long, default_value_t = 655)]
+    pub touched_pages: u64,
+    /// Restores measured (the median is reported).
+    #[arg(long, default_value_t = 11)]
+    pub rounds: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Writes one byte into `k` pages spread evenly over `bytes`.
+pub fn touch_spread(bytes: &mut [u8], k: u64, seed: u8) {
+    let pages = (bytes.len() / PAGE_SIZE) as u64;
+    let k = k.min(pages).max(1);
+    for i in 0..k {
+        let page = i * pages / k;
+        let b = &mut bytes[page as usize * PAGE_SIZE + (i as usize % PAGE_SIZE)];
+        *b = b.wrapping_add(seed | 1);
+    }
+}
+
+/// Runs the checkpoint benchmark and prints JSON.
+pub fn checkpoint(args: &CheckpointBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let mut results = Vec::new();
+    for tracker in &args.tracker {
+        let kind = TrackerKind::parse(tracker).map_err(anyhow::Error::msg)?;
+        for &mib in &args.memory_mib {
+            results.push(checkpoint_one(
+                kind,
+                mib,
+                args.dirty_pages,
+                args.rounds.max(1),
+            )?);
+        }
+    }
+    let out = serde_json::json!({ "benchmark": "checkpoint", "results": results });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(out)
+}
+
+fn checkpoint_one(
+    kind: TrackerKind,
+    mib: usize,
+    dirty: u64,
+    rounds: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let size = mib.checked_mul(1 << 20).context("memory size too large")?;
+    let cell = MemoryCell::standalone(size, size.next_power_of_two().max(1 << 30), kind)?;
+    // A guest that has used all of its memory: every page holds data and has
+    // been checkpointed once.
+    cell.with_bytes_mut(|b| {
+        for (i, page) in b.chunks_mut(PAGE_SIZE).enumerate() {
+            page[0] = i as u8 | 1;
+        }
+    })?;
+    cell.capture(false)?;
+    let mut pauses = Vec::with_capacity(rounds);
+    let mut found = 0;
+    for round in 0..rounds {
+        cell.with_bytes_mut(|b| touch_spread(b, dirty, round as u8))?;
+        let t = Instant::now();
+        let c = cell.capture(false)?;
+        pauses.push(t.elapsed());
+        found = c.dirty.iter().map(|r| r.count).sum::<u64>();
+    }
+    anyhow::ensure!(
+        found == dirty.min((size / PAGE_SIZE) as u64),
+        "tracker found {found} dirty pages, expected {dirty}"
+    );
+    // Baseline: a full copy of the same memory into a new buffer, the pause
+    // of a snapshot that is not incremental.
+    let mut copies = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let copy = cell.with_bytes(|b| b.to_vec())?;
+        copies.push(t.elapsed());
+        std::hint::black_box(&copy);
+    }
+    // Also our own capture with every page written (a full capture through
+    // the same path), for reference.
+    cell.with_bytes_mut(|b| touch_spread(b, u64::MAX, 7))?;
+    let t = Instant::now();
+    cell.capture(false)?;
+    let all_dirty = t.elapsed();
+    let pause = median(pauses.clone());
+    let baseline = median(copies);
+    Ok(serde_json::json!({
+        "tracker": kind.name(),
+        "memory_mib": mib,
+        "dirty_pages": dirty,
+        "rounds": rounds,
+        "pause_us_median": us(pause),
+        "pause_us_max": us(*pauses.iter().max().unwrap_or(&pause)),
+        "baseline_full_copy_us": us(baseline),
+        "ratio_baseline_over_pause": baseline.as_secs_f64() / pause.as_secs_f64().max(1e-9),
+        "capture_all_pages_dirty_us": us(all_dirty),
+        "targets": { "pause_us_max": 2000.0, "ratio_min": 100.0 },
+        "pass": us(pause) <= 2000.0 && baseline.as_secs_f64() / pause.as_secs_f64().max(1e-9) >= 100.0,
+    }))
+}
+
+/// Runs the restore benchmark and prints JSON.
+pub fn restore(args: &RestoreBenchArgs) -> anyhow::Result<serde_json::Value> {
+    use crate::process::Process;
+    use crate::runtime::{Runtime, RuntimeConfig};
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let data = tempdir()?;
+    let mut rt = Runtime::new(RuntimeConfig::default())?;
+    let compile_start = Instant::now();
+    let (mut p, _) = Process::spawn(
+        &mut rt,
+        &bytes,
+        &data,
+        "bench",
+        vec!["--mib".into(), args.memory_mib.to_string()],
+        vec![],
+    )?;
+    let spawn_time = compile_start.elapsed();
+    let pages = (args.memory_mib as u64) << 8;
+    let touched = if args.touched_pages == 0 {
+        pages
+    } else {
+        args.touched_pages.min(pages)
+    };
+    p.push_line(format!("touch {touched} 1"));
+    p.step(&rt)?;
+    p.checkpoint(&rt)?;
+    p.wait_for_write().transpose().map_err(anyhow::Error::msg)?;
+    drop(p);
+    let dir = data.join("bench");
+    let mut times = Vec::new();
+    let mut first = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        let t = Instant::now();
+        let (mut p, _) = Process::restore(&mut rt, &dir)?;
+        let restored = t.elapsed();
+        p.push_line("info".into());
+        let out = p.step(&rt)?.unwrap_or_default();
+        times.push(t.elapsed());
+        first.push(restored);
+        anyhow::ensure!(!out.is_empty(), "the restored guest printed nothing");
+        // Do not write a checkpoint: every round restores the same image.
+        std::mem::forget(p.wait_for_write());
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let total = median(times);
+    let out = serde_json::json!({
+        "benchmark": "restore",
+        "memory_mib": args.memory_mib,
+        "touched_pages": touched,
+        "rounds": args.rounds,
+        "spawn_with_compile_us": us(spawn_time),
+        "restore_to_first_event_us_median": us(total),
+        "restore_only_us_median": us(median(first)),
+        "ratio_spawn_over_restore": spawn_time.as_secs_f64() / total.as_secs_f64().max(1e-9),
+        "targets": { "restore_to_first_event_us_max": 10000.0 },
+        "pass": us(total) <= 10000.0,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(out)
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "phantom-bench-{}-{}",
+        std::process::id(),
+        crate::bench_nonce()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,8 @@
+//! Host implementations of the `phantom:os` interfaces, one file each.
+
+mod clocks;
+mod console;
+mod process;
+mod timers;
+
+impl crate::bindings::phantom::os::types::Host for crate::ctx::ProcessCtx {}

@@ -1,0 +1,38 @@
+# Phantom's task runner. Everything builds in release mode, once, into target/.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+phantom := "target/release/phantom"
+guests := "target/guests/components"
+
+# List the recipes.
+default:
+    @just --list
+
+# Build the host, the integration tests and the guest components.
+build:
+    cargo build --release --workspace --bins
+    cargo build --release -p phantom-tests --tests
+
+# The demo: spawn `counter`, run it, kill -9 the host, run again: it goes on counting.
+demo: build
+    bash scripts/demo.sh
+
+# The whole test suite (unit, integration, PVM).
+test: build
+    cargo test --release --workspace
+
+# Formatting and lints, as CI should see them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --release --workspace --all-targets -- -D warnings
+
+# Benchmarks, printing JSON (ratios against baselines measured in the same run).
+bench: build
+    {{phantom}} bench checkpoint --memory-mib 64,256,1024 --dirty-pages 655 --tracker pagemap-scan,pagemap --json
+    {{phantom}} bench restore --component {{guests}}/memtouch.wasm --memory-mib 256 --touched-pages 655 --json
+    {{phantom}} bench restore --component {{guests}}/memtouch.wasm --memory-mib 256 --touched-pages 0 --rounds 5 --json
+
+# Long runs kept out of `just test`: a 300-kill loop.
+soak: build
+    PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration kill_loop -- --nocapture

@@ -1,0 +1,559 @@
+//! Native method tables of the internal classes (spec §3.6), reached by
+//! `sys k` in the system-interface stubs. `args[0]` is the first argument.
+//!
+//! ```text
+//!   sys k ─► call(vm, class idx, k, this, args)
+//!              ├─ class-specific table (int, string, array, boot, …)
+//!              └─ defaults of .internal.void (ordinals 0..15)
+//! ```
+
+use std::fmt::Write;
+
+use crate::heap::{Kind, Ref, flags};
+use crate::vm::{Trap, Vm, ic};
+
+/// What a native did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Native {
+    /// Return this value.
+    Return(Ref),
+    /// Return this value, then sleep until `until_ns`.
+    Sleep { until_ns: u64, value: Ref },
+    /// Block on this mutex; the `sys` instruction re-runs when woken.
+    Block(Ref),
+}
+
+/// `EEXIST`, returned by `directory.put` for a duplicate key.
+pub const EEXIST: i32 = 17;
+/// `ENOENT`, returned by `directory.remove` for a missing key.
+pub const ENOENT: i32 = 2;
+
+fn throw(msg: &str) -> Trap {
+    Trap::ThrowMsg(msg.to_string())
+}
+
+fn arg(args: &[Ref], i: usize) -> Result<Ref, Trap> {
+    args.get(i).copied().ok_or_else(|| throw("sys: need more parameters"))
+}
+
+fn int_arg(vm: &Vm, args: &[Ref], i: usize) -> Result<i32, Trap> {
+    match vm.heap.get(arg(args, i)?).kind {
+        Kind::Int(v) => Ok(v),
+        _ => Err(throw("not an integer arg")),
+    }
+}
+
+fn str_arg(vm: &Vm, args: &[Ref], i: usize) -> Result<Vec<u8>, Trap> {
+    vm.str_bytes(arg(args, i)?).map(<[u8]>::to_vec).ok_or_else(|| throw("not a string arg"))
+}
+
+fn ret(r: Ref) -> Result<Native, Trap> {
+    Ok(Native::Return(r))
+}
+
+fn ret_int(vm: &mut Vm, v: i32) -> Result<Native, Trap> {
+    ret(vm.new_int(v))
+}
+
+fn ret_str(vm: &mut Vm, s: impl Into<Vec<u8>>) -> Result<Native, Trap> {
+    ret(vm.new_string(s.into()))
+}
+
+/// FNV-1a over an object's data, for `hashCode`.
+fn hash(vm: &Vm, this: Ref) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    };
+    match &vm.heap.get(this).kind {
+        Kind::Int(v) => return *v,
+        Kind::Long(v) => eat(&v.to_le_bytes()),
+        Kind::Float(v) => eat(&v.to_le_bytes()),
+        Kind::Double(v) => eat(&v.to_le_bytes()),
+        Kind::Str(s) | Kind::Binary(s) => eat(s),
+        _ => eat(&this.index().to_le_bytes()),
+    }
+    h as i32
+}
+
+/// Prints an object the way `boot.consolePrint` does: strings raw, ints in
+/// decimal, anything else through its method 5 (toString) on a nested run.
+pub fn print_object(vm: &mut Vm, o: Ref) -> Result<(), Trap> {
+    match &vm.heap.get(o).kind {
+        Kind::Str(s) => {
+            let s = s.clone();
+            vm.console.extend_from_slice(&s);
+        }
+        Kind::Int(v) => {
+            let v = *v;
+            let _ = write!(StrOut(&mut vm.console), "{v}");
+        }
+        _ => {
+            let s = vm.run_nested(o, 5, &[])?;
+            if let Some(b) = vm.str_bytes(s) {
+                let b = b.to_vec();
+                vm.console.extend_from_slice(&b);
+            }
+        }
+    }
+    Ok(())
+}
+
+struct StrOut<'a>(&'a mut Vec<u8>);
+
+impl Write for StrOut<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Runs native `ordinal` of internal class `class_idx` on `this`.
+pub fn call(vm: &mut Vm, class_idx: usize, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Native, Trap> {
+    let specific = match class_idx {
+        ic::INT | ic::LONG | ic::FLOAT | ic::DOUBLE => number(vm, ordinal, this, args)?,
+        ic::STRING => string(vm, ordinal, this, args)?,
+        ic::ARRAY => array(vm, ordinal, this, args)?,
+        ic::BOOT => boot(vm, ordinal, this, args)?,
+        ic::CLASS => class(vm, ordinal, this, args)?,
+        ic::THREAD => thread(vm, ordinal)?,
+        ic::WORLD => match ordinal {
+            5 => Some(ret_str(vm, "(world)")?),
+            8 => Some(ret(vm.current_thread_obj())?),
+            _ => None,
+        },
+        ic::BINARY => binary(vm, ordinal, this, args)?,
+        ic::DIRECTORY => directory(vm, ordinal, this, args)?,
+        ic::TTY => tty(vm, ordinal, this, args)?,
+        ic::MUTEX => mutex(vm, ordinal, this)?,
+        _ => None,
+    };
+    match specific {
+        Some(n) => Ok(n),
+        None => void_default(vm, ordinal, this, args),
+    }
+}
+
+/// The `.internal.void` table every internal class falls back to.
+fn void_default(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Native, Trap> {
+    match ordinal {
+        0 | 1 => ret(Ref::NULL),
+        2 => ret(vm.class_of(this)),
+        3 => Err(throw("void clone called")),
+        4 => {
+            let other = arg(args, 0)?;
+            ret_int(vm, i32::from(this == other))
+        }
+        5 => ret_str(vm, "(void)"),
+        6 => ret_str(vm, "<void>"),
+        7 => ret_str(vm, "(void)"),
+        14 => {
+            if !this.is_null() {
+                vm.heap.get_mut(this).flags |= flags::IMMUTABLE;
+            }
+            ret_int(vm, 0)
+        }
+        15 => {
+            let h = hash(vm, this);
+            ret_int(vm, h)
+        }
+        _ => Err(throw("invalid syscall called")),
+    }
+}
+
+fn number(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    let kind = vm.heap.get(this).kind.clone();
+    let class = vm.class_of(this);
+    Ok(Some(match ordinal {
+        3 => {
+            let f = vm.heap.get(this).flags;
+            ret(vm.heap.alloc(class, f, kind))?
+        }
+        4 => {
+            let other = arg(args, 0)?;
+            let same = vm.class_of(other) == class
+                && match (&kind, &vm.heap.get(other).kind) {
+                    (Kind::Int(a), Kind::Int(b)) => a == b,
+                    (Kind::Long(a), Kind::Long(b)) => a == b,
+                    (Kind::Float(a), Kind::Float(b)) => a == b,
+                    (Kind::Double(a), Kind::Double(b)) => a == b,
+                    _ => false,
+                };
+            ret_int(vm, i32::from(same))?
+        }
+        5 | 6 => {
+            let (text, tag) = match kind {
+                Kind::Int(v) => (v.to_string(), "int"),
+                Kind::Long(v) => (v.to_string(), "long"),
+                Kind::Float(v) => (format!("{v:.6}"), "float"),
+                Kind::Double(v) => (format!("{v:.6}"), "double"),
+                _ => ("?".to_string(), "?"),
+            };
+            if ordinal == 5 { ret_str(vm, text)? } else { ret_str(vm, format!("<{tag}>{text}</{tag}>"))? }
+        }
+        14 => Err(throw("invalid syscall called"))?,
+        _ => return Ok(None),
+    }))
+}
+
+fn string(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    let me = vm.str_bytes(this).map(<[u8]>::to_vec).unwrap_or_default();
+    Ok(Some(match ordinal {
+        3 => ret_str(vm, me)?,
+        4 => {
+            let other = arg(args, 0)?;
+            if other.is_null() {
+                ret_int(vm, 0)?
+            } else {
+                let s = vm.str_bytes(other).ok_or_else(|| throw("not a string arg"))?;
+                let eq = i32::from(s == me.as_slice());
+                ret_int(vm, eq)?
+            }
+        }
+        5 => ret(this)?,
+        8 => {
+            let index = int_arg(vm, args, 0)?;
+            let len = int_arg(vm, args, 1)?;
+            if index < 0 || index as usize >= me.len() {
+                return Err(throw("string.substring index is out of bounds"));
+            }
+            if len < 0 {
+                return Err(throw("string.substring length is negative"));
+            }
+            let n = (len as usize).min(me.len() - index as usize);
+            ret_str(vm, me[index as usize..index as usize + n].to_vec())?
+        }
+        9 => {
+            let index = int_arg(vm, args, 0)?;
+            let b = usize::try_from(index).ok().and_then(|i| me.get(i).copied());
+            let b = b.ok_or_else(|| throw("string.charAt index is out of bounds"))?;
+            ret_int(vm, i32::from(b))?
+        }
+        10 => {
+            let mut s = me;
+            s.extend_from_slice(&str_arg(vm, args, 0)?);
+            ret_str(vm, s)?
+        }
+        11 => ret_int(vm, me.len() as i32)?,
+        12 => {
+            let needle = str_arg(vm, args, 0)?;
+            let pos = if needle.is_empty() {
+                Some(0)
+            } else {
+                me.windows(needle.len()).position(|w| w == needle.as_slice())
+            };
+            ret_int(vm, pos.map_or(-1, |p| p as i32))?
+        }
+        13 | 14 => Err(throw("invalid syscall called"))?,
+        16 | 17 => {
+            let text = String::from_utf8_lossy(&me);
+            let v = text.trim().parse::<i64>().unwrap_or(0);
+            if ordinal == 16 {
+                ret_int(vm, v as i32)?
+            } else {
+                let class = vm.internal[ic::LONG];
+                ret(vm.heap.alloc(class, flags::INTERNAL | flags::IMMUTABLE, Kind::Long(v)))?
+            }
+        }
+        18 | 19 => Err(throw("not impl"))?,
+        20 => Err(throw("parseJson is not implemented"))?,
+        _ => return Ok(None),
+    }))
+}
+
+fn array(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    Ok(Some(match ordinal {
+        5 => ret_str(vm, "array")?,
+        8 | 9 => Err(throw("not implemented"))?,
+        10 => {
+            let i = int_arg(vm, args, 0)?;
+            let Kind::Array(v) = &vm.heap.get(this).kind else { return Err(throw("not an array")) };
+            let e = usize::try_from(i).ok().and_then(|i| v.get(i).copied());
+            ret(e.ok_or_else(|| throw("array get - index is out of bounds"))?)?
+        }
+        11 => {
+            let value = arg(args, 0)?;
+            let i = int_arg(vm, args, 1)?;
+            let i = usize::try_from(i).map_err(|_| throw("array set - index is out of bounds"))?;
+            if i >= vm.config.max_heap_objects {
+                return Err(throw("array set - index is out of bounds"));
+            }
+            let Kind::Array(v) = &mut vm.heap.get_mut(this).kind else { return Err(throw("not an array")) };
+            if v.len() <= i {
+                v.resize(i + 1, Ref::NULL);
+            }
+            v[i] = value;
+            ret(value)?
+        }
+        12 => {
+            let n = match &vm.heap.get(this).kind {
+                Kind::Array(v) => v.len() as i32,
+                _ => 0,
+            };
+            ret_int(vm, n)?
+        }
+        _ => return Ok(None),
+    }))
+}
+
+fn boot(vm: &mut Vm, ordinal: u8, _this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    Ok(Some(match ordinal {
+        5 => ret_str(vm, "bootstrap")?,
+        8 => {
+            let name = str_arg(vm, args, 0)?;
+            match vm.load_class_by_name(&name) {
+                Ok(Some(c)) => ret(c)?,
+                _ => {
+                    let mut msg = name;
+                    msg.extend_from_slice(b" - class load error");
+                    let s = vm.new_string(msg);
+                    return Err(Trap::Throw(s));
+                }
+            }
+        }
+        16 => {
+            for &o in args.iter().rev() {
+                print_object(vm, o)?;
+            }
+            ret(Ref::NULL)?
+        }
+        17 => {
+            vm.class_loader = arg(args, 0)?;
+            ret(Ref::NULL)?
+        }
+        18 => {
+            let obj = arg(args, 0)?;
+            let boot = vm.boot_object;
+            vm.spawn(obj, 8, &[boot])?;
+            ret(Ref::NULL)?
+        }
+        19 => {
+            let n = int_arg(vm, args, 0)?;
+            let n = usize::try_from(n).ok().filter(|&n| n <= vm.config.max_binary_bytes);
+            let n = n.ok_or_else(|| throw("createBinary: bad size"))?;
+            let class = vm.internal[ic::BINARY];
+            ret(vm.heap.alloc(class, flags::INTERNAL, Kind::Binary(vec![0; n])))?
+        }
+        20 => ret(Ref::NULL)?,
+        21 => {
+            let ms = int_arg(vm, args, 0)?.max(0) as u64;
+            Native::Sleep { until_ns: vm.now_ns.saturating_add(ms * 1_000_000), value: Ref::NULL }
+        }
+        22 => {
+            vm.os_entry = arg(args, 0)?;
+            ret(Ref::NULL)?
+        }
+        23 => ret(vm.env)?,
+        24 => return Err(Trap::Exit(33)),
+        _ => return Ok(None),
+    }))
+}
+
+fn class(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    Ok(Some(match ordinal {
+        5 => ret_str(vm, "class")?,
+        8 => Err(throw("newClass is not implemented"))?,
+        10 => {
+            let slot = int_arg(vm, args, 0)?;
+            let value = arg(args, 1)?;
+            let slot = usize::try_from(slot).ok().filter(|&s| s < 1 << 16).ok_or_else(|| throw("bad static slot"))?;
+            if let Kind::Class(c) = &mut vm.heap.get_mut(this).kind {
+                if c.statics.len() <= slot {
+                    c.statics.resize(slot + 1, Ref::NULL);
+                }
+                c.statics[slot] = value;
+            }
+            ret(Ref::NULL)?
+        }
+        11 => {
+            let slot = int_arg(vm, args, 0)?;
+            let v = vm.class_data(this).and_then(|c| usize::try_from(slot).ok().and_then(|s| c.statics.get(s).copied()));
+            ret(v.unwrap_or(Ref::NULL))?
+        }
+        14 => {
+            let obj = arg(args, 0)?;
+            let yes = vm.is_or_child(obj, this);
+            ret_int(vm, i32::from(yes))?
+        }
+        _ => return Ok(None),
+    }))
+}
+
+fn thread(vm: &mut Vm, ordinal: u8) -> Result<Option<Native>, Trap> {
+    Ok(Some(match ordinal {
+        5 => ret_str(vm, "thread")?,
+        10 | 11 => Err(throw("Not this way"))?,
+        12 => {
+            let cur = vm.current;
+            let existing = vm.threads.get(cur).map(|t| t.environment).unwrap_or(Ref::NULL);
+            if !existing.is_null() {
+                ret(existing)?
+            } else {
+                let class = vm.lookup_class(b".phantom.environment")?;
+                let env = if class.is_null() { Ref::NULL } else { vm.instantiate(class)? };
+                if let Some(t) = vm.threads.get_mut(cur) {
+                    t.environment = env;
+                }
+                ret(env)?
+            }
+        }
+        13 => ret(Ref::NULL)?,
+        14 => ret(vm.os_entry)?,
+        _ => return Ok(None),
+    }))
+}
+
+fn binary(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    let oob = || throw("binary index is out of bounds");
+    Ok(Some(match ordinal {
+        5 => {
+            let bytes = match &vm.heap.get(this).kind {
+                Kind::Binary(b) => b.clone(),
+                _ => Vec::new(),
+            };
+            let mut out = StrOut(&mut vm.console);
+            for (i, chunk) in bytes.chunks(16).enumerate() {
+                let _ = write!(out, "{:04x}:", i * 16);
+                for b in chunk {
+                    let _ = write!(out, " {b:02x}");
+                }
+                let _ = writeln!(out);
+            }
+            ret_str(vm, "(binary)")?
+        }
+        8 => {
+            let i = int_arg(vm, args, 0)?;
+            let Kind::Binary(b) = &vm.heap.get(this).kind else { return Err(oob()) };
+            let v = usize::try_from(i).ok().and_then(|i| b.get(i).copied()).ok_or_else(oob)?;
+            ret_int(vm, i32::from(v))?
+        }
+        9 => {
+            let i = int_arg(vm, args, 0)?;
+            let v = int_arg(vm, args, 1)?;
+            let Kind::Binary(b) = &mut vm.heap.get_mut(this).kind else { return Err(oob()) };
+            let cell = usize::try_from(i).ok().and_then(|i| b.get_mut(i)).ok_or_else(oob)?;
+            *cell = v as u8;
+            ret(Ref::NULL)?
+        }
+        10 => {
+            let src = arg(args, 0)?;
+            let to = int_arg(vm, args, 1)?;
+            let from = int_arg(vm, args, 2)?;
+            let len = int_arg(vm, args, 3)?;
+            let Kind::Binary(s) = &vm.heap.get(src).kind else { return Err(throw("not a binary arg")) };
+            let (to, from, len) = (
+                usize::try_from(to).map_err(|_| oob())?,
+                usize::try_from(from).map_err(|_| oob())?,
+                usize::try_from(len).map_err(|_| oob())?,
+            );
+            let chunk = s.get(from..from.checked_add(len).ok_or_else(oob)?).ok_or_else(oob)?.to_vec();
+            let Kind::Binary(d) = &mut vm.heap.get_mut(this).kind else { return Err(oob()) };
+            let dst = d.get_mut(to..to.checked_add(len).ok_or_else(oob)?).ok_or_else(oob)?;
+            dst.copy_from_slice(&chunk);
+            ret(Ref::NULL)?
+        }
+        _ => return Ok(None),
+    }))
+}
+
+fn directory(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    let dir = |vm: &mut Vm| match &mut vm.heap.get_mut(this).kind {
+        Kind::Directory(_) => Ok(()),
+        _ => Err(throw("not a directory")),
+    };
+    Ok(Some(match ordinal {
+        4 => Err(throw("directory equals is not implemented"))?,
+        5 => ret_str(vm, "(directory)")?,
+        8 => {
+            let key = str_arg(vm, args, 0)?;
+            let value = arg(args, 1)?;
+            dir(vm)?;
+            let Kind::Directory(d) = &mut vm.heap.get_mut(this).kind else { unreachable!() };
+            let rc = if d.contains_key(&key) {
+                EEXIST
+            } else {
+                d.insert(key, value);
+                0
+            };
+            ret_int(vm, rc)?
+        }
+        9 => {
+            let key = str_arg(vm, args, 0)?;
+            dir(vm)?;
+            let Kind::Directory(d) = &vm.heap.get(this).kind else { unreachable!() };
+            ret(d.get(&key).copied().unwrap_or(Ref::NULL))?
+        }
+        10 => {
+            let key = str_arg(vm, args, 0)?;
+            dir(vm)?;
+            let Kind::Directory(d) = &mut vm.heap.get_mut(this).kind else { unreachable!() };
+            let rc = if d.remove(&key).is_some() { 0 } else { ENOENT };
+            ret_int(vm, rc)?
+        }
+        11 => {
+            let n = match &vm.heap.get(this).kind {
+                Kind::Directory(d) => d.len() as i32,
+                _ => 0,
+            };
+            ret_int(vm, n)?
+        }
+        12 => Err(throw("directory iterate is not implemented"))?,
+        _ => return Ok(None),
+    }))
+}
+
+fn tty(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    Ok(Some(match ordinal {
+        5 => ret_str(vm, "tty window")?,
+        16 => ret_int(vm, 0)?,
+        17 => {
+            let s = str_arg(vm, args, 0)?;
+            vm.tty_write(this, &s);
+            ret(Ref::NULL)?
+        }
+        18 | 19 | 21 | 24 | 26 => ret(Ref::NULL)?,
+        20 => {
+            if let Kind::Tty(t) = &mut vm.heap.get_mut(this).kind {
+                t.text.clear();
+            }
+            ret(Ref::NULL)?
+        }
+        22 | 23 => Err(throw("not implemented"))?,
+        25 => {
+            let s = str_arg(vm, args, 0)?;
+            if let Kind::Tty(t) = &mut vm.heap.get_mut(this).kind {
+                t.title = s;
+            }
+            ret(Ref::NULL)?
+        }
+        _ => return Ok(None),
+    }))
+}
+
+fn mutex(vm: &mut Vm, ordinal: u8, this: Ref) -> Result<Option<Native>, Trap> {
+    let me = vm.current_thread_id();
+    let Kind::Mutex(owner) = vm.heap.get(this).kind else { return Ok(None) };
+    Ok(Some(match ordinal {
+        8 | 10 => match owner {
+            Some(o) if o != me => {
+                if ordinal == 8 {
+                    Native::Block(this)
+                } else {
+                    ret_int(vm, 0)?
+                }
+            }
+            _ => {
+                vm.heap.get_mut(this).kind = Kind::Mutex(Some(me));
+                if ordinal == 8 { ret(Ref::NULL)? } else { ret_int(vm, 1)? }
+            }
+        },
+        9 => {
+            vm.heap.get_mut(this).kind = Kind::Mutex(None);
+            vm.wake_mutex_waiters(this);
+            ret(Ref::NULL)?
+        }
+        _ => return Ok(None),
+    }))
+}

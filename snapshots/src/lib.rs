@@ -1,0 +1,90 @@
+//! The Phantom image store: checkpoint files of page-addressed memory and
+//! small named state sections, one directory per persistent process. It
+//! knows nothing of wasmtime; the on-disk format is in FORMAT.md.
+//!
+//! ```text
+//!  NewCheckpoint ──────── write ────────▶ CheckpointStore (one process dir)
+//!   ├─ sections: (name, bytes)             │ ckpt-<id>.phi, each FULL (no
+//!   └─ MemoryDelta: size, dirty PageRuns,  │ parent) or DELTA of its parent;
+//!      source file                         │ temp file, fsync, rename, fsync dir
+//!                                          │
+//!  LoadedCheckpoint ◀──── load_latest ─────┘ newest chain that verifies
+//!   ├─ sections (of the newest file)
+//!   └─ RestoredMemory ── write_into(dest) ──▶ pages, newest wins, block by block
+//!
+//!  format.rs   header and table of contents, caps    (bytes ⇄ structs)
+//!  write.rs    check the request, stream blocks      (NewCheckpoint → file)
+//!  image.rs    open, verify and read one file        (file → checked parts)
+//!  store.rs    naming, commit, chains, retention, fsck
+//!  restore.rs  LoadedCheckpoint, RestoredMemory::write_into
+//! ```
+
+mod error;
+mod format;
+mod image;
+mod restore;
+mod store;
+mod write;
+
+use std::fs::File;
+
+pub use error::{CheckpointWriteError, ImageError, RestoreError, StoreError};
+pub use format::{
+    BLOCK_PAGES, FORMAT_VERSION, MAX_FILE_BYTES, MAX_MEMORIES, MAX_MEMORY_BYTES, MAX_SECTION_BYTES,
+    MAX_SECTION_NAME, MAX_SECTIONS, MAX_SECTIONS_TOTAL, MAX_TOC_BYTES, PAGE_SIZE,
+};
+pub use restore::{LoadedCheckpoint, RestoredMemory};
+pub use store::{CheckpointListing, CheckpointStore, FsckProblem, FsckReport};
+
+/// A run of consecutive pages: page numbers, not bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRun {
+    pub first: u64,
+    pub count: u64,
+}
+
+/// One checkpoint to write.
+#[derive(Debug)]
+pub struct NewCheckpoint<'a> {
+    /// Greater than every checkpoint already in the store.
+    pub id: u64,
+    /// `None` for a FULL checkpoint (every non-zero page of every memory);
+    /// `Some` for a DELTA holding only pages changed since that checkpoint.
+    pub parent: Option<u64>,
+    pub created_unix_ns: u64,
+    pub pause_us: u64,
+    /// Named state sections; names are unique, path-like by convention
+    /// (`host`, `host/timers`), and readers ignore names they do not know.
+    pub sections: Vec<(String, Vec<u8>)>,
+    pub memories: Vec<MemoryDelta<'a>>,
+}
+
+/// One memory of a checkpoint: its size and the pages to store.
+#[derive(Debug)]
+pub struct MemoryDelta<'a> {
+    pub index: u32,
+    pub size_bytes: u64,
+    /// Pages to store (overlaps and order do not matter). For a FULL
+    /// checkpoint, every page that may be non-zero; all-zero ones are
+    /// skipped.
+    pub dirty: &'a [PageRun],
+    /// Page `p` is read at byte `p * PAGE_SIZE`.
+    pub source: &'a File,
+}
+
+/// What a checkpoint's header says, plus its size on disk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointInfo {
+    pub id: u64,
+    pub parent: Option<u64>,
+    pub created_unix_ns: u64,
+    pub pause_us: u64,
+    /// Pages the writer was asked to store (for a FULL checkpoint, before
+    /// all-zero pages were skipped).
+    pub dirty_pages: u64,
+    /// Header, sections, page index and stored page bytes, before
+    /// compression.
+    pub bytes_uncompressed: u64,
+    /// Size of the file.
+    pub bytes_written: u64,
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the image store, one module per feature. Every
+//! test checks the store against a naive in-memory model, page by page.
+
+mod bytes;
+mod caps;
+mod common;
+mod corruption;
+mod crash;
+mod fixture;
+mod retention;
+mod round_trip;
+mod speed;

@@ -1,0 +1,336 @@
+//! Bad input gets a clear error and loses nothing: malformed components,
+//! corrupt or truncated images, bad arguments, guests that loop or eat
+//! memory.
+
+use std::fs;
+
+use super::common::*;
+
+#[track_caller]
+fn fails_with(o: &std::process::Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected failure, got success:\n{}",
+        stdout(o)
+    );
+    let err = stderr(o);
+    assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
+    assert!(!err.contains("panicked"), "the host panicked:\n{err}");
+}
+
+#[test]
+fn non_component_files_are_refused() {
+    let data = data_dir();
+    let text = data.path().join("hello.txt");
+    fs::write(&text, "hello").unwrap();
+    fails_with(
+        &run(&["spawn", s(&text), "--data", s(data.path()), "--name", "x"]),
+        "not a WebAssembly file",
+    );
+    let core = data.path().join("core.wasm");
+    fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    fails_with(
+        &run(&["spawn", s(&core), "--data", s(data.path()), "--name", "x"]),
+        "core WebAssembly module",
+    );
+    let truncated = data.path().join("truncated.wasm");
+    let counter = fs::read(phantom_tests::COUNTER).unwrap();
+    fs::write(&truncated, &counter[..counter.len() / 2]).unwrap();
+    fails_with(
+        &run(&[
+            "spawn",
+            s(&truncated),
+            "--data",
+            s(data.path()),
+            "--name",
+            "x",
+        ]),
+        "malformed component",
+    );
+    // Nothing was left behind.
+    assert!(!data.path().join("x").exists());
+}
+
+#[test]
+fn unsupported_import_is_named() {
+    let data = data_dir();
+    let o = run(&[
+        "spawn",
+        phantom_tests::BAD_IMPORT,
+        "--data",
+        s(data.path()),
+        "--name",
+        "bad",
+    ]);
+    fails_with(&o, "imports `evil:");
+    assert!(!data.path().join("bad").exists());
+}
+
+#[test]
+fn bad_arguments() {
+    let data = data_dir();
+    let missing = data.path().join("missing");
+    fails_with(
+        &run(&[
+            "spawn",
+            phantom_tests::COUNTER,
+            "--data",
+            s(&missing),
+            "--name",
+            "c",
+        ]),
+        "does not exist",
+    );
+    fails_with(
+        &run(&["run", "--data", s(&missing), "--for", "0.1"]),
+        "does not exist",
+    );
+    fails_with(
+        &run(&[
+            "spawn",
+            phantom_tests::COUNTER,
+            "--data",
+            s(data.path()),
+            "--name",
+            "../x",
+        ]),
+        "invalid process name",
+    );
+    spawn(data.path(), phantom_tests::COUNTER, "c", &[]);
+    fails_with(
+        &run(&[
+            "spawn",
+            phantom_tests::COUNTER,
+            "--data",
+            s(data.path()),
+            "--name",
+            "c",
+        ]),
+        "already exists",
+    );
+    fails_with(
+        &run(&[
+            "run",
+            "--data",
+            s(data.path()),
+            "--checkpoint-every",
+            "soon",
+        ]),
+        "invalid duration",
+    );
+    fails_with(
+        &run(&["checkpoints", "--data", s(data.path()), "nobody"]),
+        "no process named 'nobody'",
+    );
+    // init's own error is reported.
+    fails_with(
+        &run(&[
+            "spawn",
+            phantom_tests::COUNTER,
+            "--data",
+            s(data.path()),
+            "--name",
+            "d",
+            "--",
+            "--period-ms",
+            "x",
+        ]),
+        "init of 'd' failed",
+    );
+}
+
+/// Spawns counter, runs it so several checkpoints exist, and returns the
+/// last count printed.
+fn counter_with_history(data: &std::path::Path) -> u64 {
+    spawn(data, phantom_tests::COUNTER, "c", &["--period-ms", "5"]);
+    let o = run(&[
+        "run",
+        "--data",
+        s(data),
+        "--for",
+        "0.3",
+        "--checkpoint-every",
+        "50ms",
+        "--no-stdin",
+    ]);
+    ok(&o);
+    stdout(&o)
+        .lines()
+        .filter_map(|l| l.strip_prefix("count="))
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn first_count(o: &std::process::Output) -> u64 {
+    stdout(o)
+        .lines()
+        .find_map(|l| l.strip_prefix("count="))
+        .expect("a count")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn truncated_newest_checkpoint_falls_back_to_previous() {
+    let data = data_dir();
+    let last = counter_with_history(data.path());
+    let files = checkpoint_files(&data.path().join("c"));
+    assert!(files.len() >= 3, "{files:?}");
+    let newest = files.last().unwrap();
+    let len = fs::metadata(newest).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let fsck = run(&["fsck", "--data", s(data.path())]);
+    assert!(
+        !fsck.status.success(),
+        "fsck must report the truncated file"
+    );
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.1",
+        "--no-stdin",
+    ]);
+    ok(&o);
+    assert!(stderr(&o).contains("skipped checkpoint"), "{}", stderr(&o));
+    let first = first_count(&o);
+    assert!(
+        first >= 2 && first <= last,
+        "resumed at {first}, last printed {last}"
+    );
+}
+
+#[test]
+fn bit_flipped_checkpoint_is_detected() {
+    let data = data_dir();
+    let last = counter_with_history(data.path());
+    let files = checkpoint_files(&data.path().join("c"));
+    let newest = files.last().unwrap();
+    let mut bytes = fs::read(newest).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x10;
+    fs::write(newest, &bytes).unwrap();
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.1",
+        "--no-stdin",
+    ]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(err.contains("skipped checkpoint"), "{err}");
+    assert!(first_count(&o) <= last);
+    // Every file flipped: a clear error, non-zero exit, no panic.
+    for f in checkpoint_files(&data.path().join("c")) {
+        let mut b = fs::read(&f).unwrap();
+        b[10] ^= 0xff;
+        fs::write(&f, &b).unwrap();
+    }
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.1",
+        "--no-stdin",
+    ]);
+    fails_with(&o, "cannot resume 'c'");
+}
+
+#[test]
+fn guest_that_loops_forever_fails_alone() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MISBEHAVE, "m", &[]);
+    spawn(
+        data.path(),
+        phantom_tests::COUNTER,
+        "c",
+        &["--period-ms", "5"],
+    );
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "m",
+            "--for",
+            "1.5",
+            "--call-timeout",
+            "300ms",
+        ],
+        "echo before\nspin\n",
+    );
+    fails_with(&o, "ran longer than the call timeout");
+    let out = stdout(&o);
+    assert!(out.contains("[m] before"), "{out}");
+    // The other process kept running after the spin was stopped.
+    let counts = out.lines().filter(|l| l.starts_with("[c] count=")).count();
+    assert!(counts > 50, "counter stalled: {counts} counts");
+    let ps = run(&["ps", "--data", s(data.path()), "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(ok(&ps))).unwrap();
+    let m = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "m")
+        .unwrap();
+    assert_eq!(m["state"], "failed");
+    assert!(m["error"].as_str().unwrap().contains("call timeout"));
+    // Its image is intact: fsck is clean and it resumes on request.
+    ok(&run(&["fsck", "--data", s(data.path()), "m"]));
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "m",
+            "--retry-failed",
+            "--for",
+            "0.5",
+        ],
+        "echo after\n",
+    );
+    ok(&o);
+    assert!(stdout(&o).contains("[m] after"));
+}
+
+#[test]
+fn guest_that_eats_memory_fails_clearly() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MISBEHAVE, "m", &[]);
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--for",
+            "3",
+            "--max-memory-mib",
+            "64",
+            "--until-idle",
+        ],
+        "eat\n",
+    );
+    fails_with(&o, "ran out of memory");
+    ok(&run(&["fsck", "--data", s(data.path()), "m"]));
+}
+
+#[test]
+fn guest_trap_is_reported() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MISBEHAVE, "m", &[]);
+    let o = run_with_input(&["run", "--data", s(data.path()), "--until-idle"], "trap\n");
+    fails_with(&o, "trapped");
+}

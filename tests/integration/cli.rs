@@ -1,0 +1,87 @@
+//! The CLI forms of the issue, end to end: spawn, run, ps, checkpoints, kv.
+
+use super::common::*;
+
+#[test]
+fn kv_store_keeps_its_data_across_runs() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::KV, "kv", &[]);
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "set a 1\nset b two\nget a\ndel a\nlen\n",
+    );
+    assert_eq!(stdout(ok(&o)), "ok\nok\n1\n1\n1\n");
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "get b\nget a\nkeys\n",
+    );
+    assert_eq!(stdout(ok(&o)), "two\n(nil)\nb\n");
+}
+
+#[test]
+fn ps_and_checkpoints_report_json() {
+    let data = data_dir();
+    spawn(
+        data.path(),
+        phantom_tests::COUNTER,
+        "c",
+        &["--period-ms", "10"],
+    );
+    ok(&run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.35",
+        "--checkpoint-every",
+        "100ms",
+        "--no-stdin",
+    ]));
+    let ps: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "ps",
+        "--data",
+        s(data.path()),
+        "--json",
+    ]))))
+    .unwrap();
+    let row = &ps[0];
+    assert_eq!(row["name"], "c");
+    assert_eq!(row["state"], "ready");
+    assert_eq!(row["restores"], 1);
+    assert_eq!(row["args"], serde_json::json!(["--period-ms", "10"]));
+    let list: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "checkpoints",
+        "--data",
+        s(data.path()),
+        "c",
+        "--json",
+    ]))))
+    .unwrap();
+    let list = list.as_array().unwrap();
+    assert!(list.len() >= 4, "{list:?}");
+    for c in list {
+        for field in [
+            "id",
+            "time_unix_ns",
+            "dirty_pages",
+            "bytes_written",
+            "pause_us",
+        ] {
+            assert!(c.get(field).is_some(), "missing {field} in {c}");
+        }
+    }
+    assert!(list.iter().all(|c| c["valid"] == true));
+    // Human forms work too.
+    assert!(stdout(ok(&run(&["ps", "--data", s(data.path())]))).contains("ready"));
+    assert!(
+        stdout(ok(&run(&["checkpoints", "--data", s(data.path()), "c"]))).contains("DIRTY PAGES")
+    );
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = stdout(ok(&run(&["--help"])));
+    for c in ["spawn", "run", "ps", "checkpoints", "bench", "fsck"] {
+        assert!(out.contains(c), "--help lacks {c}");
+    }
+}

@@ -1,0 +1,191 @@
+//! The kill loop: `counter` survives `kill -9` at random instants.
+//!
+//! Each run's stdout and stderr go to one file through one open file
+//! description, so guest output (flushed after every call) and the host's
+//! `captured checkpoint N` lines appear in the order they happened: the
+//! counts printed before `captured checkpoint N` are exactly those in
+//! checkpoint N.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::common::*;
+
+/// Kills per test run (more with PHANTOM_KILLS).
+const DEFAULT_KILLS: usize = 24;
+
+struct Run {
+    /// Checkpoint id this run restored from.
+    restored_from: u64,
+    /// Counts printed, in order.
+    counts: Vec<u64>,
+    /// For each checkpoint captured in this run: the last count before it.
+    captured: BTreeMap<u64, u64>,
+    /// Checkpoints this run saw committed.
+    committed: Vec<u64>,
+}
+
+fn parse(text: &str) -> Run {
+    let mut run = Run {
+        restored_from: 0,
+        counts: Vec::new(),
+        captured: BTreeMap::new(),
+        committed: Vec::new(),
+    };
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("count=") {
+            run.counts.push(n.trim().parse().expect("count"));
+        } else if let Some(rest) = line.strip_prefix("phantom: restored 'counter' from checkpoint ")
+        {
+            run.restored_from = rest.split_whitespace().next().unwrap().parse().unwrap();
+        } else if let Some(rest) = line.strip_prefix("phantom: captured checkpoint ") {
+            let id: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+            run.captured
+                .insert(id, run.counts.last().copied().unwrap_or(0));
+        } else if let Some(rest) = line.strip_prefix("phantom: committed checkpoint ") {
+            run.committed
+                .push(rest.split_whitespace().next().unwrap().parse().unwrap());
+        }
+    }
+    run
+}
+
+/// A small deterministic generator for the kill instants.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn counter_survives_kill_9_at_random_instants() {
+    let data = data_dir();
+    spawn(
+        data.path(),
+        phantom_tests::COUNTER,
+        "counter",
+        &["--period-ms", "2"],
+    );
+    let kills: usize = std::env::var("PHANTOM_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_KILLS);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    // Count stored in each checkpoint id, from every run so far.
+    let mut count_at: BTreeMap<u64, u64> = BTreeMap::new();
+    count_at.insert(1, 0); // the spawn's checkpoint: before the first tick
+    let mut newest_committed = 1u64;
+    let mut highest_printed = 0u64;
+    let mut restarts_that_progressed = 0;
+    for i in 0..kills {
+        let log_path = data.path().join(format!("run-{i}.log"));
+        let log = File::create(&log_path).unwrap();
+        let mut child = phantom()
+            .args([
+                "run",
+                "--data",
+                s(data.path()),
+                "--checkpoint-every",
+                "15ms",
+                "--no-stdin",
+                "-v",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        // Kill between 5 and 300 ms in: sometimes before the first
+        // checkpoint, often in the middle of one.
+        std::thread::sleep(Duration::from_millis(5 + next(&mut seed) % 295));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let run = parse(&std::fs::read_to_string(&log_path).unwrap());
+        if run.counts.is_empty() && run.restored_from == 0 {
+            // Killed before the restore finished: nothing to check but that
+            // the next run can still restore.
+            continue;
+        }
+        assert!(run.restored_from > 0, "run {i} did not report its restore");
+        // It restored at least the newest checkpoint known to be committed.
+        assert!(
+            run.restored_from >= newest_committed,
+            "run {i} restored checkpoint {} although {newest_committed} was committed",
+            run.restored_from
+        );
+        // And it continues exactly after the count stored in that checkpoint.
+        if let (Some(&stored), Some(&first)) =
+            (count_at.get(&run.restored_from), run.counts.first())
+        {
+            assert_eq!(
+                first,
+                stored + 1,
+                "run {i} restored checkpoint {} holding count {stored}",
+                run.restored_from
+            );
+        }
+        // Counts within a run are consecutive.
+        for w in run.counts.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "run {i}: counts jump");
+        }
+        if let Some(&first) = run.counts.first() {
+            // Never back before a committed checkpoint, never beyond what ran.
+            assert!(
+                first > count_at[&newest_committed],
+                "run {i} went back to {first}"
+            );
+            assert!(
+                first <= highest_printed + 1,
+                "run {i} starts at {first} beyond anything computed"
+            );
+            if first > 1 {
+                restarts_that_progressed += 1;
+            }
+        }
+        for (&id, &count) in &run.captured {
+            count_at.insert(id, count);
+        }
+        if let Some(&c) = run.committed.iter().max() {
+            newest_committed = newest_committed.max(c);
+        }
+        highest_printed = highest_printed.max(run.counts.last().copied().unwrap_or(0));
+    }
+    assert!(
+        restarts_that_progressed >= kills / 2,
+        "too few restarts made progress: {restarts_that_progressed}"
+    );
+    // The image is readable and consistent after all of it.
+    ok(&run(&["fsck", "--data", s(data.path())]));
+    // A graceful run then continues from where the last one was killed.
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.3",
+        "--no-stdin",
+        "-v",
+    ]);
+    ok(&o);
+    let graceful = parse(&(stdout(&o) + &stderr(&o)));
+    assert!(!graceful.counts.is_empty());
+    // After a graceful stop nothing is lost: the next run starts right after
+    // the last count printed.
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.1",
+        "--no-stdin",
+    ]);
+    ok(&o);
+    let after = parse(&stdout(&o));
+    assert_eq!(
+        after.counts.first(),
+        Some(&(graceful.counts.last().unwrap() + 1))
+    );
+}

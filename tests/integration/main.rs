@@ -1,0 +1,10 @@
+//! Integration tests: real `phantom` processes running real guest components.
+//! One binary, one module per feature.
+
+mod bad_input;
+mod cli;
+mod common;
+mod differential;
+mod incremental;
+mod kill_loop;
+mod trackers;
