@@ -24,6 +24,7 @@ step "phantom checkpoints counter"
 $phantom checkpoints --data "$data" counter
 
 step "phantom run again: the count continues from the last checkpoint, not from 1"
+echo "(counts printed after that checkpoint and before the kill are computed again)"
 $phantom run --data "$data" --for 1.2 --no-stdin -v
 
 step "phantom ps"

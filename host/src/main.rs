@@ -412,7 +412,7 @@ fn checkpoints(data: &Path, name: &str, json: bool) -> anyhow::Result<ExitCode> 
     } else {
         println!(
             "{:>8} {:>8} {:>24} {:>12} {:>14} {:>10}",
-            "ID", "PARENT", "TIME (unix ns)", "DIRTY PAGES", "BYTES WRITTEN", "PAUSE us"
+            "ID", "PARENT", "TIME (UTC)", "DIRTY PAGES", "BYTES WRITTEN", "PAUSE us"
         );
         for l in &list {
             match &l.info {
@@ -420,7 +420,7 @@ fn checkpoints(data: &Path, name: &str, json: bool) -> anyhow::Result<ExitCode> 
                     "{:>8} {:>8} {:>24} {:>12} {:>14} {:>10}",
                     i.id,
                     i.parent.map(|p| p.to_string()).unwrap_or("full".into()),
-                    i.created_unix_ns,
+                    utc(i.created_unix_ns),
                     i.dirty_pages,
                     i.bytes_written,
                     i.pause_us
@@ -430,6 +430,29 @@ fn checkpoints(data: &Path, name: &str, json: bool) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Formats Unix nanoseconds as `YYYY-MM-DD HH:MM:SS.mmm`, UTC.
+fn utc(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        unix_ns / 1_000_000 % 1000
+    )
 }
 
 fn request_checkpoint(data: &Path) -> anyhow::Result<ExitCode> {

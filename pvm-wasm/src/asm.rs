@@ -41,12 +41,16 @@ fn lex(line: &str) -> Result<Vec<Tok>, String> {
                 i += 1;
                 let mut s = Vec::new();
                 loop {
-                    let Some(&c) = bytes.get(i) else { return Err("unterminated string".into()) };
+                    let Some(&c) = bytes.get(i) else {
+                        return Err("unterminated string".into());
+                    };
                     i += 1;
                     match c {
                         b'"' => break,
                         b'\\' => {
-                            let Some(&e) = bytes.get(i) else { return Err("bad escape".into()) };
+                            let Some(&e) = bytes.get(i) else {
+                                return Err("bad escape".into());
+                            };
                             i += 1;
                             match e {
                                 b'n' => s.push(b'\n'),
@@ -56,8 +60,12 @@ fn lex(line: &str) -> Result<Vec<Tok>, String> {
                                 b'\\' => s.push(b'\\'),
                                 b'x' => {
                                     let hex = bytes.get(i..i + 2).ok_or("bad \\x escape")?;
-                                    let hex = std::str::from_utf8(hex).map_err(|_| "bad \\x escape")?;
-                                    s.push(u8::from_str_radix(hex, 16).map_err(|_| "bad \\x escape")?);
+                                    let hex =
+                                        std::str::from_utf8(hex).map_err(|_| "bad \\x escape")?;
+                                    s.push(
+                                        u8::from_str_radix(hex, 16)
+                                            .map_err(|_| "bad \\x escape")?,
+                                    );
                                     i += 2;
                                 }
                                 _ => return Err(format!("unknown escape \\{}", e as char)),
@@ -105,7 +113,11 @@ impl Line {
     }
     fn keyword(&mut self, kw: &str) -> Result<(), String> {
         let w = self.word(kw)?;
-        if w == kw { Ok(()) } else { Err(format!("expected `{kw}`, found `{w}`")) }
+        if w == kw {
+            Ok(())
+        } else {
+            Err(format!("expected `{kw}`, found `{w}`"))
+        }
     }
     fn string(&mut self) -> Result<Vec<u8>, String> {
         match self.next() {
@@ -135,9 +147,17 @@ impl Line {
                     self.pos += 1;
                     let contained = self.string()?;
                     self.punct(']')?;
-                    Ok(TypeDesc { container: 1, main, contained })
+                    Ok(TypeDesc {
+                        container: 1,
+                        main,
+                        contained,
+                    })
                 } else {
-                    Ok(TypeDesc { container: 0, main, contained: Vec::new() })
+                    Ok(TypeDesc {
+                        container: 0,
+                        main,
+                        contained: Vec::new(),
+                    })
                 }
             }
             Some(Tok::Punct('{')) => {
@@ -145,7 +165,11 @@ impl Line {
                 let main = self.string()?;
                 let contained = self.string()?;
                 self.punct('}')?;
-                Ok(TypeDesc { container, main, contained })
+                Ok(TypeDesc {
+                    container,
+                    main,
+                    contained,
+                })
             }
             other => Err(format!("expected a type, found {other:?}")),
         }
@@ -157,7 +181,11 @@ impl Line {
         }
     }
     fn end(&self) -> Result<(), String> {
-        if self.done() { Ok(()) } else { Err(format!("unexpected {:?}", self.toks[self.pos])) }
+        if self.done() {
+            Ok(())
+        } else {
+            Err(format!("unexpected {:?}", self.toks[self.pos]))
+        }
     }
 }
 
@@ -166,7 +194,10 @@ fn parse_int(w: &str) -> Option<i64> {
         Some(d) => (true, d),
         None => (false, w),
     };
-    let v = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let v = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         Some(hex) => i64::from_str_radix(hex, 16).ok()?,
         None => digits.parse::<i64>().ok()?,
     };
@@ -300,7 +331,11 @@ pub fn assemble_class(text: &str) -> Result<ClassFile, AsmError> {
             let head = l.word("an instruction").map_err(err)?;
             if head == "end" {
                 l.end().map_err(err)?;
-                records.push(Record::Method { name, ordinal, code: b.finish()? });
+                records.push(Record::Method {
+                    name,
+                    ordinal,
+                    code: b.finish()?,
+                });
                 continue;
             }
             if let Some(label) = head.strip_suffix(':') {
@@ -313,7 +348,8 @@ pub fn assemble_class(text: &str) -> Result<ClassFile, AsmError> {
                 b.code.extend_from_slice(&s);
                 l.end().map_err(err)?;
             } else {
-                let info = by_mnemonic(&head).ok_or_else(|| err(format!("unknown mnemonic `{head}`")))?;
+                let info =
+                    by_mnemonic(&head).ok_or_else(|| err(format!("unknown mnemonic `{head}`")))?;
                 b.insn(info, &mut l, line).map_err(err)?;
             }
             method = Some((name, ordinal, b));
@@ -336,13 +372,23 @@ pub fn assemble_class(text: &str) -> Result<ClassFile, AsmError> {
                         l.keyword("version")?;
                         Some(l.string()?)
                     };
-                    Record::Class { name, n_object_slots, n_method_slots, base, version }
+                    Record::Class {
+                        name,
+                        n_object_slots,
+                        n_method_slots,
+                        base,
+                        version,
+                    }
                 }
                 "method" => {
                     let name = l.string()?;
                     let ordinal = l.i32()?;
                     l.end()?;
-                    let b = CodeBuilder { code: Vec::new(), labels: HashMap::new(), fixups: Vec::new() };
+                    let b = CodeBuilder {
+                        code: Vec::new(),
+                        labels: HashMap::new(),
+                        fixups: Vec::new(),
+                    };
                     method = Some((name, ordinal, b));
                     return Ok(None);
                 }
@@ -367,7 +413,13 @@ pub fn assemble_class(text: &str) -> Result<ClassFile, AsmError> {
                             args.push(SigArg { name, ty: l.ty()? });
                         }
                     }
-                    Record::Signature { name, ordinal, is_constructor, returns, args }
+                    Record::Signature {
+                        name,
+                        ordinal,
+                        is_constructor,
+                        returns,
+                        args,
+                    }
                 }
                 "linemap" => {
                     let ordinal = l.i32()?;
@@ -383,18 +435,29 @@ pub fn assemble_class(text: &str) -> Result<ClassFile, AsmError> {
                     while !l.done() {
                         let name = l.string()?;
                         let ordinal = l.i32()?;
-                        entries.push(FieldEntry { name, ordinal, ty: l.ty()? });
+                        entries.push(FieldEntry {
+                            name,
+                            ordinal,
+                            ty: l.ty()?,
+                        });
                     }
                     Record::Fields(entries)
                 }
                 "const" => {
                     let index = l.i32()?;
                     let ty = l.ty()?;
-                    Record::Const { index, ty, value: l.string()? }
+                    Record::Const {
+                        index,
+                        ty,
+                        value: l.string()?,
+                    }
                 }
                 "record" => {
                     let kind = l.u8()?;
-                    Record::Other { kind, body: l.string()? }
+                    Record::Other {
+                        kind,
+                        body: l.string()?,
+                    }
                 }
                 other => return Err(format!("unknown directive `{other}`")),
             }))
@@ -406,7 +469,10 @@ pub fn assemble_class(text: &str) -> Result<ClassFile, AsmError> {
         }
     }
     if method.is_some() {
-        return Err(AsmError { line: text.lines().count(), message: "method without `end`".into() });
+        return Err(AsmError {
+            line: text.lines().count(),
+            message: "method without `end`".into(),
+        });
     }
     Ok(ClassFile { records })
 }

@@ -36,10 +36,18 @@ pub enum LoadError {
     InvalidRecordSize { offset: usize, size: i64 },
     /// A record body ends before one of its fields.
     #[error("record '{record}' at offset {offset} is truncated reading {what}")]
-    Truncated { record: char, offset: usize, what: &'static str },
+    Truncated {
+        record: char,
+        offset: usize,
+        what: &'static str,
+    },
     /// A record body has bytes left over after its last field.
     #[error("record '{record}' at offset {offset} has {extra} trailing bytes")]
-    TrailingBytes { record: char, offset: usize, extra: usize },
+    TrailingBytes {
+        record: char,
+        offset: usize,
+        extra: usize,
+    },
     /// A count or size is beyond the loader's caps.
     #[error("{what} {value} is out of range")]
     OutOfRange { what: &'static str, value: i64 },
@@ -77,7 +85,11 @@ pub struct TypeDesc {
 impl TypeDesc {
     /// A scalar type named `main`.
     pub fn scalar(main: &str) -> TypeDesc {
-        TypeDesc { container: 0, main: main.as_bytes().to_vec(), contained: Vec::new() }
+        TypeDesc {
+            container: 0,
+            main: main.as_bytes().to_vec(),
+            contained: Vec::new(),
+        }
     }
 }
 
@@ -114,7 +126,11 @@ pub enum Record {
         version: Option<Vec<u8>>,
     },
     /// `M`: method bytecode.
-    Method { name: Vec<u8>, ordinal: i32, code: Vec<u8> },
+    Method {
+        name: Vec<u8>,
+        ordinal: i32,
+        code: Vec<u8>,
+    },
     /// `S`: signature (informational). `is_constructor` is `None` in the
     /// old layout without that field.
     Signature {
@@ -125,11 +141,18 @@ pub enum Record {
         args: Vec<SigArg>,
     },
     /// `l`: IP → line map.
-    LineMap { ordinal: i32, entries: Vec<(i64, i32)> },
+    LineMap {
+        ordinal: i32,
+        entries: Vec<(i64, i32)>,
+    },
     /// `f`: field names.
     Fields(Vec<FieldEntry>),
     /// `c`: constant pool entry.
-    Const { index: i32, ty: TypeDesc, value: Vec<u8> },
+    Const {
+        index: i32,
+        ty: TypeDesc,
+        value: Vec<u8>,
+    },
     /// Any other record type, kept as raw bytes.
     Other { kind: u8, body: Vec<u8> },
 }
@@ -158,7 +181,13 @@ impl ClassFile {
     /// The `C` record.
     pub fn header(&self) -> Option<ClassHeader<'_>> {
         self.records.iter().find_map(|r| match r {
-            Record::Class { name, n_object_slots, n_method_slots, base, .. } => Some(ClassHeader {
+            Record::Class {
+                name,
+                n_object_slots,
+                n_method_slots,
+                base,
+                ..
+            } => Some(ClassHeader {
                 name,
                 n_object_slots: *n_object_slots as usize,
                 n_method_slots: *n_method_slots as usize,
@@ -171,7 +200,9 @@ impl ClassFile {
     /// The number of arguments the `S` record gives for `ordinal`.
     pub fn arg_count(&self, ordinal: i32) -> Option<usize> {
         self.records.iter().find_map(|r| match r {
-            Record::Signature { ordinal: o, args, .. } if *o == ordinal => Some(args.len()),
+            Record::Signature {
+                ordinal: o, args, ..
+            } if *o == ordinal => Some(args.len()),
             _ => None,
         })
     }
@@ -186,7 +217,11 @@ struct Body<'a> {
 
 impl<'a> Body<'a> {
     fn truncated(&self, what: &'static str) -> LoadError {
-        LoadError::Truncated { record: self.record, offset: self.offset, what }
+        LoadError::Truncated {
+            record: self.record,
+            offset: self.offset,
+            what,
+        }
     }
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], LoadError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
@@ -228,7 +263,11 @@ impl<'a> Body<'a> {
     fn finish(&self) -> Result<(), LoadError> {
         match self.remaining() {
             0 => Ok(()),
-            extra => Err(LoadError::TrailingBytes { record: self.record, offset: self.offset, extra }),
+            extra => Err(LoadError::TrailingBytes {
+                record: self.record,
+                offset: self.offset,
+                extra,
+            }),
         }
     }
 }
@@ -239,17 +278,33 @@ fn parse_signature(body: &mut Body<'_>, with_flag: bool) -> Result<Record, LoadE
     let n_args = body.i32("argument count")?;
     // Each argument needs at least 16 bytes, which bounds the count.
     if n_args < 0 || n_args as usize > body.remaining() / 16 {
-        return Err(LoadError::OutOfRange { what: "argument count", value: n_args.into() });
+        return Err(LoadError::OutOfRange {
+            what: "argument count",
+            value: n_args.into(),
+        });
     }
-    let is_constructor = if with_flag { Some(body.i32("constructor flag")?) } else { None };
+    let is_constructor = if with_flag {
+        Some(body.i32("constructor flag")?)
+    } else {
+        None
+    };
     let returns = body.ty()?;
     let mut args = Vec::with_capacity(n_args as usize);
     for _ in 0..n_args {
         let name = body.string("argument name")?;
-        args.push(SigArg { name, ty: body.ty()? });
+        args.push(SigArg {
+            name,
+            ty: body.ty()?,
+        });
     }
     body.finish()?;
-    Ok(Record::Signature { name, ordinal, is_constructor, returns, args })
+    Ok(Record::Signature {
+        name,
+        ordinal,
+        is_constructor,
+        returns,
+        args,
+    })
 }
 
 fn parse_record(kind: u8, mut body: Body<'_>) -> Result<Record, LoadError> {
@@ -259,20 +314,40 @@ fn parse_record(kind: u8, mut body: Body<'_>) -> Result<Record, LoadError> {
             let n_object_slots = body.i32("field count")?;
             let n_method_slots = body.i32("method count")?;
             let base = body.string("base class name")?;
-            let version = if body.remaining() > 0 { Some(body.string("version")?) } else { None };
+            let version = if body.remaining() > 0 {
+                Some(body.string("version")?)
+            } else {
+                None
+            };
             body.finish()?;
             if !(0..=MAX_OBJECT_SLOTS).contains(&n_object_slots) {
-                return Err(LoadError::OutOfRange { what: "field count", value: n_object_slots.into() });
+                return Err(LoadError::OutOfRange {
+                    what: "field count",
+                    value: n_object_slots.into(),
+                });
             }
             if !(0..=MAX_METHOD_SLOTS).contains(&n_method_slots) {
-                return Err(LoadError::OutOfRange { what: "method count", value: n_method_slots.into() });
+                return Err(LoadError::OutOfRange {
+                    what: "method count",
+                    value: n_method_slots.into(),
+                });
             }
-            Record::Class { name, n_object_slots, n_method_slots, base, version }
+            Record::Class {
+                name,
+                n_object_slots,
+                n_method_slots,
+                base,
+                version,
+            }
         }
         b'M' => {
             let name = body.string("method name")?;
             let ordinal = body.i32("ordinal")?;
-            Record::Method { name, ordinal, code: body.rest().to_vec() }
+            Record::Method {
+                name,
+                ordinal,
+                code: body.rest().to_vec(),
+            }
         }
         b'S' => {
             // Two dialects (spec §1.3): try the newer layout with the
@@ -280,7 +355,12 @@ fn parse_record(kind: u8, mut body: Body<'_>) -> Result<Record, LoadError> {
             // body with a flag of 0 or 1.
             let start = body.pos;
             match parse_signature(&mut body, true) {
-                Ok(r @ Record::Signature { is_constructor: Some(0 | 1), .. }) => r,
+                Ok(
+                    r @ Record::Signature {
+                        is_constructor: Some(0 | 1),
+                        ..
+                    },
+                ) => r,
                 _ => {
                     body.pos = start;
                     parse_signature(&mut body, false)?
@@ -291,7 +371,10 @@ fn parse_record(kind: u8, mut body: Body<'_>) -> Result<Record, LoadError> {
             let ordinal = body.i32("ordinal")?;
             let count = body.i32("line count")?;
             if count < 0 || count as usize > body.remaining() / 12 {
-                return Err(LoadError::OutOfRange { what: "line count", value: count.into() });
+                return Err(LoadError::OutOfRange {
+                    what: "line count",
+                    value: count.into(),
+                });
             }
             let mut entries = Vec::with_capacity(count as usize);
             for _ in 0..count {
@@ -305,16 +388,27 @@ fn parse_record(kind: u8, mut body: Body<'_>) -> Result<Record, LoadError> {
             while body.remaining() > 0 {
                 let name = body.string("field name")?;
                 let ordinal = body.i32("field ordinal")?;
-                entries.push(FieldEntry { name, ordinal, ty: body.ty()? });
+                entries.push(FieldEntry {
+                    name,
+                    ordinal,
+                    ty: body.ty()?,
+                });
             }
             Record::Fields(entries)
         }
         b'c' => {
             let index = body.i32("pool index")?;
             let ty = body.ty()?;
-            Record::Const { index, ty, value: body.rest().to_vec() }
+            Record::Const {
+                index,
+                ty,
+                value: body.rest().to_vec(),
+            }
         }
-        other => Record::Other { kind: other, body: body.rest().to_vec() },
+        other => Record::Other {
+            kind: other,
+            body: body.rest().to_vec(),
+        },
     })
 }
 
@@ -335,10 +429,18 @@ pub fn parse(bytes: &[u8]) -> Result<ClassFile, LoadError> {
         let l = &bytes[offset + 6..offset + 10];
         let size = i32::from_be_bytes([l[0], l[1], l[2], l[3]]);
         if size < MIN_RECORD_SIZE as i32 || size as usize > bytes.len() - offset {
-            return Err(LoadError::InvalidRecordSize { offset, size: size.into() });
+            return Err(LoadError::InvalidRecordSize {
+                offset,
+                size: size.into(),
+            });
         }
         let end = offset + size as usize;
-        let body = Body { bytes: &bytes[offset + RECORD_HEADER..end], pos: 0, record: kind as char, offset };
+        let body = Body {
+            bytes: &bytes[offset + RECORD_HEADER..end],
+            pos: 0,
+            record: kind as char,
+            offset,
+        };
         let record = parse_record(kind, body)?;
         match &record {
             Record::Class { n_method_slots, .. } => {
@@ -350,11 +452,16 @@ pub fn parse(bytes: &[u8]) -> Result<ClassFile, LoadError> {
             Record::Method { ordinal, .. } => match slots {
                 None => return Err(LoadError::RecordBeforeClass('M')),
                 Some(s) if *ordinal < 0 || *ordinal >= s => {
-                    return Err(LoadError::OrdinalOutOfRange { ordinal: *ordinal, slots: s });
+                    return Err(LoadError::OrdinalOutOfRange {
+                        ordinal: *ordinal,
+                        slots: s,
+                    });
                 }
                 Some(_) => {}
             },
-            Record::LineMap { .. } | Record::Fields(_) | Record::Const { .. } if slots.is_none() => {
+            Record::LineMap { .. } | Record::Fields(_) | Record::Const { .. }
+                if slots.is_none() =>
+            {
                 return Err(LoadError::RecordBeforeClass(kind as char));
             }
             _ => {}
@@ -399,7 +506,13 @@ pub fn write_record(out: &mut Vec<u8>, record: &Record) {
     out.push(kind);
     put_i32(out, 0);
     match record {
-        Record::Class { name, n_object_slots, n_method_slots, base, version } => {
+        Record::Class {
+            name,
+            n_object_slots,
+            n_method_slots,
+            base,
+            version,
+        } => {
             put_str(out, name);
             put_i32(out, *n_object_slots);
             put_i32(out, *n_method_slots);
@@ -408,12 +521,22 @@ pub fn write_record(out: &mut Vec<u8>, record: &Record) {
                 put_str(out, v);
             }
         }
-        Record::Method { name, ordinal, code } => {
+        Record::Method {
+            name,
+            ordinal,
+            code,
+        } => {
             put_str(out, name);
             put_i32(out, *ordinal);
             out.extend_from_slice(code);
         }
-        Record::Signature { name, ordinal, is_constructor, returns, args } => {
+        Record::Signature {
+            name,
+            ordinal,
+            is_constructor,
+            returns,
+            args,
+        } => {
             put_str(out, name);
             put_i32(out, *ordinal);
             put_i32(out, args.len() as i32);
@@ -506,10 +629,16 @@ pub fn names_match(a: &str, b: &str, ignore_case: bool) -> bool {
     let norm = |s: &str| {
         let s = s.strip_prefix(['.', '/']).unwrap_or(s);
         let s = s.strip_suffix(".pc").unwrap_or(s);
-        s.bytes().map(|c| if c == b'/' { b'.' } else { c }).collect::<Vec<u8>>()
+        s.bytes()
+            .map(|c| if c == b'/' { b'.' } else { c })
+            .collect::<Vec<u8>>()
     };
     let (a, b) = (norm(a), norm(b));
-    if ignore_case { a.eq_ignore_ascii_case(&b) } else { a == b }
+    if ignore_case {
+        a.eq_ignore_ascii_case(&b)
+    } else {
+        a == b
+    }
 }
 
 #[cfg(test)]
@@ -518,7 +647,9 @@ mod tests {
 
     /// The 319-byte `phantom.user.pc` of spec §1.7, rebuilt from its fields.
     fn phantom_user() -> Vec<u8> {
-        let mut code = vec![0x23, 0, 0, 0, 0, 0x45, 0x05, 0, 0, 0, 0x2d, 0x24, 0, 0, 0, 35];
+        let mut code = vec![
+            0x23, 0, 0, 0, 0, 0x45, 0x05, 0, 0, 0, 0x2d, 0x24, 0, 0, 0, 35,
+        ];
         code.extend_from_slice(b"arg count: getName in .phantom.user");
         code.extend([0x2f, 0x28, 0, 0, 0, 0, 0x08, 0x08]);
         let class = ClassFile {
@@ -530,7 +661,11 @@ mod tests {
                     base: b".internal.object".to_vec(),
                     version: Some(b"20170915052644241".to_vec()),
                 },
-                Record::Method { name: b"getName".to_vec(), ordinal: 16, code },
+                Record::Method {
+                    name: b"getName".to_vec(),
+                    ordinal: 16,
+                    code,
+                },
                 Record::Signature {
                     name: b"getName".to_vec(),
                     ordinal: 16,
@@ -538,7 +673,10 @@ mod tests {
                     returns: TypeDesc::scalar(".internal.string"),
                     args: vec![],
                 },
-                Record::LineMap { ordinal: 16, entries: vec![(52, 24), (57, 24)] },
+                Record::LineMap {
+                    ordinal: 16,
+                    entries: vec![(52, 24), (57, 24)],
+                },
                 Record::Const {
                     index: 0,
                     ty: TypeDesc::scalar(".internal.string"),
@@ -574,13 +712,16 @@ mod tests {
             args: vec![],
         };
         let mut bytes = Vec::new();
-        write_record(&mut bytes, &Record::Class {
-            name: b".a".to_vec(),
-            n_object_slots: 0,
-            n_method_slots: 17,
-            base: b".internal.object".to_vec(),
-            version: None,
-        });
+        write_record(
+            &mut bytes,
+            &Record::Class {
+                name: b".a".to_vec(),
+                n_object_slots: 0,
+                n_method_slots: 17,
+                base: b".internal.object".to_vec(),
+                version: None,
+            },
+        );
         let at = bytes.len();
         write_record(&mut bytes, &r);
         assert_eq!(bytes.len() - at, 54);

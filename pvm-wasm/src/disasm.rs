@@ -75,8 +75,11 @@ pub fn code(code: &[u8], out: &mut String) {
         }
     }
     let raw_from = pos;
-    let boundaries: BTreeSet<usize> =
-        insns.iter().map(|i| i.at).chain(std::iter::once(raw_from)).collect();
+    let boundaries: BTreeSet<usize> = insns
+        .iter()
+        .map(|i| i.at)
+        .chain(std::iter::once(raw_from))
+        .collect();
     let mut labels = BTreeSet::new();
     for insn in &insns {
         for t in insn.operands.iter().filter_map(Operand::target) {
@@ -136,7 +139,13 @@ pub fn disassemble_class(class: &classfile::ClassFile) -> String {
     let mut out = String::new();
     for r in &class.records {
         match r {
-            Record::Class { name, n_object_slots, n_method_slots, base, version } => {
+            Record::Class {
+                name,
+                n_object_slots,
+                n_method_slots,
+                base,
+                version,
+            } => {
                 let _ = write!(
                     out,
                     "class {} fields {n_object_slots} methods {n_method_slots} base {}",
@@ -148,12 +157,22 @@ pub fn disassemble_class(class: &classfile::ClassFile) -> String {
                 }
                 out.push('\n');
             }
-            Record::Method { name, ordinal, code: c } => {
+            Record::Method {
+                name,
+                ordinal,
+                code: c,
+            } => {
                 let _ = writeln!(out, "method {} {ordinal}", quote(name));
                 code(c, &mut out);
                 out.push_str("end\n");
             }
-            Record::Signature { name, ordinal, is_constructor, returns, args } => {
+            Record::Signature {
+                name,
+                ordinal,
+                is_constructor,
+                returns,
+                args,
+            } => {
                 let _ = write!(out, "signature {} {ordinal}", quote(name));
                 if let Some(flag) = is_constructor {
                     let _ = write!(out, " ctor {flag}");
@@ -181,7 +200,11 @@ pub fn disassemble_class(class: &classfile::ClassFile) -> String {
                 }
                 out.push('\n');
             }
-            Record::Const { index, ty: t, value } => {
+            Record::Const {
+                index,
+                ty: t,
+                value,
+            } => {
                 let _ = writeln!(out, "const {index} {} {}", ty(t), quote(value));
             }
             Record::Other { kind, body } => {

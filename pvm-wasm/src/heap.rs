@@ -159,8 +159,19 @@ impl Heap {
     /// A heap holding only the null object; its class is patched in later
     /// with [`Heap::set_class`].
     pub fn new() -> Heap {
-        let null = Object { class: Ref::NULL, flags: flags::IMMUTABLE, kind: Kind::Null };
-        Heap { objects: vec![null], free: Vec::new(), marks: Vec::new(), live: 1, since_gc: 0, stats: GcStats::default() }
+        let null = Object {
+            class: Ref::NULL,
+            flags: flags::IMMUTABLE,
+            kind: Kind::Null,
+        };
+        Heap {
+            objects: vec![null],
+            free: Vec::new(),
+            marks: Vec::new(),
+            live: 1,
+            since_gc: 0,
+            stats: GcStats::default(),
+        }
     }
 
     /// Allocates an object.
@@ -262,7 +273,10 @@ impl Heap {
         self.stats.collections += 1;
         self.stats.freed += freed as u64;
         self.stats.last_live = marked;
-        self.stats.max_pause_work = self.stats.max_pause_work.max(marked + self.objects.len() as u64);
+        self.stats.max_pause_work = self
+            .stats
+            .max_pause_work
+            .max(marked + self.objects.len() as u64);
         freed
     }
 }

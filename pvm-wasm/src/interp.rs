@@ -44,7 +44,10 @@ impl Frame {
                 self.ip += 4;
                 Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             }
-            None => Err(Trap::Panic(format!("operand at {} is outside the code", self.ip))),
+            None => Err(Trap::Panic(format!(
+                "operand at {} is outside the code",
+                self.ip
+            ))),
         }
     }
 
@@ -59,12 +62,16 @@ impl Frame {
     fn rel(&mut self) -> Result<usize, Trap> {
         let at = self.ip as i64;
         let target = at + i64::from(self.i32()?);
-        usize::try_from(target).map_err(|_| Trap::Panic(format!("jump to {target} is outside the code")))
+        usize::try_from(target)
+            .map_err(|_| Trap::Panic(format!("jump to {target} is outside the code")))
     }
 
     fn bytes(&mut self) -> Result<Vec<u8>, Trap> {
         let n = self.i32()?;
-        let end = usize::try_from(n).ok().and_then(|n| self.ip.checked_add(n)).filter(|&e| e <= self.code.len());
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| self.ip.checked_add(n))
+            .filter(|&e| e <= self.code.len());
         let end = end.ok_or_else(|| Trap::Panic("string operand is outside the code".into()))?;
         let s = self.code[self.ip..end].to_vec();
         self.ip = end;
@@ -109,7 +116,10 @@ impl Frame {
     }
 
     fn abs_slot(&self, abs: i32, len: usize, what: &str) -> Result<usize, Trap> {
-        usize::try_from(abs).ok().filter(|&a| a < len).ok_or_else(|| Trap::Panic(format!("{what}: out of stack")))
+        usize::try_from(abs)
+            .ok()
+            .filter(|&a| a < len)
+            .ok_or_else(|| Trap::Panic(format!("{what}: out of stack")))
     }
 }
 
@@ -170,8 +180,14 @@ impl Vm {
     /// The catcher stays installed and the ostack is not truncated.
     fn unwind(&mut self, frames: &mut Vec<Frame>, obj: Ref) -> bool {
         loop {
-            let Some(f) = frames.last_mut() else { return false };
-            if let Some(&(_, target)) = f.es.iter().rev().find(|(class, _)| self.is_or_child(obj, *class)) {
+            let Some(f) = frames.last_mut() else {
+                return false;
+            };
+            if let Some(&(_, target)) =
+                f.es.iter()
+                    .rev()
+                    .find(|(class, _)| self.is_or_child(obj, *class))
+            {
                 f.ip = target;
                 f.os.push(obj);
                 return true;
@@ -185,34 +201,62 @@ impl Vm {
         }
     }
 
-    fn call(&mut self, frames: &mut Vec<Frame>, ordinal: u32, n: usize, form: CallForm) -> Result<(), Trap> {
+    fn call(
+        &mut self,
+        frames: &mut Vec<Frame>,
+        ordinal: u32,
+        n: usize,
+        form: CallForm,
+    ) -> Result<(), Trap> {
         let f = frames.last_mut().ok_or_else(underflow)?;
         let (this, code, ordinal, n) = match form {
             CallForm::Virtual => {
                 let base = f.os.len().checked_sub(n + 1).ok_or_else(underflow)?;
                 let this = f.os[base];
-                (this, self.method_in(self.class_of(this), ordinal)?, ordinal, n)
+                (
+                    this,
+                    self.method_in(self.class_of(this), ordinal)?,
+                    ordinal,
+                    n,
+                )
             }
             CallForm::Static => {
                 let class = f.opop()?;
                 let this = f.opop()?;
                 if !self.is_or_child(this, class) {
-                    return Err(Trap::Panic("static_invoke: non-related class is given".into()));
+                    return Err(Trap::Panic(
+                        "static_invoke: non-related class is given".into(),
+                    ));
                 }
                 (this, self.method_in(class, ordinal)?, ordinal, n)
             }
             CallForm::Dynamic => {
                 let name = f.opop()?;
                 let this = f.opop()?;
-                let n = usize::try_from(f.ipop()?).map_err(|_| Trap::Panic("dynamic invoke: bad count".into()))?;
-                let name = self.str_bytes(name).ok_or_else(|| Trap::Panic("dynamic invoke: name is not a string".into()))?;
-                let class = self.class_data(self.class_of(this)).ok_or_else(|| Trap::Panic("no class".into()))?;
+                let n = usize::try_from(f.ipop()?)
+                    .map_err(|_| Trap::Panic("dynamic invoke: bad count".into()))?;
+                let name = self
+                    .str_bytes(name)
+                    .ok_or_else(|| Trap::Panic("dynamic invoke: name is not a string".into()))?;
+                let class = self
+                    .class_data(self.class_of(this))
+                    .ok_or_else(|| Trap::Panic("no class".into()))?;
                 let ordinal = class
                     .method_names
                     .iter()
                     .position(|m| m.as_deref() == Some(name))
-                    .ok_or_else(|| Trap::Panic(format!("dynamic invoke failed: {}", String::from_utf8_lossy(name))))?;
-                (this, self.method_in(self.class_of(this), ordinal as u32)?, ordinal as u32, n)
+                    .ok_or_else(|| {
+                        Trap::Panic(format!(
+                            "dynamic invoke failed: {}",
+                            String::from_utf8_lossy(name)
+                        ))
+                    })?;
+                (
+                    this,
+                    self.method_in(self.class_of(this), ordinal as u32)?,
+                    ordinal as u32,
+                    n,
+                )
             }
         };
         if frames.len() >= self.config.max_call_depth {
@@ -237,17 +281,22 @@ impl Vm {
         let f = frames.last_mut().ok_or_else(underflow)?;
         let this = f.this;
         let n = *f.is.last().ok_or_else(underflow)?;
-        let n = usize::try_from(n).map_err(|_| Trap::Panic("sys: negative argument count".into()))?;
+        let n =
+            usize::try_from(n).map_err(|_| Trap::Panic("sys: negative argument count".into()))?;
         let base = f.os.len().checked_sub(n).ok_or_else(underflow)?;
         let args: Vec<Ref> = f.os[base..].to_vec();
         let mut class = self.class_of(this);
         let idx = loop {
-            let data = self.class_data(class).ok_or_else(|| Trap::Panic("sys: no class".into()))?;
+            let data = self
+                .class_data(class)
+                .ok_or_else(|| Trap::Panic("sys: no class".into()))?;
             if let Some(idx) = data.internal {
                 break idx;
             }
             if k != 0 {
-                return Err(Trap::Panic("find_syscall: not internal class in SYS > 0".into()));
+                return Err(Trap::Panic(
+                    "find_syscall: not internal class in SYS > 0".into(),
+                ));
             }
             class = data.parent;
         };
@@ -270,9 +319,10 @@ impl Vm {
 
     fn field_load(&self, this: Ref, slot: usize) -> Result<Ref, Trap> {
         match &self.heap.get(this).kind {
-            Kind::Plain(v) | Kind::Array(v) => {
-                v.get(slot).copied().ok_or_else(|| Trap::Panic(format!("load: slot {slot} is out of bounds")))
-            }
+            Kind::Plain(v) | Kind::Array(v) => v
+                .get(slot)
+                .copied()
+                .ok_or_else(|| Trap::Panic(format!("load: slot {slot} is out of bounds"))),
             _ => Err(Trap::Panic("attempt to load from internal".into())),
         }
     }
@@ -284,7 +334,9 @@ impl Vm {
         }
         match &mut obj.kind {
             Kind::Plain(fields) => {
-                let cell = fields.get_mut(slot).ok_or_else(|| Trap::Panic(format!("save: slot {slot} is out of bounds")))?;
+                let cell = fields
+                    .get_mut(slot)
+                    .ok_or_else(|| Trap::Panic(format!("save: slot {slot} is out of bounds")))?;
                 *cell = v;
                 Ok(())
             }
@@ -357,7 +409,8 @@ impl Vm {
                         f.ip = table + 4 * d as usize;
                         f.ip = f.rel()?;
                     } else {
-                        f.ip = usize::try_from(end).map_err(|_| Trap::Panic("switch table too large".into()))?;
+                        f.ip = usize::try_from(end)
+                            .map_err(|_| Trap::Panic("switch table too large".into()))?;
                     }
                 }
                 op::RET => {
@@ -370,28 +423,44 @@ impl Vm {
                     }
                 }
                 op::SHORT_CALL_0..=op::SHORT_CALL_3 => {
-                    self.call(frames, u32::from(opcode - op::SHORT_CALL_0), 0, CallForm::Virtual)?;
+                    self.call(
+                        frames,
+                        u32::from(opcode - op::SHORT_CALL_0),
+                        0,
+                        CallForm::Virtual,
+                    )?;
                 }
                 op::CALL_8BIT => {
                     let m = f.u8()?;
                     let n = f.i32()?;
-                    let n = usize::try_from(n).map_err(|_| Trap::Panic("negative argument count".into()))?;
+                    let n = usize::try_from(n)
+                        .map_err(|_| Trap::Panic("negative argument count".into()))?;
                     self.call(frames, u32::from(m), n, CallForm::Virtual)?;
                 }
                 op::CALL_32BIT => {
                     let m = f.i32()?;
                     let n = f.i32()?;
-                    let (m, n) = (m as u32, usize::try_from(n).map_err(|_| Trap::Panic("negative argument count".into()))?);
+                    let (m, n) = (
+                        m as u32,
+                        usize::try_from(n)
+                            .map_err(|_| Trap::Panic("negative argument count".into()))?,
+                    );
                     self.call(frames, m, n, CallForm::Virtual)?;
                 }
                 op::CALL_00..=op::CALL_1F => {
                     let n = f.u8()?;
-                    self.call(frames, u32::from(opcode & 0x1F), usize::from(n), CallForm::Virtual)?;
+                    self.call(
+                        frames,
+                        u32::from(opcode & 0x1F),
+                        usize::from(n),
+                        CallForm::Virtual,
+                    )?;
                 }
                 op::STATIC_INVOKE => {
                     let m = f.i32()? as u32;
                     let n = f.i32()?;
-                    let n = usize::try_from(n).map_err(|_| Trap::Panic("negative argument count".into()))?;
+                    let n = usize::try_from(n)
+                        .map_err(|_| Trap::Panic("negative argument count".into()))?;
                     self.call(frames, m, n, CallForm::Static)?;
                 }
                 op::DYNAMIC_INVOKE => self.call(frames, 0, 0, CallForm::Dynamic)?,
@@ -416,12 +485,20 @@ impl Vm {
                     f.opop()?;
                 }
                 op::OS_LOAD8 | op::OS_LOAD32 => {
-                    let slot = if opcode == op::OS_LOAD8 { usize::from(f.u8()?) } else { f.i32()? as u32 as usize };
+                    let slot = if opcode == op::OS_LOAD8 {
+                        usize::from(f.u8()?)
+                    } else {
+                        f.i32()? as u32 as usize
+                    };
                     let v = self.field_load(f.this, slot)?;
                     f.os.push(v);
                 }
                 op::OS_SAVE8 | op::OS_SAVE32 => {
-                    let slot = if opcode == op::OS_SAVE8 { usize::from(f.u8()?) } else { f.i32()? as u32 as usize };
+                    let slot = if opcode == op::OS_SAVE8 {
+                        usize::from(f.u8()?)
+                    } else {
+                        f.i32()? as u32 as usize
+                    };
                     let v = f.opop()?;
                     let this = f.this;
                     self.field_save(this, slot, v)?;
@@ -434,7 +511,10 @@ impl Vm {
                 op::OS_PULL32 => {
                     let d = f.i32()?;
                     let len = f.os.len();
-                    let i = usize::try_from(d).ok().and_then(|d| len.checked_sub(d + 1)).ok_or_else(underflow)?;
+                    let i = usize::try_from(d)
+                        .ok()
+                        .and_then(|d| len.checked_sub(d + 1))
+                        .ok_or_else(underflow)?;
                     let v = f.os[i];
                     f.os.push(v);
                 }
@@ -486,7 +566,11 @@ impl Vm {
                     let class = self.class_of(f.this);
                     let v = self
                         .class_data(class)
-                        .and_then(|c| usize::try_from(idx).ok().and_then(|i| c.const_pool.get(i).copied()))
+                        .and_then(|c| {
+                            usize::try_from(idx)
+                                .ok()
+                                .and_then(|i| c.const_pool.get(i).copied())
+                        })
                         .unwrap_or(Ref::NULL);
                     f.os.push(v);
                 }
@@ -546,8 +630,22 @@ impl Vm {
                     let v = self.unbox_int(o)?;
                     f.is.push(v);
                 }
-                op::ISUM | op::IMUL | op::ISUBUL | op::ISUBLU | op::IOR | op::IAND | op::IXOR | op::LOG_OR
-                | op::LOG_AND | op::LOG_XOR | op::IGE | op::ILE | op::IGT | op::ILT | op::ISHL | op::ISHR
+                op::ISUM
+                | op::IMUL
+                | op::ISUBUL
+                | op::ISUBLU
+                | op::IOR
+                | op::IAND
+                | op::IXOR
+                | op::LOG_OR
+                | op::LOG_AND
+                | op::LOG_XOR
+                | op::IGE
+                | op::ILE
+                | op::IGT
+                | op::ILT
+                | op::ISHL
+                | op::ISHR
                 | op::USHR => {
                     let u = f.ipop()?;
                     let l = f.ipop()?;
@@ -575,11 +673,19 @@ impl Vm {
                 op::IDIVUL | op::IDIVLU | op::IREMUL | op::IREMLU => {
                     let u = f.ipop()?;
                     let l = f.ipop()?;
-                    let (a, b) = if opcode == op::IDIVLU || opcode == op::IREMLU { (l, u) } else { (u, l) };
+                    let (a, b) = if opcode == op::IDIVLU || opcode == op::IREMLU {
+                        (l, u)
+                    } else {
+                        (u, l)
+                    };
                     if b == 0 {
                         return Err(div0());
                     }
-                    f.is.push(if opcode == op::IDIVLU || opcode == op::IDIVUL { a.wrapping_div(b) } else { a.wrapping_rem(b) });
+                    f.is.push(if opcode == op::IDIVLU || opcode == op::IDIVUL {
+                        a.wrapping_div(b)
+                    } else {
+                        a.wrapping_rem(b)
+                    });
                 }
                 op::INOT => {
                     let v = f.ipop()?;
@@ -638,7 +744,10 @@ impl Vm {
                     f.is.push(v as i32);
                 }
                 other => {
-                    return Err(Trap::Panic(format!("unknown opcode 0x{other:02X} at {}", f.ip - 1)));
+                    return Err(Trap::Panic(format!(
+                        "unknown opcode 0x{other:02X} at {}",
+                        f.ip - 1
+                    )));
                 }
             }
         }
@@ -681,8 +790,16 @@ impl Vm {
                 f.is[i] = (v >> 32) as i32;
                 f.is[i + 1] = v as i32;
             }
-            op::ISUM | op::IMUL | op::ISUBUL | op::ISUBLU | op::IDIVUL | op::IDIVLU | op::IGE | op::ILE
-            | op::IGT | op::ILT => match prefix {
+            op::ISUM
+            | op::IMUL
+            | op::ISUBUL
+            | op::ISUBLU
+            | op::IDIVUL
+            | op::IDIVLU
+            | op::IGE
+            | op::ILE
+            | op::IGT
+            | op::ILT => match prefix {
                 PREFIX_LONG => {
                     let u = f.lpop()?;
                     let l = f.lpop()?;
@@ -691,8 +808,16 @@ impl Vm {
                         op::IMUL => f.lpush(l.wrapping_mul(u)),
                         op::ISUBUL => f.lpush(u.wrapping_sub(l)),
                         op::ISUBLU => f.lpush(l.wrapping_sub(u)),
-                        op::IDIVUL => f.lpush(u.checked_div(l).or(if l == 0 { None } else { Some(i64::MIN) }).ok_or_else(div0)?),
-                        op::IDIVLU => f.lpush(l.checked_div(u).or(if u == 0 { None } else { Some(i64::MIN) }).ok_or_else(div0)?),
+                        op::IDIVUL => f.lpush(
+                            u.checked_div(l)
+                                .or(if l == 0 { None } else { Some(i64::MIN) })
+                                .ok_or_else(div0)?,
+                        ),
+                        op::IDIVLU => f.lpush(
+                            l.checked_div(u)
+                                .or(if u == 0 { None } else { Some(i64::MIN) })
+                                .ok_or_else(div0)?,
+                        ),
                         op::IGE => f.is.push(bool_i(l >= u)),
                         op::ILE => f.is.push(bool_i(l <= u)),
                         op::IGT => f.is.push(bool_i(l > u)),
@@ -732,10 +857,23 @@ impl Vm {
                     }
                 }
             },
-            op::ISHL | op::ISHR | op::USHR | op::IOR | op::IAND | op::IXOR | op::INOT | op::LOG_OR
-            | op::LOG_AND | op::LOG_XOR | op::LOG_NOT => {
+            op::ISHL
+            | op::ISHR
+            | op::USHR
+            | op::IOR
+            | op::IAND
+            | op::IXOR
+            | op::INOT
+            | op::LOG_OR
+            | op::LOG_AND
+            | op::LOG_XOR
+            | op::LOG_NOT => {
                 if prefix != PREFIX_LONG {
-                    let kind = if prefix == PREFIX_FLOAT { "float" } else { "double" };
+                    let kind = if prefix == PREFIX_FLOAT {
+                        "float"
+                    } else {
+                        "double"
+                    };
                     return Err(Trap::Panic(format!("invalid {kind} op")));
                 }
                 match opcode {
@@ -776,7 +914,9 @@ impl Vm {
                     PREFIX_FLOAT => (ic::FLOAT, Kind::Float(f.fpop()?)),
                     _ => (ic::DOUBLE, Kind::Double(f.dpop()?)),
                 };
-                let o = self.heap.alloc(self.internal[idx], flags::INTERNAL | flags::IMMUTABLE, kind);
+                let o =
+                    self.heap
+                        .alloc(self.internal[idx], flags::INTERNAL | flags::IMMUTABLE, kind);
                 f.os.push(o);
             }
             op::O2I => {

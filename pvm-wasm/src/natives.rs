@@ -33,7 +33,9 @@ fn throw(msg: &str) -> Trap {
 }
 
 fn arg(args: &[Ref], i: usize) -> Result<Ref, Trap> {
-    args.get(i).copied().ok_or_else(|| throw("sys: need more parameters"))
+    args.get(i)
+        .copied()
+        .ok_or_else(|| throw("sys: need more parameters"))
 }
 
 fn int_arg(vm: &Vm, args: &[Ref], i: usize) -> Result<i32, Trap> {
@@ -44,7 +46,9 @@ fn int_arg(vm: &Vm, args: &[Ref], i: usize) -> Result<i32, Trap> {
 }
 
 fn str_arg(vm: &Vm, args: &[Ref], i: usize) -> Result<Vec<u8>, Trap> {
-    vm.str_bytes(arg(args, i)?).map(<[u8]>::to_vec).ok_or_else(|| throw("not a string arg"))
+    vm.str_bytes(arg(args, i)?)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| throw("not a string arg"))
 }
 
 fn ret(r: Ref) -> Result<Native, Trap> {
@@ -111,7 +115,13 @@ impl Write for StrOut<'_> {
 }
 
 /// Runs native `ordinal` of internal class `class_idx` on `this`.
-pub fn call(vm: &mut Vm, class_idx: usize, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Native, Trap> {
+pub fn call(
+    vm: &mut Vm,
+    class_idx: usize,
+    ordinal: u8,
+    this: Ref,
+    args: &[Ref],
+) -> Result<Native, Trap> {
     let specific = match class_idx {
         ic::INT | ic::LONG | ic::FLOAT | ic::DOUBLE => number(vm, ordinal, this, args)?,
         ic::STRING => string(vm, ordinal, this, args)?,
@@ -191,7 +201,11 @@ fn number(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
                 Kind::Double(v) => (format!("{v:.6}"), "double"),
                 _ => ("?".to_string(), "?"),
             };
-            if ordinal == 5 { ret_str(vm, text)? } else { ret_str(vm, format!("<{tag}>{text}</{tag}>"))? }
+            if ordinal == 5 {
+                ret_str(vm, text)?
+            } else {
+                ret_str(vm, format!("<{tag}>{text}</{tag}>"))?
+            }
         }
         14 => Err(throw("invalid syscall called"))?,
         _ => return Ok(None),
@@ -207,7 +221,9 @@ fn string(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
             if other.is_null() {
                 ret_int(vm, 0)?
             } else {
-                let s = vm.str_bytes(other).ok_or_else(|| throw("not a string arg"))?;
+                let s = vm
+                    .str_bytes(other)
+                    .ok_or_else(|| throw("not a string arg"))?;
                 let eq = i32::from(s == me.as_slice());
                 ret_int(vm, eq)?
             }
@@ -242,7 +258,8 @@ fn string(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
             let pos = if needle.is_empty() {
                 Some(0)
             } else {
-                me.windows(needle.len()).position(|w| w == needle.as_slice())
+                me.windows(needle.len())
+                    .position(|w| w == needle.as_slice())
             };
             ret_int(vm, pos.map_or(-1, |p| p as i32))?
         }
@@ -254,7 +271,9 @@ fn string(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
                 ret_int(vm, v as i32)?
             } else {
                 let class = vm.internal[ic::LONG];
-                ret(vm.heap.alloc(class, flags::INTERNAL | flags::IMMUTABLE, Kind::Long(v)))?
+                ret(vm
+                    .heap
+                    .alloc(class, flags::INTERNAL | flags::IMMUTABLE, Kind::Long(v)))?
             }
         }
         18 | 19 => Err(throw("not impl"))?,
@@ -269,7 +288,9 @@ fn array(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Nat
         8 | 9 => Err(throw("not implemented"))?,
         10 => {
             let i = int_arg(vm, args, 0)?;
-            let Kind::Array(v) = &vm.heap.get(this).kind else { return Err(throw("not an array")) };
+            let Kind::Array(v) = &vm.heap.get(this).kind else {
+                return Err(throw("not an array"));
+            };
             let e = usize::try_from(i).ok().and_then(|i| v.get(i).copied());
             ret(e.ok_or_else(|| throw("array get - index is out of bounds"))?)?
         }
@@ -280,7 +301,9 @@ fn array(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Nat
             if i >= vm.config.max_heap_objects {
                 return Err(throw("array set - index is out of bounds"));
             }
-            let Kind::Array(v) = &mut vm.heap.get_mut(this).kind else { return Err(throw("not an array")) };
+            let Kind::Array(v) = &mut vm.heap.get_mut(this).kind else {
+                return Err(throw("not an array"));
+            };
             if v.len() <= i {
                 v.resize(i + 1, Ref::NULL);
             }
@@ -331,15 +354,22 @@ fn boot(vm: &mut Vm, ordinal: u8, _this: Ref, args: &[Ref]) -> Result<Option<Nat
         }
         19 => {
             let n = int_arg(vm, args, 0)?;
-            let n = usize::try_from(n).ok().filter(|&n| n <= vm.config.max_binary_bytes);
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= vm.config.max_binary_bytes);
             let n = n.ok_or_else(|| throw("createBinary: bad size"))?;
             let class = vm.internal[ic::BINARY];
-            ret(vm.heap.alloc(class, flags::INTERNAL, Kind::Binary(vec![0; n])))?
+            ret(vm
+                .heap
+                .alloc(class, flags::INTERNAL, Kind::Binary(vec![0; n])))?
         }
         20 => ret(Ref::NULL)?,
         21 => {
             let ms = int_arg(vm, args, 0)?.max(0) as u64;
-            Native::Sleep { until_ns: vm.now_ns.saturating_add(ms * 1_000_000), value: Ref::NULL }
+            Native::Sleep {
+                until_ns: vm.now_ns.saturating_add(ms * 1_000_000),
+                value: Ref::NULL,
+            }
         }
         22 => {
             vm.os_entry = arg(args, 0)?;
@@ -358,7 +388,10 @@ fn class(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Nat
         10 => {
             let slot = int_arg(vm, args, 0)?;
             let value = arg(args, 1)?;
-            let slot = usize::try_from(slot).ok().filter(|&s| s < 1 << 16).ok_or_else(|| throw("bad static slot"))?;
+            let slot = usize::try_from(slot)
+                .ok()
+                .filter(|&s| s < 1 << 16)
+                .ok_or_else(|| throw("bad static slot"))?;
             if let Kind::Class(c) = &mut vm.heap.get_mut(this).kind {
                 if c.statics.len() <= slot {
                     c.statics.resize(slot + 1, Ref::NULL);
@@ -369,7 +402,11 @@ fn class(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Nat
         }
         11 => {
             let slot = int_arg(vm, args, 0)?;
-            let v = vm.class_data(this).and_then(|c| usize::try_from(slot).ok().and_then(|s| c.statics.get(s).copied()));
+            let v = vm.class_data(this).and_then(|c| {
+                usize::try_from(slot)
+                    .ok()
+                    .and_then(|s| c.statics.get(s).copied())
+            });
             ret(v.unwrap_or(Ref::NULL))?
         }
         14 => {
@@ -387,12 +424,20 @@ fn thread(vm: &mut Vm, ordinal: u8) -> Result<Option<Native>, Trap> {
         10 | 11 => Err(throw("Not this way"))?,
         12 => {
             let cur = vm.current;
-            let existing = vm.threads.get(cur).map(|t| t.environment).unwrap_or(Ref::NULL);
+            let existing = vm
+                .threads
+                .get(cur)
+                .map(|t| t.environment)
+                .unwrap_or(Ref::NULL);
             if !existing.is_null() {
                 ret(existing)?
             } else {
                 let class = vm.lookup_class(b".phantom.environment")?;
-                let env = if class.is_null() { Ref::NULL } else { vm.instantiate(class)? };
+                let env = if class.is_null() {
+                    Ref::NULL
+                } else {
+                    vm.instantiate(class)?
+                };
                 if let Some(t) = vm.threads.get_mut(cur) {
                     t.environment = env;
                 }
@@ -425,15 +470,25 @@ fn binary(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
         }
         8 => {
             let i = int_arg(vm, args, 0)?;
-            let Kind::Binary(b) = &vm.heap.get(this).kind else { return Err(oob()) };
-            let v = usize::try_from(i).ok().and_then(|i| b.get(i).copied()).ok_or_else(oob)?;
+            let Kind::Binary(b) = &vm.heap.get(this).kind else {
+                return Err(oob());
+            };
+            let v = usize::try_from(i)
+                .ok()
+                .and_then(|i| b.get(i).copied())
+                .ok_or_else(oob)?;
             ret_int(vm, i32::from(v))?
         }
         9 => {
             let i = int_arg(vm, args, 0)?;
             let v = int_arg(vm, args, 1)?;
-            let Kind::Binary(b) = &mut vm.heap.get_mut(this).kind else { return Err(oob()) };
-            let cell = usize::try_from(i).ok().and_then(|i| b.get_mut(i)).ok_or_else(oob)?;
+            let Kind::Binary(b) = &mut vm.heap.get_mut(this).kind else {
+                return Err(oob());
+            };
+            let cell = usize::try_from(i)
+                .ok()
+                .and_then(|i| b.get_mut(i))
+                .ok_or_else(oob)?;
             *cell = v as u8;
             ret(Ref::NULL)?
         }
@@ -442,15 +497,24 @@ fn binary(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
             let to = int_arg(vm, args, 1)?;
             let from = int_arg(vm, args, 2)?;
             let len = int_arg(vm, args, 3)?;
-            let Kind::Binary(s) = &vm.heap.get(src).kind else { return Err(throw("not a binary arg")) };
+            let Kind::Binary(s) = &vm.heap.get(src).kind else {
+                return Err(throw("not a binary arg"));
+            };
             let (to, from, len) = (
                 usize::try_from(to).map_err(|_| oob())?,
                 usize::try_from(from).map_err(|_| oob())?,
                 usize::try_from(len).map_err(|_| oob())?,
             );
-            let chunk = s.get(from..from.checked_add(len).ok_or_else(oob)?).ok_or_else(oob)?.to_vec();
-            let Kind::Binary(d) = &mut vm.heap.get_mut(this).kind else { return Err(oob()) };
-            let dst = d.get_mut(to..to.checked_add(len).ok_or_else(oob)?).ok_or_else(oob)?;
+            let chunk = s
+                .get(from..from.checked_add(len).ok_or_else(oob)?)
+                .ok_or_else(oob)?
+                .to_vec();
+            let Kind::Binary(d) = &mut vm.heap.get_mut(this).kind else {
+                return Err(oob());
+            };
+            let dst = d
+                .get_mut(to..to.checked_add(len).ok_or_else(oob)?)
+                .ok_or_else(oob)?;
             dst.copy_from_slice(&chunk);
             ret(Ref::NULL)?
         }
@@ -470,7 +534,9 @@ fn directory(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option
             let key = str_arg(vm, args, 0)?;
             let value = arg(args, 1)?;
             dir(vm)?;
-            let Kind::Directory(d) = &mut vm.heap.get_mut(this).kind else { unreachable!() };
+            let Kind::Directory(d) = &mut vm.heap.get_mut(this).kind else {
+                unreachable!()
+            };
             let rc = if d.contains_key(&key) {
                 EEXIST
             } else {
@@ -482,13 +548,17 @@ fn directory(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option
         9 => {
             let key = str_arg(vm, args, 0)?;
             dir(vm)?;
-            let Kind::Directory(d) = &vm.heap.get(this).kind else { unreachable!() };
+            let Kind::Directory(d) = &vm.heap.get(this).kind else {
+                unreachable!()
+            };
             ret(d.get(&key).copied().unwrap_or(Ref::NULL))?
         }
         10 => {
             let key = str_arg(vm, args, 0)?;
             dir(vm)?;
-            let Kind::Directory(d) = &mut vm.heap.get_mut(this).kind else { unreachable!() };
+            let Kind::Directory(d) = &mut vm.heap.get_mut(this).kind else {
+                unreachable!()
+            };
             let rc = if d.remove(&key).is_some() { 0 } else { ENOENT };
             ret_int(vm, rc)?
         }
@@ -534,7 +604,9 @@ fn tty(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Nativ
 
 fn mutex(vm: &mut Vm, ordinal: u8, this: Ref) -> Result<Option<Native>, Trap> {
     let me = vm.current_thread_id();
-    let Kind::Mutex(owner) = vm.heap.get(this).kind else { return Ok(None) };
+    let Kind::Mutex(owner) = vm.heap.get(this).kind else {
+        return Ok(None);
+    };
     Ok(Some(match ordinal {
         8 | 10 => match owner {
             Some(o) if o != me => {
@@ -546,7 +618,11 @@ fn mutex(vm: &mut Vm, ordinal: u8, this: Ref) -> Result<Option<Native>, Trap> {
             }
             _ => {
                 vm.heap.get_mut(this).kind = Kind::Mutex(Some(me));
-                if ordinal == 8 { ret(Ref::NULL)? } else { ret_int(vm, 1)? }
+                if ordinal == 8 {
+                    ret(Ref::NULL)?
+                } else {
+                    ret_int(vm, 1)?
+                }
             }
         },
         9 => {

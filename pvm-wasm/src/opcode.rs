@@ -305,7 +305,10 @@ impl Cursor<'_> {
     }
     fn rel(&mut self) -> Result<Operand, DecodeError> {
         let at = self.pos;
-        Ok(Operand::Rel { at, rel: self.i32()? })
+        Ok(Operand::Rel {
+            at,
+            rel: self.i32()?,
+        })
     }
     fn string(&mut self) -> Result<Vec<u8>, DecodeError> {
         let len = self.i32()?;
@@ -316,7 +319,11 @@ impl Cursor<'_> {
 
 /// Decodes the instruction at `at`, checking every bound.
 pub fn decode_at(code: &[u8], at: usize) -> Result<Insn, DecodeError> {
-    let mut c = Cursor { code, pos: at, start: at };
+    let mut c = Cursor {
+        code,
+        pos: at,
+        start: at,
+    };
     let opcode = c.u8()?;
     let info = OPCODES[opcode as usize].ok_or(DecodeError::UnknownOpcode { opcode, at })?;
     let mut operands = Vec::new();
@@ -360,7 +367,12 @@ pub fn decode_at(code: &[u8], at: usize) -> Result<Insn, DecodeError> {
             }
         }
     }
-    Ok(Insn { at, next: c.pos, info, operands })
+    Ok(Insn {
+        at,
+        next: c.pos,
+        info,
+        operands,
+    })
 }
 
 #[cfg(test)]
@@ -390,8 +402,14 @@ mod tests {
 
     #[test]
     fn truncated_and_unknown_are_errors() {
-        assert!(matches!(decode_at(&[op::JZ, 0, 0], 0), Err(DecodeError::Truncated { .. })));
-        assert!(matches!(decode_at(&[0x9F], 0), Err(DecodeError::UnknownOpcode { .. })));
+        assert!(matches!(
+            decode_at(&[op::JZ, 0, 0], 0),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode_at(&[0x9F], 0),
+            Err(DecodeError::UnknownOpcode { .. })
+        ));
         assert!(decode_at(&[], 0).is_err());
     }
 }

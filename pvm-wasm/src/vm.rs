@@ -297,7 +297,13 @@ impl Vm {
             .collect();
         let code_class = internal[ic::CODE];
         let sys_stubs: Vec<Ref> = (0..N_SYS_METHODS as u8)
-            .map(|k| heap.alloc(code_class, flags::INTERNAL, Kind::Code(Rc::from(&[0x0F, k, 0x08][..]))))
+            .map(|k| {
+                heap.alloc(
+                    code_class,
+                    flags::INTERNAL,
+                    Kind::Code(Rc::from(&[0x0F, k, 0x08][..])),
+                )
+            })
             .collect();
         for (i, name) in INTERNAL_CLASSES.iter().enumerate() {
             let data = ClassData {
@@ -361,27 +367,40 @@ impl Vm {
             ic::DIRECTORY => Kind::Directory(BTreeMap::new()),
             ic::TTY => Kind::Tty(Box::default()),
             ic::MUTEX => Kind::Mutex(None),
-            ic::CLASS => Kind::Class(Box::new(ClassData { parent: self.internal[ic::VOID], ..Default::default() })),
+            ic::CLASS => Kind::Class(Box::new(ClassData {
+                parent: self.internal[ic::VOID],
+                ..Default::default()
+            })),
             ic::CODE => Kind::Code(Rc::from(&[][..])),
             _ => Kind::Opaque,
         };
-        self.heap.alloc(self.internal[idx], internal_flags(idx), kind)
+        self.heap
+            .alloc(self.internal[idx], internal_flags(idx), kind)
     }
 
     /// A new `.internal.int`.
     #[inline]
     pub fn new_int(&mut self, v: i32) -> Ref {
-        self.heap.alloc(self.internal[ic::INT], flags::INTERNAL | flags::IMMUTABLE, Kind::Int(v))
+        self.heap.alloc(
+            self.internal[ic::INT],
+            flags::INTERNAL | flags::IMMUTABLE,
+            Kind::Int(v),
+        )
     }
 
     /// A new `.internal.string`.
     pub fn new_string(&mut self, v: Vec<u8>) -> Ref {
-        self.heap.alloc(self.internal[ic::STRING], flags::INTERNAL | flags::IMMUTABLE, Kind::Str(v))
+        self.heap.alloc(
+            self.internal[ic::STRING],
+            flags::INTERNAL | flags::IMMUTABLE,
+            Kind::Str(v),
+        )
     }
 
     /// A new array holding `v`.
     pub fn new_array(&mut self, v: Vec<Ref>) -> Ref {
-        self.heap.alloc(self.internal[ic::ARRAY], flags::INTERNAL, Kind::Array(v))
+        self.heap
+            .alloc(self.internal[ic::ARRAY], flags::INTERNAL, Kind::Array(v))
     }
 
     /// The class of an object.
@@ -400,7 +419,9 @@ impl Vm {
 
     /// A class's name, for messages.
     pub fn class_name(&self, class: Ref) -> String {
-        self.class_data(class).map(|c| String::from_utf8_lossy(&c.name).into_owned()).unwrap_or_else(|| "?".into())
+        self.class_data(class)
+            .map(|c| String::from_utf8_lossy(&c.name).into_owned())
+            .unwrap_or_else(|| "?".into())
     }
 
     /// The string bytes of an object, if it is a string.
@@ -447,9 +468,14 @@ impl Vm {
 
     /// The code of method `ordinal` in `class`'s method table.
     pub fn method_in(&self, class: Ref, ordinal: u32) -> Result<Rc<[u8]>, Trap> {
-        let data = self.class_data(class).ok_or_else(|| Trap::Panic("method lookup: not a class".into()))?;
+        let data = self
+            .class_data(class)
+            .ok_or_else(|| Trap::Panic("method lookup: not a class".into()))?;
         let code = *data.interface.get(ordinal as usize).ok_or_else(|| {
-            Trap::Panic(format!("method index {ordinal} is out of bounds in {}", String::from_utf8_lossy(&data.name)))
+            Trap::Panic(format!(
+                "method index {ordinal} is out of bounds in {}",
+                String::from_utf8_lossy(&data.name)
+            ))
         })?;
         match &self.heap.get(code).kind {
             Kind::Code(c) => Ok(c.clone()),
@@ -509,7 +535,10 @@ impl Vm {
                 other => format!("{other:?}"),
             })?;
             if p.is_null() {
-                return Err(format!("base class {} not found", String::from_utf8_lossy(&base)));
+                return Err(format!(
+                    "base class {} not found",
+                    String::from_utf8_lossy(&base)
+                ));
             }
             match self.class_data(p) {
                 Some(d) if d.internal.is_some() => void,
@@ -517,7 +546,10 @@ impl Vm {
                 None => return Err("base class is not a class".into()),
             }
         };
-        let parent_iface = self.class_data(parent).map(|d| d.interface.clone()).unwrap_or_default();
+        let parent_iface = self
+            .class_data(parent)
+            .map(|d| d.interface.clone())
+            .unwrap_or_default();
         let mut interface = vec![Ref::NULL; n_slots];
         for (slot, code) in interface.iter_mut().zip(parent_iface) {
             *slot = code;
@@ -527,13 +559,23 @@ impl Vm {
         let code_class = self.internal[ic::CODE];
         for r in &file.records {
             match r {
-                Record::Method { name, ordinal, code } => {
+                Record::Method {
+                    name,
+                    ordinal,
+                    code,
+                } => {
                     let o = *ordinal as usize;
-                    interface[o] = self.heap.alloc(code_class, flags::INTERNAL, Kind::Code(Rc::from(&code[..])));
+                    interface[o] = self.heap.alloc(
+                        code_class,
+                        flags::INTERNAL,
+                        Kind::Code(Rc::from(&code[..])),
+                    );
                     method_names[o] = Some(name.clone());
                 }
                 Record::Const { index, ty, value }
-                    if ty.container == 0 && ty.main == b".internal.string" && (0..1 << 16).contains(index) =>
+                    if ty.container == 0
+                        && ty.main == b".internal.string"
+                        && (0..1 << 16).contains(index) =>
                 {
                     let i = *index as usize;
                     if const_pool.len() <= i {
@@ -555,7 +597,11 @@ impl Vm {
             const_pool,
             statics: Vec::new(),
         };
-        Ok(self.heap.alloc(self.internal[ic::CLASS], flags::INTERNAL, Kind::Class(Box::new(data))))
+        Ok(self.heap.alloc(
+            self.internal[ic::CLASS],
+            flags::INTERNAL,
+            Kind::Class(Box::new(data)),
+        ))
     }
 
     /// `boot.loadClass`: the cache, else the class directory (adding the
@@ -565,7 +611,9 @@ impl Vm {
             return Ok(Some(c));
         }
         let text = String::from_utf8_lossy(name).into_owned();
-        let Some(bytes) = self.classes.find(&text) else { return Ok(None) };
+        let Some(bytes) = self.classes.find(&text) else {
+            return Ok(None);
+        };
         let bytes = bytes.to_vec();
         let class = self.load_class_bytes(&bytes)?;
         self.cache.insert(name.to_vec(), class);
@@ -598,14 +646,19 @@ impl Vm {
         match self.load_class_by_name(name) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => Ok(Ref::NULL),
-            Err(e) => Err(Trap::Panic(format!("{} - class load error: {e}", String::from_utf8_lossy(name)))),
+            Err(e) => Err(Trap::Panic(format!(
+                "{} - class load error: {e}",
+                String::from_utf8_lossy(name)
+            ))),
         }
     }
 
     /// `new`: an instance of `class` with null fields, or the initial state
     /// of an internal class. No constructor runs.
     pub fn instantiate(&mut self, class: Ref) -> Result<Ref, Trap> {
-        let data = self.class_data(class).ok_or_else(|| Trap::Panic("new: not a class".into()))?;
+        let data = self
+            .class_data(class)
+            .ok_or_else(|| Trap::Panic("new: not a class".into()))?;
         Ok(match data.internal {
             Some(idx) => self.new_internal(idx),
             None => {
@@ -623,7 +676,9 @@ impl Vm {
         let code = self.method_in(self.class_of(this), ordinal)?;
         let id = self.next_thread_id;
         self.next_thread_id += 1;
-        let obj = self.heap.alloc(self.internal[ic::THREAD], flags::INTERNAL, Kind::Thread(id));
+        let obj = self
+            .heap
+            .alloc(self.internal[ic::THREAD], flags::INTERNAL, Kind::Thread(id));
         let frame = self.frame(code, this, args, ordinal);
         self.threads.push(Thread {
             id,
@@ -656,7 +711,10 @@ impl Vm {
                 Stop::Ended(v) => break Ok(v),
                 Stop::Blocked(_) => break Err(Trap::Panic("nested run blocked on a mutex".into())),
                 Stop::Unhandled(o) => {
-                    break Err(Trap::Panic(format!("Unhandled exception in nested run: {}", self.describe(o))));
+                    break Err(Trap::Panic(format!(
+                        "Unhandled exception in nested run: {}",
+                        self.describe(o)
+                    )));
                 }
                 Stop::Panic(m) => break Err(Trap::Panic(m)),
                 Stop::Exit(c) => break Err(Trap::Exit(c)),
@@ -677,7 +735,10 @@ impl Vm {
 
     /// The running thread's object (null outside any thread).
     pub fn current_thread_obj(&self) -> Ref {
-        self.threads.get(self.current).map(|t| t.obj).unwrap_or(Ref::NULL)
+        self.threads
+            .get(self.current)
+            .map(|t| t.obj)
+            .unwrap_or(Ref::NULL)
     }
 
     /// The running thread's id (0 outside any thread).

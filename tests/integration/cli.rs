@@ -85,3 +85,80 @@ fn help_lists_the_commands() {
         assert!(out.contains(c), "--help lacks {c}");
     }
 }
+
+fn counts(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("count="))
+        .map(|n| n.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn checkpoint_on_request_and_graceful_sigterm() {
+    use std::process::Stdio;
+    let data = data_dir();
+    spawn(
+        data.path(),
+        phantom_tests::COUNTER,
+        "c",
+        &["--period-ms", "5"],
+    );
+    let out_path = data.path().join("out.log");
+    let child = phantom()
+        .args([
+            "run",
+            "--data",
+            s(data.path()),
+            "--checkpoint-every",
+            "1h",
+            "--no-stdin",
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let checkpoints = || {
+        let o = run(&["checkpoints", "--data", s(data.path()), "c", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&stdout(ok(&o)))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(checkpoints(), 1, "no periodic checkpoint within an hour");
+    ok(&run(&["checkpoint", "--data", s(data.path())]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while checkpoints() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGUSR1 did not make a checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SIGTERM: a graceful stop with a final checkpoint.
+    // SAFETY: kill(2) with a pid we started and a valid signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(checkpoints() >= 3);
+    let before = counts(&std::fs::read_to_string(&out_path).unwrap());
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.1",
+        "--no-stdin",
+    ]);
+    let after = counts(&stdout(ok(&o)));
+    assert_eq!(
+        after[0],
+        before.last().unwrap() + 1,
+        "nothing is lost on SIGTERM"
+    );
+    // No host is running now.
+    let o = run(&["checkpoint", "--data", s(data.path())]);
+    assert!(!o.status.success() && stderr(&o).contains("no phantom host is running"));
+}

@@ -1,0 +1,71 @@
+//! Random bytes never panic the loader, the disassembler or the
+//! interpreter. `PVM_FUZZ_CASES=100000` runs longer.
+
+use pvm::{PvmProcess, VmConfig};
+
+use crate::{REGRESSION_TESTS, file};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn cases() -> u64 {
+    std::env::var("PVM_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1500)
+}
+
+#[test]
+fn loader_and_disassembler_survive_garbage() {
+    let (_, valid) = file(".ru.dz.phantom.system.regression_tests", REGRESSION_TESTS);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..cases() {
+        let mut bytes = valid.clone();
+        match rng.below(3) {
+            0 => {
+                for _ in 0..=rng.below(8) {
+                    let i = rng.below(bytes.len() as u64) as usize;
+                    bytes[i] = rng.next() as u8;
+                }
+            }
+            1 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
+            _ => bytes = (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
+        }
+        let _ = pvm::classfile::parse(&bytes);
+        let _ = pvm::disasm::disassemble(&bytes);
+        let _ = pvm::classfile::parse_bulk(&bytes);
+    }
+}
+
+#[test]
+fn interpreter_survives_random_code() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let opcodes: Vec<u8> = pvm::opcode::ALL.iter().map(|i| i.code).collect();
+    for _ in 0..cases() / 3 {
+        let mut code = Vec::new();
+        for _ in 0..rng.below(40) {
+            match rng.below(4) {
+                0 => code.push(rng.next() as u8),
+                1 => code.extend_from_slice(&(rng.below(8) as i32).to_be_bytes()),
+                _ => code.push(opcodes[rng.below(opcodes.len() as u64) as usize]),
+            }
+        }
+        let mut text = "class \".t.f\" fields 4 methods 20 base \".internal.object\"\nmethod \"m\" 16\n".to_string();
+        text += &format!("    raw {}\nend\n", pvm::disasm::quote(&code));
+        let args: Vec<String> = ["--class", ".t.f", "--method", "16"].iter().map(|s| s.to_string()).collect();
+        let config = VmConfig { max_call_depth: 64, ..VmConfig::default() };
+        let Ok(mut p) = PvmProcess::init(&args, vec![file(".t.f", &text)], config) else { continue };
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let _ = p.run_slice(0, 2_000, &mut out);
+        }
+    }
+}
