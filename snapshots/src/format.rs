@@ -1,6 +1,6 @@
 //! The on-disk layout of one checkpoint file (format version 1): constants,
 //! caps, and the encoders and checked decoders of the header and the table
-//! of contents. FORMAT.md describes the same layout as byte tables.
+//! of contents. DESIGN.md ("Image format") describes the same layout as byte tables.
 //!
 //! ```text
 //! ┌──────────┬───────────────────┬──────────────────────┬─────────────────┐

@@ -1,6 +1,6 @@
 //! The Phantom image store: checkpoint files of page-addressed memory and
 //! small named state sections, one directory per persistent process. It
-//! knows nothing of wasmtime; the on-disk format is in FORMAT.md.
+//! knows nothing of wasmtime; the on-disk format is in DESIGN.md ("Image format").
 //!
 //! ```text
 //!  NewCheckpoint ──────── write ────────▶ CheckpointStore (one process dir)

@@ -1,6 +1,6 @@
 //! Caps: files crafted with valid checksums but huge claims (sizes, counts)
 //! are refused with a clear error before anything that size is allocated.
-//! The files are built here from FORMAT.md, independently of the writer.
+//! The files are built here from DESIGN.md ("Image format"), independently of the writer.
 
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use phantom_snapshots::{CheckpointStore, MAX_MEMORY_BYTES, MAX_SECTION_BYTES, PAGE_SIZE};
 use xxhash_rust::xxh3::xxh3_64;
 
-/// A version 1 header (FORMAT.md, "Header").
+/// A version 1 header (DESIGN.md ("Image format"), "Header").
 fn header(id: u64, file_size: u64, toc_offset: u64, toc_size: u64, toc_checksum: u64) -> Vec<u8> {
     let mut b = vec![0u8; 128];
     b[0..8].copy_from_slice(b"PHANTIMG");
