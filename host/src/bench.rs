@@ -229,3 +229,80 @@ fn tempdir() -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// Arguments of `phantom bench pvm`.
+#[derive(Args, Debug)]
+pub struct PvmBenchArgs {
+    /// Loop iterations of the benchmark class.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub iterations: u32,
+    /// The PVM component (default: built next to this binary).
+    #[arg(long)]
+    pub component: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the benchmark class natively and inside the PVM component, in the
+/// same run, and prints JSON.
+pub fn pvm(args: &PvmBenchArgs, component: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    use crate::process::Process;
+    use crate::runtime::{Runtime, RuntimeConfig};
+    use pvm::bench::{BENCH_CLASS, BENCH_ENTRY, bench_files};
+    let call = vec![
+        "--class".to_string(),
+        BENCH_CLASS.to_string(),
+        "--method".to_string(),
+        BENCH_ENTRY.to_string(),
+    ];
+    let files = bench_files(args.iterations);
+    // Native.
+    let mut vm = pvm::PvmProcess::init(&call, files.clone(), pvm::VmConfig::default())
+        .map_err(anyhow::Error::msg)?;
+    let mut native_out = Vec::new();
+    let t = Instant::now();
+    let end = vm.run_to_end(1 << 20, usize::MAX, &mut native_out);
+    let native = t.elapsed();
+    anyhow::ensure!(
+        matches!(end, pvm::SliceOutcome::Finished { exit_code: 0 }),
+        "native run ended with {end:?}: {}",
+        String::from_utf8_lossy(&native_out)
+    );
+    let insns = vm.instructions_executed();
+    let gc = vm.vm().gc_stats();
+    // Inside the component, as a persistent process (init, then slices).
+    let bytes =
+        std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
+    let data = tempdir()?;
+    let mut rt = Runtime::new(RuntimeConfig::default())?;
+    let (mut p, mut wasm_out) = Process::spawn(&mut rt, &bytes, &data, "bench", call, files)?;
+    let t = Instant::now();
+    while p.exited().is_none() {
+        match p.step(&rt)? {
+            Some(o) => wasm_out.extend(o),
+            None => anyhow::ensure!(p.exited().is_some(), "the PVM component went idle"),
+        }
+    }
+    let wasm = t.elapsed();
+    drop(p);
+    let _ = std::fs::remove_dir_all(&data);
+    anyhow::ensure!(wasm_out == native_out, "native and Wasm outputs differ");
+    let native_rate = insns as f64 / native.as_secs_f64();
+    let wasm_rate = insns as f64 / wasm.as_secs_f64();
+    let out = serde_json::json!({
+        "benchmark": "pvm",
+        "iterations": args.iterations,
+        "bytecodes": insns,
+        "native_bytecodes_per_s": native_rate,
+        "wasm_bytecodes_per_s": wasm_rate,
+        "ratio_native_over_wasm": native_rate / wasm_rate,
+        "gc": { "collections": gc.collections, "objects_allocated": gc.allocated,
+                "objects_freed": gc.freed, "largest_pause_work_slots": gc.max_pause_work },
+        "output": String::from_utf8_lossy(&native_out),
+        "targets": { "native_bytecodes_per_s_min": 5.0e7, "ratio_native_over_wasm_max": 1.5 },
+        "pass": native_rate >= 5.0e7 && native_rate / wasm_rate <= 1.5,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(out)
+}

@@ -68,6 +68,47 @@ enum Command {
     /// Benchmarks, printing JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The Phantom VM: run Phantom class files, assemble and disassemble them.
+    #[command(subcommand)]
+    Pvm(PvmCommand),
+}
+
+#[derive(Subcommand)]
+enum PvmCommand {
+    /// Run Phantom classes in the PVM component: boot `.ru.dz.phantom.system.boot`
+    /// (method 8), or call one method of one class.
+    Run {
+        /// Directory of `.pc` class files (and/or a bulk `classes` file).
+        #[arg(long)]
+        classes: PathBuf,
+        /// Class to instantiate (with --method).
+        #[arg(long, requires = "method")]
+        class: Option<String>,
+        /// Method ordinal to call on the new instance.
+        #[arg(long, requires = "class")]
+        method: Option<u32>,
+        /// The PVM component (default: built next to this binary, or $PHANTOM_PVM).
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// Give up after this long.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Print a `.pc` class file as assembler text.
+    Disasm {
+        /// The class file.
+        file: PathBuf,
+    },
+    /// Assemble text into a `.pc` class file.
+    Asm {
+        /// The assembler text.
+        file: PathBuf,
+        /// The class file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -98,7 +139,8 @@ impl EngineArgs {
 
 #[derive(Args)]
 struct SpawnArgs {
-    /// The component (.wasm) to run.
+    /// The component (.wasm) to run; `pvm` names the Phantom VM component
+    /// (give it the class directory with --classes).
     component: PathBuf,
     /// The data directory (must exist).
     #[arg(long)]
@@ -109,8 +151,9 @@ struct SpawnArgs {
     /// A file handed to `init` (repeatable).
     #[arg(long = "file")]
     files: Vec<PathBuf>,
-    /// A directory whose files are all handed to `init`.
-    #[arg(long = "files")]
+    /// A directory whose files are all handed to `init` (for the PVM: the
+    /// class directory).
+    #[arg(long = "files", visible_alias = "classes")]
     files_dir: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
@@ -155,6 +198,8 @@ enum BenchCommand {
     Checkpoint(phantom_host::bench::CheckpointBenchArgs),
     /// Restore time of a spawned image, to the first event handled.
     Restore(phantom_host::bench::RestoreBenchArgs),
+    /// PVM bytecodes per second, natively and inside the Wasm component.
+    Pvm(phantom_host::bench::PvmBenchArgs),
 }
 
 /// Parses `1s`, `250ms`, `100us`, `2m` or a plain number of seconds.
@@ -209,6 +254,107 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Restore(a)) => {
             phantom_host::bench::restore(&a).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Pvm(a)) => {
+            let component = pvm_component(a.component.clone())?;
+            phantom_host::bench::pvm(&a, &component).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Pvm(c) => pvm(c),
+    }
+}
+
+/// Where the PVM component is: `--component`, `$PHANTOM_PVM`, or the guest
+/// build next to this binary (`target/guests/components/pvm.wasm`).
+fn pvm_component(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit.or_else(|| std::env::var_os("PHANTOM_PVM").map(PathBuf::from)) {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe()?;
+    let guess = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("guests/components/pvm.wasm"))
+        .context("cannot locate the PVM component")?;
+    if !guess.exists() {
+        bail!(
+            "the PVM component is not at {} (build it with `just build`, or pass --component)",
+            guess.display()
+        );
+    }
+    Ok(guess)
+}
+
+/// Reads every regular file of `dir`, sorted by name.
+fn read_dir_files(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut files = Vec::new();
+    for e in entries {
+        if e.file_type()?.is_file() {
+            let data = std::fs::read(e.path())
+                .with_context(|| format!("cannot read {}", e.path().display()))?;
+            files.push((e.file_name().to_string_lossy().into_owned(), data));
+        }
+    }
+    Ok(files)
+}
+
+fn pvm(command: PvmCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PvmCommand::Run {
+            classes,
+            class,
+            method,
+            component,
+            timeout,
+            engine,
+        } => {
+            let component = pvm_component(component)?;
+            let bytes = std::fs::read(&component)
+                .with_context(|| format!("cannot read {}", component.display()))?;
+            let files = read_dir_files(&classes)?;
+            let args = match (class, method) {
+                (Some(c), Some(m)) => vec![
+                    "--class".to_string(),
+                    c,
+                    "--method".to_string(),
+                    m.to_string(),
+                ],
+                _ => Vec::new(),
+            };
+            let mut rt = engine.runtime()?;
+            let mut stdout = std::io::stdout();
+            use phantom_host::oneshot::{OneshotEnd, run_to_end};
+            match run_to_end(&mut rt, &bytes, args, files, timeout, &mut stdout)? {
+                OneshotEnd::Exited(0) | OneshotEnd::Idle => Ok(ExitCode::SUCCESS),
+                OneshotEnd::Exited(code) => Ok(ExitCode::from(code.clamp(1, 255) as u8)),
+                OneshotEnd::Failed(message) => {
+                    eprintln!("phantom: {message}");
+                    Ok(ExitCode::FAILURE)
+                }
+                OneshotEnd::TimedOut => {
+                    bail!("the Phantom program was still running after {timeout:?}")
+                }
+            }
+        }
+        PvmCommand::Disasm { file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = pvm::disasm::disassemble(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        PvmCommand::Asm { file, output } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let bytes = pvm::asm::assemble(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            std::fs::write(&output, bytes)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
