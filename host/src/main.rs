@@ -360,8 +360,13 @@ fn pvm(command: PvmCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn spawn(a: SpawnArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&a.component)
-        .with_context(|| format!("cannot read {}", a.component.display()))?;
+    let component = if a.component.as_os_str() == "pvm" && !a.component.exists() {
+        pvm_component(None)?
+    } else {
+        a.component.clone()
+    };
+    let bytes = std::fs::read(&component)
+        .with_context(|| format!("cannot read {}", component.display()))?;
     let mut files = Vec::new();
     for path in &a.files {
         let name = path

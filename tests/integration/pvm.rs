@@ -1,0 +1,259 @@
+//! The Phantom VM as a persistent process: Phantom bytecode runs inside the
+//! PVM component under the host, keeps running across `kill -9`, and prints
+//! the spec's regression transcripts through the host's console.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::common::*;
+
+/// The regression-tests class (spec 4.6), rebuilt method by method by the
+/// PVM library's own tests.
+const REGRESSION_TESTS: &str =
+    include_str!("../../pvm-wasm/tests/pvm/classes/regression_tests.pasm");
+
+/// A Phantom program that counts forever, printing `count=<n>` and
+/// sleeping 5 ms between counts.
+const COUNTER: &str = r#"class ".t.counter" fields 1 methods 9 base ".internal.object"
+method "main" 8
+    iconst_32bit 1
+    isublu
+    jz Lok
+    sconst_bin "arg count"
+    throw
+Lok:
+    iconst_32bit 0
+Lloop:
+    iconst_32bit 1
+    isum
+    os_get32 0
+    sconst_bin "count="
+    call_10 1
+    os_drop
+    os_get32 0
+    is_dup
+    i2o
+    call_10 1
+    os_drop
+    os_get32 0
+    sconst_bin "\n"
+    call_10 1
+    os_drop
+    os_get32 0
+    iconst_32bit 5
+    i2o
+    call_15 1
+    os_drop
+    jmp Lloop
+end
+signature "main" 8 returns "" args "boot" ""
+"#;
+
+/// Writes `class` assembled from `text` into `dir` as the VM looks it up.
+fn write_class(dir: &Path, class: &str, text: &str) {
+    let bytes = pvm::asm::assemble(text).unwrap_or_else(|e| panic!("{class}: {e}"));
+    std::fs::write(
+        dir.join(format!("{}.pc", class.trim_start_matches('.'))),
+        bytes,
+    )
+    .unwrap();
+}
+
+fn counts(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("count="))
+        .map(|n| n.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn regression_transcript_through_the_component() {
+    let classes = data_dir();
+    write_class(
+        classes.path(),
+        ".ru.dz.phantom.system.regression_tests",
+        REGRESSION_TESTS,
+    );
+    let o = run(&[
+        "pvm",
+        "run",
+        "--classes",
+        s(classes.path()),
+        "--class",
+        ".ru.dz.phantom.system.regression_tests",
+        "--method",
+        "19",
+    ]);
+    assert_eq!(
+        stdout(ok(&o)),
+        "Phantom language regression tests are running\n\
+         Checking flow control operators... passed\n\
+         Checking int math... passed\n\
+         Checking arrays... Beeping: beep two! beep one! beep zero! \n\
+         passed\n"
+    );
+}
+
+#[test]
+fn unhandled_exception_exits_non_zero() {
+    let classes = data_dir();
+    let thrower = r#"class ".t.thrower" fields 1 methods 9 base ".internal.object"
+method "main" 8
+    sconst_bin "boom"
+    throw
+end
+"#;
+    write_class(classes.path(), ".t.thrower", thrower);
+    let o = run(&[
+        "pvm",
+        "run",
+        "--classes",
+        s(classes.path()),
+        "--class",
+        ".t.thrower",
+        "--method",
+        "8",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("Unhandled exception: boom"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn asm_disasm_round_trip_through_the_cli() {
+    let dir = data_dir();
+    let text = dir.path().join("counter.txt");
+    std::fs::write(&text, COUNTER).unwrap();
+    let pc = dir.path().join("counter.pc");
+    ok(&run(&["pvm", "asm", s(&text), "-o", s(&pc)]));
+    let listing = stdout(ok(&run(&["pvm", "disasm", s(&pc)])));
+    let again = dir.path().join("again.txt");
+    std::fs::write(&again, &listing).unwrap();
+    let pc2 = dir.path().join("again.pc");
+    ok(&run(&["pvm", "asm", s(&again), "-o", s(&pc2)]));
+    assert_eq!(std::fs::read(&pc).unwrap(), std::fs::read(&pc2).unwrap());
+    // Garbage is an error, not a panic.
+    let junk = dir.path().join("junk.pc");
+    std::fs::write(&junk, b"not a class file at all").unwrap();
+    let o = run(&["pvm", "disasm", s(&junk)]);
+    assert!(
+        !o.status.success() && !stderr(&o).contains("panicked"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn phantom_program_survives_kill_9() {
+    let data = data_dir();
+    let classes = data_dir();
+    write_class(classes.path(), ".t.counter", COUNTER);
+    let o = run(&[
+        "spawn",
+        "pvm",
+        "--classes",
+        s(classes.path()),
+        "--data",
+        s(data.path()),
+        "--name",
+        "pc",
+        "--",
+        "--class",
+        ".t.counter",
+        "--method",
+        "8",
+    ]);
+    ok(&o);
+    // Counts of each captured checkpoint, from the host's log.
+    let mut count_at: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut last_seen = 0;
+    let mut resumed_later = 0;
+    for i in 0..6u64 {
+        let log_path = data.path().join(format!("run-{i}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = phantom()
+            .args([
+                "run",
+                "--data",
+                s(data.path()),
+                "--checkpoint-every",
+                "30ms",
+                "--no-stdin",
+                "-v",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(250 + 37 * i));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        let mut restored_from = None;
+        let mut printed = Vec::new();
+        for line in text.lines() {
+            if let Some(n) = line.strip_prefix("count=") {
+                printed.push(n.parse::<u64>().unwrap());
+            } else if let Some(rest) = line.strip_prefix("phantom: restored 'pc' from checkpoint ")
+            {
+                restored_from = rest.split_whitespace().next().unwrap().parse::<u64>().ok();
+            } else if let Some(rest) = line.strip_prefix("phantom: captured checkpoint ") {
+                let id: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                count_at.insert(id, printed.last().copied().unwrap_or(0));
+            }
+        }
+        let Some(from) = restored_from else { continue };
+        let Some(&first) = printed.first() else {
+            continue;
+        };
+        if let Some(&stored) = count_at.get(&from) {
+            assert_eq!(
+                first,
+                stored + 1,
+                "run {i}: the Phantom thread resumed at {first} from checkpoint {from}"
+            );
+        }
+        assert!(
+            first <= last_seen + 1,
+            "run {i} starts at {first}, beyond anything computed ({last_seen})"
+        );
+        if first > 1 {
+            resumed_later += 1;
+        }
+        for w in printed.windows(2) {
+            assert_eq!(w[1], w[0] + 1);
+        }
+        last_seen = last_seen.max(*printed.last().unwrap());
+    }
+    assert!(
+        resumed_later >= 4,
+        "the Phantom thread did not carry on across restarts"
+    );
+    assert!(last_seen > 50, "too little progress: {last_seen}");
+    // A graceful stop loses nothing.
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.3",
+        "--no-stdin",
+    ]);
+    let before = counts(&stdout(ok(&o)));
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.1",
+        "--no-stdin",
+    ]);
+    assert_eq!(counts(&stdout(ok(&o)))[0], before.last().unwrap() + 1);
+}
