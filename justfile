@@ -32,7 +32,9 @@ bench: build
     {{phantom}} bench checkpoint --memory-mib 64,256,1024 --dirty-pages 655 --tracker pagemap-scan,pagemap --json
     {{phantom}} bench restore --component {{guests}}/memtouch.wasm --memory-mib 256 --touched-pages 655 --json
     {{phantom}} bench restore --component {{guests}}/memtouch.wasm --memory-mib 256 --touched-pages 0 --rounds 5 --json
+    {{phantom}} bench pvm --iterations 1000000 --json
 
-# Long runs kept out of `just test`: a 300-kill loop.
+# Long runs kept out of `just test`: a 300-kill loop and a longer PVM fuzz.
 soak: build
     PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration kill_loop -- --nocapture
+    PVM_FUZZ_CASES=200000 cargo test --release -p pvm-wasm --test pvm fuzz -- --nocapture
