@@ -9,7 +9,7 @@ pub const BENCH_ENTRY: u32 = 8;
 /// Bytecodes one `run` iteration executes (loop body + the `inc` call).
 pub const RUN_INSNS_PER_ITERATION: u64 = 30;
 /// Bytecodes one `spin` iteration executes.
-pub const SPIN_INSNS_PER_ITERATION: u64 = 12;
+pub const SPIN_INSNS_PER_ITERATION: u64 = 13;
 
 fn prologue(name: &str, n: u32) -> String {
     format!(
@@ -20,6 +20,12 @@ fn prologue(name: &str, n: u32) -> String {
 /// The benchmark class as assembler text; `main` runs `run(iterations)` and
 /// `spin(iterations)` and prints `bench run=<r> spin=<s>`.
 pub fn bench_class_text(iterations: u32) -> String {
+    bench_class_text_with(iterations, iterations)
+}
+
+/// The benchmark class with separate iteration counts for `run` (calls,
+/// fields, allocation) and `spin` (pure integer loop).
+pub fn bench_class_text_with(run_iterations: u32, spin_iterations: u32) -> String {
     let mut t = format!("class \"{BENCH_CLASS}\" fields 2 methods 19 base \".internal.object\"\n");
     t += "method \"main\" 8\n";
     t += &prologue("main", 1);
@@ -30,7 +36,7 @@ pub fn bench_class_text(iterations: u32) -> String {
     os_drop
     os_get32 0
     summon_this
-    iconst_32bit {iterations}
+    iconst_32bit {run_iterations}
     i2o
     call_10 1
     call_10 1
@@ -41,7 +47,7 @@ pub fn bench_class_text(iterations: u32) -> String {
     os_drop
     os_get32 0
     summon_this
-    iconst_32bit {iterations}
+    iconst_32bit {spin_iterations}
     i2o
     call_12 1
     call_10 1

@@ -214,3 +214,23 @@ pub fn disassemble_class(class: &classfile::ClassFile) -> String {
     }
     out
 }
+
+/// Disassembles a class file, or every entry of a bulk `classes` container
+/// (each preceded by a `; bulk entry NAME` comment; entries that do not
+/// parse get a `; error:` comment instead).
+pub fn disassemble_any(bytes: &[u8]) -> Result<String, LoadError> {
+    if bytes.starts_with(classfile::RECORD_MARKER) || bytes.is_empty() {
+        return disassemble(bytes);
+    }
+    let mut out = String::new();
+    for (name, entry) in classfile::parse_bulk(bytes)? {
+        let _ = writeln!(out, "; bulk entry {name}");
+        match disassemble(&entry) {
+            Ok(text) => out.push_str(&text),
+            Err(e) => {
+                let _ = writeln!(out, "; error: {e}");
+            }
+        }
+    }
+    Ok(out)
+}

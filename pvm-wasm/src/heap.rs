@@ -8,11 +8,11 @@
 //!                                └─ slot 0 is the null object, never freed
 //! ```
 //!
-//! Everything is plain data (indices, vectors, `Rc` byte slices), so a
+//! Everything is plain data (indices, vectors, `Arc` byte slices), so a
 //! linear-memory checkpoint of the process holds the whole VM as is.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A reference to a heap object: its index in the arena. Identity (`os_eq`)
 /// is index equality.
@@ -104,7 +104,7 @@ pub enum Kind {
     /// `.internal.class`.
     Class(Box<ClassData>),
     /// `.internal.code`: method bytecode.
-    Code(Rc<[u8]>),
+    Code(Arc<[u8]>),
     /// `.internal.directory`: string → object.
     Directory(BTreeMap<Vec<u8>, Ref>),
     /// `.internal.io.tty`.

@@ -402,15 +402,13 @@ impl Vm {
                     if div == 0 {
                         return Err(div0());
                     }
-                    let table = f.ip;
+                    let table = f.ip as u64;
                     let d = (v.wrapping_add(shift) as u32) / div;
-                    let end = table as u64 + 4 * u64::from(n);
+                    let entry = table + 4 * u64::from(if d < n { d } else { n });
+                    f.ip = usize::try_from(entry)
+                        .map_err(|_| Trap::Panic("switch table too large".into()))?;
                     if d < n {
-                        f.ip = table + 4 * d as usize;
                         f.ip = f.rel()?;
-                    } else {
-                        f.ip = usize::try_from(end)
-                            .map_err(|_| Trap::Panic("switch table too large".into()))?;
                     }
                 }
                 op::RET => {

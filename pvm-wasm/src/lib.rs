@@ -13,7 +13,28 @@
 //! ```
 //!
 //! The specification is `pvm-spec.md`; deliberate departures from the C VM
-//! are listed in `DECISIONS.md`.
+//! are listed in DESIGN.md ("The Phantom VM").
+//!
+//! ```
+//! use pvm::{PvmProcess, SliceOutcome, VmConfig};
+//!
+//! let text = r#"
+//! class ".hello" fields 1 methods 17 base ".internal.object"
+//! method "main" 16
+//!     os_load8 0              ; the boot object, stored in field 0
+//!     sconst_bin "hello\n"
+//!     call_10 1               ; boot.consolePrint("hello\n")
+//!     ret
+//! end
+//! "#;
+//! let files = vec![("hello.pc".to_string(), pvm::asm::assemble(text).unwrap())];
+//! let args: Vec<String> = ["--class", ".hello", "--method", "16"].map(String::from).to_vec();
+//! let mut process = PvmProcess::init(&args, files, VmConfig::default()).unwrap();
+//! let mut out = Vec::new();
+//! let outcome = process.run_slice(0, 1_000_000, &mut out);
+//! assert_eq!(outcome, SliceOutcome::Finished { exit_code: 0 });
+//! assert_eq!(out, b"hello\n");
+//! ```
 
 pub mod asm;
 pub mod bench;

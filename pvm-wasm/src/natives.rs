@@ -250,6 +250,9 @@ fn string(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
         10 => {
             let mut s = me;
             s.extend_from_slice(&str_arg(vm, args, 0)?);
+            if s.len() > vm.config.max_string_bytes {
+                return Err(throw("string.concat: result too long"));
+            }
             ret_str(vm, s)?
         }
         11 => ret_int(vm, me.len() as i32)?,
@@ -523,41 +526,35 @@ fn binary(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
 }
 
 fn directory(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
-    let dir = |vm: &mut Vm| match &mut vm.heap.get_mut(this).kind {
-        Kind::Directory(_) => Ok(()),
-        _ => Err(throw("not a directory")),
-    };
     Ok(Some(match ordinal {
         4 => Err(throw("directory equals is not implemented"))?,
         5 => ret_str(vm, "(directory)")?,
         8 => {
             let key = str_arg(vm, args, 0)?;
             let value = arg(args, 1)?;
-            dir(vm)?;
             let Kind::Directory(d) = &mut vm.heap.get_mut(this).kind else {
-                unreachable!()
+                return Err(throw("not a directory"));
             };
-            let rc = if d.contains_key(&key) {
-                EEXIST
-            } else {
-                d.insert(key, value);
-                0
+            let rc = match d.entry(key) {
+                std::collections::btree_map::Entry::Occupied(_) => EEXIST,
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(value);
+                    0
+                }
             };
             ret_int(vm, rc)?
         }
         9 => {
             let key = str_arg(vm, args, 0)?;
-            dir(vm)?;
             let Kind::Directory(d) = &vm.heap.get(this).kind else {
-                unreachable!()
+                return Err(throw("not a directory"));
             };
             ret(d.get(&key).copied().unwrap_or(Ref::NULL))?
         }
         10 => {
             let key = str_arg(vm, args, 0)?;
-            dir(vm)?;
             let Kind::Directory(d) = &mut vm.heap.get_mut(this).kind else {
-                unreachable!()
+                return Err(throw("not a directory"));
             };
             let rc = if d.remove(&key).is_some() { 0 } else { ENOENT };
             ret_int(vm, rc)?

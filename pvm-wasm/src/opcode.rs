@@ -387,7 +387,7 @@ mod tests {
                 assert_ne!(a.mnemonic, b.mnemonic);
             }
         }
-        assert_eq!(ALL.len(), 91 + 32);
+        assert_eq!(ALL.len(), 92 + 32);
     }
 
     #[test]

@@ -87,10 +87,10 @@ impl PvmProcess {
             .instantiate(class)
             .map_err(|t| format!("cannot create {name}: {t:?}"))?;
         let boot = vm.boot_object;
-        if let crate::heap::Kind::Plain(fields) = &mut vm.heap.get_mut(this).kind {
-            if let Some(f0) = fields.first_mut() {
-                *f0 = boot;
-            }
+        if let crate::heap::Kind::Plain(fields) = &mut vm.heap.get_mut(this).kind
+            && let Some(f0) = fields.first_mut()
+        {
+            *f0 = boot;
         }
         let mut call_args = vec![Ref::NULL; n_args.min(255)];
         if let Some(a0) = call_args.first_mut() {
@@ -114,10 +114,10 @@ impl PvmProcess {
         let vm = &mut self.vm;
         vm.now_ns = vm.now_ns.max(now_ns);
         for t in &mut vm.threads {
-            if let ThreadState::Sleeping(until) = t.state {
-                if until <= vm.now_ns {
-                    t.state = ThreadState::Runnable;
-                }
+            if let ThreadState::Sleeping(until) = t.state
+                && until <= vm.now_ns
+            {
+                t.state = ThreadState::Runnable;
             }
         }
         let start = vm.instructions;
@@ -167,6 +167,16 @@ impl PvmProcess {
                     break;
                 }
             }
+            let cells: usize = vm.threads.get(pick).map_or(0, |t| {
+                t.frames.iter().map(|f| f.os.len() + f.is.len()).sum()
+            });
+            if cells > vm.config.max_stack_cells {
+                let message = format!("stack overflow: {cells} stack cells");
+                vm.console
+                    .extend_from_slice(format!("pvm panic: {message}\n").as_bytes());
+                outcome = Some(SliceOutcome::Failed { message });
+                break;
+            }
             vm.maybe_collect();
             if vm.heap.live() > vm.config.max_heap_objects {
                 outcome = Some(SliceOutcome::Failed {
@@ -206,6 +216,11 @@ impl PvmProcess {
         self.vm.instructions
     }
 
+    /// Garbage collector counters.
+    pub fn gc_stats(&self) -> crate::GcStats {
+        self.vm.gc_stats()
+    }
+
     /// The VM, for inspection.
     pub fn vm(&self) -> &Vm {
         &self.vm
@@ -236,5 +251,15 @@ impl PvmProcess {
             }
         }
         last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The component wrapper keeps the process in a global.
+    #[test]
+    fn process_is_send() {
+        fn is_send<T: Send>() {}
+        is_send::<super::PvmProcess>();
     }
 }

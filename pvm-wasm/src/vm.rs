@@ -10,7 +10,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::classfile::{self, Record, names_match};
 use crate::heap::{ClassData, GcStats, Heap, Kind, Ref, TtyState, flags};
@@ -101,6 +101,11 @@ pub struct VmConfig {
     pub gc_min_interval: usize,
     /// Largest `.internal.binary` a program may create, in bytes.
     pub max_binary_bytes: usize,
+    /// Object and integer stack cells one thread may hold in total;
+    /// checked between quanta.
+    pub max_stack_cells: usize,
+    /// Longest string a native may build (`concat`), in bytes.
+    pub max_string_bytes: usize,
     /// Also copy tty (`putws`) text to the console output.
     pub tty_to_console: bool,
 }
@@ -115,6 +120,8 @@ impl Default for VmConfig {
             max_heap_objects: 16 << 20,
             gc_min_interval: 256 * 1024,
             max_binary_bytes: 16 << 20,
+            max_stack_cells: 16 << 20,
+            max_string_bytes: 16 << 20,
             tty_to_console: false,
         }
     }
@@ -124,7 +131,7 @@ impl Default for VmConfig {
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// Bytecode of the running method.
-    pub code: Rc<[u8]>,
+    pub code: Arc<[u8]>,
     /// Offset of the next instruction.
     pub ip: usize,
     /// The receiver.
@@ -274,7 +281,12 @@ pub struct Vm {
     pub nested: usize,
     /// Frames recycled to avoid reallocating stacks on every call.
     pub frame_pool: Vec<Frame>,
+    /// Class loads in progress (base classes load recursively).
+    pub loading: usize,
 }
+
+/// Deepest chain of base classes loaded at once; also stops cycles.
+pub const MAX_CLASS_NESTING: usize = 64;
 
 /// Flags of the instances of an internal class.
 fn internal_flags(idx: usize) -> u32 {
@@ -301,7 +313,7 @@ impl Vm {
                 heap.alloc(
                     code_class,
                     flags::INTERNAL,
-                    Kind::Code(Rc::from(&[0x0F, k, 0x08][..])),
+                    Kind::Code(Arc::from(&[0x0F, k, 0x08][..])),
                 )
             })
             .collect();
@@ -338,6 +350,7 @@ impl Vm {
             instructions: 0,
             nested: 0,
             frame_pool: Vec::new(),
+            loading: 0,
         };
         vm.boot_object = vm.new_internal(ic::BOOT);
         let env: Vec<Ref> = [
@@ -371,7 +384,7 @@ impl Vm {
                 parent: self.internal[ic::VOID],
                 ..Default::default()
             })),
-            ic::CODE => Kind::Code(Rc::from(&[][..])),
+            ic::CODE => Kind::Code(Arc::from(&[][..])),
             _ => Kind::Opaque,
         };
         self.heap
@@ -467,7 +480,7 @@ impl Vm {
     }
 
     /// The code of method `ordinal` in `class`'s method table.
-    pub fn method_in(&self, class: Ref, ordinal: u32) -> Result<Rc<[u8]>, Trap> {
+    pub fn method_in(&self, class: Ref, ordinal: u32) -> Result<Arc<[u8]>, Trap> {
         let data = self
             .class_data(class)
             .ok_or_else(|| Trap::Panic("method lookup: not a class".into()))?;
@@ -487,7 +500,7 @@ impl Vm {
     }
 
     /// A fresh frame (stacks recycled from the pool).
-    pub fn frame(&mut self, code: Rc<[u8]>, this: Ref, args: &[Ref], ordinal: u32) -> Frame {
+    pub fn frame(&mut self, code: Arc<[u8]>, this: Ref, args: &[Ref], ordinal: u32) -> Frame {
         let mut f = self.frame_pool.pop().unwrap_or_else(|| Frame {
             code: code.clone(),
             ip: 0,
@@ -520,6 +533,16 @@ impl Vm {
 
     /// Loads a class from `.pc` bytes and builds its class object (spec §1.5).
     pub fn load_class_bytes(&mut self, bytes: &[u8]) -> Result<Ref, String> {
+        if self.loading >= MAX_CLASS_NESTING {
+            return Err("class hierarchy is too deep or cyclic".into());
+        }
+        self.loading += 1;
+        let result = self.load_class_inner(bytes);
+        self.loading -= 1;
+        result
+    }
+
+    fn load_class_inner(&mut self, bytes: &[u8]) -> Result<Ref, String> {
         let file = classfile::parse(bytes).map_err(|e| e.to_string())?;
         let header = file.header().ok_or("class file has no class record")?;
         let name = header.name.to_vec();
@@ -568,7 +591,7 @@ impl Vm {
                     interface[o] = self.heap.alloc(
                         code_class,
                         flags::INTERNAL,
-                        Kind::Code(Rc::from(&code[..])),
+                        Kind::Code(Arc::from(&code[..])),
                     );
                     method_names[o] = Some(name.clone());
                 }
@@ -623,7 +646,7 @@ impl Vm {
     /// Run-time class lookup (spec §4.4): internal table, class cache, the
     /// user class loader (nested run of its method 8). Without a registered
     /// loader the class directory is searched directly (a deliberate
-    /// extension; see DECISIONS.md). Returns null when nothing is found.
+    /// extension; see DESIGN.md ("The Phantom VM")). Returns null when nothing is found.
     pub fn lookup_class(&mut self, name: &[u8]) -> Result<Ref, Trap> {
         if name == b".internal.object" {
             return Ok(self.internal[ic::VOID]);
@@ -790,7 +813,12 @@ impl Vm {
 
     /// Collects if enough was allocated since the last collection.
     pub fn maybe_collect(&mut self) {
-        let interval = self.config.gc_min_interval.max(self.heap.live());
+        // Collect when allocation since the last collection matches the
+        // live set it left (at least `gc_min_interval`): amortised O(1).
+        let interval = self
+            .config
+            .gc_min_interval
+            .max(self.heap.stats().last_live as usize);
         if self.heap.since_gc() >= interval {
             self.collect_garbage();
         }

@@ -14,6 +14,9 @@ use super::common::*;
 const REGRESSION_TESTS: &str =
     include_str!("../../pvm-wasm/tests/pvm/classes/regression_tests.pasm");
 
+/// A small boot class that runs the regression tests under a catcher.
+const BOOT: &str = include_str!("../../pvm-wasm/tests/pvm/classes/boot.pasm");
+
 /// A Phantom program that counts forever, printing `count=<n>` and
 /// sleeping 5 ms between counts.
 const COUNTER: &str = r#"class ".t.counter" fields 1 methods 9 base ".internal.object"
@@ -94,6 +97,28 @@ fn regression_transcript_through_the_component() {
          Checking arrays... Beeping: beep two! beep one! beep zero! \n\
          passed\n"
     );
+}
+
+#[test]
+fn boot_mode_runs_the_boot_class() {
+    let classes = data_dir();
+    write_class(classes.path(), ".ru.dz.phantom.system.boot", BOOT);
+    write_class(classes.path(), ".ru.dz.phantom.system.regression_tests", REGRESSION_TESTS);
+    let o = run(&["pvm", "run", "--classes", s(classes.path())]);
+    assert_eq!(
+        stdout(ok(&o)),
+        "Phantom System Envirinment Setup is running\n\
+         Phantom language regression tests are running\n\
+         Checking flow control operators... passed\n\
+         Checking int math... passed\n\
+         Checking arrays... Beeping: beep two! beep one! beep zero! \n\
+         passed\n\
+         Finished compiler regression tests\n"
+    );
+    // Missing class files: a clear error, non-zero, no panic.
+    let empty = data_dir();
+    let o = run(&["pvm", "run", "--classes", s(empty.path())]);
+    assert!(!o.status.success() && !stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
 #[test]

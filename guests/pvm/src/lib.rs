@@ -38,13 +38,9 @@ impl Pvm {
             }
             SliceOutcome::Idle => Status::Idle,
             SliceOutcome::Finished { exit_code } => Status::Exit(exit_code),
-            SliceOutcome::Failed { message } => {
-                console::write_str(&message);
-                if !message.ends_with('\n') {
-                    console::write_str("\n");
-                }
-                Status::Exit(1)
-            }
+            // The VM has already printed `Unhandled exception: ...` or
+            // `pvm panic: ...` into `out`.
+            SliceOutcome::Failed { .. } => Status::Exit(1),
         };
     }
 }

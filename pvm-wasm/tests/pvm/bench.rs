@@ -18,10 +18,16 @@ fn expected(n: u32) -> (i32, i32) {
 }
 
 fn run_bench(n: u32) -> (PvmProcess, String) {
-    let args: Vec<String> = ["--class", BENCH_CLASS, "--method", "8"].iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = ["--class", BENCH_CLASS, "--method", "8"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut p = PvmProcess::init(&args, bench_files(n), VmConfig::default()).unwrap();
     let mut out = Vec::new();
-    assert_eq!(p.run_to_end(1_000_000, 1_000_000, &mut out), SliceOutcome::Finished { exit_code: 0 });
+    assert_eq!(
+        p.run_to_end(1_000_000, 1_000_000, &mut out),
+        SliceOutcome::Finished { exit_code: 0 }
+    );
     (p, String::from_utf8(out).unwrap())
 }
 
@@ -40,7 +46,9 @@ fn bench_class_computes_and_counts() {
 /// `PVM_BENCH=1 cargo test -p pvm-wasm --release bench_speed -- --nocapture`
 #[test]
 fn bench_speed() {
-    let n: u32 = std::env::var("PVM_BENCH").ok().map_or(200_000, |_| 3_000_000);
+    let n: u32 = std::env::var("PVM_BENCH")
+        .ok()
+        .map_or(200_000, |_| 3_000_000);
     let start = std::time::Instant::now();
     let (mut p, _) = run_bench(n);
     let secs = start.elapsed().as_secs_f64();

@@ -20,7 +20,10 @@ impl Rng {
 }
 
 fn cases() -> u64 {
-    std::env::var("PVM_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1500)
+    std::env::var("PVM_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1500)
 }
 
 #[test]
@@ -58,14 +61,101 @@ fn interpreter_survives_random_code() {
                 _ => code.push(opcodes[rng.below(opcodes.len() as u64) as usize]),
             }
         }
-        let mut text = "class \".t.f\" fields 4 methods 20 base \".internal.object\"\nmethod \"m\" 16\n".to_string();
+        let mut text =
+            "class \".t.f\" fields 4 methods 20 base \".internal.object\"\nmethod \"m\" 16\n"
+                .to_string();
         text += &format!("    raw {}\nend\n", pvm::disasm::quote(&code));
-        let args: Vec<String> = ["--class", ".t.f", "--method", "16"].iter().map(|s| s.to_string()).collect();
-        let config = VmConfig { max_call_depth: 64, ..VmConfig::default() };
-        let Ok(mut p) = PvmProcess::init(&args, vec![file(".t.f", &text)], config) else { continue };
+        let args: Vec<String> = ["--class", ".t.f", "--method", "16"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let config = VmConfig {
+            max_call_depth: 64,
+            ..VmConfig::default()
+        };
+        let Ok(mut p) = PvmProcess::init(&args, vec![file(".t.f", &text)], config) else {
+            continue;
+        };
         let mut out = Vec::new();
         for _ in 0..5 {
             let _ = p.run_slice(0, 2_000, &mut out);
+        }
+    }
+}
+
+/// Random but well-formed instructions (operands of the right shape and
+/// small values), so calls, jumps, natives and prefixes are reached.
+#[test]
+fn interpreter_survives_random_well_formed_code() {
+    use pvm::opcode::{ALL, Operands};
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    for _ in 0..cases() / 3 {
+        let mut methods = Vec::new();
+        for _ in 0..3 {
+            let mut code = Vec::new();
+            for _ in 0..rng.below(30) {
+                let info = ALL[rng.below(ALL.len() as u64) as usize];
+                code.push(info.code);
+                let small = |rng: &mut Rng| (rng.below(10) as i32 - 2).to_be_bytes();
+                match info.operands {
+                    Operands::None => {}
+                    Operands::U8 => code.push(rng.below(20) as u8),
+                    Operands::I32 => code.extend_from_slice(&small(&mut rng)),
+                    Operands::I64 => code.extend_from_slice(&(rng.next() as i64).to_be_bytes()),
+                    Operands::Rel32 => {
+                        code.extend_from_slice(&(rng.below(40) as i32 - 20).to_be_bytes())
+                    }
+                    Operands::Str => {
+                        let s: &[u8] =
+                            [&b".t.f"[..], b".internal.int", b"m", b"x"][rng.below(4) as usize];
+                        code.extend_from_slice(&(s.len() as i32).to_be_bytes());
+                        code.extend_from_slice(s);
+                    }
+                    Operands::U8U8 => code.extend([rng.below(3) as u8, rng.below(3) as u8]),
+                    Operands::U8I32 => {
+                        code.push(rng.below(20) as u8);
+                        code.extend_from_slice(&small(&mut rng));
+                    }
+                    Operands::I32I32 => {
+                        code.extend_from_slice(&small(&mut rng));
+                        code.extend_from_slice(&small(&mut rng));
+                    }
+                    Operands::Debug => code.push(rng.below(3) as u8),
+                    Operands::Switch => {
+                        code.extend_from_slice(&2i32.to_be_bytes());
+                        code.extend_from_slice(&small(&mut rng));
+                        code.extend_from_slice(&small(&mut rng));
+                        code.extend_from_slice(&(rng.below(40) as i32 - 20).to_be_bytes());
+                        code.extend_from_slice(&(rng.below(40) as i32 - 20).to_be_bytes());
+                    }
+                }
+            }
+            code.push(0x08);
+            methods.push(code);
+        }
+        let mut text = "class \".t.f\" fields 4 methods 20 base \".internal.object\"\n".to_string();
+        for (i, code) in methods.iter().enumerate() {
+            text += &format!(
+                "method \"m\" {}\n    raw {}\nend\n",
+                16 + i,
+                pvm::disasm::quote(code)
+            );
+        }
+        let args: Vec<String> = ["--class", ".t.f", "--method", "16"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let config = VmConfig {
+            max_call_depth: 64,
+            quantum: 500,
+            ..VmConfig::default()
+        };
+        let Ok(mut p) = PvmProcess::init(&args, vec![file(".t.f", &text)], config) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        for i in 0..4 {
+            let _ = p.run_slice(i * 1_000_000, 1_000, &mut out);
         }
     }
 }

@@ -22,7 +22,11 @@ pub fn file(class: &str, text: &str) -> (String, Vec<u8>) {
 }
 
 /// Runs a process to the end with a fake clock; returns the outcome and output.
-pub fn run(args: &[&str], files: Vec<(String, Vec<u8>)>, config: VmConfig) -> (SliceOutcome, String) {
+pub fn run(
+    args: &[&str],
+    files: Vec<(String, Vec<u8>)>,
+    config: VmConfig,
+) -> (SliceOutcome, String) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let mut p = PvmProcess::init(&args, files, config).expect("init");
     let mut out = Vec::new();
@@ -33,7 +37,11 @@ pub fn run(args: &[&str], files: Vec<(String, Vec<u8>)>, config: VmConfig) -> (S
 /// Runs `class.method` of a single class file.
 pub fn run_method(class: &str, text: &str, method: u32) -> (SliceOutcome, String) {
     let m = method.to_string();
-    run(&["--class", class, "--method", &m], vec![file(class, text)], VmConfig::default())
+    run(
+        &["--class", class, "--method", &m],
+        vec![file(class, text)],
+        VmConfig::default(),
+    )
 }
 
 /// Prints a class's disassembly as a debugging aid when a test fails.

@@ -33,7 +33,7 @@ fn corpus() -> String {
     t += "signature \"all\" 16 ctor 1 returns \".internal.string\" args \"a\" \".internal.int\" \"b\" \"\"[\".internal.void\"]\n";
     t += "signature \"old\" 17 returns {2 \"x\" \"y\"}\n";
     t += "linemap 16 52 24 57 24\nlinemap 17\n";
-    t += "field \"boot_object\" 0 \"\" \"test_array\" 4 \"\"[\".internal.void\"]\nfield\n";
+    t += "field \"boot_object\" 0 \"\" \"test_array\" 4 \"\"[\".internal.void\"]\n";
     t += "const 0 \".internal.string\" \"undefined.user\"\nconst 1 \".internal.int\" \"\\x00\\x01\"\n";
     t += "record 0x78 \"anything\"\n";
     t
@@ -44,12 +44,29 @@ fn corpus_round_trips_exactly() {
     let bytes = assemble(&corpus()).unwrap();
     let canonical = disassemble(&bytes).unwrap();
     // The canonical text is a fixed point: disasm(asm(x)) == x.
-    assert_eq!(disassemble(&assemble(&canonical).unwrap()).unwrap(), canonical);
+    assert_eq!(
+        disassemble(&assemble(&canonical).unwrap()).unwrap(),
+        canonical
+    );
     assert_eq!(assemble(&canonical).unwrap(), bytes);
     for info in ALL {
-        assert!(canonical.contains(&format!("    {}", info.mnemonic)), "{} missing", info.mnemonic);
+        assert!(
+            canonical.contains(&format!("    {}", info.mnemonic)),
+            "{} missing",
+            info.mnemonic
+        );
     }
-    for directive in ["class", "method", "signature", "linemap", "field", "const", "record", "raw", "ctor"] {
+    for directive in [
+        "class",
+        "method",
+        "signature",
+        "linemap",
+        "field",
+        "const",
+        "record",
+        "raw",
+        "ctor",
+    ] {
         assert!(canonical.contains(directive), "{directive} missing");
     }
 }
@@ -59,8 +76,16 @@ fn test_classes_round_trip() {
     for text in [REGRESSION_TESTS, BOOT, &pvm::bench::bench_class_text(10)] {
         let bytes = assemble(text).unwrap();
         let canonical = disassemble(&bytes).unwrap();
-        assert_eq!(assemble(&canonical).unwrap(), bytes, "{}", class_text(&bytes));
-        assert_eq!(disassemble(&assemble(&canonical).unwrap()).unwrap(), canonical);
+        assert_eq!(
+            assemble(&canonical).unwrap(),
+            bytes,
+            "{}",
+            class_text(&bytes)
+        );
+        assert_eq!(
+            disassemble(&assemble(&canonical).unwrap()).unwrap(),
+            canonical
+        );
     }
 }
 
@@ -74,7 +99,10 @@ fn spec_sample_disassembly() {
                 const 0 \".internal.string\" \"undefined.user\"\n";
     let bytes = assemble(text).unwrap();
     assert_eq!(bytes.len(), 319);
-    assert_eq!(&bytes[0x65..0x70], &[0x23, 0, 0, 0, 0, 0x45, 0x05, 0, 0, 0, 0x2d]);
+    assert_eq!(
+        &bytes[0x65..0x70],
+        &[0x23, 0, 0, 0, 0, 0x45, 0x05, 0, 0, 0, 0x2d]
+    );
     assert_eq!(disassemble(&bytes).unwrap(), text);
     // And it runs: getName returns the pooled constant.
     let files = vec![("phantom.user.pc".to_string(), bytes)];
@@ -83,7 +111,29 @@ fn spec_sample_disassembly() {
                   signature \"main\" 8 returns \"\" args \"b\" \"\"\n";
     let mut files = files;
     files.push(crate::file(".t.c", caller));
-    let (o, out) = crate::run(&["--class", ".t.c", "--method", "8"], files, pvm::VmConfig::default());
+    let (o, out) = crate::run(
+        &["--class", ".t.c", "--method", "8"],
+        files,
+        pvm::VmConfig::default(),
+    );
     assert_eq!(out, "undefined.user");
     assert_eq!(o, pvm::SliceOutcome::Finished { exit_code: 0 });
+}
+
+#[test]
+fn bulk_containers_disassemble_entry_by_entry() {
+    let boot = assemble(BOOT).unwrap();
+    let bulk = pvm::classfile::write_bulk(&[("ru.dz.phantom.system.boot", &boot), ("junk", b"xx")]);
+    let text = pvm::disasm::disassemble_any(&bulk).unwrap();
+    assert!(text.starts_with(
+        "; bulk entry ru.dz.phantom.system.boot\nclass \".ru.dz.phantom.system.boot\""
+    ));
+    assert!(
+        text.ends_with("; bulk entry junk\n; error: no record marker at offset 0\n"),
+        "{text}"
+    );
+    assert_eq!(
+        pvm::disasm::disassemble_any(&boot).unwrap(),
+        disassemble(&boot).unwrap()
+    );
 }
