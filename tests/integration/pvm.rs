@@ -103,7 +103,11 @@ fn regression_transcript_through_the_component() {
 fn boot_mode_runs_the_boot_class() {
     let classes = data_dir();
     write_class(classes.path(), ".ru.dz.phantom.system.boot", BOOT);
-    write_class(classes.path(), ".ru.dz.phantom.system.regression_tests", REGRESSION_TESTS);
+    write_class(
+        classes.path(),
+        ".ru.dz.phantom.system.regression_tests",
+        REGRESSION_TESTS,
+    );
     let o = run(&["pvm", "run", "--classes", s(classes.path())]);
     assert_eq!(
         stdout(ok(&o)),
@@ -118,7 +122,11 @@ fn boot_mode_runs_the_boot_class() {
     // Missing class files: a clear error, non-zero, no panic.
     let empty = data_dir();
     let o = run(&["pvm", "run", "--classes", s(empty.path())]);
-    assert!(!o.status.success() && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && !stderr(&o).contains("panicked"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
