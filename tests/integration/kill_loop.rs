@@ -80,6 +80,7 @@ fn counter_survives_kill_9_at_random_instants() {
     let mut newest_committed = 1u64;
     let mut highest_printed = 0u64;
     let mut restarts_that_progressed = 0;
+    let mut killed_mid_write = 0;
     for i in 0..kills {
         let log_path = data.path().join(format!("run-{i}.log"));
         let log = File::create(&log_path).unwrap();
@@ -98,9 +99,24 @@ fn counter_survives_kill_9_at_random_instants() {
             .stderr(log)
             .spawn()
             .unwrap();
-        // Kill between 5 and 300 ms in: sometimes before the first
-        // checkpoint, often in the middle of one.
-        std::thread::sleep(Duration::from_millis(5 + next(&mut seed) % 295));
+        if i % 3 == 2 {
+            // Aim at a write in flight: kill as soon as a capture is logged
+            // (the writer thread is then compressing, fsyncing, renaming).
+            let started = std::time::Instant::now();
+            let wanted = 1 + next(&mut seed) % 4;
+            loop {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let captures = text.matches("captured checkpoint").count() as u64;
+                if captures >= wanted || started.elapsed() > Duration::from_secs(3) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        } else {
+            // Kill between 5 and 300 ms in: sometimes before the first
+            // checkpoint, often in the middle of one.
+            std::thread::sleep(Duration::from_millis(5 + next(&mut seed) % 295));
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let run = parse(&std::fs::read_to_string(&log_path).unwrap());
@@ -144,6 +160,10 @@ fn counter_survives_kill_9_at_random_instants() {
             if first > 1 {
                 restarts_that_progressed += 1;
             }
+        }
+        let last_captured = run.captured.keys().max().copied();
+        if last_captured.is_some_and(|c| !run.committed.contains(&c)) {
+            killed_mid_write += 1;
         }
         for (&id, &count) in &run.captured {
             count_at.insert(id, count);
