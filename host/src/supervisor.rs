@@ -24,6 +24,9 @@ use crate::state::EventState;
 
 /// Events one process may handle per round before the others get a turn.
 const STEPS_PER_ROUND: usize = 64;
+/// Time one process may take per round, so a guest that is always busy
+/// cannot delay signals, input or checkpoints by more than this.
+const ROUND_TIME: Duration = Duration::from_millis(20);
 /// Longest the loop sleeps without looking at signals.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 
@@ -302,7 +305,11 @@ pub fn run(
             p.clock_anchor = (Instant::now(), now);
             p.process.state_mut().fire_due_timers(now);
             let mut failed = None;
+            let round = Instant::now();
             for _ in 0..STEPS_PER_ROUND {
+                if round.elapsed() >= ROUND_TIME {
+                    break;
+                }
                 match p.process.step(rt) {
                     Ok(Some(output)) => {
                         p.touched = true;
@@ -337,7 +344,7 @@ pub fn run(
                 if let Some(Err(e)) = p.process.wait_for_write() {
                     eprintln!("phantom: final checkpoint of '{name}' failed: {e}");
                 }
-                if opts.verbose {
+                if opts.verbose || code != 0 {
                     eprintln!("phantom: '{name}' exited with code {code}");
                 }
                 procs.remove(i);

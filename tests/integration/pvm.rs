@@ -290,3 +290,92 @@ fn phantom_program_survives_kill_9() {
     ]);
     assert_eq!(counts(&stdout(ok(&o)))[0], before.last().unwrap() + 1);
 }
+
+/// Counts forever without sleeping: a busy loop between prints.
+const BUSY_COUNTER: &str = r#"class ".t.busy" fields 1 methods 9 base ".internal.object"
+method "main" 8
+    iconst_32bit 1
+    isublu
+    jz Lok
+    sconst_bin "arg count"
+    throw
+Lok:
+    iconst_32bit 0
+Lloop:
+    iconst_32bit 1
+    isum
+    os_get32 0
+    sconst_bin "count="
+    call_10 1
+    os_drop
+    os_get32 0
+    is_dup
+    i2o
+    call_10 1
+    os_drop
+    os_get32 0
+    sconst_bin "\n"
+    call_10 1
+    os_drop
+    iconst_32bit 100000
+Lbusy:
+    djnz Lbusy
+    is_drop
+    jmp Lloop
+end
+signature "main" 8 returns "" args "boot" ""
+"#;
+
+#[test]
+fn busy_phantom_thread_is_checkpointed_between_slices() {
+    let data = data_dir();
+    let classes = data_dir();
+    write_class(classes.path(), ".t.busy", BUSY_COUNTER);
+    ok(&run(&[
+        "spawn",
+        "pvm",
+        "--classes",
+        s(classes.path()),
+        "--data",
+        s(data.path()),
+        "--name",
+        "busy",
+        "--",
+        "--class",
+        ".t.busy",
+        "--method",
+        "8",
+    ]));
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "1",
+        "--checkpoint-every",
+        "100ms",
+        "--no-stdin",
+        "-v",
+    ]);
+    let err = stderr(ok(&o));
+    let captured = err.matches("captured checkpoint").count();
+    assert!(
+        captured >= 5,
+        "a busy guest got {captured} checkpoints in 1 s at 100 ms:\n{err}"
+    );
+    let first = counts(&stdout(&o));
+    assert!(
+        first.len() > 20,
+        "the busy thread made little progress: {}",
+        first.len()
+    );
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--for",
+        "0.2",
+        "--no-stdin",
+    ]);
+    assert_eq!(counts(&stdout(ok(&o)))[0], first.last().unwrap() + 1);
+}
