@@ -86,13 +86,6 @@ fn help_lists_the_commands() {
     }
 }
 
-fn counts(text: &str) -> Vec<u64> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("count="))
-        .map(|n| n.trim().parse().unwrap())
-        .collect()
-}
-
 #[test]
 fn checkpoint_on_request_and_graceful_sigterm() {
     use std::process::Stdio;

@@ -110,3 +110,80 @@ pub fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
     ids.sort();
     ids.iter().map(|id| store.checkpoint_path(*id)).collect()
 }
+
+/// Counts printed as `count=<n>` lines.
+pub fn counts(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("count="))
+        .map(|n| n.trim().parse().expect("count"))
+        .collect()
+}
+
+/// What one verbose `phantom run` of a counting process printed, stdout and
+/// stderr through one file description, so in the order it happened.
+pub struct RunLog {
+    /// Checkpoint id the run restored from (0: it did not get that far).
+    pub restored_from: u64,
+    /// Counts printed, in order.
+    pub counts: Vec<u64>,
+    /// For each checkpoint captured in the run: the last count before it,
+    /// which is the count the checkpoint holds.
+    pub captured: std::collections::BTreeMap<u64, u64>,
+    /// Checkpoints the run logged as committed.
+    pub committed: Vec<u64>,
+}
+
+fn leading_number(s: &str) -> u64 {
+    s.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number")
+}
+
+/// Parses a verbose run's log.
+pub fn parse_run_log(text: &str) -> RunLog {
+    let mut run = RunLog {
+        restored_from: 0,
+        counts: Vec::new(),
+        captured: Default::default(),
+        committed: Vec::new(),
+    };
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("count=") {
+            run.counts.push(n.trim().parse().expect("count"));
+        } else if let Some(rest) = line.strip_prefix("phantom: restored '") {
+            if let Some((_, id)) = rest.split_once("' from checkpoint ") {
+                run.restored_from = leading_number(id);
+            }
+        } else if let Some(rest) = line.strip_prefix("phantom: captured checkpoint ") {
+            run.captured.insert(
+                leading_number(rest),
+                run.counts.last().copied().unwrap_or(0),
+            );
+        } else if let Some(rest) = line.strip_prefix("phantom: committed checkpoint ") {
+            run.committed.push(leading_number(rest));
+        }
+    }
+    run
+}
+
+/// Starts a verbose `phantom run` whose stdout and stderr both go to
+/// `log` through one open file description.
+pub fn start_logged_run(data: &Path, checkpoint_every: &str, log: &Path) -> std::process::Child {
+    let file = std::fs::File::create(log).expect("log file");
+    phantom()
+        .args([
+            "run",
+            "--data",
+            s(data),
+            "--checkpoint-every",
+            checkpoint_every,
+            "--no-stdin",
+            "-v",
+        ])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("dup log"))
+        .stderr(file)
+        .spawn()
+        .expect("start phantom run")
+}

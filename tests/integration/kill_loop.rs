@@ -7,50 +7,12 @@
 //! checkpoint N.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::process::Stdio;
 use std::time::Duration;
 
 use super::common::*;
 
 /// Kills per test run (more with PHANTOM_KILLS).
 const DEFAULT_KILLS: usize = 24;
-
-struct Run {
-    /// Checkpoint id this run restored from.
-    restored_from: u64,
-    /// Counts printed, in order.
-    counts: Vec<u64>,
-    /// For each checkpoint captured in this run: the last count before it.
-    captured: BTreeMap<u64, u64>,
-    /// Checkpoints this run saw committed.
-    committed: Vec<u64>,
-}
-
-fn parse(text: &str) -> Run {
-    let mut run = Run {
-        restored_from: 0,
-        counts: Vec::new(),
-        captured: BTreeMap::new(),
-        committed: Vec::new(),
-    };
-    for line in text.lines() {
-        if let Some(n) = line.strip_prefix("count=") {
-            run.counts.push(n.trim().parse().expect("count"));
-        } else if let Some(rest) = line.strip_prefix("phantom: restored 'counter' from checkpoint ")
-        {
-            run.restored_from = rest.split_whitespace().next().unwrap().parse().unwrap();
-        } else if let Some(rest) = line.strip_prefix("phantom: captured checkpoint ") {
-            let id: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
-            run.captured
-                .insert(id, run.counts.last().copied().unwrap_or(0));
-        } else if let Some(rest) = line.strip_prefix("phantom: committed checkpoint ") {
-            run.committed
-                .push(rest.split_whitespace().next().unwrap().parse().unwrap());
-        }
-    }
-    run
-}
 
 /// A small deterministic generator for the kill instants.
 fn next(seed: &mut u64) -> u64 {
@@ -83,22 +45,7 @@ fn counter_survives_kill_9_at_random_instants() {
     let mut killed_mid_write = 0;
     for i in 0..kills {
         let log_path = data.path().join(format!("run-{i}.log"));
-        let log = File::create(&log_path).unwrap();
-        let mut child = phantom()
-            .args([
-                "run",
-                "--data",
-                s(data.path()),
-                "--checkpoint-every",
-                "15ms",
-                "--no-stdin",
-                "-v",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut child = start_logged_run(data.path(), "15ms", &log_path);
         if i % 3 == 2 {
             // Aim at a write in flight: kill as soon as a capture is logged
             // (the writer thread is then compressing, fsyncing, renaming).
@@ -119,7 +66,7 @@ fn counter_survives_kill_9_at_random_instants() {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let run = parse(&std::fs::read_to_string(&log_path).unwrap());
+        let run = parse_run_log(&std::fs::read_to_string(&log_path).unwrap());
         if run.counts.is_empty() && run.restored_from == 0 {
             // Killed before the restore finished: nothing to check but that
             // the next run can still restore.
@@ -177,6 +124,10 @@ fn counter_survives_kill_9_at_random_instants() {
         restarts_that_progressed >= kills / 2,
         "too few restarts made progress: {restarts_that_progressed}"
     );
+    assert!(
+        killed_mid_write >= kills / 6,
+        "only {killed_mid_write} kills landed while a checkpoint was being written"
+    );
     // The image is readable and consistent after all of it.
     ok(&run(&["fsck", "--data", s(data.path())]));
     // A graceful run then continues from where the last one was killed.
@@ -190,7 +141,7 @@ fn counter_survives_kill_9_at_random_instants() {
         "-v",
     ]);
     ok(&o);
-    let graceful = parse(&(stdout(&o) + &stderr(&o)));
+    let graceful = parse_run_log(&(stdout(&o) + &stderr(&o)));
     assert!(!graceful.counts.is_empty());
     // After a graceful stop nothing is lost: the next run starts right after
     // the last count printed.
@@ -203,7 +154,7 @@ fn counter_survives_kill_9_at_random_instants() {
         "--no-stdin",
     ]);
     ok(&o);
-    let after = parse(&stdout(&o));
+    let after = parse_run_log(&stdout(&o));
     assert_eq!(
         after.counts.first(),
         Some(&(graceful.counts.last().unwrap() + 1))

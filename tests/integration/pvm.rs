@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use super::common::*;
@@ -17,9 +16,19 @@ const REGRESSION_TESTS: &str =
 /// A small boot class that runs the regression tests under a catcher.
 const BOOT: &str = include_str!("../../pvm-wasm/tests/pvm/classes/boot.pasm");
 
-/// A Phantom program that counts forever, printing `count=<n>` and
-/// sleeping 5 ms between counts.
-const COUNTER: &str = r#"class ".t.counter" fields 1 methods 9 base ".internal.object"
+/// A Phantom program that counts forever, printing `count=<n>`; between
+/// counts it either sleeps `sleep_ms` (through `boot.15`) or, with 0, spins
+/// through a busy loop, so it never blocks.
+fn counter_class(class: &str, sleep_ms: u32) -> String {
+    let pause = if sleep_ms > 0 {
+        format!(
+            "    os_get32 0\n    iconst_32bit {sleep_ms}\n    i2o\n    call_15 1\n    os_drop\n"
+        )
+    } else {
+        "    iconst_32bit 100000\nLbusy:\n    djnz Lbusy\n    is_drop\n".to_string()
+    };
+    format!(
+        r#"class "{class}" fields 1 methods 9 base ".internal.object"
 method "main" 8
     iconst_32bit 1
     isublu
@@ -44,15 +53,12 @@ Lloop:
     sconst_bin "\n"
     call_10 1
     os_drop
-    os_get32 0
-    iconst_32bit 5
-    i2o
-    call_15 1
-    os_drop
-    jmp Lloop
+{pause}    jmp Lloop
 end
 signature "main" 8 returns "" args "boot" ""
-"#;
+"#
+    )
+}
 
 /// Writes `class` assembled from `text` into `dir` as the VM looks it up.
 fn write_class(dir: &Path, class: &str, text: &str) {
@@ -62,13 +68,6 @@ fn write_class(dir: &Path, class: &str, text: &str) {
         bytes,
     )
     .unwrap();
-}
-
-fn counts(text: &str) -> Vec<u64> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("count="))
-        .map(|n| n.trim().parse().unwrap())
-        .collect()
 }
 
 #[test]
@@ -162,7 +161,7 @@ end
 fn asm_disasm_round_trip_through_the_cli() {
     let dir = data_dir();
     let text = dir.path().join("counter.txt");
-    std::fs::write(&text, COUNTER).unwrap();
+    std::fs::write(&text, counter_class(".t.counter", 5)).unwrap();
     let pc = dir.path().join("counter.pc");
     ok(&run(&["pvm", "asm", s(&text), "-o", s(&pc)]));
     let listing = stdout(ok(&run(&["pvm", "disasm", s(&pc)])));
@@ -186,7 +185,11 @@ fn asm_disasm_round_trip_through_the_cli() {
 fn phantom_program_survives_kill_9() {
     let data = data_dir();
     let classes = data_dir();
-    write_class(classes.path(), ".t.counter", COUNTER);
+    write_class(
+        classes.path(),
+        ".t.counter",
+        &counter_class(".t.counter", 5),
+    );
     let o = run(&[
         "spawn",
         "pvm",
@@ -209,39 +212,14 @@ fn phantom_program_survives_kill_9() {
     let mut resumed_later = 0;
     for i in 0..6u64 {
         let log_path = data.path().join(format!("run-{i}.log"));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = phantom()
-            .args([
-                "run",
-                "--data",
-                s(data.path()),
-                "--checkpoint-every",
-                "30ms",
-                "--no-stdin",
-                "-v",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut child = start_logged_run(data.path(), "30ms", &log_path);
         std::thread::sleep(Duration::from_millis(250 + 37 * i));
         child.kill().unwrap();
         child.wait().unwrap();
-        let text = std::fs::read_to_string(&log_path).unwrap();
-        let mut restored_from = None;
-        let mut printed = Vec::new();
-        for line in text.lines() {
-            if let Some(n) = line.strip_prefix("count=") {
-                printed.push(n.parse::<u64>().unwrap());
-            } else if let Some(rest) = line.strip_prefix("phantom: restored 'pc' from checkpoint ")
-            {
-                restored_from = rest.split_whitespace().next().unwrap().parse::<u64>().ok();
-            } else if let Some(rest) = line.strip_prefix("phantom: captured checkpoint ") {
-                let id: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
-                count_at.insert(id, printed.last().copied().unwrap_or(0));
-            }
-        }
+        let log = parse_run_log(&std::fs::read_to_string(&log_path).unwrap());
+        count_at.extend(log.captured.iter().map(|(&id, &c)| (id, c)));
+        let printed = log.counts;
+        let restored_from = (log.restored_from > 0).then_some(log.restored_from);
         let Some(from) = restored_from else { continue };
         let Some(&first) = printed.first() else {
             continue;
@@ -291,46 +269,11 @@ fn phantom_program_survives_kill_9() {
     assert_eq!(counts(&stdout(ok(&o)))[0], before.last().unwrap() + 1);
 }
 
-/// Counts forever without sleeping: a busy loop between prints.
-const BUSY_COUNTER: &str = r#"class ".t.busy" fields 1 methods 9 base ".internal.object"
-method "main" 8
-    iconst_32bit 1
-    isublu
-    jz Lok
-    sconst_bin "arg count"
-    throw
-Lok:
-    iconst_32bit 0
-Lloop:
-    iconst_32bit 1
-    isum
-    os_get32 0
-    sconst_bin "count="
-    call_10 1
-    os_drop
-    os_get32 0
-    is_dup
-    i2o
-    call_10 1
-    os_drop
-    os_get32 0
-    sconst_bin "\n"
-    call_10 1
-    os_drop
-    iconst_32bit 100000
-Lbusy:
-    djnz Lbusy
-    is_drop
-    jmp Lloop
-end
-signature "main" 8 returns "" args "boot" ""
-"#;
-
 #[test]
 fn busy_phantom_thread_is_checkpointed_between_slices() {
     let data = data_dir();
     let classes = data_dir();
-    write_class(classes.path(), ".t.busy", BUSY_COUNTER);
+    write_class(classes.path(), ".t.busy", &counter_class(".t.busy", 0));
     ok(&run(&[
         "spawn",
         "pvm",
