@@ -9,10 +9,11 @@ guests := "target/guests/components"
 default:
     @just --list
 
-# Build the host, the integration tests and the guest components.
+# Build the host, the tests and the guest components (tests/build.rs builds
+# the guests). --all-targets resolves features exactly as `cargo test` does,
+# so wasmtime is compiled once for both.
 build:
-    cargo build --release --workspace --bins
-    cargo build --release -p phantom-tests --tests
+    cargo build --release --workspace --all-targets
 
 # The demo: spawn `counter`, run it, kill -9 the host, run again: it goes on counting.
 demo: build
