@@ -7,4 +7,5 @@ mod common;
 mod differential;
 mod incremental;
 mod kill_loop;
+mod lazy_restore;
 mod trackers;
