@@ -84,7 +84,7 @@ impl MappedRegion {
 
     /// Maps `[from, to)` of `file` privately at the same offsets of the region.
     pub fn map_file(&mut self, file: &File, from: usize, to: usize) -> io::Result<()> {
-        assert!(from % PAGE_SIZE == 0 && to % PAGE_SIZE == 0 && from <= to);
+        assert!(from.is_multiple_of(PAGE_SIZE) && to.is_multiple_of(PAGE_SIZE) && from <= to);
         if to > self.reserved {
             return Err(io::Error::other("mapping past the reservation"));
         }
@@ -160,8 +160,9 @@ impl MappedRegion {
                     let (start, len) = self.page_range(first, count)?;
                     // SAFETY: `start` is inside the mapped part of our region
                     // (checked by `page_range`), so the pointer is in bounds.
+                    let iov_base = unsafe { self.base.add(start) }.cast();
                     iov.push(libc::iovec {
-                        iov_base: unsafe { self.base.add(start) }.cast(),
+                        iov_base,
                         iov_len: len,
                     });
                     bytes += len;
@@ -352,6 +353,10 @@ pub mod pagemap_scan {
     /// Scans pages `[first, first+count)` of `region` for pages whose
     /// categories, after inverting `inverted`, include all of `mask`; calls
     /// `found(first_page, page_count)` for each run, in address order.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a thin wrapper over pm_scan_arg's fields"
+    )]
     pub fn scan(
         pagemap: &Pagemap,
         region: &MappedRegion,

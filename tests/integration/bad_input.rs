@@ -157,7 +157,7 @@ fn counter_with_history(data: &std::path::Path) -> u64 {
     stdout(&o)
         .lines()
         .filter_map(|l| l.strip_prefix("count="))
-        .last()
+        .next_back()
         .unwrap()
         .parse()
         .unwrap()
