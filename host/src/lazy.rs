@@ -215,14 +215,18 @@ fn set(bits: &mut [u64], p: u64) {
 impl Filler {
     fn run(mut self) {
         let result = self.serve();
+        if let Err(e) = &result {
+            // Closing the uffd below lets waiting faults map holes as zero
+            // pages: the memory no longer holds the image.
+            lock(&self.shared.error).get_or_insert_with(|| format!("cannot fill the memory: {e}"));
+        }
         // Closing the uffd unregisters the view. Only safe for the guest
         // once every page is filled (a waiting fault then retries and maps
         // the memfd's page, or a hole's zero page); on stop no guest runs.
         drop(self.uffd.take());
-        let result = match (result, lock(&self.shared.error).clone()) {
-            (Err(e), _) => Err(e.to_string()),
-            (Ok(()), Some(e)) => Err(e),
-            (Ok(()), None) => Ok(()),
+        let result = match lock(&self.shared.error).clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
         };
         *lock(&self.shared.done) = Some(result);
         self.shared.done_cv.notify_all();

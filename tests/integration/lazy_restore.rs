@@ -163,3 +163,35 @@ fn prefetch_fills_the_whole_memory() {
     }
     assert_same(&want, &memory_bytes(&p), "after the prefetch");
 }
+
+#[test]
+fn image_unreadable_after_a_lazy_restore_fails_the_process_not_the_host() {
+    let data = data_dir();
+    spawn_touched(data.path());
+    let dir = data.path().join("m");
+    let mut rt = runtime(RestoreMode::LazyNoPrefetch);
+    let (mut p, _) = Process::restore(&mut rt, &dir).unwrap();
+    // The image's page blocks change under the restored process (its
+    // header and table of contents were read already).
+    for path in checkpoint_files(&dir) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let len = f.metadata().unwrap().len();
+        f.write_all_at(&vec![0x5A; (len - 256) as usize], 128)
+            .unwrap();
+    }
+    assert!(p.push_line("sum".into()));
+    let err = p.step(&rt).expect_err("the guest read pages that are gone");
+    assert!(
+        err.to_string()
+            .contains("cannot be restored from its image"),
+        "{err}"
+    );
+    let err = p
+        .checkpoint(&rt)
+        .expect_err("no checkpoint of a broken memory");
+    assert!(
+        format!("{err:#}").contains("not restored correctly"),
+        "{err:#}"
+    );
+}
