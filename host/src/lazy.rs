@@ -31,8 +31,13 @@ use crate::sys::uffd::{EventFd, Userfaultfd};
 
 /// Pages filled per fault: the aligned group around the faulting page.
 /// Neighbours are usually next (a guest walks its memory), and a fault
-/// costs two context switches; 16 pages (64 KiB) is a Wasm page.
+/// costs two context switches and a wake; 16 pages (64 KiB) is a Wasm page.
 const FAULT_AROUND: u64 = 16;
+
+/// Most pages filled per fault when faults walk the memory in order: the
+/// group doubles while each fault lands where the previous fill ended.
+/// 256 pages (1 MiB) is one image block.
+const FAULT_AROUND_MAX: u64 = 256;
 
 /// Pages prefetched between two looks at the uffd: bounds how long a fault
 /// waits behind the prefetch (a 256 KiB `pwrite` plus at most one block
@@ -117,6 +122,8 @@ impl LazyFill {
             present: vec![0; pages.div_ceil(64) as usize],
             remaining: pages,
             cursor: 0,
+            around: FAULT_AROUND,
+            last_fill_end: u64::MAX,
             shared: shared.clone(),
             wake: wake.clone(),
         };
@@ -200,6 +207,10 @@ struct Filler {
     remaining: u64,
     /// Where the prefetch goes on.
     cursor: u64,
+    /// Pages the next fault fills, and where the last fault's fill ended
+    /// (a fault there is sequential and doubles the group).
+    around: u64,
+    last_fill_end: u64,
     shared: Arc<Shared>,
     wake: Arc<EventFd>,
 }
@@ -235,7 +246,7 @@ impl Filler {
     fn serve(&mut self) -> io::Result<()> {
         let mut faults = Vec::new();
         let mut page = Box::new([0u8; PAGE_SIZE]);
-        let mut batch = vec![0u8; PREFETCH_PAGES as usize * PAGE_SIZE];
+        let mut batch = vec![0u8; PREFETCH_PAGES.max(FAULT_AROUND_MAX) as usize * PAGE_SIZE];
         while self.remaining > 0 {
             if self.shared.stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -250,7 +261,7 @@ impl Filler {
             uffd.read_faults(&mut faults)?;
             for &addr in &faults {
                 self.shared.faults.fetch_add(1, Ordering::Relaxed);
-                self.fill_fault(addr, &mut page)?;
+                self.fill_fault(addr, &mut page, &mut batch)?;
             }
             if prefetching && faults.is_empty() {
                 self.prefetch_batch(&mut batch)?;
@@ -261,7 +272,12 @@ impl Filler {
 
     /// Fills the group of pages around the one at `addr` and wakes the
     /// faulting thread.
-    fn fill_fault(&mut self, addr: u64, page: &mut [u8; PAGE_SIZE]) -> io::Result<()> {
+    fn fill_fault(
+        &mut self,
+        addr: u64,
+        page: &mut [u8; PAGE_SIZE],
+        batch: &mut [u8],
+    ) -> io::Result<()> {
         let p = addr.wrapping_sub(self.base) / PAGE_SIZE as u64;
         let uffd = self.uffd.as_ref().expect("open until the end");
         if addr < self.base || p >= self.pages {
@@ -269,7 +285,15 @@ impl Filler {
             return uffd.wake(addr & !(PAGE_SIZE as u64 - 1), PAGE_SIZE as u64);
         }
         let first = p / FAULT_AROUND * FAULT_AROUND;
-        let end = (first + FAULT_AROUND).min(self.pages);
+        self.around = if first == self.last_fill_end {
+            (self.around * 2).min(FAULT_AROUND_MAX)
+        } else {
+            FAULT_AROUND
+        };
+        let end = (first + self.around).min(self.pages);
+        self.last_fill_end = end;
+        // Runs of needed pages go to the memfd with one `pwrite` each.
+        let mut run: Option<(u64, usize)> = None;
         for q in first..end {
             // The faulting page is always written if not present (a hole
             // left by the prefetch would fault forever); its neighbours
@@ -280,10 +304,20 @@ impl Filler {
                 !has(&self.filled, q)
             };
             if !needed {
+                self.flush(&mut run, batch)?;
                 continue;
             }
             self.read(q, page);
-            self.file.write_all_at(&page[..], q * PAGE_SIZE as u64)?;
+            let slot = match run {
+                Some((f, n)) if f + n as u64 == q => n,
+                _ => {
+                    self.flush(&mut run, batch)?;
+                    run = Some((q, 0));
+                    0
+                }
+            };
+            batch[slot * PAGE_SIZE..(slot + 1) * PAGE_SIZE].copy_from_slice(&page[..]);
+            run = run.map(|(f, n)| (f, n + 1));
             set(&mut self.present, q);
             if !has(&self.filled, q) {
                 set(&mut self.filled, q);
@@ -291,6 +325,7 @@ impl Filler {
                 self.shared.faulted.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.flush(&mut run, batch)?;
         let uffd = self.uffd.as_ref().expect("open until the end");
         uffd.wake(
             self.base + first * PAGE_SIZE as u64,
