@@ -44,6 +44,10 @@ const FAULT_AROUND_MAX: u64 = 256;
 /// decompressed, well under a millisecond).
 const PREFETCH_PAGES: u64 = 64;
 
+/// Compared with as a whole (`memcmp`): a byte loop that stops at the first
+/// non-zero byte is several times slower on pages with one byte set.
+const ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+
 /// What to restore a memory from, lazily.
 pub struct LazySource {
     /// Opened by the restore, so a missing userfaultfd falls back to the
@@ -352,7 +356,7 @@ impl Filler {
             self.remaining -= 1;
             self.shared.prefetched.fetch_add(1, Ordering::Relaxed);
             // A never-stored or all-zero page stays a hole: it reads as zero.
-            if !stored || page.iter().all(|&b| b == 0) {
+            if !stored || page == ZERO_PAGE {
                 self.flush(&mut run, batch)?;
                 continue;
             }
