@@ -5,6 +5,7 @@
 //!    └─ supervisor ── many ──► Process ──► Store<ProcessCtx> ── iface/* (phantom:os)
 //!                               │            └─ ctx: the gate (inputs) and the exit (outputs)
 //!                               ├─ MemoryCell (memory.rs) ── DirtyTracker (tracker.rs) ── sys.rs (all unsafe)
+//!                               │    └─ LazyFill (lazy.rs): restored pages on first touch (userfaultfd)
 //!                               └─ CheckpointStore (phantom-snapshots crate, no wasmtime)
 //!   Runtime: Engine + PhantomMemoryCreator + Linker + compile cache + writer thread
 //! ```
@@ -14,6 +15,7 @@ pub mod bindings;
 pub mod ctx;
 mod iface;
 pub mod inspect;
+pub mod lazy;
 pub mod memory;
 pub mod oneshot;
 pub mod process;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use phantom_host::process::{Process, ProcessMeta};
-use phantom_host::runtime::{Runtime, RuntimeConfig};
+use phantom_host::runtime::{RestoreMode, Runtime, RuntimeConfig};
 use phantom_host::state::{HOST_SECTION, HostState};
 use phantom_host::supervisor::{self, RunOptions, Signals};
 use phantom_host::tracker::TrackerKind;
@@ -122,6 +122,10 @@ struct EngineArgs {
     /// Largest linear memory a guest may grow, in MiB.
     #[arg(long, default_value_t = 2048)]
     max_memory_mib: usize,
+    /// How a restore fills memories: lazy (on first touch, then in the
+    /// background) or eager (all before the first event).
+    #[arg(long, default_value = "lazy", value_parser = RestoreMode::parse)]
+    restore: RestoreMode,
 }
 
 impl EngineArgs {
@@ -133,6 +137,7 @@ impl EngineArgs {
                 .max_memory_mib
                 .checked_mul(1 << 20)
                 .context("--max-memory-mib too large")?,
+            restore: self.restore,
         })
     }
 }

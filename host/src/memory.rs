@@ -9,7 +9,9 @@
 //!                                                  ├ memfd (the last checkpoint's bytes)
 //!                                                  ├ private view (what the guest sees)
 //!                                                  ├ shared view (the host writes the memfd)
-//!                                                  └ DirtyTracker
+//!                                                  ├ DirtyTracker
+//!                                                  └ LazyFill (restored lazily: fills the memfd
+//!                                                    on faults and in the background)
 //! ```
 //! `capture` runs at a quiescent point: it finds the dirty pages, copies them
 //! into the memfd through the shared view and discards the private copies.
@@ -24,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use phantom_snapshots::PageRun;
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
 
+use crate::lazy::{LazyFill, LazySource, LazyStats};
 use crate::sys::{MappedRegion, PAGE_SIZE};
 use crate::tracker::{DirtyTracker, TrackerKind};
 
@@ -39,6 +42,9 @@ pub struct MemoryCell {
 }
 
 struct MemoryInner {
+    /// The filler of a lazily restored memory (first, so its thread stops
+    /// before the views are unmapped).
+    lazy: Option<LazyFill>,
     /// Holds the bytes of the last checkpoint (plus zeroes past it).
     file: File,
     /// The guest's view: `MAP_PRIVATE` of `file`.
@@ -70,6 +76,7 @@ impl MemoryCell {
         reserve: usize,
         maximum: Option<usize>,
         tracker: TrackerKind,
+        lazy: Option<LazySource>,
     ) -> io::Result<Self> {
         if size > reserve {
             return Err(io::Error::other(format!(
@@ -81,12 +88,30 @@ impl MemoryCell {
         }
         let mut private = MappedRegion::reserve(reserve)?;
         private.map_file(&file, 0, size)?;
+        let pages = (size / PAGE_SIZE) as u64;
+        let lazy = match lazy {
+            Some(source) => match source.uffd.register_missing(&private, 0, pages) {
+                Ok(()) => Some(LazyFill::start(
+                    source,
+                    file.try_clone()?,
+                    private.base() as u64,
+                    pages,
+                )?),
+                // The kernel refused this mapping: fill it all now.
+                Err(_) => {
+                    fill_eagerly(source.reader, &file)?;
+                    None
+                }
+            },
+            None => None,
+        };
         let mut shared = MappedRegion::reserve_shared(reserve)?;
         shared.map_file(&file, 0, size)?;
         let mut tracker = tracker.create()?;
         tracker.reset(&private, (size / PAGE_SIZE) as u64)?;
         Ok(Self {
             inner: Mutex::new(MemoryInner {
+                lazy,
                 file,
                 private,
                 shared,
@@ -99,7 +124,7 @@ impl MemoryCell {
 
     /// Creates a standalone memory of `size` bytes (tests and benchmarks).
     pub fn standalone(size: usize, reserve: usize, tracker: TrackerKind) -> io::Result<Self> {
-        Self::new(new_memfd()?, size, reserve, None, tracker)
+        Self::new(new_memfd()?, size, reserve, None, tracker, None)
     }
 
     fn lock(&self) -> MutexGuard<'_, MemoryInner> {
@@ -118,13 +143,54 @@ impl MemoryCell {
         self.lock().tracker.kind()
     }
 
+    /// How the lazy restore of this memory went so far (None: not restored
+    /// lazily).
+    pub fn lazy_stats(&self) -> Option<LazyStats> {
+        self.lock().lazy.as_ref().map(|l| l.stats())
+    }
+
+    /// Why this lazily restored memory no longer holds its image, if it
+    /// does not: a page could not be read, and reads as zero.
+    pub fn lazy_error(&self) -> Option<String> {
+        self.lock().lazy.as_ref().and_then(|l| l.error())
+    }
+
+    /// Waits until every page of a lazily restored memory is in its memfd.
+    pub fn wait_filled(&self) -> io::Result<()> {
+        match &self.lock().lazy {
+            Some(l) => l.wait_filled(),
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes of memory the memfd holds (holes excluded): shows how much of
+    /// a lazily restored memory is filled.
+    pub fn file_allocated_bytes(&self) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self.lock().file.metadata()?.blocks() * 512)
+    }
+
     /// Finds the dirty pages and makes the memfd hold the current bytes.
     ///
-    /// With `full`, reports every page as dirty (for a full image). Must be
-    /// called at a quiescent point.
+    /// With `full`, reports every page as dirty (for a full image), after
+    /// waiting for a lazy restore to fill the memfd. Must be called at a
+    /// quiescent point.
     pub fn capture(&self, full: bool) -> io::Result<CapturedMemory> {
         let mut guard = self.lock();
         let inner = &mut *guard;
+        if let Some(lazy) = &inner.lazy {
+            if let Some(e) = lazy.error() {
+                // The memory has zeroes where the image had bytes: never
+                // make them a checkpoint.
+                return Err(io::Error::other(format!(
+                    "the memory was not restored correctly: {e}"
+                )));
+            }
+            if full {
+                // The writer reads every page from the memfd.
+                lazy.wait_filled()?;
+            }
+        }
         let pages = (inner.size / PAGE_SIZE) as u64;
         let mut dirty = Vec::new();
         inner.tracker.collect(&inner.private, pages, &mut dirty)?;
@@ -200,6 +266,19 @@ impl MemoryCell {
     }
 }
 
+/// Writes every page `reader` stores into `file` (the eager restore, for a
+/// mapping the userfaultfd refused).
+fn fill_eagerly(mut reader: phantom_snapshots::PageReader, file: &File) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut page = [0u8; PAGE_SIZE];
+    for p in 0..reader.page_count() {
+        if reader.read_page(p, &mut page)? {
+            file.write_all_at(&page, p * PAGE_SIZE as u64)?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates an empty memfd for a linear memory.
 pub fn new_memfd() -> io::Result<File> {
     memfd::MemfdOptions::default()
@@ -249,6 +328,9 @@ pub struct PreparedMemory {
     pub file: File,
     /// Size in bytes.
     pub size: usize,
+    /// Fill the memfd on demand from this, instead of it being filled
+    /// already.
+    pub lazy: Option<LazySource>,
 }
 
 /// Collects the memories wasmtime creates while one process instantiates.
@@ -316,7 +398,7 @@ unsafe impl MemoryCreator for PhantomMemoryCreator {
         let reserve = reserved_size_in_bytes
             .unwrap_or(DEFAULT_RESERVATION)
             .max(minimum);
-        let (file, size) = match slot.prepared.pop_front() {
+        let (file, size, lazy) = match slot.prepared.pop_front() {
             Some(p) => {
                 if p.size < minimum || maximum.is_some_and(|m| p.size > m) {
                     return Err(format!(
@@ -324,9 +406,9 @@ unsafe impl MemoryCreator for PhantomMemoryCreator {
                         p.size
                     ));
                 }
-                (p.file, p.size)
+                (p.file, p.size, p.lazy)
             }
-            None => (new_memfd().map_err(|e| e.to_string())?, minimum),
+            None => (new_memfd().map_err(|e| e.to_string())?, minimum, None),
         };
         let tracker = slot.tracker.unwrap_or(TrackerKind::Pagemap);
         let cell = Arc::new(
@@ -336,6 +418,7 @@ unsafe impl MemoryCreator for PhantomMemoryCreator {
                 reserve + guard_size_in_bytes,
                 maximum.or(Some(reserve)),
                 tracker,
+                lazy,
             )
             .map_err(|e| format!("cannot create a memfd-backed memory: {e}"))?,
         );

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   spawn:   component ─► instantiate (fresh memfds) ─► init ─► full checkpoint 1 ─► rename into place
-//!   restore: load newest valid chain ─► memfds filled from it ─► instantiate
+//!   restore: load newest valid chain ─► memfds sized (lazy: filled on first touch
+//!            and in the background; eager: filled now) ─► instantiate
 //!            ─► drop private pages (undo data segments) ─► handle events (no init)
 //!   run:     handle(event) … capture (pause) ─► writer thread (guest runs on)
 //! ```
@@ -24,9 +25,11 @@ use wasmtime::Store;
 use crate::bindings::{Event, GuestFile, PersistentProcess, Status};
 use crate::ctx::ProcessCtx;
 use crate::inspect::CheckedGlobal;
+use crate::lazy::LazySource;
 use crate::memory::{MemoryCell, PreparedMemory, new_memfd};
-use crate::runtime::{EPOCH_TICK, Runtime, WriteJob, cache_dir, write_job};
+use crate::runtime::{EPOCH_TICK, RestoreMode, Runtime, WriteJob, cache_dir, write_job};
 use crate::state::{EventState, GLOBALS_SECTION, HOST_SECTION, HostState};
+use crate::sys::uffd::Userfaultfd;
 
 /// A full image is written at least this often (in checkpoints), so restore
 /// never replays a long chain.
@@ -210,7 +213,7 @@ impl Process {
         let loaded = images
             .load_latest()
             .with_context(|| format!("cannot restore {}", dir.display()))?;
-        let warnings: Vec<String> = loaded
+        let mut warnings: Vec<String> = loaded
             .skipped
             .iter()
             .map(|(id, why)| format!("{}: skipped checkpoint {id}: {why}", dir.display()))
@@ -226,6 +229,7 @@ impl Process {
         state.restore_count += 1;
         state.checkpoint_id = loaded.info.id;
         let mut prepared = Vec::new();
+        let mut lazy = rt.config.restore != RestoreMode::Eager;
         let mut memories = loaded.memories;
         memories.sort_by_key(|m| m.index);
         for (i, m) in memories.iter().enumerate() {
@@ -235,8 +239,33 @@ impl Process {
             let size = usize::try_from(m.size_bytes).context("memory too large")?;
             let file = new_memfd()?;
             file.set_len(m.size_bytes)?;
-            m.write_into(&file)?;
-            prepared.push(PreparedMemory { file, size });
+            let source = if lazy {
+                match Userfaultfd::open() {
+                    Ok(uffd) => Some(LazySource {
+                        uffd,
+                        reader: m.page_reader()?,
+                        prefetch: rt.config.restore == RestoreMode::Lazy,
+                    }),
+                    Err(e) => {
+                        warnings.push(format!(
+                            "{}: restoring eagerly: no userfaultfd for memfds here ({e})",
+                            dir.display()
+                        ));
+                        lazy = false;
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            if source.is_none() {
+                m.write_into(&file)?;
+            }
+            prepared.push(PreparedMemory {
+                file,
+                size,
+                lazy: source,
+            });
         }
         let bytes = fs::read(dir.join("component.wasm")).context("cannot read component.wasm")?;
         let component = rt.load_component(&bytes, dir.parent().map(cache_dir).as_deref())?;
@@ -432,6 +461,14 @@ impl Process {
         self.store.set_epoch_deadline(ticks(rt));
         let result = self.bindings.call_handle(&mut self.store, event);
         let output = self.store.data_mut().take_output();
+        if let Some(why) = self.memories.iter().find_map(|m| m.lazy_error()) {
+            // The guest may have read zeroes where its image had bytes:
+            // neither its output nor its state can be trusted.
+            return Err(ProcessError::Host(anyhow::anyhow!(
+                "process '{}' cannot be restored from its image: {why}",
+                self.name
+            )));
+        }
         match result {
             Ok(status) => {
                 self.apply_status(status);
@@ -465,6 +502,11 @@ impl Process {
         rt.writer.submit(WriteJob { reply: tx, ..job });
         self.in_flight = Some(rx);
         Ok(report)
+    }
+
+    /// Makes the next checkpoint a full image.
+    pub fn require_full(&mut self) {
+        self.needs_full = true;
     }
 
     /// Waits for the write in flight, if any; returns what it committed.

@@ -41,6 +41,36 @@ pub struct RuntimeConfig {
     pub call_timeout: Duration,
     /// Largest size of one linear memory.
     pub max_memory_bytes: usize,
+    /// How a restore fills memories.
+    pub restore: RestoreMode,
+}
+
+/// How `Process::restore` puts the image's pages into the memories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreMode {
+    /// Every page is written before the process starts.
+    Eager,
+    /// Pages are written on first touch (userfaultfd) and by a background
+    /// prefetch; eager where the kernel has no userfaultfd for memfds.
+    Lazy,
+    /// Lazy without the prefetch: only touched pages are written (until a
+    /// full checkpoint needs them all). For tests.
+    LazyNoPrefetch,
+}
+
+impl RestoreMode {
+    /// Parses a `--restore` value.
+    pub fn parse(s: &str) -> Result<RestoreMode, String> {
+        match s {
+            "eager" => Ok(Self::Eager),
+            "lazy" => Ok(Self::Lazy),
+            "lazy-no-prefetch" => Ok(Self::LazyNoPrefetch),
+            other => Err(format!(
+                "unknown restore mode '{other}' (eager, lazy, lazy-no-prefetch)"
+            )),
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -49,6 +79,7 @@ impl Default for RuntimeConfig {
             tracker: TrackerKind::best_available(),
             call_timeout: Duration::from_secs(10),
             max_memory_bytes: 2 << 30,
+            restore: RestoreMode::Lazy,
         }
     }
 }

@@ -11,12 +11,13 @@
 //!  LoadedCheckpoint ◀──── load_latest ─────┘ newest chain that verifies
 //!   ├─ sections (of the newest file)
 //!   └─ RestoredMemory ── write_into(dest) ──▶ pages, newest wins, block by block
+//!                     └─ page_reader() ───▶ PageReader::read_page(p): one page on demand
 //!
 //!  format.rs   header and table of contents, caps    (bytes ⇄ structs)
 //!  write.rs    check the request, stream blocks      (NewCheckpoint → file)
 //!  image.rs    open, verify and read one file        (file → checked parts)
 //!  store.rs    naming, commit, chains, retention, fsck
-//!  restore.rs  LoadedCheckpoint, RestoredMemory::write_into
+//!  restore.rs  LoadedCheckpoint, RestoredMemory::write_into, PageReader
 //! ```
 
 mod error;
@@ -33,7 +34,7 @@ pub use format::{
     BLOCK_PAGES, FORMAT_VERSION, MAX_FILE_BYTES, MAX_MEMORIES, MAX_MEMORY_BYTES, MAX_SECTION_BYTES,
     MAX_SECTION_NAME, MAX_SECTIONS, MAX_SECTIONS_TOTAL, MAX_TOC_BYTES, PAGE_SIZE,
 };
-pub use restore::{LoadedCheckpoint, RestoredMemory};
+pub use restore::{LoadedCheckpoint, PageReader, RestoredMemory};
 pub use store::{CheckpointListing, CheckpointStore, FsckProblem, FsckReport};
 
 /// A run of consecutive pages: page numbers, not bytes.

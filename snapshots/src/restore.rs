@@ -1,6 +1,7 @@
 //! What `load_latest` returns: the newest usable checkpoint's sections and,
 //! per memory, the chain of files whose pages make it up. Pages are read
-//! block by block only when `write_into` copies them out.
+//! block by block only when `write_into` copies them out, or one at a time,
+//! on demand, through a `PageReader` (lazy restore).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -95,6 +96,197 @@ impl RestoredMemory {
             }
         }
         Ok(written)
+    }
+}
+
+/// Blocks a `PageReader` keeps decompressed: a fault usually comes near the
+/// previous one, and a chain of deltas interleaves a few files' blocks.
+/// Four blocks are 4 MiB per reader.
+const CACHED_BLOCKS: usize = 4;
+
+impl RestoredMemory {
+    /// Random access to the memory's pages, for restoring it lazily. The
+    /// reader owns what it needs (it can move to another thread and outlive
+    /// `self`).
+    pub fn page_reader(&self) -> io::Result<PageReader> {
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (image, mi) in &self.layers {
+            let mem = &image.toc.memories[*mi];
+            // Each block's end page, to find a page's block by binary search
+            // (runs are strictly increasing across a memory's blocks).
+            let ends = mem
+                .blocks
+                .iter()
+                .map(|b| b.runs.last().map_or(0, |r| r.first + r.count))
+                .collect();
+            layers.push(Layer {
+                image: image.clone(),
+                mi: *mi,
+                ends,
+            });
+        }
+        let path = self.layers.first().map(|(i, _)| i.path.clone());
+        Ok(PageReader {
+            pages: self.page_count(),
+            layers,
+            dec: BlockDecompressor::new(path.as_deref().unwrap_or(std::path::Path::new("")))
+                .map_err(|e| e.into_io())?,
+            compressed: Vec::new(),
+            cache: Vec::with_capacity(CACHED_BLOCKS),
+            clock: 0,
+            blocks_read: 0,
+        })
+    }
+}
+
+/// Reads single pages of a restored memory: finds the newest file holding
+/// the page, reads its block (checksum checked again) and decompresses it,
+/// keeping the last few blocks decompressed.
+pub struct PageReader {
+    pages: u64,
+    /// Newest first, like `RestoredMemory::layers`.
+    layers: Vec<Layer>,
+    dec: BlockDecompressor,
+    compressed: Vec<u8>,
+    cache: Vec<CachedBlock>,
+    clock: u64,
+    blocks_read: u64,
+}
+
+// The host moves a reader to the thread that fills a memory lazily.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<PageReader>();
+};
+
+struct Layer {
+    image: Arc<ImageFile>,
+    mi: usize,
+    ends: Vec<u64>,
+}
+
+struct CachedBlock {
+    layer: usize,
+    block: usize,
+    plain: Vec<u8>,
+    last_used: u64,
+}
+
+impl std::fmt::Debug for PageReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageReader")
+            .field("pages", &self.pages)
+            .field("layers", &self.layers.len())
+            .field("blocks_read", &self.blocks_read)
+            .finish()
+    }
+}
+
+impl PageReader {
+    /// Pages of the memory.
+    pub fn page_count(&self) -> u64 {
+        self.pages
+    }
+
+    /// Blocks read and decompressed so far (cache misses).
+    pub fn blocks_read(&self) -> u64 {
+        self.blocks_read
+    }
+
+    /// The newest stored version of `page`: where it is (layer, block,
+    /// page slot in the block), or None if no file stores it.
+    fn locate(&self, page: u64) -> Option<(usize, usize, usize)> {
+        for (li, layer) in self.layers.iter().enumerate() {
+            let i = layer.ends.partition_point(|&end| end <= page);
+            let Some(block) = layer.image.toc.memories[layer.mi].blocks.get(i) else {
+                continue;
+            };
+            let mut slot = 0u64;
+            for r in &block.runs {
+                if page < r.first {
+                    break;
+                }
+                if page < r.first + r.count {
+                    return Some((li, i, (slot + page - r.first) as usize));
+                }
+                slot += r.count;
+            }
+        }
+        None
+    }
+
+    /// Copies page `page` into `buf` (a partial last page comes
+    /// zero-padded). Returns false, with `buf` zeroed, for a page no file
+    /// stores (it is zero). A page past the memory's end is an error.
+    pub fn read_page(&mut self, page: u64, buf: &mut [u8; PAGE_SIZE]) -> io::Result<bool> {
+        if page >= self.pages {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("page {page} is past the memory's {} pages", self.pages),
+            ));
+        }
+        let Some((li, bi, slot)) = self.locate(page) else {
+            buf.fill(0);
+            return Ok(false);
+        };
+        self.clock += 1;
+        let c = match self
+            .cache
+            .iter()
+            .position(|c| c.layer == li && c.block == bi)
+        {
+            Some(c) => c,
+            None => self.load(li, bi)?,
+        };
+        let cached = &mut self.cache[c];
+        cached.last_used = self.clock;
+        buf.copy_from_slice(&cached.plain[slot * PAGE_SIZE..(slot + 1) * PAGE_SIZE]);
+        Ok(true)
+    }
+
+    /// Reads, checks and decompresses block `bi` of layer `li` into the
+    /// cache (evicting the least recently used); returns its cache slot.
+    fn load(&mut self, li: usize, bi: usize) -> io::Result<usize> {
+        let layer = &self.layers[li];
+        let image = &layer.image;
+        let mem = &image.toc.memories[layer.mi];
+        let block = &mem.blocks[bi];
+        image
+            .read_block(mem.index, bi, block, &mut self.compressed)
+            .map_err(|e| e.into_io())?;
+        let c = if self.cache.len() < CACHED_BLOCKS {
+            self.cache.push(CachedBlock {
+                layer: li,
+                block: bi,
+                plain: vec![0u8; BLOCK_BYTES],
+                last_used: 0,
+            });
+            self.cache.len() - 1
+        } else {
+            let (c, _) = self
+                .cache
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| c.last_used)
+                .expect("the cache is full, so not empty");
+            c
+        };
+        let cached = &mut self.cache[c];
+        // Mark the slot empty until the block decompressed correctly.
+        cached.layer = usize::MAX;
+        self.dec
+            .decompress(
+                &image.path,
+                &self.compressed,
+                block,
+                &mut cached.plain,
+                || block_name(mem.index, bi, block),
+            )
+            .map_err(|e| e.into_io())?;
+        cached.layer = li;
+        cached.block = bi;
+        self.blocks_read += 1;
+        Ok(c)
     }
 }
 

@@ -7,5 +7,6 @@ mod common;
 mod differential;
 mod incremental;
 mod kill_loop;
+mod lazy_restore;
 mod pvm;
 mod trackers;

@@ -270,6 +270,12 @@ fn block_that_inflates_beyond_its_pages_is_refused() {
     let err = loaded.memories[0].write_into(&dest).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     assert!(err.to_string().contains("does not decompress"), "{err}");
+    // The lazy path fails the same way, on the first page of the block.
+    let mut reader = loaded.memories[0].page_reader().unwrap();
+    let mut page = [0u8; PAGE_SIZE];
+    let err = reader.read_page(0, &mut page).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("does not decompress"), "{err}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::FileExt;
 
-use phantom_snapshots::{CheckpointStore, FsckProblem};
+use phantom_snapshots::{CheckpointStore, FsckProblem, PAGE_SIZE};
 
 use super::common::*;
 
@@ -166,6 +166,12 @@ fn random_bytes_never_panic() {
                 let dest = tempfile::tempfile().unwrap();
                 dest.set_len(m.size_bytes).unwrap();
                 let _ = m.write_into(&dest);
+                if let Ok(mut r) = m.page_reader() {
+                    let mut page = [0u8; PAGE_SIZE];
+                    for p in 0..r.page_count().min(64) {
+                        let _ = r.read_page(p, &mut page);
+                    }
+                }
             }
         }
     }

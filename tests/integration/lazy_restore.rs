@@ -1,0 +1,197 @@
+//! Lazy restore: a restored memory is filled on first touch (userfaultfd)
+//! and reads back every page of its image; pages filled that way are clean;
+//! a full checkpoint taken before the filling finished is complete.
+
+use std::path::Path;
+
+use phantom_host::process::Process;
+use phantom_host::runtime::{RestoreMode, Runtime, RuntimeConfig};
+
+use super::common::*;
+
+const MIB: u64 = 16;
+
+fn runtime(restore: RestoreMode) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        restore,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+}
+
+fn say(rt: &Runtime, p: &mut Process, line: &str) -> String {
+    assert!(p.push_line(line.into()));
+    let mut out = Vec::new();
+    while let Some(o) = p.step(rt).expect("step") {
+        out.extend(o);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn memory_bytes(p: &Process) -> Vec<Vec<u8>> {
+    p.memories()
+        .iter()
+        .map(|m| m.with_bytes(|b| b.to_vec()).unwrap())
+        .collect()
+}
+
+#[track_caller]
+fn assert_same(want: &[Vec<u8>], got: &[Vec<u8>], what: &str) {
+    assert_eq!(want.len(), got.len(), "{what}: memory count");
+    for (i, (a, b)) in want.iter().zip(got).enumerate() {
+        assert_eq!(a.len(), b.len(), "{what}: memory {i} size");
+        if a != b {
+            let page = a.iter().zip(b).position(|(x, y)| x != y).unwrap() / 4096;
+            panic!("{what}: memory {i} differs at page {page}");
+        }
+    }
+}
+
+/// Spawns memtouch with every page of its buffer written and checkpointed;
+/// returns its memory bytes and its `sum` as the straight run saw them.
+fn spawn_touched(data: &Path) -> (Vec<Vec<u8>>, String) {
+    let mut rt = runtime(RestoreMode::Lazy);
+    let bytes = std::fs::read(phantom_tests::MEMTOUCH).unwrap();
+    let (mut p, _) = Process::spawn(
+        &mut rt,
+        &bytes,
+        data,
+        "m",
+        vec!["--mib".into(), MIB.to_string()],
+        vec![],
+    )
+    .unwrap();
+    say(&rt, &mut p, &format!("touch {} 5", MIB << 8));
+    let sum = say(&rt, &mut p, "sum");
+    assert!(sum.starts_with("sum="), "{sum}");
+    p.checkpoint(&rt).unwrap();
+    p.wait_for_write().unwrap().unwrap();
+    (memory_bytes(&p), sum)
+}
+
+#[test]
+fn lazily_restored_memory_reads_back_every_page_and_stays_clean() {
+    let data = data_dir();
+    let (want, sum) = spawn_touched(data.path());
+    let mut rt = runtime(RestoreMode::LazyNoPrefetch);
+    let (mut p, warnings) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+    if warnings.iter().any(|w| w.contains("restoring eagerly")) {
+        eprintln!("skipped: {warnings:?}");
+        return;
+    }
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let memory = &p.memories()[0];
+    let stats = memory.lazy_stats().expect("restored lazily");
+    // Only the pages wasmtime's data segments touched are in the memfd yet.
+    let allocated = memory.file_allocated_bytes().unwrap();
+    let size = memory.size() as u64;
+    assert!(
+        allocated < size / 4,
+        "{allocated} of {size} bytes filled right after the restore: not lazy ({stats:?})"
+    );
+    assert_eq!(stats.prefetched, 0, "{stats:?}");
+    assert!(stats.faulted > 0, "data segments fault: {stats:?}");
+    assert!(!stats.complete);
+    // Reading every page faults each one in: the bytes are the image's.
+    assert_same(&want, &memory_bytes(&p), "after a lazy restore");
+    p.memories()[0].wait_filled().unwrap();
+    let stats = p.memories()[0].lazy_stats().unwrap();
+    assert_eq!(stats.faulted, stats.pages, "{stats:?}");
+    assert!(stats.complete, "{stats:?}");
+    // Pages filled on a fault map the memfd: nothing is dirty.
+    let report = p.checkpoint(&rt).unwrap();
+    assert_eq!(report.dirty_pages, 0, "{report:?}");
+    p.wait_for_write().unwrap().unwrap();
+    assert_eq!(say(&rt, &mut p, "sum"), sum);
+}
+
+#[test]
+fn guest_runs_on_a_lazily_restored_memory() {
+    let data = data_dir();
+    let (_, sum) = spawn_touched(data.path());
+    let mut rt = runtime(RestoreMode::LazyNoPrefetch);
+    let (mut p, _) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+    // The guest's own accesses fault the pages in (its `sum` reads them all).
+    assert_eq!(say(&rt, &mut p, "sum"), sum);
+    // Its writes are dirty as usual: one page per touch, plus its stack.
+    say(&rt, &mut p, "touch 3 9");
+    let report = p.checkpoint(&rt).unwrap();
+    assert!(
+        (3..64).contains(&report.dirty_pages),
+        "{} dirty pages after touching 3",
+        report.dirty_pages
+    );
+    p.wait_for_write().unwrap().unwrap();
+}
+
+#[test]
+fn full_checkpoint_right_after_a_lazy_restore_is_complete() {
+    let data = data_dir();
+    let (want, sum) = spawn_touched(data.path());
+    {
+        let mut rt = runtime(RestoreMode::LazyNoPrefetch);
+        let (mut p, _) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+        p.require_full();
+        let report = p.checkpoint(&rt).unwrap();
+        assert!(report.full);
+        p.wait_for_write().unwrap().unwrap();
+    }
+    // Restore the full image eagerly and lazily: both read the original.
+    for mode in [RestoreMode::Eager, RestoreMode::Lazy] {
+        let mut rt = runtime(mode);
+        let (mut p, _) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+        assert!(
+            p.last_committed().unwrap().parent.is_none(),
+            "restored the full image"
+        );
+        assert_same(&want, &memory_bytes(&p), &format!("{mode:?} after full"));
+        assert_eq!(say(&rt, &mut p, "sum"), sum);
+    }
+}
+
+#[test]
+fn prefetch_fills_the_whole_memory() {
+    let data = data_dir();
+    let (want, _) = spawn_touched(data.path());
+    let mut rt = runtime(RestoreMode::Lazy);
+    let (p, _) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+    for m in p.memories() {
+        m.wait_filled().unwrap();
+        let stats = m.lazy_stats().unwrap();
+        assert!(stats.complete, "{stats:?}");
+        assert_eq!(stats.faulted + stats.prefetched, stats.pages, "{stats:?}");
+    }
+    assert_same(&want, &memory_bytes(&p), "after the prefetch");
+}
+
+#[test]
+fn image_unreadable_after_a_lazy_restore_fails_the_process_not_the_host() {
+    let data = data_dir();
+    spawn_touched(data.path());
+    let dir = data.path().join("m");
+    let mut rt = runtime(RestoreMode::LazyNoPrefetch);
+    let (mut p, _) = Process::restore(&mut rt, &dir).unwrap();
+    // The image's page blocks change under the restored process (its
+    // header and table of contents were read already).
+    for path in checkpoint_files(&dir) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let len = f.metadata().unwrap().len();
+        f.write_all_at(&vec![0x5A; (len - 256) as usize], 128)
+            .unwrap();
+    }
+    assert!(p.push_line("sum".into()));
+    let err = p.step(&rt).expect_err("the guest read pages that are gone");
+    assert!(
+        err.to_string()
+            .contains("cannot be restored from its image"),
+        "{err}"
+    );
+    let err = p
+        .checkpoint(&rt)
+        .expect_err("no checkpoint of a broken memory");
+    assert!(
+        format!("{err:#}").contains("not restored correctly"),
+        "{err:#}"
+    );
+}
