@@ -24,10 +24,10 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use phantom_snapshots::PageRun;
-use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
+use wasmtime::{LinearMemory, MemoryType};
 
 use crate::lazy::{LazyFill, LazySource, LazyStats};
-use crate::sys::{MappedRegion, PAGE_SIZE};
+use crate::sys::{GuestMemory, MappedRegion, PAGE_SIZE};
 use crate::tracker::{DirtyTracker, TrackerKind};
 
 /// Address space reserved per memory when wasmtime does not ask for a
@@ -247,7 +247,7 @@ impl MemoryCell {
         Ok(f(inner.private.pages_mut(0, pages)?))
     }
 
-    fn grow(&self, new_size: usize) -> io::Result<()> {
+    pub(crate) fn grow(&self, new_size: usize) -> io::Result<()> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         if new_size <= inner.size {
@@ -286,40 +286,6 @@ pub fn new_memfd() -> io::Result<File> {
         .create("phantom-memory")
         .map(|m| m.into_file())
         .map_err(|e| io::Error::other(e.to_string()))
-}
-
-/// The `LinearMemory` wasmtime owns.
-struct GuestMemory {
-    cell: Arc<MemoryCell>,
-    base: *mut u8,
-    capacity: usize,
-}
-
-// SAFETY: `base` points into the cell's reservation, which lives as long as
-// the Arc; the cell itself is Send + Sync.
-unsafe impl Send for GuestMemory {}
-// SAFETY: see `Send`.
-unsafe impl Sync for GuestMemory {}
-
-// SAFETY: the base pointer never moves (growth maps inside the reservation),
-// the first `byte_size()` bytes are always mapped read-write, and the guard
-// region wasmtime asked for stays PROT_NONE (it is part of the reservation).
-unsafe impl LinearMemory for GuestMemory {
-    fn byte_size(&self) -> usize {
-        self.cell.size()
-    }
-
-    fn byte_capacity(&self) -> usize {
-        self.capacity
-    }
-
-    fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
-        self.cell.grow(new_size).map_err(wasmtime::Error::from)
-    }
-
-    fn as_ptr(&self) -> *mut u8 {
-        self.base
-    }
 }
 
 /// A restored memory, ready to be mapped at instantiation.
@@ -377,10 +343,10 @@ impl PhantomMemoryCreator {
     }
 }
 
-// SAFETY: every memory returned is a `GuestMemory`, whose safety argument is
-// above; it honours `reserved_size_in_bytes` and `guard_size_in_bytes`.
-unsafe impl MemoryCreator for PhantomMemoryCreator {
-    fn new_memory(
+impl PhantomMemoryCreator {
+    /// `MemoryCreator::new_memory` (the unsafe trait impl is in `sys.rs`):
+    /// the next prepared memfd, or a new one, as a `GuestMemory`.
+    pub(crate) fn create_memory(
         &self,
         ty: MemoryType,
         minimum: usize,
@@ -424,10 +390,6 @@ unsafe impl MemoryCreator for PhantomMemoryCreator {
         );
         slot.created.push(cell.clone());
         let base = cell.lock().private.base();
-        Ok(Box::new(GuestMemory {
-            cell,
-            base,
-            capacity: reserve,
-        }))
+        Ok(Box::new(GuestMemory::new(cell, base, reserve)))
     }
 }

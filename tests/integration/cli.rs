@@ -131,8 +131,11 @@ fn checkpoint_on_request_and_graceful_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // SIGTERM: a graceful stop with a final checkpoint.
-    // SAFETY: kill(2) with a pid we started and a valid signal number.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(checkpoints() >= 3);
