@@ -164,8 +164,14 @@ impl Process {
                 next_timer_id: 1,
                 ..Default::default()
             };
-            let mut process =
-                Self::instantiate(rt, &loaded, dir.clone(), images, state, Vec::new())?;
+            let mut process = Self::instantiate(
+                rt,
+                &loaded,
+                dir.clone(),
+                Arc::new(images),
+                state,
+                Vec::new(),
+            )?;
             let guest_files: Vec<GuestFile> = files
                 .into_iter()
                 .map(|(name, data)| GuestFile { name, data })
@@ -278,7 +284,7 @@ impl Process {
             }
         }
         let images = Arc::new(images);
-        let mut process = Self::instantiate_with(
+        let mut process = Self::instantiate(
             rt,
             &component,
             dir.to_path_buf(),
@@ -302,17 +308,6 @@ impl Process {
     }
 
     fn instantiate(
-        rt: &mut Runtime,
-        loaded: &crate::runtime::LoadedComponent,
-        dir: PathBuf,
-        images: CheckpointStore,
-        state: HostState,
-        prepared: Vec<PreparedMemory>,
-    ) -> anyhow::Result<Process> {
-        Self::instantiate_with(rt, loaded, dir, Arc::new(images), state, prepared)
-    }
-
-    fn instantiate_with(
         rt: &mut Runtime,
         loaded: &crate::runtime::LoadedComponent,
         dir: PathBuf,
