@@ -405,14 +405,23 @@ pub fn run(
         checkpoint(rt, p, opts.verbose, &mut summary);
     }
     for p in procs.iter_mut() {
-        if let Some(Err(e)) = p.process.wait_for_write() {
-            eprintln!(
-                "phantom: final checkpoint of '{}' failed: {e}",
-                p.process.name()
-            );
-            summary.failed.push(p.process.name().to_string());
+        match p.process.wait_for_write() {
+            Some(Err(e)) => {
+                eprintln!(
+                    "phantom: final checkpoint of '{}' failed: {e}",
+                    p.process.name()
+                );
+                summary.failed.push(p.process.name().to_string());
+            }
+            Some(Ok(info)) if opts.verbose => {
+                eprintln!(
+                    "phantom: committed checkpoint {} of '{}'",
+                    info.id,
+                    p.process.name()
+                );
+            }
+            _ => {}
         }
-        log_commits(&mut p.process, opts.verbose);
     }
     Ok(summary)
 }
