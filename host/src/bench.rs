@@ -282,9 +282,13 @@ fn tempdir() -> anyhow::Result<PathBuf> {
 /// Arguments of `phantom bench pvm`.
 #[derive(Args, Debug)]
 pub struct PvmBenchArgs {
-    /// Loop iterations of the benchmark class.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Loop iterations of the benchmark class per round.
+    #[arg(long, default_value_t = 300_000)]
     pub iterations: u32,
+    /// Rounds; native and Wasm runs alternate, and medians are compared, so
+    /// the machine's drift does not land in the ratio.
+    #[arg(long, default_value_t = 7)]
+    pub rounds: usize,
     /// The PVM component (default: built next to this binary).
     #[arg(long)]
     pub component: Option<PathBuf>,
@@ -293,8 +297,64 @@ pub struct PvmBenchArgs {
     pub json: bool,
 }
 
+/// One native run of the benchmark class.
+struct NativeRun {
+    time: Duration,
+    output: Vec<u8>,
+    bytecodes: u64,
+    gc: pvm::GcStats,
+    /// Extra time of the slices in which the collector ran.
+    gc_pauses: Vec<Duration>,
+}
+
+fn native_run(call: &[String], files: Vec<(String, Vec<u8>)>) -> anyhow::Result<NativeRun> {
+    let mut vm =
+        pvm::PvmProcess::init(call, files, pvm::VmConfig::default()).map_err(anyhow::Error::msg)?;
+    let mut output = Vec::new();
+    // Slices of 100k bytecodes, timed one by one: a slice in which the
+    // collector ran took longer than a plain one by its GC pause.
+    let mut plain = Vec::new();
+    let mut with_gc = Vec::new();
+    let t = Instant::now();
+    let end = loop {
+        let before = vm.gc_stats().collections;
+        let s = Instant::now();
+        let outcome = vm.run_slice(0, 100_000, &mut output);
+        let took = s.elapsed();
+        if vm.gc_stats().collections > before {
+            with_gc.push(took)
+        } else {
+            plain.push(took)
+        }
+        if !matches!(outcome, pvm::SliceOutcome::Busy) {
+            break outcome;
+        }
+    };
+    let time = t.elapsed();
+    anyhow::ensure!(
+        matches!(end, pvm::SliceOutcome::Finished { exit_code: 0 }),
+        "native run ended with {end:?}: {}",
+        String::from_utf8_lossy(&output)
+    );
+    let plain_slice = if plain.is_empty() {
+        Duration::ZERO
+    } else {
+        median(plain)
+    };
+    Ok(NativeRun {
+        time,
+        output,
+        bytecodes: vm.instructions_executed(),
+        gc: vm.vm().gc_stats(),
+        gc_pauses: with_gc
+            .iter()
+            .map(|d| d.saturating_sub(plain_slice))
+            .collect(),
+    })
+}
+
 /// Runs the benchmark class natively and inside the PVM component, in the
-/// same run, and prints JSON.
+/// same run, alternating, and prints JSON.
 pub fn pvm(args: &PvmBenchArgs, component: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     use crate::process::Process;
     use crate::runtime::{Runtime, RuntimeConfig};
@@ -306,78 +366,58 @@ pub fn pvm(args: &PvmBenchArgs, component: &std::path::Path) -> anyhow::Result<s
         BENCH_ENTRY.to_string(),
     ];
     let files = bench_files(args.iterations);
-    // Native.
-    let mut vm = pvm::PvmProcess::init(&call, files.clone(), pvm::VmConfig::default())
-        .map_err(anyhow::Error::msg)?;
-    let mut native_out = Vec::new();
-    // Slices of 100k bytecodes, timed one by one: a slice in which the
-    // collector ran took longer than a plain one by its GC pause.
-    let mut plain = Vec::new();
-    let mut with_gc = Vec::new();
-    let t = Instant::now();
-    let end = loop {
-        let before = vm.gc_stats().collections;
-        let s = Instant::now();
-        let outcome = vm.run_slice(0, 100_000, &mut native_out);
-        let took = s.elapsed();
-        if vm.gc_stats().collections > before {
-            with_gc.push(took)
-        } else {
-            plain.push(took)
-        }
-        if !matches!(outcome, pvm::SliceOutcome::Busy) {
-            break outcome;
-        }
-    };
-    let native = t.elapsed();
-    let plain_slice = if plain.is_empty() {
-        Duration::ZERO
-    } else {
-        median(plain)
-    };
-    let gc_pauses: Vec<Duration> = with_gc
-        .iter()
-        .map(|d| d.saturating_sub(plain_slice))
-        .collect();
-    let gc_pause_max = gc_pauses.iter().max().copied().unwrap_or_default();
-    anyhow::ensure!(
-        matches!(end, pvm::SliceOutcome::Finished { exit_code: 0 }),
-        "native run ended with {end:?}: {}",
-        String::from_utf8_lossy(&native_out)
-    );
-    let insns = vm.instructions_executed();
-    let gc = vm.vm().gc_stats();
-    // Inside the component, as a persistent process (init, then slices).
     let bytes =
         std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
     let data = tempdir()?;
     let mut rt = Runtime::new(RuntimeConfig::default())?;
-    let (mut p, mut wasm_out) = Process::spawn(&mut rt, &bytes, &data, "bench", call, files)?;
-    let t = Instant::now();
-    while p.exited().is_none() {
-        match p.step(&rt)? {
-            Some(o) => wasm_out.extend(o),
-            None => anyhow::ensure!(p.exited().is_some(), "the PVM component went idle"),
+    let mut native_times = Vec::new();
+    let mut wasm_times = Vec::new();
+    let mut gc_pauses = Vec::new();
+    let mut last_native = None;
+    for round in 0..args.rounds.max(1) {
+        let native = native_run(&call, files.clone())?;
+        // Inside the component, as a persistent process: init, then slices
+        // (the spawn's compile and first checkpoint are not timed).
+        let (mut p, mut wasm_out) = Process::spawn(
+            &mut rt,
+            &bytes,
+            &data,
+            &format!("bench-{round}"),
+            call.clone(),
+            files.clone(),
+        )?;
+        let t = Instant::now();
+        while p.exited().is_none() {
+            match p.step(&rt)? {
+                Some(o) => wasm_out.extend(o),
+                None => anyhow::ensure!(p.exited().is_some(), "the PVM component went idle"),
+            }
         }
+        wasm_times.push(t.elapsed());
+        anyhow::ensure!(wasm_out == native.output, "native and Wasm outputs differ");
+        native_times.push(native.time);
+        gc_pauses.extend(native.gc_pauses.iter().copied());
+        last_native = Some(native);
     }
-    let wasm = t.elapsed();
-    drop(p);
     let _ = std::fs::remove_dir_all(&data);
-    anyhow::ensure!(wasm_out == native_out, "native and Wasm outputs differ");
-    let native_rate = insns as f64 / native.as_secs_f64();
-    let wasm_rate = insns as f64 / wasm.as_secs_f64();
+    let native = last_native.expect("at least one round");
+    let native_rate = native.bytecodes as f64 / median(native_times).as_secs_f64();
+    let wasm_rate = native.bytecodes as f64 / median(wasm_times).as_secs_f64();
+    let gc = native.gc;
+    let gc_pause_max = gc_pauses.iter().max().copied().unwrap_or_default();
+    let gc_pause_mean = gc_pauses.iter().sum::<Duration>() / gc_pauses.len().max(1) as u32;
     let out = serde_json::json!({
         "benchmark": "pvm",
         "iterations": args.iterations,
-        "bytecodes": insns,
+        "rounds": args.rounds,
+        "bytecodes": native.bytecodes,
         "native_bytecodes_per_s": native_rate,
         "wasm_bytecodes_per_s": wasm_rate,
         "ratio_native_over_wasm": native_rate / wasm_rate,
         "gc": { "collections": gc.collections, "objects_allocated": gc.allocated,
                 "objects_freed": gc.freed, "largest_pause_work_slots": gc.max_pause_work,
-                "pause_us_max": us(gc_pause_max),
-                "pause_us_mean": us(gc_pauses.iter().sum::<Duration>() / gc_pauses.len().max(1) as u32) },
-        "output": String::from_utf8_lossy(&native_out),
+                "pause_us_max": us(gc_pause_max), "pause_us_mean": us(gc_pause_mean) },
+        "output": String::from_utf8_lossy(&native.output),
         "targets": { "native_bytecodes_per_s_min": 5.0e7, "ratio_native_over_wasm_max": 1.5 },
         "pass": native_rate >= 5.0e7 && native_rate / wasm_rate <= 1.5,
     });

@@ -115,6 +115,10 @@ impl Runtime {
         // copy-on-write initialisation is off; our memfd is the CoW anyway.
         wasm.memory_init_cow(false);
         wasm.epoch_interruption(true);
+        // Our memories never move: each lives in a 4 GiB reservation and
+        // grows in place. Saying so lets compiled code treat the heap base
+        // as read-only and hoist it out of loops.
+        wasm.memory_may_move(false);
         let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut linker = Linker::new(&engine);
         PersistentProcess::add_to_linker::<ProcessCtx, HasSelf<ProcessCtx>>(&mut linker, |ctx| ctx)
