@@ -6,18 +6,6 @@ use std::fs;
 
 use super::common::*;
 
-#[track_caller]
-fn fails_with(o: &std::process::Output, needle: &str) {
-    assert!(
-        !o.status.success(),
-        "expected failure, got success:\n{}",
-        stdout(o)
-    );
-    let err = stderr(o);
-    assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
-    assert!(!err.contains("panicked"), "the host panicked:\n{err}");
-}
-
 #[test]
 fn non_component_files_are_refused() {
     let data = data_dir();
@@ -191,14 +179,7 @@ fn truncated_newest_checkpoint_falls_back_to_previous() {
         !fsck.status.success(),
         "fsck must report the truncated file"
     );
-    let o = run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--for",
-        "0.1",
-        "--no-stdin",
-    ]);
+    let o = run_for(data.path(), "0.1");
     ok(&o);
     assert!(stderr(&o).contains("skipped checkpoint"), "{}", stderr(&o));
     let first = first_count(&o);
@@ -218,14 +199,7 @@ fn bit_flipped_checkpoint_is_detected() {
     let i = bytes.len() / 2;
     bytes[i] ^= 0x10;
     fs::write(newest, &bytes).unwrap();
-    let o = run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--for",
-        "0.1",
-        "--no-stdin",
-    ]);
+    let o = run_for(data.path(), "0.1");
     ok(&o);
     let err = stderr(&o);
     assert!(err.contains("skipped checkpoint"), "{err}");
@@ -236,14 +210,7 @@ fn bit_flipped_checkpoint_is_detected() {
         b[10] ^= 0xff;
         fs::write(&f, &b).unwrap();
     }
-    let o = run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--for",
-        "0.1",
-        "--no-stdin",
-    ]);
+    let o = run_for(data.path(), "0.1");
     fails_with(&o, "cannot resume 'c'");
 }
 

@@ -140,14 +140,7 @@ fn checkpoint_on_request_and_graceful_sigterm() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(checkpoints() >= 3);
     let before = counts(&std::fs::read_to_string(&out_path).unwrap());
-    let o = run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--for",
-        "0.1",
-        "--no-stdin",
-    ]);
+    let o = run_for(data.path(), "0.1");
     let after = counts(&stdout(ok(&o)));
     assert_eq!(
         after[0],

@@ -187,3 +187,21 @@ pub fn start_logged_run(data: &Path, checkpoint_every: &str, log: &Path) -> std:
         .spawn()
         .expect("start phantom run")
 }
+
+/// `phantom run --data DATA --for SECS --no-stdin`.
+pub fn run_for(data: &Path, secs: &str) -> Output {
+    run(&["run", "--data", s(data), "--for", secs, "--no-stdin"])
+}
+
+/// Asserts a clean failure: non-zero, `needle` in stderr, no panic.
+#[track_caller]
+pub fn fails_with(o: &Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected failure, got success:\n{}",
+        stdout(o)
+    );
+    let err = stderr(o);
+    assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
+    assert!(!err.contains("panicked"), "the host panicked:\n{err}");
+}

@@ -145,14 +145,7 @@ fn counter_survives_kill_9_at_random_instants() {
     assert!(!graceful.counts.is_empty());
     // After a graceful stop nothing is lost: the next run starts right after
     // the last count printed.
-    let o = run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--for",
-        "0.1",
-        "--no-stdin",
-    ]);
+    let o = run_for(data.path(), "0.1");
     ok(&o);
     let after = parse_run_log(&stdout(&o));
     assert_eq!(
