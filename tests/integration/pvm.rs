@@ -60,6 +60,25 @@ signature "main" 8 returns "" args "boot" ""
     )
 }
 
+/// Spawns the PVM component as process `name`, running `class` method 8.
+fn spawn_pvm(data: &Path, classes: &Path, name: &str, class: &str) -> std::process::Output {
+    run(&[
+        "spawn",
+        "pvm",
+        "--classes",
+        s(classes),
+        "--data",
+        s(data),
+        "--name",
+        name,
+        "--",
+        "--class",
+        class,
+        "--method",
+        "8",
+    ])
+}
+
 /// Writes `class` assembled from `text` into `dir` as the VM looks it up.
 fn write_class(dir: &Path, class: &str, text: &str) {
     let bytes = pvm::asm::assemble(text).unwrap_or_else(|e| panic!("{class}: {e}"));
@@ -182,21 +201,7 @@ fn phantom_program_survives_kill_9() {
         ".t.counter",
         &counter_class(".t.counter", 5),
     );
-    let o = run(&[
-        "spawn",
-        "pvm",
-        "--classes",
-        s(classes.path()),
-        "--data",
-        s(data.path()),
-        "--name",
-        "pc",
-        "--",
-        "--class",
-        ".t.counter",
-        "--method",
-        "8",
-    ]);
+    let o = spawn_pvm(data.path(), classes.path(), "pc", ".t.counter");
     ok(&o);
     // Counts of each captured checkpoint, from the host's log.
     let mut count_at: BTreeMap<u64, u64> = BTreeMap::new();
@@ -252,21 +257,7 @@ fn busy_phantom_thread_is_checkpointed_between_slices() {
     let data = data_dir();
     let classes = data_dir();
     write_class(classes.path(), ".t.busy", &counter_class(".t.busy", 0));
-    ok(&run(&[
-        "spawn",
-        "pvm",
-        "--classes",
-        s(classes.path()),
-        "--data",
-        s(data.path()),
-        "--name",
-        "busy",
-        "--",
-        "--class",
-        ".t.busy",
-        "--method",
-        "8",
-    ]));
+    ok(&spawn_pvm(data.path(), classes.path(), "busy", ".t.busy"));
     let o = run(&[
         "run",
         "--data",
