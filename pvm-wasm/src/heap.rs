@@ -175,6 +175,7 @@ impl Heap {
     }
 
     /// Allocates an object.
+    #[inline]
     pub fn alloc(&mut self, class: Ref, flags: u32, kind: Kind) -> Ref {
         self.live += 1;
         self.since_gc += 1;

@@ -51,6 +51,24 @@ fn out_of_stack(what: &str) -> Trap {
     Trap::Panic(format!("{what}: out of stack"))
 }
 
+#[cold]
+#[inline(never)]
+fn panic_msg(m: &str) -> Trap {
+    Trap::Panic(m.into())
+}
+
+#[cold]
+#[inline(never)]
+fn throw_msg(m: &str) -> Trap {
+    Trap::ThrowMsg(m.into())
+}
+
+#[cold]
+#[inline(never)]
+fn panic_slot(what: &str, slot: usize) -> Trap {
+    Trap::Panic(format!("{what}: slot {slot} is out of bounds"))
+}
+
 /// The running frame's code and IP, held in locals by the dispatch loop.
 #[derive(Clone, Copy)]
 struct Cursor<'a> {
@@ -251,7 +269,55 @@ impl Vm {
         }
     }
 
+    /// A call: the virtual form inline (the common one), the others out of line.
+    #[inline(always)]
     fn call(
+        &mut self,
+        frames: &mut Vec<Frame>,
+        ordinal: u32,
+        n: usize,
+        form: CallForm,
+    ) -> Result<(), Trap> {
+        match form {
+            CallForm::Virtual => self.call_virtual(frames, ordinal, n),
+            form => self.call_other(frames, ordinal, n, form),
+        }
+    }
+
+    /// The same steps, in the same order, as `call_other` with `CallForm::Virtual`.
+    #[inline(always)]
+    fn call_virtual(
+        &mut self,
+        frames: &mut Vec<Frame>,
+        ordinal: u32,
+        n: usize,
+    ) -> Result<(), Trap> {
+        let depth = frames.len();
+        let f = frames.last_mut().ok_or_else(underflow)?;
+        let base = f.os.len().checked_sub(n + 1).ok_or_else(underflow)?;
+        let this = f.os[base];
+        let code = self.method_in(self.class_of(this), ordinal)?;
+        if depth >= self.config.max_call_depth {
+            return Err(self.depth_exceeded(this, ordinal));
+        }
+        let new = self.frame(code, this, &f.os[base + 1..], ordinal);
+        f.os.truncate(base);
+        frames.push(new);
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn depth_exceeded(&self, this: Ref, ordinal: u32) -> Trap {
+        Trap::Panic(format!(
+            "call depth limit {} exceeded calling {}.{ordinal}",
+            self.config.max_call_depth,
+            self.class_name(self.class_of(this))
+        ))
+    }
+
+    #[inline(never)]
+    fn call_other(
         &mut self,
         frames: &mut Vec<Frame>,
         ordinal: u32,
@@ -367,42 +433,45 @@ impl Vm {
         Ok(stop)
     }
 
+    #[inline(always)]
     fn field_load(&self, this: Ref, slot: usize) -> Result<Ref, Trap> {
         match &self.heap.get(this).kind {
-            Kind::Plain(v) | Kind::Array(v) => v
-                .get(slot)
-                .copied()
-                .ok_or_else(|| Trap::Panic(format!("load: slot {slot} is out of bounds"))),
-            _ => Err(Trap::Panic("attempt to load from internal".into())),
+            Kind::Plain(v) | Kind::Array(v) => match v.get(slot) {
+                Some(&r) => Ok(r),
+                None => Err(panic_slot("load", slot)),
+            },
+            _ => Err(panic_msg("attempt to load from internal")),
         }
     }
 
+    #[inline(always)]
     fn field_save(&mut self, this: Ref, slot: usize, v: Ref) -> Result<(), Trap> {
         let obj = self.heap.get_mut(this);
         if obj.flags & flags::IMMUTABLE != 0 {
-            return Err(Trap::Panic("attempt to save to immutable object".into()));
+            return Err(panic_msg("attempt to save to immutable object"));
         }
         match &mut obj.kind {
-            Kind::Plain(fields) => {
-                let cell = fields
-                    .get_mut(slot)
-                    .ok_or_else(|| Trap::Panic(format!("save: slot {slot} is out of bounds")))?;
-                *cell = v;
-                Ok(())
-            }
-            _ => Err(Trap::Panic("attempt to save to internal".into())),
+            Kind::Plain(fields) => match fields.get_mut(slot) {
+                Some(cell) => {
+                    *cell = v;
+                    Ok(())
+                }
+                None => Err(panic_slot("save", slot)),
+            },
+            _ => Err(panic_msg("attempt to save to internal")),
         }
     }
 
     /// `o2i` without a prefix: the int value of a numeric object.
+    #[inline(always)]
     fn unbox_int(&self, o: Ref) -> Result<i32, Trap> {
         match self.heap.get(o).kind {
             Kind::Int(v) => Ok(v),
             Kind::Long(v) => Ok(v as i32),
             Kind::Float(v) => Ok(v.to_bits() as i32),
             Kind::Double(v) => Ok(v.to_bits() as i32),
-            Kind::Null => Err(Trap::ThrowMsg("o2i(null)".into())),
-            _ => Err(Trap::ThrowMsg("o2i: not a number".into())),
+            Kind::Null => Err(throw_msg("o2i(null)")),
+            _ => Err(throw_msg("o2i: not a number")),
         }
     }
 
