@@ -99,6 +99,7 @@ impl Cursor<'_> {
         }
     }
 
+    #[inline(always)]
     fn i64(&mut self) -> Result<i64, Trap> {
         let hi = self.i32()? as u32 as u64;
         let lo = self.i32()? as u32 as u64;
@@ -113,17 +114,24 @@ impl Cursor<'_> {
         usize::try_from(target).map_err(|_| jump_outside(target))
     }
 
+    #[inline(always)]
     fn bytes(&mut self) -> Result<Vec<u8>, Trap> {
         let n = self.i32()?;
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.pc.checked_add(n))
-            .filter(|&e| e <= self.code.len());
-        let end = end.ok_or_else(|| Trap::Panic("string operand is outside the code".into()))?;
-        let s = self.code[self.pc..end].to_vec();
+        let (s, end) = string_operand(self.code, self.pc, n)?;
         self.pc = end;
         Ok(s)
     }
+}
+
+/// A string operand of `n` bytes at `pc`, and the IP after it.
+#[inline(never)]
+fn string_operand(code: &[u8], pc: usize, n: i32) -> Result<(Vec<u8>, usize), Trap> {
+    let end = usize::try_from(n)
+        .ok()
+        .and_then(|n| pc.checked_add(n))
+        .filter(|&e| e <= code.len());
+    let end = end.ok_or_else(|| Trap::Panic("string operand is outside the code".into()))?;
+    Ok((code[pc..end].to_vec(), end))
 }
 
 #[inline(always)]
