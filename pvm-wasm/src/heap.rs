@@ -193,6 +193,11 @@ impl Heap {
         }
     }
 
+    /// Makes room for `additional` more objects without moving the arena.
+    pub fn reserve(&mut self, additional: usize) {
+        self.objects.reserve(additional);
+    }
+
     /// The object behind a reference.
     #[inline]
     pub fn get(&self, r: Ref) -> &Object {

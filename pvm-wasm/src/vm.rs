@@ -349,6 +349,14 @@ impl Vm {
             obj.kind = Kind::Class(Box::new(data));
         }
         heap.set_class(Ref::NULL, internal[ic::VOID]);
+        // Room for the objects allocated before the first collection (plus
+        // slack for the quantum in which it triggers), so the arena does not
+        // grow by doubling there. In Wasm a doubling copies the whole arena
+        // with memory.copy into freshly faulted pages; reserved but untouched
+        // pages cost nothing until used.
+        heap.reserve(
+            (config.gc_min_interval + config.gc_min_interval / 8).min(config.max_heap_objects),
+        );
         let mut vm = Vm {
             heap,
             config,
