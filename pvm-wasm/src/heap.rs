@@ -183,7 +183,8 @@ impl Heap {
         let obj = Object { class, flags, kind };
         match self.free.pop() {
             Some(i) => {
-                self.objects[i as usize] = obj;
+                let old = std::mem::replace(&mut self.objects[i as usize], obj);
+                discard(old.kind);
                 Ref(i)
             }
             None => {
@@ -271,7 +272,7 @@ impl Heap {
         for (i, obj) in self.objects.iter_mut().enumerate() {
             let is_marked = self.marks[i / 64] & (1 << (i % 64)) != 0;
             if !is_marked && !matches!(obj.kind, Kind::Free) {
-                obj.kind = Kind::Free;
+                discard(std::mem::take(&mut obj.kind));
                 obj.class = Ref::NULL;
                 self.free.push(i as u32);
                 freed += 1;
@@ -287,6 +288,25 @@ impl Heap {
             .max_pause_work
             .max(marked + self.objects.len() as u64);
         freed
+    }
+}
+
+/// Drops a replaced object's contents; the variants that own nothing are
+/// forgotten on the spot, so the common case (a free slot, a boxed number)
+/// makes no out-of-line drop call.
+#[inline(always)]
+fn discard(kind: Kind) {
+    match kind {
+        Kind::Free
+        | Kind::Null
+        | Kind::Int(_)
+        | Kind::Long(_)
+        | Kind::Float(_)
+        | Kind::Double(_)
+        | Kind::Mutex(_)
+        | Kind::Thread(_)
+        | Kind::Opaque => std::mem::forget(kind),
+        other => drop(other),
     }
 }
 
