@@ -675,7 +675,6 @@ impl Vm {
                         c.i32()? as u32 as usize
                     };
                     let v = opop(os)?;
-                    let this = this;
                     self.field_save(this, slot, v)?;
                 }
                 op::NEW => {
@@ -879,7 +878,6 @@ impl Vm {
                 op::IS_SAVE8 => {
                     let slot = usize::from(c.u8()?);
                     let v = ipop(is)?;
-                    let this = this;
                     let o = self.new_int(v);
                     self.field_save(this, slot, o)?;
                 }
@@ -1005,12 +1003,14 @@ impl Vm {
                         op::IMUL => lpush(is, l.wrapping_mul(u)),
                         op::ISUBUL => lpush(is, u.wrapping_sub(l)),
                         op::ISUBLU => lpush(is, l.wrapping_sub(u)),
-                        op::IDIVUL => lpush(is, 
+                        op::IDIVUL => lpush(
+                            is,
                             u.checked_div(l)
                                 .or(if l == 0 { None } else { Some(i64::MIN) })
                                 .ok_or_else(div0)?,
                         ),
-                        op::IDIVLU => lpush(is, 
+                        op::IDIVLU => lpush(
+                            is,
                             l.checked_div(u)
                                 .or(if u == 0 { None } else { Some(i64::MIN) })
                                 .ok_or_else(div0)?,
@@ -1077,11 +1077,14 @@ impl Vm {
                     op::ISHL | op::ISHR | op::USHR => {
                         let v = lpop(is)?;
                         let s = ipop(is)? as u32;
-                        lpush(is, match opcode {
-                            op::ISHL => v.wrapping_shl(s),
-                            op::ISHR => v.wrapping_shr(s),
-                            _ => (v as u64).wrapping_shr(s) as i64,
-                        });
+                        lpush(
+                            is,
+                            match opcode {
+                                op::ISHL => v.wrapping_shl(s),
+                                op::ISHR => v.wrapping_shr(s),
+                                _ => (v as u64).wrapping_shr(s) as i64,
+                            },
+                        );
                     }
                     op::INOT => {
                         let v = lpop(is)?;
@@ -1094,14 +1097,17 @@ impl Vm {
                     _ => {
                         let u = lpop(is)?;
                         let l = lpop(is)?;
-                        lpush(is, match opcode {
-                            op::IOR => l | u,
-                            op::IAND => l & u,
-                            op::IXOR => l ^ u,
-                            op::LOG_OR => i64::from(l != 0 || u != 0),
-                            op::LOG_AND => i64::from(l != 0 && u != 0),
-                            _ => i64::from((l != 0) ^ (u != 0)),
-                        });
+                        lpush(
+                            is,
+                            match opcode {
+                                op::IOR => l | u,
+                                op::IAND => l & u,
+                                op::IXOR => l ^ u,
+                                op::LOG_OR => i64::from(l != 0 || u != 0),
+                                op::LOG_AND => i64::from(l != 0 && u != 0),
+                                _ => i64::from((l != 0) ^ (u != 0)),
+                            },
+                        );
                     }
                 }
             }
@@ -1120,20 +1126,29 @@ impl Vm {
                 let o = opop(os)?;
                 let kind = &self.heap.get(o).kind;
                 match prefix {
-                    PREFIX_LONG => lpush(is, match *kind {
-                        Kind::Long(v) => v,
-                        Kind::Int(v) => i64::from(v),
-                        _ => return Err(Trap::ThrowMsg("o2i: not a long".into())),
-                    }),
-                    PREFIX_FLOAT => fpush(is, match *kind {
-                        Kind::Float(v) => v,
-                        Kind::Int(v) => f32::from_bits(v as u32),
-                        _ => return Err(Trap::ThrowMsg("o2i: not a float".into())),
-                    }),
-                    _ => dpush(is, match *kind {
-                        Kind::Double(v) => v,
-                        _ => return Err(Trap::ThrowMsg("type assert failed".into())),
-                    }),
+                    PREFIX_LONG => lpush(
+                        is,
+                        match *kind {
+                            Kind::Long(v) => v,
+                            Kind::Int(v) => i64::from(v),
+                            _ => return Err(Trap::ThrowMsg("o2i: not a long".into())),
+                        },
+                    ),
+                    PREFIX_FLOAT => fpush(
+                        is,
+                        match *kind {
+                            Kind::Float(v) => v,
+                            Kind::Int(v) => f32::from_bits(v as u32),
+                            _ => return Err(Trap::ThrowMsg("o2i: not a float".into())),
+                        },
+                    ),
+                    _ => dpush(
+                        is,
+                        match *kind {
+                            Kind::Double(v) => v,
+                            _ => return Err(Trap::ThrowMsg("type assert failed".into())),
+                        },
+                    ),
                 }
             }
             op::FROMI | op::FROML | op::FROMF | op::FROMD => {
