@@ -21,36 +21,85 @@ const PREFIX_LONG: u8 = 1;
 const PREFIX_FLOAT: u8 = 2;
 const PREFIX_DOUBLE: u8 = 3;
 
+#[cold]
+#[inline(never)]
 fn underflow() -> Trap {
     Trap::Panic("stack underflow".into())
 }
 
-impl Frame {
+#[cold]
+#[inline(never)]
+fn ip_outside(ip: usize) -> Trap {
+    Trap::Panic(format!("IP {ip} is outside the code"))
+}
+
+#[cold]
+#[inline(never)]
+fn operand_outside(ip: usize) -> Trap {
+    Trap::Panic(format!("operand at {ip} is outside the code"))
+}
+
+#[cold]
+#[inline(never)]
+fn jump_outside(target: i64) -> Trap {
+    Trap::Panic(format!("jump to {target} is outside the code"))
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_stack(what: &str) -> Trap {
+    Trap::Panic(format!("{what}: out of stack"))
+}
+
+#[cold]
+#[inline(never)]
+fn panic_msg(m: &str) -> Trap {
+    Trap::Panic(m.into())
+}
+
+#[cold]
+#[inline(never)]
+fn throw_msg(m: &str) -> Trap {
+    Trap::ThrowMsg(m.into())
+}
+
+#[cold]
+#[inline(never)]
+fn panic_slot(what: &str, slot: usize) -> Trap {
+    Trap::Panic(format!("{what}: slot {slot} is out of bounds"))
+}
+
+/// The running frame's code and IP, held in locals by the dispatch loop.
+#[derive(Clone, Copy)]
+struct Cursor<'a> {
+    code: &'a [u8],
+    pc: usize,
+}
+
+impl Cursor<'_> {
     #[inline(always)]
     fn u8(&mut self) -> Result<u8, Trap> {
-        match self.code.get(self.ip) {
+        match self.code.get(self.pc) {
             Some(&b) => {
-                self.ip += 1;
+                self.pc += 1;
                 Ok(b)
             }
-            None => Err(Trap::Panic(format!("IP {} is outside the code", self.ip))),
+            None => Err(ip_outside(self.pc)),
         }
     }
 
     #[inline(always)]
     fn i32(&mut self) -> Result<i32, Trap> {
-        match self.code.get(self.ip..self.ip + 4) {
+        match self.code.get(self.pc..self.pc + 4) {
             Some(b) => {
-                self.ip += 4;
+                self.pc += 4;
                 Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             }
-            None => Err(Trap::Panic(format!(
-                "operand at {} is outside the code",
-                self.ip
-            ))),
+            None => Err(operand_outside(self.pc)),
         }
     }
 
+    #[inline(always)]
     fn i64(&mut self) -> Result<i64, Trap> {
         let hi = self.i32()? as u32 as u64;
         let lo = self.i32()? as u32 as u64;
@@ -60,66 +109,85 @@ impl Frame {
     /// A relative jump operand resolved to an absolute offset.
     #[inline(always)]
     fn rel(&mut self) -> Result<usize, Trap> {
-        let at = self.ip as i64;
+        let at = self.pc as i64;
         let target = at + i64::from(self.i32()?);
-        usize::try_from(target)
-            .map_err(|_| Trap::Panic(format!("jump to {target} is outside the code")))
-    }
-
-    fn bytes(&mut self) -> Result<Vec<u8>, Trap> {
-        let n = self.i32()?;
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.ip.checked_add(n))
-            .filter(|&e| e <= self.code.len());
-        let end = end.ok_or_else(|| Trap::Panic("string operand is outside the code".into()))?;
-        let s = self.code[self.ip..end].to_vec();
-        self.ip = end;
-        Ok(s)
+        usize::try_from(target).map_err(|_| jump_outside(target))
     }
 
     #[inline(always)]
+    fn bytes(&mut self) -> Result<Vec<u8>, Trap> {
+        let n = self.i32()?;
+        let (s, end) = string_operand(self.code, self.pc, n)?;
+        self.pc = end;
+        Ok(s)
+    }
+}
+
+/// A string operand of `n` bytes at `pc`, and the IP after it.
+#[inline(never)]
+fn string_operand(code: &[u8], pc: usize, n: i32) -> Result<(Vec<u8>, usize), Trap> {
+    let end = usize::try_from(n)
+        .ok()
+        .and_then(|n| pc.checked_add(n))
+        .filter(|&e| e <= code.len());
+    let end = end.ok_or_else(|| Trap::Panic("string operand is outside the code".into()))?;
+    Ok((code[pc..end].to_vec(), end))
+}
+
+#[inline(always)]
+fn ipop(is: &mut Vec<i32>) -> Result<i32, Trap> {
+    is.pop().ok_or_else(underflow)
+}
+
+#[inline(always)]
+fn opop(os: &mut Vec<Ref>) -> Result<Ref, Trap> {
+    os.pop().ok_or_else(underflow)
+}
+
+fn lpop(is: &mut Vec<i32>) -> Result<i64, Trap> {
+    let lo = ipop(is)? as u32 as u64;
+    let hi = ipop(is)? as u32 as u64;
+    Ok(((hi << 32) | lo) as i64)
+}
+
+fn lpush(is: &mut Vec<i32>, v: i64) {
+    is.push((v >> 32) as i32);
+    is.push(v as i32);
+}
+
+fn fpop(is: &mut Vec<i32>) -> Result<f32, Trap> {
+    Ok(f32::from_bits(ipop(is)? as u32))
+}
+
+fn fpush(is: &mut Vec<i32>, v: f32) {
+    is.push(v.to_bits() as i32);
+}
+
+fn dpop(is: &mut Vec<i32>) -> Result<f64, Trap> {
+    Ok(f64::from_bits(lpop(is)? as u64))
+}
+
+fn dpush(is: &mut Vec<i32>, v: f64) {
+    lpush(is, v.to_bits() as i64);
+}
+
+#[inline(always)]
+fn abs_slot(abs: i32, len: usize, what: &str) -> Result<usize, Trap> {
+    match usize::try_from(abs) {
+        Ok(a) if a < len => Ok(a),
+        _ => Err(out_of_stack(what)),
+    }
+}
+
+impl Frame {
+    #[inline(always)]
     fn ipop(&mut self) -> Result<i32, Trap> {
-        self.is.pop().ok_or_else(underflow)
+        ipop(&mut self.is)
     }
 
     #[inline(always)]
     fn opop(&mut self) -> Result<Ref, Trap> {
-        self.os.pop().ok_or_else(underflow)
-    }
-
-    fn lpop(&mut self) -> Result<i64, Trap> {
-        let lo = self.ipop()? as u32 as u64;
-        let hi = self.ipop()? as u32 as u64;
-        Ok(((hi << 32) | lo) as i64)
-    }
-
-    fn lpush(&mut self, v: i64) {
-        self.is.push((v >> 32) as i32);
-        self.is.push(v as i32);
-    }
-
-    fn fpop(&mut self) -> Result<f32, Trap> {
-        Ok(f32::from_bits(self.ipop()? as u32))
-    }
-
-    fn fpush(&mut self, v: f32) {
-        self.is.push(v.to_bits() as i32);
-    }
-
-    fn dpop(&mut self) -> Result<f64, Trap> {
-        Ok(f64::from_bits(self.lpop()? as u64))
-    }
-
-    fn dpush(&mut self, v: f64) {
-        self.lpush(v.to_bits() as i64);
-    }
-
-    fn abs_slot(&self, abs: i32, len: usize, what: &str) -> Result<usize, Trap> {
-        usize::try_from(abs)
-            .ok()
-            .filter(|&a| a < len)
-            .ok_or_else(|| Trap::Panic(format!("{what}: out of stack")))
+        opop(&mut self.os)
     }
 }
 
@@ -129,6 +197,14 @@ fn bool_i(b: bool) -> i32 {
 
 fn div0() -> Trap {
     Trap::ThrowMsg("division by zero".into())
+}
+
+/// Why the dispatch loop left the running frame.
+enum Exit {
+    Stop(Stop),
+    Call(u32, usize, CallForm),
+    Ret,
+    Sys(u8),
 }
 
 /// How a call finds its receiver and method.
@@ -201,7 +277,55 @@ impl Vm {
         }
     }
 
+    /// A call: the virtual form inline (the common one), the others out of line.
+    #[inline(always)]
     fn call(
+        &mut self,
+        frames: &mut Vec<Frame>,
+        ordinal: u32,
+        n: usize,
+        form: CallForm,
+    ) -> Result<(), Trap> {
+        match form {
+            CallForm::Virtual => self.call_virtual(frames, ordinal, n),
+            form => self.call_other(frames, ordinal, n, form),
+        }
+    }
+
+    /// The same steps, in the same order, as `call_other` with `CallForm::Virtual`.
+    #[inline(always)]
+    fn call_virtual(
+        &mut self,
+        frames: &mut Vec<Frame>,
+        ordinal: u32,
+        n: usize,
+    ) -> Result<(), Trap> {
+        let depth = frames.len();
+        let f = frames.last_mut().ok_or_else(underflow)?;
+        let base = f.os.len().checked_sub(n + 1).ok_or_else(underflow)?;
+        let this = f.os[base];
+        let code = self.method_in(self.class_of(this), ordinal)?;
+        if depth >= self.config.max_call_depth {
+            return Err(self.depth_exceeded(this, ordinal));
+        }
+        let new = self.frame(code, this, &f.os[base + 1..], ordinal);
+        f.os.truncate(base);
+        frames.push(new);
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn depth_exceeded(&self, this: Ref, ordinal: u32) -> Trap {
+        Trap::Panic(format!(
+            "call depth limit {} exceeded calling {}.{ordinal}",
+            self.config.max_call_depth,
+            self.class_name(self.class_of(this))
+        ))
+    }
+
+    #[inline(never)]
+    fn call_other(
         &mut self,
         frames: &mut Vec<Frame>,
         ordinal: u32,
@@ -317,101 +441,79 @@ impl Vm {
         Ok(stop)
     }
 
+    #[inline(always)]
     fn field_load(&self, this: Ref, slot: usize) -> Result<Ref, Trap> {
         match &self.heap.get(this).kind {
-            Kind::Plain(v) | Kind::Array(v) => v
-                .get(slot)
-                .copied()
-                .ok_or_else(|| Trap::Panic(format!("load: slot {slot} is out of bounds"))),
-            _ => Err(Trap::Panic("attempt to load from internal".into())),
+            Kind::Plain(v) | Kind::Array(v) => match v.get(slot) {
+                Some(&r) => Ok(r),
+                None => Err(panic_slot("load", slot)),
+            },
+            _ => Err(panic_msg("attempt to load from internal")),
         }
     }
 
+    #[inline(always)]
     fn field_save(&mut self, this: Ref, slot: usize, v: Ref) -> Result<(), Trap> {
         let obj = self.heap.get_mut(this);
         if obj.flags & flags::IMMUTABLE != 0 {
-            return Err(Trap::Panic("attempt to save to immutable object".into()));
+            return Err(panic_msg("attempt to save to immutable object"));
         }
         match &mut obj.kind {
-            Kind::Plain(fields) => {
-                let cell = fields
-                    .get_mut(slot)
-                    .ok_or_else(|| Trap::Panic(format!("save: slot {slot} is out of bounds")))?;
-                *cell = v;
-                Ok(())
-            }
-            _ => Err(Trap::Panic("attempt to save to internal".into())),
+            Kind::Plain(fields) => match fields.get_mut(slot) {
+                Some(cell) => {
+                    *cell = v;
+                    Ok(())
+                }
+                None => Err(panic_slot("save", slot)),
+            },
+            _ => Err(panic_msg("attempt to save to internal")),
         }
     }
 
     /// `o2i` without a prefix: the int value of a numeric object.
+    #[inline(always)]
     fn unbox_int(&self, o: Ref) -> Result<i32, Trap> {
         match self.heap.get(o).kind {
             Kind::Int(v) => Ok(v),
             Kind::Long(v) => Ok(v as i32),
             Kind::Float(v) => Ok(v.to_bits() as i32),
             Kind::Double(v) => Ok(v.to_bits() as i32),
-            Kind::Null => Err(Trap::ThrowMsg("o2i(null)".into())),
-            _ => Err(Trap::ThrowMsg("o2i: not a number".into())),
+            Kind::Null => Err(throw_msg("o2i(null)")),
+            _ => Err(throw_msg("o2i: not a number")),
         }
     }
 
     fn run(&mut self, frames: &mut Vec<Frame>, remaining: &mut u64) -> Result<Stop, Trap> {
-        let mut prefix = PREFIX_NONE;
         loop {
-            if *remaining == 0 {
-                return Ok(Stop::Quantum);
-            }
-            *remaining -= 1;
-            let f = frames.last_mut().ok_or_else(underflow)?;
-            let opcode = f.u8()?;
-            if prefix != PREFIX_NONE {
-                let p = prefix;
-                prefix = PREFIX_NONE;
-                if self.typed(p, opcode, f)? {
-                    continue;
+            // One frame at a time: its IP and the budget live in locals
+            // while it runs and are stored back whenever the loop leaves it
+            // (call, return, sys, stop or trap).
+            let Some(f) = frames.last_mut() else {
+                // What the loop did before frames were run one at a time.
+                if *remaining == 0 {
+                    return Ok(Stop::Quantum);
                 }
-            }
-            match opcode {
-                op::NOP => {}
-                op::DEBUG => {
-                    if f.u8()? & 0x80 != 0 {
-                        f.bytes()?;
-                    }
-                }
-                op::DJNZ => {
-                    let target = f.rel()?;
-                    let top = f.is.last_mut().ok_or_else(underflow)?;
-                    *top = top.wrapping_sub(1);
-                    if *top != 0 {
-                        f.ip = target;
-                    }
-                }
-                op::JZ => {
-                    let target = f.rel()?;
-                    if f.ipop()? == 0 {
-                        f.ip = target;
-                    }
-                }
-                op::JMP => f.ip = f.rel()?,
-                op::SWITCH => {
-                    let n = f.i32()? as u32;
-                    let shift = f.i32()?;
-                    let div = f.i32()? as u32;
-                    let v = f.ipop()?;
-                    if div == 0 {
-                        return Err(div0());
-                    }
-                    let table = f.ip as u64;
-                    let d = (v.wrapping_add(shift) as u32) / div;
-                    let entry = table + 4 * u64::from(if d < n { d } else { n });
-                    f.ip = usize::try_from(entry)
-                        .map_err(|_| Trap::Panic("switch table too large".into()))?;
-                    if d < n {
-                        f.ip = f.rel()?;
-                    }
-                }
-                op::RET => {
+                *remaining -= 1;
+                return Err(underflow());
+            };
+            let Frame {
+                code,
+                ip,
+                this,
+                os,
+                is,
+                es,
+                ..
+            } = f;
+            let mut c = Cursor { code, pc: *ip };
+            let mut rem = *remaining;
+            let exit = self.run_frame(&mut c, &mut rem, *this, is, os, es);
+            *ip = c.pc;
+            *remaining = rem;
+            match exit? {
+                Exit::Stop(stop) => return Ok(stop),
+                Exit::Call(ordinal, n, form) => self.call(frames, ordinal, n, form)?,
+                Exit::Ret => {
                     let done = frames.pop().ok_or_else(underflow)?;
                     let value = done.os.last().copied().unwrap_or(Ref::NULL);
                     self.recycle(done);
@@ -420,148 +522,222 @@ impl Vm {
                         None => return Ok(Stop::Ended(value)),
                     }
                 }
+                Exit::Sys(k) => {
+                    if let Some(stop) = self.sys(frames, k)? {
+                        return Ok(stop);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the innermost frame until it calls, returns, enters `sys`, runs
+    /// out of budget or traps. Inlined into `run` so that `c` and `rem` stay
+    /// in registers.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn run_frame(
+        &mut self,
+        c: &mut Cursor<'_>,
+        rem: &mut u64,
+        this: Ref,
+        is: &mut Vec<i32>,
+        os: &mut Vec<Ref>,
+        es: &mut Vec<(Ref, usize)>,
+    ) -> Result<Exit, Trap> {
+        let mut prefix = PREFIX_NONE;
+        loop {
+            if *rem == 0 {
+                return Ok(Exit::Stop(Stop::Quantum));
+            }
+            *rem -= 1;
+            let opcode = c.u8()?;
+            if prefix != PREFIX_NONE {
+                let p = prefix;
+                prefix = PREFIX_NONE;
+                let (pc, typed) = self.typed(p, opcode, *c, is, os);
+                c.pc = pc;
+                if typed? {
+                    continue;
+                }
+            }
+            match opcode {
+                op::NOP => {}
+                op::DEBUG => {
+                    if c.u8()? & 0x80 != 0 {
+                        c.bytes()?;
+                    }
+                }
+                op::DJNZ => {
+                    let target = c.rel()?;
+                    let top = is.last_mut().ok_or_else(underflow)?;
+                    *top = top.wrapping_sub(1);
+                    if *top != 0 {
+                        c.pc = target;
+                    }
+                }
+                op::JZ => {
+                    let target = c.rel()?;
+                    if ipop(is)? == 0 {
+                        c.pc = target;
+                    }
+                }
+                op::JMP => c.pc = c.rel()?,
+                op::SWITCH => {
+                    let n = c.i32()? as u32;
+                    let shift = c.i32()?;
+                    let div = c.i32()? as u32;
+                    let v = ipop(is)?;
+                    if div == 0 {
+                        return Err(div0());
+                    }
+                    let table = c.pc as u64;
+                    let d = (v.wrapping_add(shift) as u32) / div;
+                    let entry = table + 4 * u64::from(if d < n { d } else { n });
+                    c.pc = usize::try_from(entry)
+                        .map_err(|_| Trap::Panic("switch table too large".into()))?;
+                    if d < n {
+                        c.pc = c.rel()?;
+                    }
+                }
+                op::RET => return Ok(Exit::Ret),
                 op::SHORT_CALL_0..=op::SHORT_CALL_3 => {
-                    self.call(
-                        frames,
+                    return Ok(Exit::Call(
                         u32::from(opcode - op::SHORT_CALL_0),
                         0,
                         CallForm::Virtual,
-                    )?;
+                    ));
                 }
                 op::CALL_8BIT => {
-                    let m = f.u8()?;
-                    let n = f.i32()?;
+                    let m = c.u8()?;
+                    let n = c.i32()?;
                     let n = usize::try_from(n)
                         .map_err(|_| Trap::Panic("negative argument count".into()))?;
-                    self.call(frames, u32::from(m), n, CallForm::Virtual)?;
+                    return Ok(Exit::Call(u32::from(m), n, CallForm::Virtual));
                 }
                 op::CALL_32BIT => {
-                    let m = f.i32()?;
-                    let n = f.i32()?;
+                    let m = c.i32()?;
+                    let n = c.i32()?;
                     let (m, n) = (
                         m as u32,
                         usize::try_from(n)
                             .map_err(|_| Trap::Panic("negative argument count".into()))?,
                     );
-                    self.call(frames, m, n, CallForm::Virtual)?;
+                    return Ok(Exit::Call(m, n, CallForm::Virtual));
                 }
                 op::CALL_00..=op::CALL_1F => {
-                    let n = f.u8()?;
-                    self.call(
-                        frames,
+                    let n = c.u8()?;
+                    return Ok(Exit::Call(
                         u32::from(opcode & 0x1F),
                         usize::from(n),
                         CallForm::Virtual,
-                    )?;
+                    ));
                 }
                 op::STATIC_INVOKE => {
-                    let m = f.i32()? as u32;
-                    let n = f.i32()?;
+                    let m = c.i32()? as u32;
+                    let n = c.i32()?;
                     let n = usize::try_from(n)
                         .map_err(|_| Trap::Panic("negative argument count".into()))?;
-                    self.call(frames, m, n, CallForm::Static)?;
+                    return Ok(Exit::Call(m, n, CallForm::Static));
                 }
-                op::DYNAMIC_INVOKE => self.call(frames, 0, 0, CallForm::Dynamic)?,
+                op::DYNAMIC_INVOKE => return Ok(Exit::Call(0, 0, CallForm::Dynamic)),
                 op::SYS => {
-                    let k = f.u8()?;
-                    if let Some(stop) = self.sys(frames, k)? {
-                        return Ok(stop);
-                    }
+                    let k = c.u8()?;
+                    return Ok(Exit::Sys(k));
                 }
                 op::IS_DUP => {
-                    let v = *f.is.last().ok_or_else(underflow)?;
-                    f.is.push(v);
+                    let v = *is.last().ok_or_else(underflow)?;
+                    is.push(v);
                 }
                 op::IS_DROP => {
-                    f.ipop()?;
+                    ipop(is)?;
                 }
                 op::OS_DUP => {
-                    let v = *f.os.last().ok_or_else(underflow)?;
-                    f.os.push(v);
+                    let v = *os.last().ok_or_else(underflow)?;
+                    os.push(v);
                 }
                 op::OS_DROP => {
-                    f.opop()?;
+                    opop(os)?;
                 }
                 op::OS_LOAD8 | op::OS_LOAD32 => {
                     let slot = if opcode == op::OS_LOAD8 {
-                        usize::from(f.u8()?)
+                        usize::from(c.u8()?)
                     } else {
-                        f.i32()? as u32 as usize
+                        c.i32()? as u32 as usize
                     };
-                    let v = self.field_load(f.this, slot)?;
-                    f.os.push(v);
+                    let v = self.field_load(this, slot)?;
+                    os.push(v);
                 }
                 op::OS_SAVE8 | op::OS_SAVE32 => {
                     let slot = if opcode == op::OS_SAVE8 {
-                        usize::from(f.u8()?)
+                        usize::from(c.u8()?)
                     } else {
-                        f.i32()? as u32 as usize
+                        c.i32()? as u32 as usize
                     };
-                    let v = f.opop()?;
-                    let this = f.this;
+                    let v = opop(os)?;
                     self.field_save(this, slot, v)?;
                 }
                 op::NEW => {
-                    let class = f.opop()?;
+                    let class = opop(os)?;
                     let o = self.instantiate(class)?;
-                    f.os.push(o);
+                    os.push(o);
                 }
                 op::OS_PULL32 => {
-                    let d = f.i32()?;
-                    let len = f.os.len();
+                    let d = c.i32()?;
+                    let len = os.len();
                     let i = usize::try_from(d)
                         .ok()
                         .and_then(|d| len.checked_sub(d + 1))
                         .ok_or_else(underflow)?;
-                    let v = f.os[i];
-                    f.os.push(v);
+                    let v = os[i];
+                    os.push(v);
                 }
                 op::OS_GET32 => {
-                    let a = f.i32()?;
-                    let i = f.abs_slot(a, f.os.len(), "o abs_get")?;
-                    let v = f.os[i];
-                    f.os.push(v);
+                    let a = c.i32()?;
+                    let i = abs_slot(a, os.len(), "o abs_get")?;
+                    let v = os[i];
+                    os.push(v);
                 }
                 op::OS_SET32 => {
-                    let a = f.i32()?;
-                    let v = f.opop()?;
-                    let i = f.abs_slot(a, f.os.len(), "o abs_set")?;
-                    f.os[i] = v;
+                    let a = c.i32()?;
+                    let v = opop(os)?;
+                    let i = abs_slot(a, os.len(), "o abs_set")?;
+                    os[i] = v;
                 }
-                op::ICONST_0 => f.is.push(0),
-                op::ICONST_1 => f.is.push(1),
+                op::ICONST_0 => is.push(0),
+                op::ICONST_1 => is.push(1),
                 op::ICONST_8BIT => {
-                    let v = f.u8()?;
-                    f.is.push(i32::from(v));
+                    let v = c.u8()?;
+                    is.push(i32::from(v));
                 }
                 op::ICONST_32BIT => {
-                    let v = f.i32()?;
-                    f.is.push(v);
+                    let v = c.i32()?;
+                    is.push(v);
                 }
                 op::SCONST_BIN => {
-                    let s = f.bytes()?;
+                    let s = c.bytes()?;
                     let o = self.new_string(s);
-                    f.os.push(o);
+                    os.push(o);
                 }
                 op::ICONST_64BIT => {
-                    let v = f.i64()?;
-                    f.lpush(v);
+                    let v = c.i64()?;
+                    lpush(is, v);
                 }
                 op::IS_GET32 => {
-                    let a = f.i32()?;
-                    let i = f.abs_slot(a, f.is.len(), "i abs_get")?;
-                    let v = f.is[i];
-                    f.is.push(v);
+                    let a = c.i32()?;
+                    let i = abs_slot(a, is.len(), "i abs_get")?;
+                    let v = is[i];
+                    is.push(v);
                 }
                 op::IS_SET32 => {
-                    let a = f.i32()?;
-                    let v = f.ipop()?;
-                    let i = f.abs_slot(a, f.is.len(), "i abs_set")?;
-                    f.is[i] = v;
+                    let a = c.i32()?;
+                    let v = ipop(is)?;
+                    let i = abs_slot(a, is.len(), "i abs_set")?;
+                    is[i] = v;
                 }
                 op::CONST_POOL => {
-                    let idx = f.i32()?;
-                    let class = self.class_of(f.this);
+                    let idx = c.i32()?;
+                    let class = self.class_of(this);
                     let v = self
                         .class_data(class)
                         .and_then(|c| {
@@ -570,45 +746,45 @@ impl Vm {
                                 .and_then(|i| c.const_pool.get(i).copied())
                         })
                         .unwrap_or(Ref::NULL);
-                    f.os.push(v);
+                    os.push(v);
                 }
                 op::STACK_RESERVE => {
-                    let o = f.u8()?;
-                    let i = f.u8()?;
-                    f.os.extend(std::iter::repeat_n(Ref::NULL, usize::from(o)));
-                    f.is.extend(std::iter::repeat_n(0, usize::from(i)));
+                    let o = c.u8()?;
+                    let i = c.u8()?;
+                    os.extend(std::iter::repeat_n(Ref::NULL, usize::from(o)));
+                    is.extend(std::iter::repeat_n(0, usize::from(i)));
                 }
                 op::CAST => {
-                    let class = f.opop()?;
-                    let obj = f.opop()?;
+                    let class = opop(os)?;
+                    let obj = opop(os)?;
                     if !self.is_or_child(obj, class) {
                         return Err(Trap::ThrowMsg("cast to not parent".into()));
                     }
-                    f.os.push(obj);
+                    os.push(obj);
                 }
                 op::PUSH_CATCHER => {
-                    let target = f.rel()?;
-                    let class = f.opop()?;
-                    f.es.push((class, target));
+                    let target = c.rel()?;
+                    let class = opop(os)?;
+                    es.push((class, target));
                 }
                 op::POP_CATCHER => {
-                    f.es.pop();
+                    es.pop();
                 }
-                op::THROW => return Err(Trap::Throw(f.opop()?)),
+                op::THROW => return Err(Trap::Throw(opop(os)?)),
                 op::SUMMON_THREAD => {
                     let t = self.current_thread_obj();
-                    f.os.push(t);
+                    os.push(t);
                 }
-                op::SUMMON_THIS => f.os.push(f.this),
-                op::SUMMON_NULL => f.os.push(Ref::NULL),
-                op::SUMMON_CLASS_CLASS => f.os.push(self.internal[ic::CLASS]),
-                op::SUMMON_INT_CLASS => f.os.push(self.internal[ic::INT]),
-                op::SUMMON_STRING_CLASS => f.os.push(self.internal[ic::STRING]),
-                op::SUMMON_INTERFACE_CLASS => f.os.push(self.internal[ic::INTERFACE]),
-                op::SUMMON_CODE_CLASS => f.os.push(self.internal[ic::CODE]),
-                op::SUMMON_ARRAY_CLASS => f.os.push(self.internal[ic::ARRAY]),
+                op::SUMMON_THIS => os.push(this),
+                op::SUMMON_NULL => os.push(Ref::NULL),
+                op::SUMMON_CLASS_CLASS => os.push(self.internal[ic::CLASS]),
+                op::SUMMON_INT_CLASS => os.push(self.internal[ic::INT]),
+                op::SUMMON_STRING_CLASS => os.push(self.internal[ic::STRING]),
+                op::SUMMON_INTERFACE_CLASS => os.push(self.internal[ic::INTERFACE]),
+                op::SUMMON_CODE_CLASS => os.push(self.internal[ic::CODE]),
+                op::SUMMON_ARRAY_CLASS => os.push(self.internal[ic::ARRAY]),
                 op::SUMMON_BY_NAME => {
-                    let name = f.bytes()?;
+                    let name = c.bytes()?;
                     let class = self.lookup_class(&name)?;
                     if class.is_null() {
                         return Err(Trap::Panic(format!(
@@ -616,17 +792,17 @@ impl Vm {
                             String::from_utf8_lossy(&name)
                         )));
                     }
-                    frames.last_mut().ok_or_else(underflow)?.os.push(class);
+                    os.push(class);
                 }
                 op::I2O => {
-                    let v = f.ipop()?;
+                    let v = ipop(is)?;
                     let o = self.new_int(v);
-                    f.os.push(o);
+                    os.push(o);
                 }
                 op::O2I => {
-                    let o = f.opop()?;
+                    let o = opop(os)?;
                     let v = self.unbox_int(o)?;
-                    f.is.push(v);
+                    is.push(v);
                 }
                 op::ISUM
                 | op::IMUL
@@ -645,9 +821,9 @@ impl Vm {
                 | op::ISHL
                 | op::ISHR
                 | op::USHR => {
-                    let u = f.ipop()?;
-                    let l = f.ipop()?;
-                    f.is.push(match opcode {
+                    let u = ipop(is)?;
+                    let l = ipop(is)?;
+                    is.push(match opcode {
                         op::ISUM => l.wrapping_add(u),
                         op::IMUL => l.wrapping_mul(u),
                         op::ISUBUL => u.wrapping_sub(l),
@@ -669,8 +845,8 @@ impl Vm {
                     });
                 }
                 op::IDIVUL | op::IDIVLU | op::IREMUL | op::IREMLU => {
-                    let u = f.ipop()?;
-                    let l = f.ipop()?;
+                    let u = ipop(is)?;
+                    let l = ipop(is)?;
                     let (a, b) = if opcode == op::IDIVLU || opcode == op::IREMLU {
                         (l, u)
                     } else {
@@ -679,72 +855,71 @@ impl Vm {
                     if b == 0 {
                         return Err(div0());
                     }
-                    f.is.push(if opcode == op::IDIVLU || opcode == op::IDIVUL {
+                    is.push(if opcode == op::IDIVLU || opcode == op::IDIVUL {
                         a.wrapping_div(b)
                     } else {
                         a.wrapping_rem(b)
                     });
                 }
                 op::INOT => {
-                    let v = f.ipop()?;
-                    f.is.push(!v);
+                    let v = ipop(is)?;
+                    is.push(!v);
                 }
                 op::LOG_NOT => {
-                    let v = f.ipop()?;
-                    f.is.push(bool_i(v == 0));
+                    let v = ipop(is)?;
+                    is.push(bool_i(v == 0));
                 }
                 op::IS_LOAD8 => {
-                    let slot = usize::from(f.u8()?);
-                    let o = self.field_load(f.this, slot)?;
+                    let slot = usize::from(c.u8()?);
+                    let o = self.field_load(this, slot)?;
                     let v = self.unbox_int(o)?;
-                    f.is.push(v);
+                    is.push(v);
                 }
                 op::IS_SAVE8 => {
-                    let slot = usize::from(f.u8()?);
-                    let v = f.ipop()?;
-                    let this = f.this;
+                    let slot = usize::from(c.u8()?);
+                    let v = ipop(is)?;
                     let o = self.new_int(v);
                     self.field_save(this, slot, o)?;
                 }
                 op::OS_EQ | op::OS_NEQ => {
-                    let a = f.opop()?;
-                    let b = f.opop()?;
-                    f.is.push(bool_i((a == b) == (opcode == op::OS_EQ)));
+                    let a = opop(os)?;
+                    let b = opop(os)?;
+                    is.push(bool_i((a == b) == (opcode == op::OS_EQ)));
                 }
                 op::OS_ISNULL => {
-                    let a = f.opop()?;
-                    f.is.push(bool_i(a.is_null()));
+                    let a = opop(os)?;
+                    is.push(bool_i(a.is_null()));
                 }
                 op::PREFIX_LONG => prefix = PREFIX_LONG,
                 op::PREFIX_FLOAT => prefix = PREFIX_FLOAT,
                 op::PREFIX_DOUBLE => prefix = PREFIX_DOUBLE,
                 op::GENERAL_LOCK | op::GENERAL_UNLOCK => {
-                    f.opop()?;
+                    opop(os)?;
                 }
                 op::ARG_COUNT => {
-                    let want = f.u8()?;
-                    let have = f.ipop()?;
+                    let want = c.u8()?;
+                    let have = ipop(is)?;
                     if have != i32::from(want) {
                         return Err(Trap::ThrowMsg("invalid arg count".into()));
                     }
                 }
                 op::FROMI => {}
                 op::FROML => {
-                    let v = f.lpop()?;
-                    f.is.push(v as i32);
+                    let v = lpop(is)?;
+                    is.push(v as i32);
                 }
                 op::FROMF => {
-                    let v = f.fpop()?;
-                    f.is.push(v as i32);
+                    let v = fpop(is)?;
+                    is.push(v as i32);
                 }
                 op::FROMD => {
-                    let v = f.dpop()?;
-                    f.is.push(v as i32);
+                    let v = dpop(is)?;
+                    is.push(v as i32);
                 }
                 other => {
                     return Err(Trap::Panic(format!(
                         "unknown opcode 0x{other:02X} at {}",
-                        f.ip - 1
+                        c.pc - 1
                     )));
                 }
             }
@@ -753,40 +928,62 @@ impl Vm {
 
     /// Runs `opcode` under a type prefix (spec §2.8). Returns false when the
     /// opcode has no typed meaning, so the plain implementation runs.
-    fn typed(&mut self, prefix: u8, opcode: u8, f: &mut Frame) -> Result<bool, Trap> {
+    /// Takes the cursor by value and hands back its new IP with the result,
+    /// so the caller's cursor never has its address taken.
+    #[inline(never)]
+    fn typed(
+        &mut self,
+        prefix: u8,
+        opcode: u8,
+        mut c: Cursor<'_>,
+        is: &mut Vec<i32>,
+        os: &mut Vec<Ref>,
+    ) -> (usize, Result<bool, Trap>) {
+        let r = self.typed_op(prefix, opcode, &mut c, is, os);
+        (c.pc, r)
+    }
+
+    fn typed_op(
+        &mut self,
+        prefix: u8,
+        opcode: u8,
+        c: &mut Cursor<'_>,
+        is: &mut Vec<i32>,
+        os: &mut Vec<Ref>,
+    ) -> Result<bool, Trap> {
         let wide = prefix != PREFIX_FLOAT;
         match opcode {
             op::IS_DUP if wide => {
-                let v = f.lpop()?;
-                f.lpush(v);
-                f.lpush(v);
+                let v = lpop(is)?;
+                lpush(is, v);
+                lpush(is, v);
             }
             op::IS_DROP if wide => {
-                f.lpop()?;
+                lpop(is)?;
             }
-            op::ICONST_0 if wide => f.lpush(0),
-            op::ICONST_1 if wide => f.lpush(1),
+            op::ICONST_0 if wide => lpush(is, 0),
+            op::ICONST_1 if wide => lpush(is, 1),
             op::ICONST_8BIT if wide => {
-                let v = f.u8()?;
-                f.lpush(i64::from(v));
+                let v = c.u8()?;
+                lpush(is, i64::from(v));
             }
             op::ICONST_32BIT if wide => {
-                let v = f.i32()?;
-                f.lpush(i64::from(v));
+                let v = c.i32()?;
+                lpush(is, i64::from(v));
             }
             op::IS_GET32 if wide => {
-                let a = f.i32()?;
-                let i = f.abs_slot(a, f.is.len().saturating_sub(1), "i abs_get")?;
-                let (hi, lo) = (f.is[i], f.is[i + 1]);
-                f.is.push(hi);
-                f.is.push(lo);
+                let a = c.i32()?;
+                let i = abs_slot(a, is.len().saturating_sub(1), "i abs_get")?;
+                let (hi, lo) = (is[i], is[i + 1]);
+                is.push(hi);
+                is.push(lo);
             }
             op::IS_SET32 if wide => {
-                let a = f.i32()?;
-                let v = f.lpop()?;
-                let i = f.abs_slot(a, f.is.len().saturating_sub(1), "i abs_set")?;
-                f.is[i] = (v >> 32) as i32;
-                f.is[i + 1] = v as i32;
+                let a = c.i32()?;
+                let v = lpop(is)?;
+                let i = abs_slot(a, is.len().saturating_sub(1), "i abs_set")?;
+                is[i] = (v >> 32) as i32;
+                is[i + 1] = v as i32;
             }
             op::ISUM
             | op::IMUL
@@ -799,59 +996,61 @@ impl Vm {
             | op::IGT
             | op::ILT => match prefix {
                 PREFIX_LONG => {
-                    let u = f.lpop()?;
-                    let l = f.lpop()?;
+                    let u = lpop(is)?;
+                    let l = lpop(is)?;
                     match opcode {
-                        op::ISUM => f.lpush(l.wrapping_add(u)),
-                        op::IMUL => f.lpush(l.wrapping_mul(u)),
-                        op::ISUBUL => f.lpush(u.wrapping_sub(l)),
-                        op::ISUBLU => f.lpush(l.wrapping_sub(u)),
-                        op::IDIVUL => f.lpush(
+                        op::ISUM => lpush(is, l.wrapping_add(u)),
+                        op::IMUL => lpush(is, l.wrapping_mul(u)),
+                        op::ISUBUL => lpush(is, u.wrapping_sub(l)),
+                        op::ISUBLU => lpush(is, l.wrapping_sub(u)),
+                        op::IDIVUL => lpush(
+                            is,
                             u.checked_div(l)
                                 .or(if l == 0 { None } else { Some(i64::MIN) })
                                 .ok_or_else(div0)?,
                         ),
-                        op::IDIVLU => f.lpush(
+                        op::IDIVLU => lpush(
+                            is,
                             l.checked_div(u)
                                 .or(if u == 0 { None } else { Some(i64::MIN) })
                                 .ok_or_else(div0)?,
                         ),
-                        op::IGE => f.is.push(bool_i(l >= u)),
-                        op::ILE => f.is.push(bool_i(l <= u)),
-                        op::IGT => f.is.push(bool_i(l > u)),
-                        _ => f.is.push(bool_i(l < u)),
+                        op::IGE => is.push(bool_i(l >= u)),
+                        op::ILE => is.push(bool_i(l <= u)),
+                        op::IGT => is.push(bool_i(l > u)),
+                        _ => is.push(bool_i(l < u)),
                     }
                 }
                 PREFIX_FLOAT => {
-                    let u = f.fpop()?;
-                    let l = f.fpop()?;
+                    let u = fpop(is)?;
+                    let l = fpop(is)?;
                     match opcode {
-                        op::ISUM => f.fpush(l + u),
-                        op::IMUL => f.fpush(l * u),
-                        op::ISUBUL => f.fpush(u - l),
-                        op::ISUBLU => f.fpush(l - u),
-                        op::IDIVUL => f.fpush(u / l),
-                        op::IDIVLU => f.fpush(l / u),
-                        op::IGE => f.is.push(bool_i(l >= u)),
-                        op::ILE => f.is.push(bool_i(l <= u)),
-                        op::IGT => f.is.push(bool_i(l > u)),
-                        _ => f.is.push(bool_i(l < u)),
+                        op::ISUM => fpush(is, l + u),
+                        op::IMUL => fpush(is, l * u),
+                        op::ISUBUL => fpush(is, u - l),
+                        op::ISUBLU => fpush(is, l - u),
+                        op::IDIVUL => fpush(is, u / l),
+                        op::IDIVLU => fpush(is, l / u),
+                        op::IGE => is.push(bool_i(l >= u)),
+                        op::ILE => is.push(bool_i(l <= u)),
+                        op::IGT => is.push(bool_i(l > u)),
+                        _ => is.push(bool_i(l < u)),
                     }
                 }
                 _ => {
-                    let u = f.dpop()?;
-                    let l = f.dpop()?;
+                    let u = dpop(is)?;
+                    let l = dpop(is)?;
                     match opcode {
-                        op::ISUM => f.dpush(l + u),
-                        op::IMUL => f.dpush(l * u),
-                        op::ISUBUL => f.dpush(u - l),
-                        op::ISUBLU => f.dpush(l - u),
-                        op::IDIVUL => f.dpush(u / l),
-                        op::IDIVLU => f.dpush(l / u),
-                        op::IGE => f.is.push(bool_i(l >= u)),
-                        op::ILE => f.is.push(bool_i(l <= u)),
-                        op::IGT => f.is.push(bool_i(l > u)),
-                        _ => f.is.push(bool_i(l < u)),
+                        op::ISUM => dpush(is, l + u),
+                        op::IMUL => dpush(is, l * u),
+                        op::ISUBUL => dpush(is, u - l),
+                        op::ISUBLU => dpush(is, l - u),
+                        op::IDIVUL => dpush(is, u / l),
+                        op::IDIVLU => dpush(is, l / u),
+                        op::IGE => is.push(bool_i(l >= u)),
+                        op::ILE => is.push(bool_i(l <= u)),
+                        op::IGT => is.push(bool_i(l > u)),
+                        _ => is.push(bool_i(l < u)),
                     }
                 }
             },
@@ -876,104 +1075,119 @@ impl Vm {
                 }
                 match opcode {
                     op::ISHL | op::ISHR | op::USHR => {
-                        let v = f.lpop()?;
-                        let s = f.ipop()? as u32;
-                        f.lpush(match opcode {
-                            op::ISHL => v.wrapping_shl(s),
-                            op::ISHR => v.wrapping_shr(s),
-                            _ => (v as u64).wrapping_shr(s) as i64,
-                        });
+                        let v = lpop(is)?;
+                        let s = ipop(is)? as u32;
+                        lpush(
+                            is,
+                            match opcode {
+                                op::ISHL => v.wrapping_shl(s),
+                                op::ISHR => v.wrapping_shr(s),
+                                _ => (v as u64).wrapping_shr(s) as i64,
+                            },
+                        );
                     }
                     op::INOT => {
-                        let v = f.lpop()?;
-                        f.lpush(!v);
+                        let v = lpop(is)?;
+                        lpush(is, !v);
                     }
                     op::LOG_NOT => {
-                        let v = f.lpop()?;
-                        f.lpush(i64::from(v == 0));
+                        let v = lpop(is)?;
+                        lpush(is, i64::from(v == 0));
                     }
                     _ => {
-                        let u = f.lpop()?;
-                        let l = f.lpop()?;
-                        f.lpush(match opcode {
-                            op::IOR => l | u,
-                            op::IAND => l & u,
-                            op::IXOR => l ^ u,
-                            op::LOG_OR => i64::from(l != 0 || u != 0),
-                            op::LOG_AND => i64::from(l != 0 && u != 0),
-                            _ => i64::from((l != 0) ^ (u != 0)),
-                        });
+                        let u = lpop(is)?;
+                        let l = lpop(is)?;
+                        lpush(
+                            is,
+                            match opcode {
+                                op::IOR => l | u,
+                                op::IAND => l & u,
+                                op::IXOR => l ^ u,
+                                op::LOG_OR => i64::from(l != 0 || u != 0),
+                                op::LOG_AND => i64::from(l != 0 && u != 0),
+                                _ => i64::from((l != 0) ^ (u != 0)),
+                            },
+                        );
                     }
                 }
             }
             op::I2O => {
                 let (idx, kind) = match prefix {
-                    PREFIX_LONG => (ic::LONG, Kind::Long(f.lpop()?)),
-                    PREFIX_FLOAT => (ic::FLOAT, Kind::Float(f.fpop()?)),
-                    _ => (ic::DOUBLE, Kind::Double(f.dpop()?)),
+                    PREFIX_LONG => (ic::LONG, Kind::Long(lpop(is)?)),
+                    PREFIX_FLOAT => (ic::FLOAT, Kind::Float(fpop(is)?)),
+                    _ => (ic::DOUBLE, Kind::Double(dpop(is)?)),
                 };
                 let o =
                     self.heap
                         .alloc(self.internal[idx], flags::INTERNAL | flags::IMMUTABLE, kind);
-                f.os.push(o);
+                os.push(o);
             }
             op::O2I => {
-                let o = f.opop()?;
+                let o = opop(os)?;
                 let kind = &self.heap.get(o).kind;
                 match prefix {
-                    PREFIX_LONG => f.lpush(match *kind {
-                        Kind::Long(v) => v,
-                        Kind::Int(v) => i64::from(v),
-                        _ => return Err(Trap::ThrowMsg("o2i: not a long".into())),
-                    }),
-                    PREFIX_FLOAT => f.fpush(match *kind {
-                        Kind::Float(v) => v,
-                        Kind::Int(v) => f32::from_bits(v as u32),
-                        _ => return Err(Trap::ThrowMsg("o2i: not a float".into())),
-                    }),
-                    _ => f.dpush(match *kind {
-                        Kind::Double(v) => v,
-                        _ => return Err(Trap::ThrowMsg("type assert failed".into())),
-                    }),
+                    PREFIX_LONG => lpush(
+                        is,
+                        match *kind {
+                            Kind::Long(v) => v,
+                            Kind::Int(v) => i64::from(v),
+                            _ => return Err(Trap::ThrowMsg("o2i: not a long".into())),
+                        },
+                    ),
+                    PREFIX_FLOAT => fpush(
+                        is,
+                        match *kind {
+                            Kind::Float(v) => v,
+                            Kind::Int(v) => f32::from_bits(v as u32),
+                            _ => return Err(Trap::ThrowMsg("o2i: not a float".into())),
+                        },
+                    ),
+                    _ => dpush(
+                        is,
+                        match *kind {
+                            Kind::Double(v) => v,
+                            _ => return Err(Trap::ThrowMsg("type assert failed".into())),
+                        },
+                    ),
                 }
             }
             op::FROMI | op::FROML | op::FROMF | op::FROMD => {
                 match (prefix, opcode) {
                     (PREFIX_LONG, op::FROMI) => {
-                        let v = f.ipop()?;
-                        f.lpush(i64::from(v));
+                        let v = ipop(is)?;
+                        lpush(is, i64::from(v));
                     }
                     (PREFIX_LONG, op::FROMF) => {
-                        let v = f.fpop()?;
-                        f.lpush(v as i64);
+                        let v = fpop(is)?;
+                        lpush(is, v as i64);
                     }
                     (PREFIX_LONG, op::FROMD) => {
-                        let v = f.dpop()?;
-                        f.lpush(v as i64);
+                        let v = dpop(is)?;
+                        lpush(is, v as i64);
                     }
                     (PREFIX_FLOAT, op::FROMI) => {
-                        let v = f.ipop()?;
-                        f.fpush(v as f32);
+                        let v = ipop(is)?;
+                        fpush(is, v as f32);
                     }
                     (PREFIX_FLOAT, op::FROML) => {
-                        let v = f.lpop()?;
-                        f.fpush(v as f32);
+                        let v = lpop(is)?;
+                        fpush(is, v as f32);
                     }
                     (PREFIX_FLOAT, op::FROMD) => {
-                        let v = f.dpop()?;
-                        f.fpush(v as f32);
+                        let v = dpop(is)?;
+                        fpush(is, v as f32);
                     }
                     (PREFIX_DOUBLE, op::FROMI) => {
-                        let v = f.ipop()?;
-                        f.dpush(f64::from(v));
+                        let v = ipop(is)?;
+                        dpush(is, f64::from(v));
                     }
                     (PREFIX_DOUBLE, op::FROML) => {
-                        let v = f.lpop()?;
-                        f.dpush(v as f64);
+                        let v = lpop(is)?;
+                        dpush(is, v as f64);
                     }
                     (PREFIX_DOUBLE, op::FROMF) => {
-                        let v = f.fpop()?;
-                        f.dpush(f64::from(v));
+                        let v = fpop(is)?;
+                        dpush(is, f64::from(v));
                     }
                     _ => {} // same type: nop
                 }

@@ -285,6 +285,24 @@ pub struct Vm {
     pub loading: usize,
 }
 
+/// `method_in`'s errors: not a class; index out of bounds (true) or
+/// method not defined (false) in the named class.
+#[cold]
+#[inline(never)]
+fn method_error(class: Option<(&[u8], bool)>, ordinal: u32) -> Trap {
+    Trap::Panic(match class {
+        None => "method lookup: not a class".into(),
+        Some((name, true)) => format!(
+            "method index {ordinal} is out of bounds in {}",
+            String::from_utf8_lossy(name)
+        ),
+        Some((name, false)) => format!(
+            "method {ordinal} of {} is not defined",
+            String::from_utf8_lossy(name)
+        ),
+    })
+}
+
 /// Deepest chain of base classes loaded at once; also stops cycles.
 pub const MAX_CLASS_NESTING: usize = 64;
 
@@ -331,6 +349,14 @@ impl Vm {
             obj.kind = Kind::Class(Box::new(data));
         }
         heap.set_class(Ref::NULL, internal[ic::VOID]);
+        // Room for the objects allocated before the first collection (plus
+        // slack for the quantum in which it triggers), so the arena does not
+        // grow by doubling there. In Wasm a doubling copies the whole arena
+        // with memory.copy into freshly faulted pages; reserved but untouched
+        // pages cost nothing until used.
+        heap.reserve(
+            (config.gc_min_interval + config.gc_min_interval / 8).min(config.max_heap_objects),
+        );
         let mut vm = Vm {
             heap,
             config,
@@ -480,26 +506,22 @@ impl Vm {
     }
 
     /// The code of method `ordinal` in `class`'s method table.
+    #[inline]
     pub fn method_in(&self, class: Ref, ordinal: u32) -> Result<Arc<[u8]>, Trap> {
-        let data = self
-            .class_data(class)
-            .ok_or_else(|| Trap::Panic("method lookup: not a class".into()))?;
-        let code = *data.interface.get(ordinal as usize).ok_or_else(|| {
-            Trap::Panic(format!(
-                "method index {ordinal} is out of bounds in {}",
-                String::from_utf8_lossy(&data.name)
-            ))
-        })?;
+        let Kind::Class(data) = &self.heap.get(class).kind else {
+            return Err(method_error(None, ordinal));
+        };
+        let Some(&code) = data.interface.get(ordinal as usize) else {
+            return Err(method_error(Some((&data.name, true)), ordinal));
+        };
         match &self.heap.get(code).kind {
             Kind::Code(c) => Ok(c.clone()),
-            _ => Err(Trap::Panic(format!(
-                "method {ordinal} of {} is not defined",
-                String::from_utf8_lossy(&data.name)
-            ))),
+            _ => Err(method_error(Some((&data.name, false)), ordinal)),
         }
     }
 
     /// A fresh frame (stacks recycled from the pool).
+    #[inline]
     pub fn frame(&mut self, code: Arc<[u8]>, this: Ref, args: &[Ref], ordinal: u32) -> Frame {
         let mut f = self.frame_pool.pop().unwrap_or_else(|| Frame {
             code: code.clone(),
@@ -520,6 +542,7 @@ impl Vm {
     }
 
     /// Returns a frame's stacks to the pool.
+    #[inline]
     pub fn recycle(&mut self, mut f: Frame) {
         if self.frame_pool.len() < 256 {
             f.os.clear();
