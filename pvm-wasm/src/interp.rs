@@ -16,6 +16,29 @@ use crate::natives::{self, Native};
 use crate::opcode::op;
 use crate::vm::{Frame, Stop, Trap, Vm, ic};
 
+/// The float/double arm of a typed arithmetic or comparison opcode on the
+/// integer stack `$is`: pops `u` then `l` with `$pop`, pushes the result
+/// with `$push` (or an int boolean for comparisons).
+macro_rules! ieee_arith {
+    ($opcode:expr, $is:expr, $pop:ident, $push:ident) => {{
+        let is = $is;
+        let u = $pop(is)?;
+        let l = $pop(is)?;
+        match $opcode {
+            op::ISUM => $push(is, l + u),
+            op::IMUL => $push(is, l * u),
+            op::ISUBUL => $push(is, u - l),
+            op::ISUBLU => $push(is, l - u),
+            op::IDIVUL => $push(is, u / l),
+            op::IDIVLU => $push(is, l / u),
+            op::IGE => is.push(bool_i(l >= u)),
+            op::ILE => is.push(bool_i(l <= u)),
+            op::IGT => is.push(bool_i(l > u)),
+            _ => is.push(bool_i(l < u)),
+        }
+    }};
+}
+
 const PREFIX_NONE: u8 = 0;
 const PREFIX_LONG: u8 = 1;
 const PREFIX_FLOAT: u8 = 2;
@@ -1021,38 +1044,10 @@ impl Vm {
                         _ => is.push(bool_i(l < u)),
                     }
                 }
-                PREFIX_FLOAT => {
-                    let u = fpop(is)?;
-                    let l = fpop(is)?;
-                    match opcode {
-                        op::ISUM => fpush(is, l + u),
-                        op::IMUL => fpush(is, l * u),
-                        op::ISUBUL => fpush(is, u - l),
-                        op::ISUBLU => fpush(is, l - u),
-                        op::IDIVUL => fpush(is, u / l),
-                        op::IDIVLU => fpush(is, l / u),
-                        op::IGE => is.push(bool_i(l >= u)),
-                        op::ILE => is.push(bool_i(l <= u)),
-                        op::IGT => is.push(bool_i(l > u)),
-                        _ => is.push(bool_i(l < u)),
-                    }
-                }
-                _ => {
-                    let u = dpop(is)?;
-                    let l = dpop(is)?;
-                    match opcode {
-                        op::ISUM => dpush(is, l + u),
-                        op::IMUL => dpush(is, l * u),
-                        op::ISUBUL => dpush(is, u - l),
-                        op::ISUBLU => dpush(is, l - u),
-                        op::IDIVUL => dpush(is, u / l),
-                        op::IDIVLU => dpush(is, l / u),
-                        op::IGE => is.push(bool_i(l >= u)),
-                        op::ILE => is.push(bool_i(l <= u)),
-                        op::IGT => is.push(bool_i(l > u)),
-                        _ => is.push(bool_i(l < u)),
-                    }
-                }
+                // Float and double: IEEE arithmetic (division by zero gives
+                // inf or NaN), the same for both widths.
+                PREFIX_FLOAT => ieee_arith!(opcode, &mut *is, fpop, fpush),
+                _ => ieee_arith!(opcode, &mut *is, dpop, dpush),
             },
             op::ISHL
             | op::ISHR
