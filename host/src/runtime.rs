@@ -114,11 +114,16 @@ impl Runtime {
         // wasmtime 48 panics on data segments with host memory unless
         // copy-on-write initialisation is off; our memfd is the CoW anyway.
         wasm.memory_init_cow(false);
-        wasm.epoch_interruption(true);
+        wasm.epoch_interruption(std::env::var_os("PHANTOM_NO_EPOCH").is_none());
         // Our memories never move: each lives in a 4 GiB reservation and
         // grows in place. Saying so lets compiled code treat the heap base
         // as read-only and hoist it out of loops.
         wasm.memory_may_move(false);
+        // `PHANTOM_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report`
+        // names the guests' compiled functions.
+        if std::env::var_os("PHANTOM_PERFMAP").is_some() {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut linker = Linker::new(&engine);
         PersistentProcess::add_to_linker::<ProcessCtx, HasSelf<ProcessCtx>>(&mut linker, |ctx| ctx)

@@ -14,6 +14,7 @@
 use crate::heap::{Kind, Ref, flags};
 use crate::natives::{self, Native};
 use crate::opcode::op;
+use crate::stack::Stack;
 use crate::vm::{Frame, Stop, Trap, Vm, ic};
 
 /// The float/double arm of a typed arithmetic or comparison opcode on the
@@ -39,7 +40,6 @@ macro_rules! ieee_arith {
     }};
 }
 
-const PREFIX_NONE: u8 = 0;
 const PREFIX_LONG: u8 = 1;
 const PREFIX_FLOAT: u8 = 2;
 const PREFIX_DOUBLE: u8 = 3;
@@ -50,46 +50,53 @@ fn underflow() -> Trap {
     Trap::Panic("stack underflow".into())
 }
 
-#[cold]
-#[inline(never)]
-fn ip_outside(ip: usize) -> Trap {
-    Trap::Panic(format!("IP {ip} is outside the code"))
+/// An error of the dispatch loop: small and `Copy`, so the loop builds no
+/// message and calls nothing on its error paths (inside the component every
+/// call site makes Cranelift spill what is live across it). The message is
+/// made once the loop has exited, by `Trap::from`.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Underflow,
+    IpOutside(usize),
+    OperandOutside(usize),
+    JumpOutside(i64),
+    OutOfStack(&'static str),
+    NegativeArgCount,
+    DivZero,
+    InvalidArgCount,
+    LoadSlot(usize),
+    LoadInternal,
+    SaveImmutable,
+    SaveSlot(usize),
+    SaveInternal,
+    UnboxNull,
+    UnboxNotNumber,
 }
 
-#[cold]
-#[inline(never)]
-fn operand_outside(ip: usize) -> Trap {
-    Trap::Panic(format!("operand at {ip} is outside the code"))
-}
-
-#[cold]
-#[inline(never)]
-fn jump_outside(target: i64) -> Trap {
-    Trap::Panic(format!("jump to {target} is outside the code"))
-}
-
-#[cold]
-#[inline(never)]
-fn out_of_stack(what: &str) -> Trap {
-    Trap::Panic(format!("{what}: out of stack"))
-}
-
-#[cold]
-#[inline(never)]
-fn panic_msg(m: &str) -> Trap {
-    Trap::Panic(m.into())
-}
-
-#[cold]
-#[inline(never)]
-fn throw_msg(m: &str) -> Trap {
-    Trap::ThrowMsg(m.into())
-}
-
-#[cold]
-#[inline(never)]
-fn panic_slot(what: &str, slot: usize) -> Trap {
-    Trap::Panic(format!("{what}: slot {slot} is out of bounds"))
+impl From<Fault> for Trap {
+    #[cold]
+    #[inline(never)]
+    fn from(f: Fault) -> Trap {
+        match f {
+            Fault::Underflow => Trap::Panic("stack underflow".into()),
+            Fault::IpOutside(ip) => Trap::Panic(format!("IP {ip} is outside the code")),
+            Fault::OperandOutside(ip) => {
+                Trap::Panic(format!("operand at {ip} is outside the code"))
+            }
+            Fault::JumpOutside(t) => Trap::Panic(format!("jump to {t} is outside the code")),
+            Fault::OutOfStack(what) => Trap::Panic(format!("{what}: out of stack")),
+            Fault::NegativeArgCount => Trap::Panic("negative argument count".into()),
+            Fault::DivZero => div0(),
+            Fault::InvalidArgCount => Trap::ThrowMsg("invalid arg count".into()),
+            Fault::LoadSlot(slot) => Trap::Panic(format!("load: slot {slot} is out of bounds")),
+            Fault::LoadInternal => Trap::Panic("attempt to load from internal".into()),
+            Fault::SaveImmutable => Trap::Panic("attempt to save to immutable object".into()),
+            Fault::SaveSlot(slot) => Trap::Panic(format!("save: slot {slot} is out of bounds")),
+            Fault::SaveInternal => Trap::Panic("attempt to save to internal".into()),
+            Fault::UnboxNull => Trap::ThrowMsg("o2i(null)".into()),
+            Fault::UnboxNotNumber => Trap::ThrowMsg("o2i: not a number".into()),
+        }
+    }
 }
 
 /// The running frame's code and IP, held in locals by the dispatch loop.
@@ -101,29 +108,29 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     #[inline(always)]
-    fn u8(&mut self) -> Result<u8, Trap> {
+    fn u8(&mut self) -> Result<u8, Fault> {
         match self.code.get(self.pc) {
             Some(&b) => {
                 self.pc += 1;
                 Ok(b)
             }
-            None => Err(ip_outside(self.pc)),
+            None => Err(Fault::IpOutside(self.pc)),
         }
     }
 
     #[inline(always)]
-    fn i32(&mut self) -> Result<i32, Trap> {
+    fn i32(&mut self) -> Result<i32, Fault> {
         match self.code.get(self.pc..self.pc + 4) {
             Some(b) => {
                 self.pc += 4;
                 Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             }
-            None => Err(operand_outside(self.pc)),
+            None => Err(Fault::OperandOutside(self.pc)),
         }
     }
 
     #[inline(always)]
-    fn i64(&mut self) -> Result<i64, Trap> {
+    fn i64(&mut self) -> Result<i64, Fault> {
         let hi = self.i32()? as u32 as u64;
         let lo = self.i32()? as u32 as u64;
         Ok(((hi << 32) | lo) as i64)
@@ -131,10 +138,10 @@ impl Cursor<'_> {
 
     /// A relative jump operand resolved to an absolute offset.
     #[inline(always)]
-    fn rel(&mut self) -> Result<usize, Trap> {
+    fn rel(&mut self) -> Result<usize, Fault> {
         let at = self.pc as i64;
         let target = at + i64::from(self.i32()?);
-        usize::try_from(target).map_err(|_| jump_outside(target))
+        usize::try_from(target).map_err(|_| Fault::JumpOutside(target))
     }
 
     #[inline(always)]
@@ -158,47 +165,47 @@ fn string_operand(code: &[u8], pc: usize, n: i32) -> Result<(Vec<u8>, usize), Tr
 }
 
 #[inline(always)]
-fn ipop(is: &mut Vec<i32>) -> Result<i32, Trap> {
+fn ipop(is: &mut Stack<i32>) -> Result<i32, Trap> {
     is.pop().ok_or_else(underflow)
 }
 
 #[inline(always)]
-fn opop(os: &mut Vec<Ref>) -> Result<Ref, Trap> {
+fn opop(os: &mut Stack<Ref>) -> Result<Ref, Trap> {
     os.pop().ok_or_else(underflow)
 }
 
-fn lpop(is: &mut Vec<i32>) -> Result<i64, Trap> {
+fn lpop(is: &mut Stack<i32>) -> Result<i64, Trap> {
     let lo = ipop(is)? as u32 as u64;
     let hi = ipop(is)? as u32 as u64;
     Ok(((hi << 32) | lo) as i64)
 }
 
-fn lpush(is: &mut Vec<i32>, v: i64) {
+fn lpush(is: &mut Stack<i32>, v: i64) {
     is.push((v >> 32) as i32);
     is.push(v as i32);
 }
 
-fn fpop(is: &mut Vec<i32>) -> Result<f32, Trap> {
+fn fpop(is: &mut Stack<i32>) -> Result<f32, Trap> {
     Ok(f32::from_bits(ipop(is)? as u32))
 }
 
-fn fpush(is: &mut Vec<i32>, v: f32) {
+fn fpush(is: &mut Stack<i32>, v: f32) {
     is.push(v.to_bits() as i32);
 }
 
-fn dpop(is: &mut Vec<i32>) -> Result<f64, Trap> {
+fn dpop(is: &mut Stack<i32>) -> Result<f64, Trap> {
     Ok(f64::from_bits(lpop(is)? as u64))
 }
 
-fn dpush(is: &mut Vec<i32>, v: f64) {
+fn dpush(is: &mut Stack<i32>, v: f64) {
     lpush(is, v.to_bits() as i64);
 }
 
 #[inline(always)]
-fn abs_slot(abs: i32, len: usize, what: &str) -> Result<usize, Trap> {
+fn abs_slot(abs: i32, len: usize, what: &'static str) -> Result<usize, Fault> {
     match usize::try_from(abs) {
         Ok(a) if a < len => Ok(a),
-        _ => Err(out_of_stack(what)),
+        _ => Err(Fault::OutOfStack(what)),
     }
 }
 
@@ -218,16 +225,33 @@ fn bool_i(b: bool) -> i32 {
     i32::from(b)
 }
 
+#[cold]
+#[inline(never)]
 fn div0() -> Trap {
     Trap::ThrowMsg("division by zero".into())
 }
 
 /// Why the dispatch loop left the running frame.
+#[derive(Clone, Copy)]
 enum Exit {
-    Stop(Stop),
-    Call(u32, usize, CallForm),
+    /// The budget ran out.
+    Quantum,
+    /// A virtual call: method ordinal, argument count.
+    Call(u32, usize),
     Ret,
     Sys(u8),
+    /// The integer stack's cells were full: grow it and push this.
+    PushInt(i32),
+    /// The object stack's cells were full: grow it and push this.
+    PushObj(Ref),
+    /// An opcode for [`Vm::cold`]; the IP is just past it.
+    Cold(u8),
+}
+
+/// A stack lent to the dispatch loop: its cells, and its depth in a local.
+struct Cells<'a, T> {
+    cells: &'a mut [T],
+    depth: &'a mut usize,
 }
 
 /// How a call finds its receiver and method.
@@ -331,7 +355,7 @@ impl Vm {
         if depth >= self.config.max_call_depth {
             return Err(self.depth_exceeded(this, ordinal));
         }
-        let new = self.frame(code, this, &f.os[base + 1..], ordinal);
+        let new = self.frame(code, this, &f.os.as_slice()[base + 1..], ordinal);
         f.os.truncate(base);
         frames.push(new);
         Ok(())
@@ -415,7 +439,7 @@ impl Vm {
         }
         let f = frames.last_mut().ok_or_else(underflow)?;
         let base = f.os.len().checked_sub(n).ok_or_else(underflow)?;
-        let new = self.frame(code, this, &f.os[base..], ordinal);
+        let new = self.frame(code, this, &f.os.as_slice()[base..], ordinal);
         f.os.truncate(base);
         if let CallForm::Virtual = form {
             f.os.pop();
@@ -431,7 +455,7 @@ impl Vm {
         let n =
             usize::try_from(n).map_err(|_| Trap::Panic("sys: negative argument count".into()))?;
         let base = f.os.len().checked_sub(n).ok_or_else(underflow)?;
-        let args: Vec<Ref> = f.os[base..].to_vec();
+        let args: Vec<Ref> = f.os.as_slice()[base..].to_vec();
         let mut class = self.class_of(this);
         let idx = loop {
             let data = self
@@ -465,21 +489,21 @@ impl Vm {
     }
 
     #[inline(always)]
-    fn field_load(&self, this: Ref, slot: usize) -> Result<Ref, Trap> {
+    fn field_load(&self, this: Ref, slot: usize) -> Result<Ref, Fault> {
         match &self.heap.get(this).kind {
             Kind::Plain(v) | Kind::Array(v) => match v.get(slot) {
                 Some(&r) => Ok(r),
-                None => Err(panic_slot("load", slot)),
+                None => Err(Fault::LoadSlot(slot)),
             },
-            _ => Err(panic_msg("attempt to load from internal")),
+            _ => Err(Fault::LoadInternal),
         }
     }
 
     #[inline(always)]
-    fn field_save(&mut self, this: Ref, slot: usize, v: Ref) -> Result<(), Trap> {
+    fn field_save(&mut self, this: Ref, slot: usize, v: Ref) -> Result<(), Fault> {
         let obj = self.heap.get_mut(this);
         if obj.flags & flags::IMMUTABLE != 0 {
-            return Err(panic_msg("attempt to save to immutable object"));
+            return Err(Fault::SaveImmutable);
         }
         match &mut obj.kind {
             Kind::Plain(fields) => match fields.get_mut(slot) {
@@ -487,30 +511,31 @@ impl Vm {
                     *cell = v;
                     Ok(())
                 }
-                None => Err(panic_slot("save", slot)),
+                None => Err(Fault::SaveSlot(slot)),
             },
-            _ => Err(panic_msg("attempt to save to internal")),
+            _ => Err(Fault::SaveInternal),
         }
     }
 
     /// `o2i` without a prefix: the int value of a numeric object.
     #[inline(always)]
-    fn unbox_int(&self, o: Ref) -> Result<i32, Trap> {
+    fn unbox_int(&self, o: Ref) -> Result<i32, Fault> {
         match self.heap.get(o).kind {
             Kind::Int(v) => Ok(v),
             Kind::Long(v) => Ok(v as i32),
             Kind::Float(v) => Ok(v.to_bits() as i32),
             Kind::Double(v) => Ok(v.to_bits() as i32),
-            Kind::Null => Err(throw_msg("o2i(null)")),
-            _ => Err(throw_msg("o2i: not a number")),
+            Kind::Null => Err(Fault::UnboxNull),
+            _ => Err(Fault::UnboxNotNumber),
         }
     }
 
     fn run(&mut self, frames: &mut Vec<Frame>, remaining: &mut u64) -> Result<Stop, Trap> {
         loop {
-            // One frame at a time: its IP and the budget live in locals
-            // while it runs and are stored back whenever the loop leaves it
-            // (call, return, sys, stop or trap).
+            // One frame at a time: its IP, its stack depths and the budget
+            // live in locals while it runs and are stored back whenever the
+            // loop leaves it (call, return, sys, a cold opcode, a full
+            // stack, stop or trap).
             let Some(f) = frames.last_mut() else {
                 // What the loop did before frames were run one at a time.
                 if *remaining == 0 {
@@ -525,17 +550,32 @@ impl Vm {
                 this,
                 os,
                 is,
-                es,
                 ..
             } = f;
             let mut c = Cursor { code, pc: *ip };
             let mut rem = *remaining;
-            let exit = self.run_frame(&mut c, &mut rem, *this, is, os, es);
+            let (icells, mut isp) = is.parts();
+            let (ocells, mut osp) = os.parts();
+            let exit = self.run_frame(
+                &mut c,
+                &mut rem,
+                *this,
+                Cells {
+                    cells: icells,
+                    depth: &mut isp,
+                },
+                Cells {
+                    cells: ocells,
+                    depth: &mut osp,
+                },
+            );
+            is.set_len(isp);
+            os.set_len(osp);
             *ip = c.pc;
             *remaining = rem;
             match exit? {
-                Exit::Stop(stop) => return Ok(stop),
-                Exit::Call(ordinal, n, form) => self.call(frames, ordinal, n, form)?,
+                Exit::Quantum => return Ok(Stop::Quantum),
+                Exit::Call(ordinal, n) => self.call_virtual(frames, ordinal, n)?,
                 Exit::Ret => {
                     let done = frames.pop().ok_or_else(underflow)?;
                     let value = done.os.last().copied().unwrap_or(Ref::NULL);
@@ -550,50 +590,103 @@ impl Vm {
                         return Ok(stop);
                     }
                 }
+                Exit::PushInt(v) => frames.last_mut().ok_or_else(underflow)?.is.push(v),
+                Exit::PushObj(v) => frames.last_mut().ok_or_else(underflow)?.os.push(v),
+                Exit::Cold(opcode) => {
+                    if let Some((ordinal, n, form)) = self.cold(frames, opcode, remaining)? {
+                        self.call(frames, ordinal, n, form)?;
+                    }
+                }
             }
         }
     }
 
-    /// Runs the innermost frame until it calls, returns, enters `sys`, runs
-    /// out of budget or traps. Inlined into `run` so that `c` and `rem` stay
-    /// in registers.
+    /// Runs the innermost frame until it calls, returns, enters `sys`, meets
+    /// an opcode it leaves to [`Vm::cold`], fills a stack, runs out of budget
+    /// or traps. Inlined into `run` so that the cursor, the budget and both
+    /// stack depths stay in registers.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn run_frame(
         &mut self,
         c: &mut Cursor<'_>,
         rem: &mut u64,
         this: Ref,
-        is: &mut Vec<i32>,
-        os: &mut Vec<Ref>,
-        es: &mut Vec<(Ref, usize)>,
-    ) -> Result<Exit, Trap> {
-        let mut prefix = PREFIX_NONE;
+        is: Cells<'_, i32>,
+        os: Cells<'_, Ref>,
+    ) -> Result<Exit, Fault> {
+        let Cells {
+            cells: icells,
+            depth: isp,
+        } = is;
+        let Cells {
+            cells: ocells,
+            depth: osp,
+        } = os;
+        // Pushes leave the loop when the cells are full; `run` grows the
+        // stack and pushes there, so every push must be its opcode's last step.
+        macro_rules! ipush {
+            ($v:expr) => {{
+                let v = $v;
+                let d = *isp;
+                match icells.get_mut(d) {
+                    Some(cell) => {
+                        *cell = v;
+                        *isp = d + 1;
+                    }
+                    None => return Ok(Exit::PushInt(v)),
+                }
+            }};
+        }
+        macro_rules! opush {
+            ($v:expr) => {{
+                let v = $v;
+                let d = *osp;
+                match ocells.get_mut(d) {
+                    Some(cell) => {
+                        *cell = v;
+                        *osp = d + 1;
+                    }
+                    None => return Ok(Exit::PushObj(v)),
+                }
+            }};
+        }
+        macro_rules! ipop {
+            () => {{
+                let d = isp.wrapping_sub(1);
+                match icells.get(d) {
+                    Some(&v) => {
+                        *isp = d;
+                        v
+                    }
+                    None => return Err(Fault::Underflow),
+                }
+            }};
+        }
+        macro_rules! opop {
+            () => {{
+                let d = osp.wrapping_sub(1);
+                match ocells.get(d) {
+                    Some(&v) => {
+                        *osp = d;
+                        v
+                    }
+                    None => return Err(Fault::Underflow),
+                }
+            }};
+        }
         loop {
             if *rem == 0 {
-                return Ok(Exit::Stop(Stop::Quantum));
+                return Ok(Exit::Quantum);
             }
             *rem -= 1;
             let opcode = c.u8()?;
-            if prefix != PREFIX_NONE {
-                let p = prefix;
-                prefix = PREFIX_NONE;
-                let (pc, typed) = self.typed(p, opcode, *c, is, os);
-                c.pc = pc;
-                if typed? {
-                    continue;
-                }
-            }
             match opcode {
                 op::NOP => {}
-                op::DEBUG => {
-                    if c.u8()? & 0x80 != 0 {
-                        c.bytes()?;
-                    }
-                }
                 op::DJNZ => {
                     let target = c.rel()?;
-                    let top = is.last_mut().ok_or_else(underflow)?;
+                    let top = icells
+                        .get_mut(isp.wrapping_sub(1))
+                        .ok_or(Fault::Underflow)?;
                     *top = top.wrapping_sub(1);
                     if *top != 0 {
                         c.pc = target;
@@ -601,86 +694,42 @@ impl Vm {
                 }
                 op::JZ => {
                     let target = c.rel()?;
-                    if ipop(is)? == 0 {
+                    if ipop!() == 0 {
                         c.pc = target;
                     }
                 }
                 op::JMP => c.pc = c.rel()?,
-                op::SWITCH => {
-                    let n = c.i32()? as u32;
-                    let shift = c.i32()?;
-                    let div = c.i32()? as u32;
-                    let v = ipop(is)?;
-                    if div == 0 {
-                        return Err(div0());
-                    }
-                    let table = c.pc as u64;
-                    let d = (v.wrapping_add(shift) as u32) / div;
-                    let entry = table + 4 * u64::from(if d < n { d } else { n });
-                    c.pc = usize::try_from(entry)
-                        .map_err(|_| Trap::Panic("switch table too large".into()))?;
-                    if d < n {
-                        c.pc = c.rel()?;
-                    }
-                }
                 op::RET => return Ok(Exit::Ret),
                 op::SHORT_CALL_0..=op::SHORT_CALL_3 => {
-                    return Ok(Exit::Call(
-                        u32::from(opcode - op::SHORT_CALL_0),
-                        0,
-                        CallForm::Virtual,
-                    ));
+                    return Ok(Exit::Call(u32::from(opcode - op::SHORT_CALL_0), 0));
                 }
                 op::CALL_8BIT => {
                     let m = c.u8()?;
                     let n = c.i32()?;
-                    let n = usize::try_from(n)
-                        .map_err(|_| Trap::Panic("negative argument count".into()))?;
-                    return Ok(Exit::Call(u32::from(m), n, CallForm::Virtual));
-                }
-                op::CALL_32BIT => {
-                    let m = c.i32()?;
-                    let n = c.i32()?;
-                    let (m, n) = (
-                        m as u32,
-                        usize::try_from(n)
-                            .map_err(|_| Trap::Panic("negative argument count".into()))?,
-                    );
-                    return Ok(Exit::Call(m, n, CallForm::Virtual));
+                    let n = usize::try_from(n).map_err(|_| Fault::NegativeArgCount)?;
+                    return Ok(Exit::Call(u32::from(m), n));
                 }
                 op::CALL_00..=op::CALL_1F => {
                     let n = c.u8()?;
-                    return Ok(Exit::Call(
-                        u32::from(opcode & 0x1F),
-                        usize::from(n),
-                        CallForm::Virtual,
-                    ));
+                    return Ok(Exit::Call(u32::from(opcode & 0x1F), usize::from(n)));
                 }
-                op::STATIC_INVOKE => {
-                    let m = c.i32()? as u32;
-                    let n = c.i32()?;
-                    let n = usize::try_from(n)
-                        .map_err(|_| Trap::Panic("negative argument count".into()))?;
-                    return Ok(Exit::Call(m, n, CallForm::Static));
-                }
-                op::DYNAMIC_INVOKE => return Ok(Exit::Call(0, 0, CallForm::Dynamic)),
                 op::SYS => {
                     let k = c.u8()?;
                     return Ok(Exit::Sys(k));
                 }
                 op::IS_DUP => {
-                    let v = *is.last().ok_or_else(underflow)?;
-                    is.push(v);
+                    let v = *icells.get(isp.wrapping_sub(1)).ok_or(Fault::Underflow)?;
+                    ipush!(v);
                 }
                 op::IS_DROP => {
-                    ipop(is)?;
+                    ipop!();
                 }
                 op::OS_DUP => {
-                    let v = *os.last().ok_or_else(underflow)?;
-                    os.push(v);
+                    let v = *ocells.get(osp.wrapping_sub(1)).ok_or(Fault::Underflow)?;
+                    opush!(v);
                 }
                 op::OS_DROP => {
-                    opop(os)?;
+                    opop!();
                 }
                 op::OS_LOAD8 | op::OS_LOAD32 => {
                     let slot = if opcode == op::OS_LOAD8 {
@@ -689,7 +738,7 @@ impl Vm {
                         c.i32()? as u32 as usize
                     };
                     let v = self.field_load(this, slot)?;
-                    os.push(v);
+                    opush!(v);
                 }
                 op::OS_SAVE8 | op::OS_SAVE32 => {
                     let slot = if opcode == op::OS_SAVE8 {
@@ -697,135 +746,63 @@ impl Vm {
                     } else {
                         c.i32()? as u32 as usize
                     };
-                    let v = opop(os)?;
+                    let v = opop!();
                     self.field_save(this, slot, v)?;
-                }
-                op::NEW => {
-                    let class = opop(os)?;
-                    let o = self.instantiate(class)?;
-                    os.push(o);
                 }
                 op::OS_PULL32 => {
                     let d = c.i32()?;
-                    let len = os.len();
-                    let i = usize::try_from(d)
+                    let v = usize::try_from(d)
                         .ok()
-                        .and_then(|d| len.checked_sub(d + 1))
-                        .ok_or_else(underflow)?;
-                    let v = os[i];
-                    os.push(v);
+                        .and_then(|d| osp.checked_sub(d + 1))
+                        .and_then(|i| ocells.get(i).copied())
+                        .ok_or(Fault::Underflow)?;
+                    opush!(v);
                 }
                 op::OS_GET32 => {
                     let a = c.i32()?;
-                    let i = abs_slot(a, os.len(), "o abs_get")?;
-                    let v = os[i];
-                    os.push(v);
+                    let i = abs_slot(a, *osp, "o abs_get")?;
+                    let v = *ocells.get(i).ok_or(Fault::OutOfStack("o abs_get"))?;
+                    opush!(v);
                 }
                 op::OS_SET32 => {
                     let a = c.i32()?;
-                    let v = opop(os)?;
-                    let i = abs_slot(a, os.len(), "o abs_set")?;
-                    os[i] = v;
+                    let v = opop!();
+                    let i = abs_slot(a, *osp, "o abs_set")?;
+                    *ocells.get_mut(i).ok_or(Fault::OutOfStack("o abs_set"))? = v;
                 }
-                op::ICONST_0 => is.push(0),
-                op::ICONST_1 => is.push(1),
+                op::ICONST_0 => ipush!(0),
+                op::ICONST_1 => ipush!(1),
                 op::ICONST_8BIT => {
                     let v = c.u8()?;
-                    is.push(i32::from(v));
+                    ipush!(i32::from(v));
                 }
                 op::ICONST_32BIT => {
                     let v = c.i32()?;
-                    is.push(v);
-                }
-                op::SCONST_BIN => {
-                    let s = c.bytes()?;
-                    let o = self.new_string(s);
-                    os.push(o);
-                }
-                op::ICONST_64BIT => {
-                    let v = c.i64()?;
-                    lpush(is, v);
+                    ipush!(v);
                 }
                 op::IS_GET32 => {
                     let a = c.i32()?;
-                    let i = abs_slot(a, is.len(), "i abs_get")?;
-                    let v = is[i];
-                    is.push(v);
+                    let i = abs_slot(a, *isp, "i abs_get")?;
+                    let v = *icells.get(i).ok_or(Fault::OutOfStack("i abs_get"))?;
+                    ipush!(v);
                 }
                 op::IS_SET32 => {
                     let a = c.i32()?;
-                    let v = ipop(is)?;
-                    let i = abs_slot(a, is.len(), "i abs_set")?;
-                    is[i] = v;
+                    let v = ipop!();
+                    let i = abs_slot(a, *isp, "i abs_set")?;
+                    *icells.get_mut(i).ok_or(Fault::OutOfStack("i abs_set"))? = v;
                 }
-                op::CONST_POOL => {
-                    let idx = c.i32()?;
-                    let class = self.class_of(this);
-                    let v = self
-                        .class_data(class)
-                        .and_then(|c| {
-                            usize::try_from(idx)
-                                .ok()
-                                .and_then(|i| c.const_pool.get(i).copied())
-                        })
-                        .unwrap_or(Ref::NULL);
-                    os.push(v);
-                }
-                op::STACK_RESERVE => {
-                    let o = c.u8()?;
-                    let i = c.u8()?;
-                    os.extend(std::iter::repeat_n(Ref::NULL, usize::from(o)));
-                    is.extend(std::iter::repeat_n(0, usize::from(i)));
-                }
-                op::CAST => {
-                    let class = opop(os)?;
-                    let obj = opop(os)?;
-                    if !self.is_or_child(obj, class) {
-                        return Err(Trap::ThrowMsg("cast to not parent".into()));
-                    }
-                    os.push(obj);
-                }
-                op::PUSH_CATCHER => {
-                    let target = c.rel()?;
-                    let class = opop(os)?;
-                    es.push((class, target));
-                }
-                op::POP_CATCHER => {
-                    es.pop();
-                }
-                op::THROW => return Err(Trap::Throw(opop(os)?)),
-                op::SUMMON_THREAD => {
-                    let t = self.current_thread_obj();
-                    os.push(t);
-                }
-                op::SUMMON_THIS => os.push(this),
-                op::SUMMON_NULL => os.push(Ref::NULL),
-                op::SUMMON_CLASS_CLASS => os.push(self.internal[ic::CLASS]),
-                op::SUMMON_INT_CLASS => os.push(self.internal[ic::INT]),
-                op::SUMMON_STRING_CLASS => os.push(self.internal[ic::STRING]),
-                op::SUMMON_INTERFACE_CLASS => os.push(self.internal[ic::INTERFACE]),
-                op::SUMMON_CODE_CLASS => os.push(self.internal[ic::CODE]),
-                op::SUMMON_ARRAY_CLASS => os.push(self.internal[ic::ARRAY]),
-                op::SUMMON_BY_NAME => {
-                    let name = c.bytes()?;
-                    let class = self.lookup_class(&name)?;
-                    if class.is_null() {
-                        return Err(Trap::Panic(format!(
-                            "summon by name: no class found: {}",
-                            String::from_utf8_lossy(&name)
-                        )));
-                    }
-                    os.push(class);
-                }
+                op::SUMMON_THIS => opush!(this),
+                op::SUMMON_NULL => opush!(Ref::NULL),
                 op::I2O => {
-                    let v = ipop(is)?;
+                    let v = ipop!();
                     let o = self.new_int(v);
-                    os.push(o);
+                    opush!(o);
                 }
                 op::O2I => {
-                    let o = opop(os)?;
+                    let o = opop!();
                     let v = self.unbox_int(o)?;
-                    is.push(v);
+                    ipush!(v);
                 }
                 op::ISUM
                 | op::IMUL
@@ -844,9 +821,9 @@ impl Vm {
                 | op::ISHL
                 | op::ISHR
                 | op::USHR => {
-                    let u = ipop(is)?;
-                    let l = ipop(is)?;
-                    is.push(match opcode {
+                    let u = ipop!();
+                    let l = ipop!();
+                    ipush!(match opcode {
                         op::ISUM => l.wrapping_add(u),
                         op::IMUL => l.wrapping_mul(u),
                         op::ISUBUL => u.wrapping_sub(l),
@@ -868,111 +845,271 @@ impl Vm {
                     });
                 }
                 op::IDIVUL | op::IDIVLU | op::IREMUL | op::IREMLU => {
-                    let u = ipop(is)?;
-                    let l = ipop(is)?;
+                    let u = ipop!();
+                    let l = ipop!();
                     let (a, b) = if opcode == op::IDIVLU || opcode == op::IREMLU {
                         (l, u)
                     } else {
                         (u, l)
                     };
                     if b == 0 {
-                        return Err(div0());
+                        return Err(Fault::DivZero);
                     }
-                    is.push(if opcode == op::IDIVLU || opcode == op::IDIVUL {
+                    ipush!(if opcode == op::IDIVLU || opcode == op::IDIVUL {
                         a.wrapping_div(b)
                     } else {
                         a.wrapping_rem(b)
                     });
                 }
                 op::INOT => {
-                    let v = ipop(is)?;
-                    is.push(!v);
+                    let v = ipop!();
+                    ipush!(!v);
                 }
                 op::LOG_NOT => {
-                    let v = ipop(is)?;
-                    is.push(bool_i(v == 0));
+                    let v = ipop!();
+                    ipush!(bool_i(v == 0));
                 }
                 op::IS_LOAD8 => {
                     let slot = usize::from(c.u8()?);
                     let o = self.field_load(this, slot)?;
                     let v = self.unbox_int(o)?;
-                    is.push(v);
+                    ipush!(v);
                 }
                 op::IS_SAVE8 => {
                     let slot = usize::from(c.u8()?);
-                    let v = ipop(is)?;
+                    let v = ipop!();
                     let o = self.new_int(v);
                     self.field_save(this, slot, o)?;
                 }
                 op::OS_EQ | op::OS_NEQ => {
-                    let a = opop(os)?;
-                    let b = opop(os)?;
-                    is.push(bool_i((a == b) == (opcode == op::OS_EQ)));
+                    let a = opop!();
+                    let b = opop!();
+                    ipush!(bool_i((a == b) == (opcode == op::OS_EQ)));
                 }
                 op::OS_ISNULL => {
-                    let a = opop(os)?;
-                    is.push(bool_i(a.is_null()));
-                }
-                op::PREFIX_LONG => prefix = PREFIX_LONG,
-                op::PREFIX_FLOAT => prefix = PREFIX_FLOAT,
-                op::PREFIX_DOUBLE => prefix = PREFIX_DOUBLE,
-                op::GENERAL_LOCK | op::GENERAL_UNLOCK => {
-                    opop(os)?;
+                    let a = opop!();
+                    ipush!(bool_i(a.is_null()));
                 }
                 op::ARG_COUNT => {
                     let want = c.u8()?;
-                    let have = ipop(is)?;
+                    let have = ipop!();
                     if have != i32::from(want) {
-                        return Err(Trap::ThrowMsg("invalid arg count".into()));
+                        return Err(Fault::InvalidArgCount);
                     }
                 }
-                op::FROMI => {}
-                op::FROML => {
-                    let v = lpop(is)?;
-                    is.push(v as i32);
-                }
-                op::FROMF => {
-                    let v = fpop(is)?;
-                    is.push(v as i32);
-                }
-                op::FROMD => {
-                    let v = dpop(is)?;
-                    is.push(v as i32);
-                }
-                other => {
-                    return Err(Trap::Panic(format!(
-                        "unknown opcode 0x{other:02X} at {}",
-                        c.pc - 1
-                    )));
-                }
+                _ => return Ok(Exit::Cold(opcode)),
             }
         }
     }
 
-    /// Runs `opcode` under a type prefix (spec §2.8). Returns false when the
-    /// opcode has no typed meaning, so the plain implementation runs.
-    /// Takes the cursor by value and hands back its new IP with the result,
-    /// so the caller's cursor never has its address taken.
+    /// The opcodes the dispatch loop leaves to this function: rare ones, and
+    /// ones whose work dwarfs a call. Keeping them out of `run` keeps that
+    /// function small, which matters most inside the Wasm component, where
+    /// Cranelift's register allocator spills more the larger a function is.
+    /// Returns the call to make, for the call forms handled here.
     #[inline(never)]
-    fn typed(
+    fn cold(
         &mut self,
-        prefix: u8,
+        frames: &mut [Frame],
         opcode: u8,
-        mut c: Cursor<'_>,
-        is: &mut Vec<i32>,
-        os: &mut Vec<Ref>,
-    ) -> (usize, Result<bool, Trap>) {
-        let r = self.typed_op(prefix, opcode, &mut c, is, os);
-        (c.pc, r)
+        remaining: &mut u64,
+    ) -> Result<Option<(u32, usize, CallForm)>, Trap> {
+        let f = frames.last_mut().ok_or_else(underflow)?;
+        let Frame {
+            code,
+            ip,
+            this,
+            os,
+            is,
+            es,
+            ..
+        } = f;
+        let mut c = Cursor { code, pc: *ip };
+        let r = self.cold_op(opcode, &mut c, *this, is, os, es, remaining);
+        *ip = c.pc;
+        r
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn cold_op(
+        &mut self,
+        opcode: u8,
+        c: &mut Cursor<'_>,
+        this: Ref,
+        is: &mut Stack<i32>,
+        os: &mut Stack<Ref>,
+        es: &mut Vec<(Ref, usize)>,
+        remaining: &mut u64,
+    ) -> Result<Option<(u32, usize, CallForm)>, Trap> {
+        match opcode {
+            op::DEBUG => {
+                if c.u8()? & 0x80 != 0 {
+                    c.bytes()?;
+                }
+            }
+            op::SWITCH => {
+                let n = c.i32()? as u32;
+                let shift = c.i32()?;
+                let div = c.i32()? as u32;
+                let v = ipop(is)?;
+                if div == 0 {
+                    return Err(div0());
+                }
+                let table = c.pc as u64;
+                let d = (v.wrapping_add(shift) as u32) / div;
+                let entry = table + 4 * u64::from(if d < n { d } else { n });
+                c.pc = usize::try_from(entry)
+                    .map_err(|_| Trap::Panic("switch table too large".into()))?;
+                if d < n {
+                    c.pc = c.rel()?;
+                }
+            }
+            op::CALL_32BIT => {
+                let m = c.i32()?;
+                let n = c.i32()?;
+                let (m, n) = (
+                    m as u32,
+                    usize::try_from(n)
+                        .map_err(|_| Trap::Panic("negative argument count".into()))?,
+                );
+                return Ok(Some((m, n, CallForm::Virtual)));
+            }
+            op::STATIC_INVOKE => {
+                let m = c.i32()? as u32;
+                let n = c.i32()?;
+                let n = usize::try_from(n)
+                    .map_err(|_| Trap::Panic("negative argument count".into()))?;
+                return Ok(Some((m, n, CallForm::Static)));
+            }
+            op::DYNAMIC_INVOKE => return Ok(Some((0, 0, CallForm::Dynamic))),
+            op::NEW => {
+                let class = opop(os)?;
+                let o = self.instantiate(class)?;
+                os.push(o);
+            }
+            op::STACK_RESERVE => {
+                let o = c.u8()?;
+                let i = c.u8()?;
+                os.push_n(Ref::NULL, usize::from(o));
+                is.push_n(0, usize::from(i));
+            }
+            op::ICONST_64BIT => {
+                let v = c.i64()?;
+                lpush(is, v);
+            }
+            op::SCONST_BIN => {
+                let s = c.bytes()?;
+                let o = self.new_string(s);
+                os.push(o);
+            }
+            op::CONST_POOL => {
+                let idx = c.i32()?;
+                let class = self.class_of(this);
+                let v = self
+                    .class_data(class)
+                    .and_then(|c| {
+                        usize::try_from(idx)
+                            .ok()
+                            .and_then(|i| c.const_pool.get(i).copied())
+                    })
+                    .unwrap_or(Ref::NULL);
+                os.push(v);
+            }
+            op::CAST => {
+                let class = opop(os)?;
+                let obj = opop(os)?;
+                if !self.is_or_child(obj, class) {
+                    return Err(Trap::ThrowMsg("cast to not parent".into()));
+                }
+                os.push(obj);
+            }
+            op::PUSH_CATCHER => {
+                let target = c.rel()?;
+                let class = opop(os)?;
+                es.push((class, target));
+            }
+            op::POP_CATCHER => {
+                es.pop();
+            }
+            op::THROW => return Err(Trap::Throw(opop(os)?)),
+            op::SUMMON_THREAD => {
+                let t = self.current_thread_obj();
+                os.push(t);
+            }
+            op::SUMMON_CLASS_CLASS => os.push(self.internal[ic::CLASS]),
+            op::SUMMON_INT_CLASS => os.push(self.internal[ic::INT]),
+            op::SUMMON_STRING_CLASS => os.push(self.internal[ic::STRING]),
+            op::SUMMON_INTERFACE_CLASS => os.push(self.internal[ic::INTERFACE]),
+            op::SUMMON_CODE_CLASS => os.push(self.internal[ic::CODE]),
+            op::SUMMON_ARRAY_CLASS => os.push(self.internal[ic::ARRAY]),
+            op::SUMMON_BY_NAME => {
+                let name = c.bytes()?;
+                let class = self.lookup_class(&name)?;
+                if class.is_null() {
+                    return Err(Trap::Panic(format!(
+                        "summon by name: no class found: {}",
+                        String::from_utf8_lossy(&name)
+                    )));
+                }
+                os.push(class);
+            }
+            op::PREFIX_LONG | op::PREFIX_FLOAT | op::PREFIX_DOUBLE => {
+                let prefix = match opcode {
+                    op::PREFIX_LONG => PREFIX_LONG,
+                    op::PREFIX_FLOAT => PREFIX_FLOAT,
+                    _ => PREFIX_DOUBLE,
+                };
+                // The prefixed opcode runs at once, whatever the budget: a
+                // slice never ends between a prefix and its opcode.
+                let at = c.pc;
+                let next = c.u8()?;
+                let charged = *remaining > 0;
+                if charged {
+                    *remaining -= 1;
+                }
+                if !self.typed_op(prefix, next, c, is, os)? {
+                    // No typed meaning: the dispatch loop runs it plain.
+                    c.pc = at;
+                    if charged {
+                        *remaining += 1;
+                    }
+                }
+            }
+            op::GENERAL_LOCK | op::GENERAL_UNLOCK => {
+                opop(os)?;
+            }
+            op::FROMI => {}
+            op::FROML => {
+                let v = lpop(is)?;
+                is.push(v as i32);
+            }
+            op::FROMF => {
+                let v = fpop(is)?;
+                is.push(v as i32);
+            }
+            op::FROMD => {
+                let v = dpop(is)?;
+                is.push(v as i32);
+            }
+            other => {
+                return Err(Trap::Panic(format!(
+                    "unknown opcode 0x{other:02X} at {}",
+                    c.pc - 1
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs `opcode` under a type prefix (spec §2.8). Returns false when the
+    /// opcode has no typed meaning, so the plain implementation runs.
     fn typed_op(
         &mut self,
         prefix: u8,
         opcode: u8,
         c: &mut Cursor<'_>,
-        is: &mut Vec<i32>,
-        os: &mut Vec<Ref>,
+        is: &mut Stack<i32>,
+        os: &mut Stack<Ref>,
     ) -> Result<bool, Trap> {
         let wide = prefix != PREFIX_FLOAT;
         match opcode {

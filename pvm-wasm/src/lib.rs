@@ -45,6 +45,7 @@ mod interp;
 pub mod natives;
 pub mod opcode;
 pub mod process;
+pub mod stack;
 pub mod vm;
 
 pub use heap::{GcStats, Ref};

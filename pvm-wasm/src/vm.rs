@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::classfile::{self, Record, names_match};
 use crate::heap::{ClassData, GcStats, Heap, Kind, Ref, TtyState, flags};
+use crate::stack::Stack;
 
 /// Internal classes in table order (spec §3.4); the index is `sys_table_id`.
 pub const INTERNAL_CLASSES: [&str; 38] = [
@@ -137,9 +138,9 @@ pub struct Frame {
     /// The receiver.
     pub this: Ref,
     /// Object stack.
-    pub os: Vec<Ref>,
+    pub os: Stack<Ref>,
     /// Integer stack.
-    pub is: Vec<i32>,
+    pub is: Stack<i32>,
     /// Catchers: (class, absolute target).
     pub es: Vec<(Ref, usize)>,
     /// Method ordinal, for messages.
@@ -527,8 +528,8 @@ impl Vm {
             code: code.clone(),
             ip: 0,
             this,
-            os: Vec::with_capacity(16),
-            is: Vec::with_capacity(16),
+            os: Stack::with_capacity(16),
+            is: Stack::with_capacity(16),
             es: Vec::new(),
             ordinal,
         });
@@ -820,7 +821,7 @@ impl Vm {
             roots.extend([t.obj, t.environment]);
             for f in &t.frames {
                 roots.push(f.this);
-                roots.extend_from_slice(&f.os);
+                roots.extend_from_slice(f.os.as_slice());
                 roots.extend(f.es.iter().map(|e| e.0));
             }
         }
