@@ -55,7 +55,7 @@ fn underflow() -> Trap {
 /// call site makes Cranelift spill what is live across it). The message is
 /// made once the loop has exited, by `Trap::from`.
 #[derive(Clone, Copy, Debug)]
-enum Fault {
+pub(crate) enum Fault {
     Underflow,
     IpOutside(usize),
     OperandOutside(usize),
@@ -231,10 +231,11 @@ fn div0() -> Trap {
     Trap::ThrowMsg("division by zero".into())
 }
 
-/// Why the dispatch loop left the running frame.
-#[derive(Clone, Copy)]
-enum Exit {
+/// Why the dispatch loop left the running frame (kept in `Vm::exit`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) enum Exit {
     /// The budget ran out.
+    #[default]
     Quantum,
     /// A virtual call: method ordinal, argument count.
     Call(u32, usize),
@@ -246,6 +247,8 @@ enum Exit {
     PushObj(Ref),
     /// An opcode for [`Vm::cold`]; the IP is just past it.
     Cold(u8),
+    /// An error.
+    Fault(Fault),
 }
 
 /// A stack lent to the dispatch loop: its cells, and its depth in a local.
@@ -263,7 +266,7 @@ enum CallForm {
 
 impl Vm {
     /// Runs `frames` (innermost last) for at most `budget` instructions.
-    pub fn execute(&mut self, frames: &mut Vec<Frame>, budget: u64) -> Stop {
+    pub fn execute(&mut self, frames: &mut Vec<Box<Frame>>, budget: u64) -> Stop {
         let mut remaining = budget;
         let stop = loop {
             match self.run(frames, &mut remaining) {
@@ -287,7 +290,7 @@ impl Vm {
         stop
     }
 
-    fn locate(&self, frames: &[Frame], message: String) -> String {
+    fn locate(&self, frames: &[Box<Frame>], message: String) -> String {
         match frames.last() {
             Some(f) => format!(
                 "{message} (in {}.{} near IP {})",
@@ -301,7 +304,7 @@ impl Vm {
 
     /// Finds a catcher for `obj` (spec §2.5): newest first, frame by frame.
     /// The catcher stays installed and the ostack is not truncated.
-    fn unwind(&mut self, frames: &mut Vec<Frame>, obj: Ref) -> bool {
+    fn unwind(&mut self, frames: &mut Vec<Box<Frame>>, obj: Ref) -> bool {
         loop {
             let Some(f) = frames.last_mut() else {
                 return false;
@@ -328,7 +331,7 @@ impl Vm {
     #[inline(always)]
     fn call(
         &mut self,
-        frames: &mut Vec<Frame>,
+        frames: &mut Vec<Box<Frame>>,
         ordinal: u32,
         n: usize,
         form: CallForm,
@@ -343,7 +346,7 @@ impl Vm {
     #[inline(always)]
     fn call_virtual(
         &mut self,
-        frames: &mut Vec<Frame>,
+        frames: &mut Vec<Box<Frame>>,
         ordinal: u32,
         n: usize,
     ) -> Result<(), Trap> {
@@ -374,7 +377,7 @@ impl Vm {
     #[inline(never)]
     fn call_other(
         &mut self,
-        frames: &mut Vec<Frame>,
+        frames: &mut Vec<Box<Frame>>,
         ordinal: u32,
         n: usize,
         form: CallForm,
@@ -448,7 +451,7 @@ impl Vm {
         Ok(())
     }
 
-    fn sys(&mut self, frames: &mut [Frame], k: u8) -> Result<Option<Stop>, Trap> {
+    fn sys(&mut self, frames: &mut [Box<Frame>], k: u8) -> Result<Option<Stop>, Trap> {
         let f = frames.last_mut().ok_or_else(underflow)?;
         let this = f.this;
         let n = *f.is.last().ok_or_else(underflow)?;
@@ -530,7 +533,7 @@ impl Vm {
         }
     }
 
-    fn run(&mut self, frames: &mut Vec<Frame>, remaining: &mut u64) -> Result<Stop, Trap> {
+    fn run(&mut self, frames: &mut Vec<Box<Frame>>, remaining: &mut u64) -> Result<Stop, Trap> {
         loop {
             // One frame at a time: its IP, its stack depths and the budget
             // live in locals while it runs and are stored back whenever the
@@ -551,12 +554,12 @@ impl Vm {
                 os,
                 is,
                 ..
-            } = f;
+            } = &mut **f;
             let mut c = Cursor { code, pc: *ip };
             let mut rem = *remaining;
             let (icells, mut isp) = is.parts();
             let (ocells, mut osp) = os.parts();
-            let exit = self.run_frame(
+            self.run_frame(
                 &mut c,
                 &mut rem,
                 *this,
@@ -573,7 +576,8 @@ impl Vm {
             os.set_len(osp);
             *ip = c.pc;
             *remaining = rem;
-            match exit? {
+            match self.exit {
+                Exit::Fault(fault) => return Err(fault.into()),
                 Exit::Quantum => return Ok(Stop::Quantum),
                 Exit::Call(ordinal, n) => self.call_virtual(frames, ordinal, n)?,
                 Exit::Ret => {
@@ -613,7 +617,7 @@ impl Vm {
         this: Ref,
         is: Cells<'_, i32>,
         os: Cells<'_, Ref>,
-    ) -> Result<Exit, Fault> {
+    ) {
         let Cells {
             cells: icells,
             depth: isp,
@@ -622,6 +626,24 @@ impl Vm {
             cells: ocells,
             depth: osp,
         } = os;
+        // Every exit stores its reason in `self.exit` and returns nothing,
+        // so no payload is a value the loop carries (inside the component,
+        // such values became block parameters Cranelift spilled on every
+        // instruction).
+        macro_rules! leave {
+            ($e:expr) => {{
+                self.exit = $e;
+                return;
+            }};
+        }
+        macro_rules! t {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(f) => leave!(Exit::Fault(f)),
+                }
+            };
+        }
         // Pushes leave the loop when the cells are full; `run` grows the
         // stack and pushes there, so every push must be its opcode's last step.
         macro_rules! ipush {
@@ -633,7 +655,7 @@ impl Vm {
                         *cell = v;
                         *isp = d + 1;
                     }
-                    None => return Ok(Exit::PushInt(v)),
+                    None => leave!(Exit::PushInt(v)),
                 }
             }};
         }
@@ -646,7 +668,7 @@ impl Vm {
                         *cell = v;
                         *osp = d + 1;
                     }
-                    None => return Ok(Exit::PushObj(v)),
+                    None => leave!(Exit::PushObj(v)),
                 }
             }};
         }
@@ -658,7 +680,7 @@ impl Vm {
                         *isp = d;
                         v
                     }
-                    None => return Err(Fault::Underflow),
+                    None => leave!(Exit::Fault(Fault::Underflow)),
                 }
             }};
         }
@@ -670,127 +692,147 @@ impl Vm {
                         *osp = d;
                         v
                     }
-                    None => return Err(Fault::Underflow),
+                    None => leave!(Exit::Fault(Fault::Underflow)),
                 }
+            }};
+        }
+        // Pops the top `u` and the cell below it `l`, pushes `$e`.
+        macro_rules! binop {
+            (|$l:ident, $u:ident| $e:expr) => {{
+                let $u = ipop!();
+                let $l = ipop!();
+                ipush!($e);
+            }};
+        }
+        // Division and remainder: `$ab` orders the operands.
+        macro_rules! divop {
+            (|$l:ident, $u:ident| $ab:expr, $f:ident) => {{
+                let $u = ipop!();
+                let $l = ipop!();
+                let (a, b): (i32, i32) = $ab;
+                if b == 0 {
+                    leave!(Exit::Fault(Fault::DivZero));
+                }
+                ipush!(a.$f(b));
             }};
         }
         loop {
             if *rem == 0 {
-                return Ok(Exit::Quantum);
+                leave!(Exit::Quantum);
             }
             *rem -= 1;
-            let opcode = c.u8()?;
+            let opcode = t!(c.u8());
             match opcode {
                 op::NOP => {}
                 op::DJNZ => {
-                    let target = c.rel()?;
-                    let top = icells
-                        .get_mut(isp.wrapping_sub(1))
-                        .ok_or(Fault::Underflow)?;
+                    let target = t!(c.rel());
+                    let top = t!(icells.get_mut(isp.wrapping_sub(1)).ok_or(Fault::Underflow));
                     *top = top.wrapping_sub(1);
                     if *top != 0 {
                         c.pc = target;
                     }
                 }
                 op::JZ => {
-                    let target = c.rel()?;
+                    let target = t!(c.rel());
                     if ipop!() == 0 {
                         c.pc = target;
                     }
                 }
-                op::JMP => c.pc = c.rel()?,
-                op::RET => return Ok(Exit::Ret),
+                op::JMP => c.pc = t!(c.rel()),
+                op::RET => leave!(Exit::Ret),
                 op::SHORT_CALL_0..=op::SHORT_CALL_3 => {
-                    return Ok(Exit::Call(u32::from(opcode - op::SHORT_CALL_0), 0));
+                    leave!(Exit::Call(u32::from(opcode - op::SHORT_CALL_0), 0));
                 }
                 op::CALL_8BIT => {
-                    let m = c.u8()?;
-                    let n = c.i32()?;
-                    let n = usize::try_from(n).map_err(|_| Fault::NegativeArgCount)?;
-                    return Ok(Exit::Call(u32::from(m), n));
+                    let m = t!(c.u8());
+                    let n = t!(c.i32());
+                    let n = t!(usize::try_from(n).map_err(|_| Fault::NegativeArgCount));
+                    leave!(Exit::Call(u32::from(m), n));
                 }
                 op::CALL_00..=op::CALL_1F => {
-                    let n = c.u8()?;
-                    return Ok(Exit::Call(u32::from(opcode & 0x1F), usize::from(n)));
+                    let n = t!(c.u8());
+                    leave!(Exit::Call(u32::from(opcode & 0x1F), usize::from(n)));
                 }
                 op::SYS => {
-                    let k = c.u8()?;
-                    return Ok(Exit::Sys(k));
+                    let k = t!(c.u8());
+                    leave!(Exit::Sys(k));
                 }
                 op::IS_DUP => {
-                    let v = *icells.get(isp.wrapping_sub(1)).ok_or(Fault::Underflow)?;
+                    let v = *t!(icells.get(isp.wrapping_sub(1)).ok_or(Fault::Underflow));
                     ipush!(v);
                 }
                 op::IS_DROP => {
                     ipop!();
                 }
                 op::OS_DUP => {
-                    let v = *ocells.get(osp.wrapping_sub(1)).ok_or(Fault::Underflow)?;
+                    let v = *t!(ocells.get(osp.wrapping_sub(1)).ok_or(Fault::Underflow));
                     opush!(v);
                 }
                 op::OS_DROP => {
                     opop!();
                 }
-                op::OS_LOAD8 | op::OS_LOAD32 => {
-                    let slot = if opcode == op::OS_LOAD8 {
-                        usize::from(c.u8()?)
-                    } else {
-                        c.i32()? as u32 as usize
-                    };
-                    let v = self.field_load(this, slot)?;
+                op::OS_LOAD8 => {
+                    let slot = usize::from(t!(c.u8()));
+                    let v = t!(self.field_load(this, slot));
                     opush!(v);
                 }
-                op::OS_SAVE8 | op::OS_SAVE32 => {
-                    let slot = if opcode == op::OS_SAVE8 {
-                        usize::from(c.u8()?)
-                    } else {
-                        c.i32()? as u32 as usize
-                    };
+                op::OS_LOAD32 => {
+                    let slot = t!(c.i32()) as u32 as usize;
+                    let v = t!(self.field_load(this, slot));
+                    opush!(v);
+                }
+                op::OS_SAVE8 => {
+                    let slot = usize::from(t!(c.u8()));
                     let v = opop!();
-                    self.field_save(this, slot, v)?;
+                    t!(self.field_save(this, slot, v));
+                }
+                op::OS_SAVE32 => {
+                    let slot = t!(c.i32()) as u32 as usize;
+                    let v = opop!();
+                    t!(self.field_save(this, slot, v));
                 }
                 op::OS_PULL32 => {
-                    let d = c.i32()?;
-                    let v = usize::try_from(d)
+                    let d = t!(c.i32());
+                    let v = t!(usize::try_from(d)
                         .ok()
                         .and_then(|d| osp.checked_sub(d + 1))
                         .and_then(|i| ocells.get(i).copied())
-                        .ok_or(Fault::Underflow)?;
+                        .ok_or(Fault::Underflow));
                     opush!(v);
                 }
                 op::OS_GET32 => {
-                    let a = c.i32()?;
-                    let i = abs_slot(a, *osp, "o abs_get")?;
-                    let v = *ocells.get(i).ok_or(Fault::OutOfStack("o abs_get"))?;
+                    let a = t!(c.i32());
+                    let i = t!(abs_slot(a, *osp, "o abs_get"));
+                    let v = *t!(ocells.get(i).ok_or(Fault::OutOfStack("o abs_get")));
                     opush!(v);
                 }
                 op::OS_SET32 => {
-                    let a = c.i32()?;
+                    let a = t!(c.i32());
                     let v = opop!();
-                    let i = abs_slot(a, *osp, "o abs_set")?;
-                    *ocells.get_mut(i).ok_or(Fault::OutOfStack("o abs_set"))? = v;
+                    let i = t!(abs_slot(a, *osp, "o abs_set"));
+                    *t!(ocells.get_mut(i).ok_or(Fault::OutOfStack("o abs_set"))) = v;
                 }
                 op::ICONST_0 => ipush!(0),
                 op::ICONST_1 => ipush!(1),
                 op::ICONST_8BIT => {
-                    let v = c.u8()?;
+                    let v = t!(c.u8());
                     ipush!(i32::from(v));
                 }
                 op::ICONST_32BIT => {
-                    let v = c.i32()?;
+                    let v = t!(c.i32());
                     ipush!(v);
                 }
                 op::IS_GET32 => {
-                    let a = c.i32()?;
-                    let i = abs_slot(a, *isp, "i abs_get")?;
-                    let v = *icells.get(i).ok_or(Fault::OutOfStack("i abs_get"))?;
+                    let a = t!(c.i32());
+                    let i = t!(abs_slot(a, *isp, "i abs_get"));
+                    let v = *t!(icells.get(i).ok_or(Fault::OutOfStack("i abs_get")));
                     ipush!(v);
                 }
                 op::IS_SET32 => {
-                    let a = c.i32()?;
+                    let a = t!(c.i32());
                     let v = ipop!();
-                    let i = abs_slot(a, *isp, "i abs_set")?;
-                    *icells.get_mut(i).ok_or(Fault::OutOfStack("i abs_set"))? = v;
+                    let i = t!(abs_slot(a, *isp, "i abs_set"));
+                    *t!(icells.get_mut(i).ok_or(Fault::OutOfStack("i abs_set"))) = v;
                 }
                 op::SUMMON_THIS => opush!(this),
                 op::SUMMON_NULL => opush!(Ref::NULL),
@@ -801,66 +843,33 @@ impl Vm {
                 }
                 op::O2I => {
                     let o = opop!();
-                    let v = self.unbox_int(o)?;
+                    let v = t!(self.unbox_int(o));
                     ipush!(v);
                 }
-                op::ISUM
-                | op::IMUL
-                | op::ISUBUL
-                | op::ISUBLU
-                | op::IOR
-                | op::IAND
-                | op::IXOR
-                | op::LOG_OR
-                | op::LOG_AND
-                | op::LOG_XOR
-                | op::IGE
-                | op::ILE
-                | op::IGT
-                | op::ILT
-                | op::ISHL
-                | op::ISHR
-                | op::USHR => {
-                    let u = ipop!();
-                    let l = ipop!();
-                    ipush!(match opcode {
-                        op::ISUM => l.wrapping_add(u),
-                        op::IMUL => l.wrapping_mul(u),
-                        op::ISUBUL => u.wrapping_sub(l),
-                        op::ISUBLU => l.wrapping_sub(u),
-                        op::IOR => l | u,
-                        op::IAND => l & u,
-                        op::IXOR => l ^ u,
-                        op::LOG_OR => bool_i(l != 0 || u != 0),
-                        op::LOG_AND => bool_i(l != 0 && u != 0),
-                        op::LOG_XOR => bool_i((l != 0) ^ (u != 0)),
-                        op::IGE => bool_i(l >= u),
-                        op::ILE => bool_i(l <= u),
-                        op::IGT => bool_i(l > u),
-                        op::ILT => bool_i(l < u),
-                        // exec.c order: the top is shifted by the cell below.
-                        op::ISHL => u.wrapping_shl(l as u32),
-                        op::ISHR => u.wrapping_shr(l as u32),
-                        _ => (u as u32).wrapping_shr(l as u32) as i32,
-                    });
-                }
-                op::IDIVUL | op::IDIVLU | op::IREMUL | op::IREMLU => {
-                    let u = ipop!();
-                    let l = ipop!();
-                    let (a, b) = if opcode == op::IDIVLU || opcode == op::IREMLU {
-                        (l, u)
-                    } else {
-                        (u, l)
-                    };
-                    if b == 0 {
-                        return Err(Fault::DivZero);
-                    }
-                    ipush!(if opcode == op::IDIVLU || opcode == op::IDIVUL {
-                        a.wrapping_div(b)
-                    } else {
-                        a.wrapping_rem(b)
-                    });
-                }
+                // One arm per opcode: an arm shared by several opcodes and
+                // a second `match` inside it cost a second indirect jump.
+                op::ISUM => binop!(|l, u| l.wrapping_add(u)),
+                op::IMUL => binop!(|l, u| l.wrapping_mul(u)),
+                op::ISUBUL => binop!(|l, u| u.wrapping_sub(l)),
+                op::ISUBLU => binop!(|l, u| l.wrapping_sub(u)),
+                op::IOR => binop!(|l, u| l | u),
+                op::IAND => binop!(|l, u| l & u),
+                op::IXOR => binop!(|l, u| l ^ u),
+                op::LOG_OR => binop!(|l, u| bool_i(l != 0 || u != 0)),
+                op::LOG_AND => binop!(|l, u| bool_i(l != 0 && u != 0)),
+                op::LOG_XOR => binop!(|l, u| bool_i((l != 0) ^ (u != 0))),
+                op::IGE => binop!(|l, u| bool_i(l >= u)),
+                op::ILE => binop!(|l, u| bool_i(l <= u)),
+                op::IGT => binop!(|l, u| bool_i(l > u)),
+                op::ILT => binop!(|l, u| bool_i(l < u)),
+                // exec.c order: the top is shifted by the cell below.
+                op::ISHL => binop!(|l, u| u.wrapping_shl(l as u32)),
+                op::ISHR => binop!(|l, u| u.wrapping_shr(l as u32)),
+                op::USHR => binop!(|l, u| (u as u32).wrapping_shr(l as u32) as i32),
+                op::IDIVUL => divop!(|l, u| (u, l), wrapping_div),
+                op::IDIVLU => divop!(|l, u| (l, u), wrapping_div),
+                op::IREMUL => divop!(|l, u| (u, l), wrapping_rem),
+                op::IREMLU => divop!(|l, u| (l, u), wrapping_rem),
                 op::INOT => {
                     let v = ipop!();
                     ipush!(!v);
@@ -870,34 +879,39 @@ impl Vm {
                     ipush!(bool_i(v == 0));
                 }
                 op::IS_LOAD8 => {
-                    let slot = usize::from(c.u8()?);
-                    let o = self.field_load(this, slot)?;
-                    let v = self.unbox_int(o)?;
+                    let slot = usize::from(t!(c.u8()));
+                    let o = t!(self.field_load(this, slot));
+                    let v = t!(self.unbox_int(o));
                     ipush!(v);
                 }
                 op::IS_SAVE8 => {
-                    let slot = usize::from(c.u8()?);
+                    let slot = usize::from(t!(c.u8()));
                     let v = ipop!();
                     let o = self.new_int(v);
-                    self.field_save(this, slot, o)?;
+                    t!(self.field_save(this, slot, o));
                 }
-                op::OS_EQ | op::OS_NEQ => {
+                op::OS_EQ => {
                     let a = opop!();
                     let b = opop!();
-                    ipush!(bool_i((a == b) == (opcode == op::OS_EQ)));
+                    ipush!(bool_i(a == b));
+                }
+                op::OS_NEQ => {
+                    let a = opop!();
+                    let b = opop!();
+                    ipush!(bool_i(a != b));
                 }
                 op::OS_ISNULL => {
                     let a = opop!();
                     ipush!(bool_i(a.is_null()));
                 }
                 op::ARG_COUNT => {
-                    let want = c.u8()?;
+                    let want = t!(c.u8());
                     let have = ipop!();
                     if have != i32::from(want) {
-                        return Err(Fault::InvalidArgCount);
+                        leave!(Exit::Fault(Fault::InvalidArgCount));
                     }
                 }
-                _ => return Ok(Exit::Cold(opcode)),
+                _ => leave!(Exit::Cold(opcode)),
             }
         }
     }
@@ -910,7 +924,7 @@ impl Vm {
     #[inline(never)]
     fn cold(
         &mut self,
-        frames: &mut [Frame],
+        frames: &mut [Box<Frame>],
         opcode: u8,
         remaining: &mut u64,
     ) -> Result<Option<(u32, usize, CallForm)>, Trap> {
@@ -923,7 +937,7 @@ impl Vm {
             is,
             es,
             ..
-        } = f;
+        } = &mut **f;
         let mut c = Cursor { code, pc: *ip };
         let r = self.cold_op(opcode, &mut c, *this, is, os, es, remaining);
         *ip = c.pc;
