@@ -15,7 +15,7 @@ use crate::heap::{Kind, Ref, flags};
 use crate::natives::{self, Native};
 use crate::opcode::op;
 use crate::stack::Stack;
-use crate::vm::{Frame, Stop, Trap, Vm, ic};
+use crate::vm::{Frame, Frames, Stop, Trap, Vm, ic};
 
 /// The float/double arm of a typed arithmetic or comparison opcode on the
 /// integer stack `$is`: pops `u` then `l` with `$pop`, pushes the result
@@ -266,7 +266,7 @@ enum CallForm {
 
 impl Vm {
     /// Runs `frames` (innermost last) for at most `budget` instructions.
-    pub fn execute(&mut self, frames: &mut Vec<Box<Frame>>, budget: u64) -> Stop {
+    pub fn execute(&mut self, frames: &mut Frames, budget: u64) -> Stop {
         let mut remaining = budget;
         let stop = loop {
             match self.run(frames, &mut remaining) {
@@ -304,7 +304,7 @@ impl Vm {
 
     /// Finds a catcher for `obj` (spec §2.5): newest first, frame by frame.
     /// The catcher stays installed and the ostack is not truncated.
-    fn unwind(&mut self, frames: &mut Vec<Box<Frame>>, obj: Ref) -> bool {
+    fn unwind(&mut self, frames: &mut Frames, obj: Ref) -> bool {
         loop {
             let Some(f) = frames.last_mut() else {
                 return false;
@@ -331,7 +331,7 @@ impl Vm {
     #[inline(always)]
     fn call(
         &mut self,
-        frames: &mut Vec<Box<Frame>>,
+        frames: &mut Frames,
         ordinal: u32,
         n: usize,
         form: CallForm,
@@ -346,7 +346,7 @@ impl Vm {
     #[inline(always)]
     fn call_virtual(
         &mut self,
-        frames: &mut Vec<Box<Frame>>,
+        frames: &mut Frames,
         ordinal: u32,
         n: usize,
     ) -> Result<(), Trap> {
@@ -377,7 +377,7 @@ impl Vm {
     #[inline(never)]
     fn call_other(
         &mut self,
-        frames: &mut Vec<Box<Frame>>,
+        frames: &mut Frames,
         ordinal: u32,
         n: usize,
         form: CallForm,
@@ -533,7 +533,7 @@ impl Vm {
         }
     }
 
-    fn run(&mut self, frames: &mut Vec<Box<Frame>>, remaining: &mut u64) -> Result<Stop, Trap> {
+    fn run(&mut self, frames: &mut Frames, remaining: &mut u64) -> Result<Stop, Trap> {
         loop {
             // One frame at a time: its IP, its stack depths and the budget
             // live in locals while it runs and are stored back whenever the

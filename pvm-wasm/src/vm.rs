@@ -6,7 +6,7 @@
 //!      ─ internal: [Ref; 38] (the native classes, spec §3.4)
 //!      ─ classes: ClassDir (the .pc files and bulk entries) ─► load_class
 //!      ─ cache: name → class (the persistent class cache)
-//!      ─ threads: Vec<Thread> ─ frames: Vec<Box<Frame>> { code, ip, this, os, is, es }
+//!      ─ threads: Vec<Thread> ─ frames: Frames { code, ip, this, os, is, es }
 //! ```
 
 use std::collections::BTreeMap;
@@ -128,6 +128,10 @@ impl Default for VmConfig {
     }
 }
 
+/// A thread's frames, innermost last. Each is boxed, so that a call or a
+/// return moves a pointer rather than the frame.
+pub type Frames = Vec<Box<Frame>>;
+
 /// One call frame (spec §2.1). Each frame has its own three stacks.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -166,7 +170,7 @@ pub struct Thread {
     /// The `.internal.thread` object.
     pub obj: Ref,
     /// Frames, innermost last.
-    pub frames: Vec<Box<Frame>>,
+    pub frames: Frames,
     /// Scheduling state.
     pub state: ThreadState,
     /// `thread.getEnvironment` result, created lazily.
@@ -281,7 +285,7 @@ pub struct Vm {
     /// Active nested runs.
     pub nested: usize,
     /// Frames recycled to avoid reallocating stacks on every call.
-    pub frame_pool: Vec<Box<Frame>>,
+    pub frame_pool: Frames,
     /// Why the dispatch loop last left a frame: kept here, in memory, so
     /// the loop carries no exit payload in registers.
     pub(crate) exit: crate::interp::Exit,
