@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::code::Code;
+
 /// A reference to a heap object: its index in the arena. Identity (`os_eq`)
 /// is index equality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -104,7 +106,7 @@ pub enum Kind {
     /// `.internal.class`.
     Class(Box<ClassData>),
     /// `.internal.code`: method bytecode.
-    Code(Arc<[u8]>),
+    Code(Arc<Code>),
     /// `.internal.directory`: string → object.
     Directory(BTreeMap<Vec<u8>, Ref>),
     /// `.internal.io.tty`.

@@ -11,6 +11,7 @@
 //! All state lives in the frames (IP included), so a slice can stop between
 //! any two instructions.
 
+use crate::code::Code;
 use crate::heap::{Kind, Ref, flags};
 use crate::natives::{self, Native};
 use crate::opcode::op;
@@ -344,12 +345,7 @@ impl Vm {
 
     /// The same steps, in the same order, as `call_other` with `CallForm::Virtual`.
     #[inline(always)]
-    fn call_virtual(
-        &mut self,
-        frames: &mut Frames,
-        ordinal: u32,
-        n: usize,
-    ) -> Result<(), Trap> {
+    fn call_virtual(&mut self, frames: &mut Frames, ordinal: u32, n: usize) -> Result<(), Trap> {
         let depth = frames.len();
         let f = frames.last_mut().ok_or_else(underflow)?;
         let base = f.os.len().checked_sub(n + 1).ok_or_else(underflow)?;
@@ -555,11 +551,16 @@ impl Vm {
                 is,
                 ..
             } = &mut **f;
-            let mut c = Cursor { code, pc: *ip };
+            let code: &Code = code;
+            let mut c = Cursor {
+                code: code.bytes(),
+                pc: *ip,
+            };
             let mut rem = *remaining;
             let (icells, mut isp) = is.parts();
             let (ocells, mut osp) = os.parts();
             self.run_frame(
+                code,
                 &mut c,
                 &mut rem,
                 *this,
@@ -610,14 +611,17 @@ impl Vm {
     /// or traps. Inlined into `run` so that the cursor, the budget and both
     /// stack depths stay in registers.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn run_frame(
         &mut self,
+        code: &Code,
         c: &mut Cursor<'_>,
         rem: &mut u64,
         this: Ref,
         is: Cells<'_, i32>,
         os: Cells<'_, Ref>,
     ) {
+        let insns = code.insns();
         let Cells {
             cells: icells,
             depth: isp,
@@ -721,11 +725,25 @@ impl Vm {
                 leave!(Exit::Quantum);
             }
             *rem -= 1;
-            let opcode = t!(c.u8());
+            let pc = c.pc;
+            let Some(&insn) = insns.get(pc) else {
+                leave!(Exit::Fault(Fault::IpOutside(pc)));
+            };
+            // Past the instruction; jumps overwrite it, and a cold opcode
+            // (length 1) leaves the IP just past its opcode byte.
+            c.pc = pc + usize::from(insn.len);
+            let opcode = insn.key;
             match opcode {
-                op::NOP => {}
+                op::NOP => {
+                    if insn.len == 0 {
+                        // A fault entry: operands that do not decode.
+                        let (fault, ip) = code.fault(insn.arg);
+                        c.pc = ip;
+                        leave!(Exit::Fault(fault));
+                    }
+                }
                 op::DJNZ => {
-                    let target = t!(c.rel());
+                    let target = insn.arg as usize;
                     let top = t!(icells.get_mut(isp.wrapping_sub(1)).ok_or(Fault::Underflow));
                     *top = top.wrapping_sub(1);
                     if *top != 0 {
@@ -733,29 +751,24 @@ impl Vm {
                     }
                 }
                 op::JZ => {
-                    let target = t!(c.rel());
+                    let target = insn.arg as usize;
                     if ipop!() == 0 {
                         c.pc = target;
                     }
                 }
-                op::JMP => c.pc = t!(c.rel()),
+                op::JMP => c.pc = insn.arg as usize,
                 op::RET => leave!(Exit::Ret),
                 op::SHORT_CALL_0..=op::SHORT_CALL_3 => {
                     leave!(Exit::Call(u32::from(opcode - op::SHORT_CALL_0), 0));
                 }
                 op::CALL_8BIT => {
-                    let m = t!(c.u8());
-                    let n = t!(c.i32());
-                    let n = t!(usize::try_from(n).map_err(|_| Fault::NegativeArgCount));
-                    leave!(Exit::Call(u32::from(m), n));
+                    leave!(Exit::Call(u32::from(insn.small), insn.arg as usize));
                 }
                 op::CALL_00..=op::CALL_1F => {
-                    let n = t!(c.u8());
-                    leave!(Exit::Call(u32::from(opcode & 0x1F), usize::from(n)));
+                    leave!(Exit::Call(u32::from(opcode & 0x1F), insn.arg as usize));
                 }
                 op::SYS => {
-                    let k = t!(c.u8());
-                    leave!(Exit::Sys(k));
+                    leave!(Exit::Sys(insn.arg as u8));
                 }
                 op::IS_DUP => {
                     let v = *t!(icells.get(isp.wrapping_sub(1)).ok_or(Fault::Underflow));
@@ -772,27 +785,27 @@ impl Vm {
                     opop!();
                 }
                 op::OS_LOAD8 => {
-                    let slot = usize::from(t!(c.u8()));
+                    let slot = insn.arg as usize;
                     let v = t!(self.field_load(this, slot));
                     opush!(v);
                 }
                 op::OS_LOAD32 => {
-                    let slot = t!(c.i32()) as u32 as usize;
+                    let slot = insn.arg as usize;
                     let v = t!(self.field_load(this, slot));
                     opush!(v);
                 }
                 op::OS_SAVE8 => {
-                    let slot = usize::from(t!(c.u8()));
+                    let slot = insn.arg as usize;
                     let v = opop!();
                     t!(self.field_save(this, slot, v));
                 }
                 op::OS_SAVE32 => {
-                    let slot = t!(c.i32()) as u32 as usize;
+                    let slot = insn.arg as usize;
                     let v = opop!();
                     t!(self.field_save(this, slot, v));
                 }
                 op::OS_PULL32 => {
-                    let d = t!(c.i32());
+                    let d = insn.arg as i32;
                     let v = t!(usize::try_from(d)
                         .ok()
                         .and_then(|d| osp.checked_sub(d + 1))
@@ -801,13 +814,13 @@ impl Vm {
                     opush!(v);
                 }
                 op::OS_GET32 => {
-                    let a = t!(c.i32());
+                    let a = insn.arg as i32;
                     let i = t!(abs_slot(a, *osp, "o abs_get"));
                     let v = *t!(ocells.get(i).ok_or(Fault::OutOfStack("o abs_get")));
                     opush!(v);
                 }
                 op::OS_SET32 => {
-                    let a = t!(c.i32());
+                    let a = insn.arg as i32;
                     let v = opop!();
                     let i = t!(abs_slot(a, *osp, "o abs_set"));
                     *t!(ocells.get_mut(i).ok_or(Fault::OutOfStack("o abs_set"))) = v;
@@ -815,21 +828,19 @@ impl Vm {
                 op::ICONST_0 => ipush!(0),
                 op::ICONST_1 => ipush!(1),
                 op::ICONST_8BIT => {
-                    let v = t!(c.u8());
-                    ipush!(i32::from(v));
+                    ipush!(insn.arg as i32);
                 }
                 op::ICONST_32BIT => {
-                    let v = t!(c.i32());
-                    ipush!(v);
+                    ipush!(insn.arg as i32);
                 }
                 op::IS_GET32 => {
-                    let a = t!(c.i32());
+                    let a = insn.arg as i32;
                     let i = t!(abs_slot(a, *isp, "i abs_get"));
                     let v = *t!(icells.get(i).ok_or(Fault::OutOfStack("i abs_get")));
                     ipush!(v);
                 }
                 op::IS_SET32 => {
-                    let a = t!(c.i32());
+                    let a = insn.arg as i32;
                     let v = ipop!();
                     let i = t!(abs_slot(a, *isp, "i abs_set"));
                     *t!(icells.get_mut(i).ok_or(Fault::OutOfStack("i abs_set"))) = v;
@@ -879,13 +890,13 @@ impl Vm {
                     ipush!(bool_i(v == 0));
                 }
                 op::IS_LOAD8 => {
-                    let slot = usize::from(t!(c.u8()));
+                    let slot = insn.arg as usize;
                     let o = t!(self.field_load(this, slot));
                     let v = t!(self.unbox_int(o));
                     ipush!(v);
                 }
                 op::IS_SAVE8 => {
-                    let slot = usize::from(t!(c.u8()));
+                    let slot = insn.arg as usize;
                     let v = ipop!();
                     let o = self.new_int(v);
                     t!(self.field_save(this, slot, o));
@@ -905,7 +916,7 @@ impl Vm {
                     ipush!(bool_i(a.is_null()));
                 }
                 op::ARG_COUNT => {
-                    let want = t!(c.u8());
+                    let want = insn.arg as u8;
                     let have = ipop!();
                     if have != i32::from(want) {
                         leave!(Exit::Fault(Fault::InvalidArgCount));
@@ -938,7 +949,10 @@ impl Vm {
             es,
             ..
         } = &mut **f;
-        let mut c = Cursor { code, pc: *ip };
+        let mut c = Cursor {
+            code: code.bytes(),
+            pc: *ip,
+        };
         let r = self.cold_op(opcode, &mut c, *this, is, os, es, remaining);
         *ip = c.pc;
         r

@@ -39,6 +39,7 @@
 pub mod asm;
 pub mod bench;
 pub mod classfile;
+pub mod code;
 pub mod disasm;
 pub mod heap;
 mod interp;

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::classfile::{self, Record, names_match};
+use crate::code::Code;
 use crate::heap::{ClassData, GcStats, Heap, Kind, Ref, TtyState, flags};
 use crate::stack::Stack;
 
@@ -136,7 +137,7 @@ pub type Frames = Vec<Box<Frame>>;
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// Bytecode of the running method.
-    pub code: Arc<[u8]>,
+    pub code: Arc<Code>,
     /// Offset of the next instruction.
     pub ip: usize,
     /// The receiver.
@@ -339,7 +340,7 @@ impl Vm {
                 heap.alloc(
                     code_class,
                     flags::INTERNAL,
-                    Kind::Code(Arc::from(&[0x0F, k, 0x08][..])),
+                    Kind::Code(Arc::new(Code::new(&[0x0F, k, 0x08]))),
                 )
             })
             .collect();
@@ -419,7 +420,7 @@ impl Vm {
                 parent: self.internal[ic::VOID],
                 ..Default::default()
             })),
-            ic::CODE => Kind::Code(Arc::from(&[][..])),
+            ic::CODE => Kind::Code(Arc::new(Code::new(&[]))),
             _ => Kind::Opaque,
         };
         self.heap
@@ -520,7 +521,7 @@ impl Vm {
     // than the code growth (measured both ways with `bench pvm`).
     #[cfg_attr(target_arch = "wasm32", inline(always))]
     #[cfg_attr(not(target_arch = "wasm32"), inline)]
-    pub fn method_in(&self, class: Ref, ordinal: u32) -> Result<Arc<[u8]>, Trap> {
+    pub fn method_in(&self, class: Ref, ordinal: u32) -> Result<Arc<Code>, Trap> {
         let Kind::Class(data) = &self.heap.get(class).kind else {
             return Err(method_error(None, ordinal));
         };
@@ -540,7 +541,7 @@ impl Vm {
     // than the code growth (measured both ways with `bench pvm`).
     #[cfg_attr(target_arch = "wasm32", inline(always))]
     #[cfg_attr(not(target_arch = "wasm32"), inline)]
-    pub fn frame(&mut self, code: Arc<[u8]>, this: Ref, args: &[Ref], ordinal: u32) -> Box<Frame> {
+    pub fn frame(&mut self, code: Arc<Code>, this: Ref, args: &[Ref], ordinal: u32) -> Box<Frame> {
         let mut f = self.frame_pool.pop().unwrap_or_else(|| {
             Box::new(Frame {
                 code: code.clone(),
@@ -638,7 +639,7 @@ impl Vm {
                     interface[o] = self.heap.alloc(
                         code_class,
                         flags::INTERNAL,
-                        Kind::Code(Arc::from(&code[..])),
+                        Kind::Code(Arc::new(Code::new(code))),
                     );
                     method_names[o] = Some(name.clone());
                 }
