@@ -3,6 +3,7 @@
 mod bench;
 mod fuzz;
 mod opcodes;
+mod prefix_slices;
 mod regression;
 mod robustness;
 mod roundtrip;
