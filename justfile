@@ -33,7 +33,9 @@ bench: build
     {{phantom}} bench checkpoint --memory-mib 64,256,1024 --dirty-pages 655 --tracker pagemap-scan,pagemap --json
     {{phantom}} bench restore --component {{guests}}/memtouch.wasm --memory-mib 256 --touched-pages 0 --restore lazy,eager --rounds 5 --json
     {{phantom}} bench restore --component {{guests}}/memtouch.wasm --memory-mib 256 --touched-pages 655 --restore lazy,eager --json
-    {{phantom}} bench pvm --iterations 1000000 --json
+    {{phantom}} bench pvm --iterations 1000000 --rounds 11 --json
+    {{phantom}} bench pvm --iterations 2000000 --rounds 11 --workload spin --json
+    {{phantom}} bench pvm --iterations 1000000 --rounds 11 --workload run --json
 
 # Long runs kept out of `just test`: a 300-kill loop and a longer PVM fuzz.
 soak: build

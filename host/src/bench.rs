@@ -292,9 +292,24 @@ pub struct PvmBenchArgs {
     /// The PVM component (default: built next to this binary).
     #[arg(long)]
     pub component: Option<PathBuf>,
+    /// What the benchmark class runs: `both` loops (the benchmark), or only
+    /// `run` (calls, fields, allocation) or `spin` (integer loop: dispatch).
+    #[arg(long, value_enum, default_value_t = PvmWorkload::Both)]
+    pub workload: PvmWorkload,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The loops of the benchmark class a `bench pvm` run times.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PvmWorkload {
+    /// `run` then `spin`, `iterations` times each.
+    Both,
+    /// Only `run` (`spin` does one iteration).
+    Run,
+    /// Only `spin` (`run` does one iteration).
+    Spin,
 }
 
 /// One native run of the benchmark class.
@@ -358,14 +373,19 @@ fn native_run(call: &[String], files: Vec<(String, Vec<u8>)>) -> anyhow::Result<
 pub fn pvm(args: &PvmBenchArgs, component: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     use crate::process::Process;
     use crate::runtime::{Runtime, RuntimeConfig};
-    use pvm::bench::{BENCH_CLASS, BENCH_ENTRY, bench_files};
+    use pvm::bench::{BENCH_CLASS, BENCH_ENTRY, bench_files_with};
     let call = vec![
         "--class".to_string(),
         BENCH_CLASS.to_string(),
         "--method".to_string(),
         BENCH_ENTRY.to_string(),
     ];
-    let files = bench_files(args.iterations);
+    let n = args.iterations;
+    let files = match args.workload {
+        PvmWorkload::Both => bench_files_with(n, n),
+        PvmWorkload::Run => bench_files_with(n, 1),
+        PvmWorkload::Spin => bench_files_with(1, n),
+    };
     let bytes =
         std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
     let data = tempdir()?;
@@ -401,6 +421,9 @@ pub fn pvm(args: &PvmBenchArgs, component: &std::path::Path) -> anyhow::Result<s
     }
     let _ = std::fs::remove_dir_all(&data);
     let native = last_native.expect("at least one round");
+    let ms = |v: &[Duration]| v.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>();
+    // Every round, in order: how much this machine drifted during the run.
+    let round_ms = serde_json::json!({ "native": ms(&native_times), "wasm": ms(&wasm_times) });
     let native_rate = native.bytecodes as f64 / median(native_times).as_secs_f64();
     let wasm_rate = native.bytecodes as f64 / median(wasm_times).as_secs_f64();
     let gc = native.gc;
@@ -409,11 +432,13 @@ pub fn pvm(args: &PvmBenchArgs, component: &std::path::Path) -> anyhow::Result<s
     let out = serde_json::json!({
         "benchmark": "pvm",
         "iterations": args.iterations,
+        "workload": format!("{:?}", args.workload).to_lowercase(),
         "rounds": args.rounds,
         "bytecodes": native.bytecodes,
         "native_bytecodes_per_s": native_rate,
         "wasm_bytecodes_per_s": wasm_rate,
         "ratio_native_over_wasm": native_rate / wasm_rate,
+        "round_ms": round_ms,
         "gc": { "collections": gc.collections, "objects_allocated": gc.allocated,
                 "objects_freed": gc.freed, "largest_pause_work_slots": gc.max_pause_work,
                 "pause_us_max": us(gc_pause_max), "pause_us_mean": us(gc_pause_mean) },

@@ -114,7 +114,7 @@ impl Runtime {
         // wasmtime 48 panics on data segments with host memory unless
         // copy-on-write initialisation is off; our memfd is the CoW anyway.
         wasm.memory_init_cow(false);
-        wasm.epoch_interruption(std::env::var_os("PHANTOM_NO_EPOCH").is_none());
+        wasm.epoch_interruption(true);
         // Our memories never move: each lives in a 4 GiB reservation and
         // grows in place. Saying so lets compiled code treat the heap base
         // as read-only and hoist it out of loops.

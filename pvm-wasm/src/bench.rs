@@ -137,5 +137,13 @@ pub fn bench_class(iterations: u32) -> Vec<u8> {
 
 /// The class directory holding only the benchmark class.
 pub fn bench_files(iterations: u32) -> Vec<(String, Vec<u8>)> {
-    vec![(format!("{}.pc", &BENCH_CLASS[1..]), bench_class(iterations))]
+    bench_files_with(iterations, iterations)
+}
+
+/// The class directory holding only the benchmark class, with separate
+/// iteration counts for `run` and `spin`.
+pub fn bench_files_with(run_iterations: u32, spin_iterations: u32) -> Vec<(String, Vec<u8>)> {
+    let class = crate::asm::assemble(&bench_class_text_with(run_iterations, spin_iterations))
+        .expect("the benchmark class assembles");
+    vec![(format!("{}.pc", &BENCH_CLASS[1..]), class)]
 }

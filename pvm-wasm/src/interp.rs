@@ -2,14 +2,19 @@
 //! forms, `sys`, exceptions and the long/float/double prefixes.
 //!
 //! ```text
-//!   execute(frames, budget) ─► run() ─ fetch ─ match op ─┬─ call: push Frame
-//!        ▲      │                                        ├─ ret: pop Frame
-//!        │      └─ Trap::Throw ─► unwind (catchers) ─────┘─ sys: natives::call
+//!   execute(frames, budget) ─► run() ─► run_frame: insns[ip] ─ match key ─┐
+//!        ▲      │        ▲                (hot opcodes, state in locals)  │
+//!        │      │        └── Vm::exit ◄───────────────────────────────────┘
+//!        │      │             ├─ Call: push Frame    ├─ Ret: pop Frame
+//!        │      │             ├─ Sys: natives::call  ├─ Cold: Vm::cold (rare opcodes)
+//!        │      │             └─ PushInt/PushObj: grow a full stack
+//!        │      └─ Trap::Throw ─► unwind (catchers)
 //!        └── Stop { Quantum | Ended | Sleep | Blocked | Unhandled | Panic | Exit }
 //! ```
 //!
 //! All state lives in the frames (IP included), so a slice can stop between
-//! any two instructions.
+//! any two instructions. DESIGN.md ("The dispatch loop") says why the loop
+//! is shaped this way.
 
 use crate::code::Code;
 use crate::heap::{Kind, Ref, flags};

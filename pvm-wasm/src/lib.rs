@@ -8,8 +8,10 @@
 //!        │                                  └──── opcode (the one table) ────┘
 //!        ▼
 //!   vm (classes, threads, frames) ── interp (dispatch) ── natives (sys tables)
-//!        │                                 │
-//!   heap (arena + mark & sweep)      process (PvmProcess: slices, scheduling)
+//!        │          │                      │
+//!        │     code (bytes + pre-decoded)  process (PvmProcess: slices, scheduling)
+//!        │     stack (operand stacks)
+//!   heap (arena + mark & sweep)
 //! ```
 //!
 //! The specification is `pvm-spec.md`; deliberate departures from the C VM
