@@ -655,55 +655,50 @@ impl Vm {
         }
         // Pushes leave the loop when the cells are full; `run` grows the
         // stack and pushes there, so every push must be its opcode's last step.
-        macro_rules! ipush {
-            ($v:expr) => {{
+        macro_rules! push {
+            ($cells:ident, $depth:ident, $full:path, $v:expr) => {{
                 let v = $v;
-                let d = *isp;
-                match icells.get_mut(d) {
+                let d = *$depth;
+                match $cells.get_mut(d) {
                     Some(cell) => {
                         *cell = v;
-                        *isp = d + 1;
+                        *$depth = d + 1;
                     }
-                    None => leave!(Exit::PushInt(v)),
+                    None => leave!($full(v)),
                 }
             }};
+        }
+        macro_rules! pop {
+            ($cells:ident, $depth:ident) => {{
+                let d = $depth.wrapping_sub(1);
+                match $cells.get(d) {
+                    Some(&v) => {
+                        *$depth = d;
+                        v
+                    }
+                    None => leave!(Exit::Fault(Fault::Underflow)),
+                }
+            }};
+        }
+        macro_rules! ipush {
+            ($v:expr) => {
+                push!(icells, isp, Exit::PushInt, $v)
+            };
         }
         macro_rules! opush {
-            ($v:expr) => {{
-                let v = $v;
-                let d = *osp;
-                match ocells.get_mut(d) {
-                    Some(cell) => {
-                        *cell = v;
-                        *osp = d + 1;
-                    }
-                    None => leave!(Exit::PushObj(v)),
-                }
-            }};
+            ($v:expr) => {
+                push!(ocells, osp, Exit::PushObj, $v)
+            };
         }
         macro_rules! ipop {
-            () => {{
-                let d = isp.wrapping_sub(1);
-                match icells.get(d) {
-                    Some(&v) => {
-                        *isp = d;
-                        v
-                    }
-                    None => leave!(Exit::Fault(Fault::Underflow)),
-                }
-            }};
+            () => {
+                pop!(icells, isp)
+            };
         }
         macro_rules! opop {
-            () => {{
-                let d = osp.wrapping_sub(1);
-                match ocells.get(d) {
-                    Some(&v) => {
-                        *osp = d;
-                        v
-                    }
-                    None => leave!(Exit::Fault(Fault::Underflow)),
-                }
-            }};
+            () => {
+                pop!(ocells, osp)
+            };
         }
         // Pops the top `u` and the cell below it `l`, pushes `$e`.
         macro_rules! binop {
