@@ -28,6 +28,10 @@ pub(crate) struct Insn {
     pub len: u8,
     /// `call_8bit`'s method ordinal.
     pub small: u8,
+    /// The instructions the loop runs from here up to and including the
+    /// next one that jumps or leaves the loop (1 for that one itself): what
+    /// entering here charges to the budget. See [`Code::window`].
+    pub window: u8,
     /// The operand: a value (an `i32` as bits), an absolute jump target, or
     /// for a fault entry an index into [`Code::faults`].
     pub arg: u32,
@@ -39,13 +43,15 @@ pub struct Code {
     bytes: Box<[u8]>,
     insns: Box<[Insn]>,
     faults: Box<[(Fault, usize)]>,
+    /// Some window is longer than [`Insn::window`] can say (255).
+    long_windows: bool,
 }
 
 impl Code {
     /// Decodes `bytes` at every offset.
     pub fn new(bytes: &[u8]) -> Self {
         let mut faults = Vec::new();
-        let insns = (0..bytes.len())
+        let mut insns = (0..bytes.len())
             .map(|at| match decode(bytes, at) {
                 Ok(insn) => insn,
                 Err(fault) => {
@@ -54,16 +60,33 @@ impl Code {
                         key: op::NOP,
                         len: 0,
                         small: 0,
+                        window: 0,
                         arg: (faults.len() - 1) as u32,
                     }
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let long_windows = measure_windows(&mut insns);
         Self {
             bytes: bytes.into(),
-            insns,
+            insns: insns.into(),
             faults: faults.into(),
+            long_windows,
         }
+    }
+
+    /// What entering the code at `ip` charges: the instructions up to and
+    /// including the next jump or exit (an IP outside the code is one
+    /// instruction: the fault).
+    #[inline(always)]
+    pub(crate) fn window(&self, ip: usize) -> u64 {
+        self.insns.get(ip).map_or(1, |i| u64::from(i.window))
+    }
+
+    /// Some window is longer than 255 instructions: the loop must count
+    /// this code's instructions one by one.
+    pub(crate) fn long_windows(&self) -> bool {
+        self.long_windows
     }
 
     /// The bytecode, as loaded.
@@ -85,6 +108,46 @@ impl Code {
     }
 }
 
+/// Whether the dispatch loop's arm for this entry always jumps (charging
+/// the window it jumps to) or leaves the loop: a window ends there.
+/// Opcodes left out only make windows longer; an exit in the middle of a
+/// window gives back what it did not run.
+fn ends_window(insn: &Insn) -> bool {
+    insn.len == 0
+        || matches!(
+            insn.key,
+            op::JMP
+                | op::JZ
+                | op::DJNZ
+                | op::RET
+                | op::SYS
+                | op::CALL_8BIT
+                | op::SHORT_CALL_0..=op::SHORT_CALL_3
+                | op::CALL_00..=op::CALL_1F
+        )
+}
+
+/// Fills in every entry's [`Insn::window`], from the end backwards: an
+/// entry that ends a window is 1, any other is 1 more than the entry it
+/// falls through to (an IP past the end counts 1). Returns whether some
+/// window did not fit a `u8` (those entries then say 255).
+fn measure_windows(insns: &mut [Insn]) -> bool {
+    let mut long = false;
+    let mut counts = vec![0u32; insns.len()];
+    for at in (0..insns.len()).rev() {
+        let insn = insns[at];
+        let count = if ends_window(&insn) {
+            1
+        } else {
+            1 + counts.get(at + usize::from(insn.len)).copied().unwrap_or(1)
+        };
+        counts[at] = count;
+        long |= count > u32::from(u8::MAX);
+        insns[at].window = count.min(u32::from(u8::MAX)) as u8;
+    }
+    long
+}
+
 fn be_i32(bytes: &[u8], at: usize) -> Option<i32> {
     let b = bytes.get(at..at.checked_add(4)?)?;
     Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -98,6 +161,7 @@ fn decode(bytes: &[u8], at: usize) -> Result<Insn, (Fault, usize)> {
         key,
         len,
         small: 0,
+        window: 0,
         arg,
     };
     let byte = |pos: usize| bytes.get(pos).copied().ok_or((Fault::IpOutside(pos), pos));
@@ -137,6 +201,7 @@ fn decode(bytes: &[u8], at: usize) -> Result<Insn, (Fault, usize)> {
                 key,
                 len: 6,
                 small: m,
+                window: 0,
                 arg: n as u32,
             }
         }

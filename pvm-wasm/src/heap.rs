@@ -196,6 +196,41 @@ impl Heap {
         }
     }
 
+    /// [`Heap::alloc`] of an `Int` without any out-of-line call: `None`
+    /// (and nothing changed) when the free slot on top still owns something
+    /// to drop or the arena is full, so the interpreter's loop, which must
+    /// not call anything, leaves those cases to `alloc`.
+    #[inline(always)]
+    pub fn alloc_int_inline(&mut self, class: Ref, flags: u32, v: i32) -> Option<Ref> {
+        let r = match self.free.last() {
+            Some(&i) => {
+                let slot = self.objects.get_mut(i as usize)?;
+                if !owns_nothing(&slot.kind) {
+                    return None;
+                }
+                self.free.pop();
+                slot.class = class;
+                slot.flags = flags;
+                // What `discard` would do: the old contents own nothing.
+                std::mem::forget(std::mem::replace(&mut slot.kind, Kind::Int(v)));
+                Ref(i)
+            }
+            None if self.objects.len() < self.objects.capacity() => {
+                self.objects.push(Object {
+                    class,
+                    flags,
+                    kind: Kind::Int(v),
+                });
+                Ref((self.objects.len() - 1) as u32)
+            }
+            None => return None,
+        };
+        self.live += 1;
+        self.since_gc += 1;
+        self.stats.allocated += 1;
+        Some(r)
+    }
+
     /// Makes room for `additional` more objects without moving the arena.
     pub fn reserve(&mut self, additional: usize) {
         self.objects.reserve(additional);
@@ -298,18 +333,28 @@ impl Heap {
 /// makes no out-of-line drop call.
 #[inline(always)]
 fn discard(kind: Kind) {
-    match kind {
-        Kind::Free
-        | Kind::Null
-        | Kind::Int(_)
-        | Kind::Long(_)
-        | Kind::Float(_)
-        | Kind::Double(_)
-        | Kind::Mutex(_)
-        | Kind::Thread(_)
-        | Kind::Opaque => std::mem::forget(kind),
-        other => drop(other),
+    if owns_nothing(&kind) {
+        std::mem::forget(kind);
+    } else {
+        drop(kind);
     }
+}
+
+/// Whether dropping `kind` would free nothing.
+#[inline(always)]
+fn owns_nothing(kind: &Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Free
+            | Kind::Null
+            | Kind::Int(_)
+            | Kind::Long(_)
+            | Kind::Float(_)
+            | Kind::Double(_)
+            | Kind::Mutex(_)
+            | Kind::Thread(_)
+            | Kind::Opaque
+    )
 }
 
 impl Default for Heap {

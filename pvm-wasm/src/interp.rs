@@ -243,6 +243,11 @@ pub(crate) enum Exit {
     /// The budget ran out.
     #[default]
     Quantum,
+    /// A jump's target window is longer than the budget left (nothing of
+    /// it is charged).
+    Window,
+    /// A fault entry of the code (index into `Code::faults`).
+    BadCode(u32),
     /// A virtual call: method ordinal, argument count.
     Call(u32, usize),
     Ret,
@@ -251,6 +256,12 @@ pub(crate) enum Exit {
     PushInt(i32),
     /// The object stack's cells were full: grow it and push this.
     PushObj(Ref),
+    /// `i2o` of this value needs [`Vm::new_int`]'s slow path: box it and
+    /// push it.
+    NewInt(i32),
+    /// `is_save8` of this value to this slot needs [`Vm::new_int`]'s slow
+    /// path.
+    SaveInt(u32, i32),
     /// An opcode for [`Vm::cold`]; the IP is just past it.
     Cold(u8),
     /// An error.
@@ -261,6 +272,15 @@ pub(crate) enum Exit {
 struct Cells<'a, T> {
     cells: &'a mut [T],
     depth: &'a mut usize,
+}
+
+/// What the dispatch loop keeps in locals, for [`Vm::run_stepwise`].
+#[derive(Clone, Copy)]
+struct Registers {
+    pc: usize,
+    rem: u64,
+    isp: usize,
+    osp: usize,
 }
 
 /// How a call finds its receiver and method.
@@ -536,10 +556,10 @@ impl Vm {
 
     fn run(&mut self, frames: &mut Frames, remaining: &mut u64) -> Result<Stop, Trap> {
         loop {
-            // One frame at a time: its IP, its stack depths and the budget
-            // live in locals while it runs and are stored back whenever the
-            // loop leaves it (call, return, sys, a cold opcode, a full
-            // stack, stop or trap).
+            // One frame at a time: its IP and its stack depths live in
+            // locals while it runs and are stored back whenever the loop
+            // leaves it (call, return, sys, a cold opcode, a full stack,
+            // stop or trap).
             let Some(f) = frames.last_mut() else {
                 // What the loop did before frames were run one at a time.
                 if *remaining == 0 {
@@ -564,27 +584,53 @@ impl Vm {
             let mut rem = *remaining;
             let (icells, mut isp) = is.parts();
             let (ocells, mut osp) = os.parts();
-            self.run_frame(
-                code,
-                &mut c,
-                &mut rem,
-                *this,
-                Cells {
+            // Charge the first window up front when the budget covers it;
+            // otherwise (the end of a slice, or code with windows too long
+            // to measure) count instruction by instruction.
+            let window = code.window(c.pc);
+            if rem >= window && !code.long_windows() {
+                // The budget stays in memory while windows run: it changes
+                // only at jumps, and a register is worth more to the loop.
+                self.left = rem - window;
+                let ints = Cells {
                     cells: icells,
                     depth: &mut isp,
-                },
-                Cells {
+                };
+                let objs = Cells {
                     cells: ocells,
                     depth: &mut osp,
-                },
-            );
+                };
+                self.run_frame::<true>(code, &mut c, &mut 0, *this, ints, objs);
+                rem = self.left;
+            } else {
+                // By value: a local whose address went to a function not
+                // inlined would live in memory, inside the component on
+                // its shadow stack, for the fast loop too.
+                let at = Registers {
+                    pc: c.pc,
+                    rem,
+                    isp,
+                    osp,
+                };
+                let at = self.run_stepwise(code, at, *this, icells, ocells);
+                (c.pc, rem, isp, osp) = (at.pc, at.rem, at.isp, at.osp);
+            }
             is.set_len(isp);
             os.set_len(osp);
             *ip = c.pc;
             *remaining = rem;
             match self.exit {
                 Exit::Fault(fault) => return Err(fault.into()),
+                Exit::BadCode(index) => {
+                    let f = frames.last_mut().ok_or_else(underflow)?;
+                    let (fault, ip) = f.code.fault(index);
+                    f.ip = ip;
+                    return Err(fault.into());
+                }
                 Exit::Quantum => return Ok(Stop::Quantum),
+                // The next window is longer than the budget left: go on
+                // instruction by instruction.
+                Exit::Window => {}
                 Exit::Call(ordinal, n) => self.call_virtual(frames, ordinal, n)?,
                 Exit::Ret => {
                     let done = frames.pop().ok_or_else(underflow)?;
@@ -602,6 +648,16 @@ impl Vm {
                 }
                 Exit::PushInt(v) => frames.last_mut().ok_or_else(underflow)?.is.push(v),
                 Exit::PushObj(v) => frames.last_mut().ok_or_else(underflow)?.os.push(v),
+                Exit::NewInt(v) => {
+                    let o = self.new_int(v);
+                    frames.last_mut().ok_or_else(underflow)?.os.push(o);
+                }
+                Exit::SaveInt(slot, v) => {
+                    let o = self.new_int(v);
+                    let this = frames.last().ok_or_else(underflow)?.this;
+                    self.field_save(this, slot as usize, o)
+                        .map_err(Trap::from)?;
+                }
                 Exit::Cold(opcode) => {
                     if let Some((ordinal, n, form)) = self.cold(frames, opcode, remaining)? {
                         self.call(frames, ordinal, n, form)?;
@@ -611,13 +667,52 @@ impl Vm {
         }
     }
 
+    /// [`Vm::run_frame`] counting every instruction: out of line, since it
+    /// runs only at the ends of slices and for code whose windows are too
+    /// long to measure.
+    #[inline(never)]
+    fn run_stepwise(
+        &mut self,
+        code: &Code,
+        mut at: Registers,
+        this: Ref,
+        icells: &mut [i32],
+        ocells: &mut [Ref],
+    ) -> Registers {
+        let mut c = Cursor {
+            code: code.bytes(),
+            pc: at.pc,
+        };
+        let ints = Cells {
+            cells: icells,
+            depth: &mut at.isp,
+        };
+        let objs = Cells {
+            cells: ocells,
+            depth: &mut at.osp,
+        };
+        self.run_frame::<false>(code, &mut c, &mut at.rem, this, ints, objs);
+        at.pc = c.pc;
+        at
+    }
+
     /// Runs the innermost frame until it calls, returns, enters `sys`, meets
     /// an opcode it leaves to [`Vm::cold`], fills a stack, runs out of budget
-    /// or traps. Inlined into `run` so that the cursor, the budget and both
-    /// stack depths stay in registers.
+    /// or traps. Inlined into `run` so that the cursor and both stack depths
+    /// stay in registers. Inside the component, registers are what the loop
+    /// runs short of (DESIGN.md, "The dispatch loop"), so the budget and the
+    /// receiver, which few instructions touch, wait in `Vm::left` and
+    /// `Vm::receiver`.
+    ///
+    /// With `WINDOWS`, the budget is charged a window at a time rather than
+    /// per instruction: a window is the run of instructions from where the
+    /// loop enters up to the next jump or exit ([`Code::window`]). The
+    /// caller charges the first; each jump charges the window it goes to,
+    /// or leaves with [`Exit::Window`] if the budget does not cover it; an
+    /// exit in the middle of a window gives back the part not run. The
+    /// count stays exact, and the loop keeps no counter per instruction.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn run_frame(
+    fn run_frame<const WINDOWS: bool>(
         &mut self,
         code: &Code,
         c: &mut Cursor<'_>,
@@ -627,6 +722,7 @@ impl Vm {
         os: Cells<'_, Ref>,
     ) {
         let insns = code.insns();
+        self.receiver = this;
         let Cells {
             cells: icells,
             depth: isp,
@@ -639,17 +735,47 @@ impl Vm {
         // so no payload is a value the loop carries (inside the component,
         // such values became block parameters Cranelift spilled on every
         // instruction).
+        //
+        // Leaves from an instruction that ends its window (a jump, a
+        // call, `ret`, `sys`, a fault entry): nothing to give back.
         macro_rules! leave {
             ($e:expr) => {{
                 self.exit = $e;
                 return;
             }};
         }
+        // Leaves from the middle of a window, the IP just past this
+        // instruction: gives back the rest of the window, charged but
+        // not run here. That rest is the window starting at the IP, so
+        // the loop keeps nothing per instruction for it.
+        macro_rules! leave_mid {
+            ($e:expr) => {{
+                if WINDOWS {
+                    self.left += insns.get(c.pc).map_or(1, |i| u64::from(i.window));
+                }
+                self.exit = $e;
+                return;
+            }};
+        }
+        // Goes on at `$next`; a window starts there.
+        macro_rules! enter {
+            ($next:expr) => {{
+                let next = $next;
+                c.pc = next;
+                if WINDOWS {
+                    let w = insns.get(next).map_or(1, |i| u64::from(i.window));
+                    if self.left < w {
+                        leave!(Exit::Window);
+                    }
+                    self.left -= w;
+                }
+            }};
+        }
         macro_rules! t {
             ($e:expr) => {
                 match $e {
                     Ok(v) => v,
-                    Err(f) => leave!(Exit::Fault(f)),
+                    Err(f) => leave_mid!(Exit::Fault(f)),
                 }
             };
         }
@@ -664,7 +790,7 @@ impl Vm {
                         *cell = v;
                         *$depth = d + 1;
                     }
-                    None => leave!($full(v)),
+                    None => leave_mid!($full(v)),
                 }
             }};
         }
@@ -676,7 +802,7 @@ impl Vm {
                         *$depth = d;
                         v
                     }
-                    None => leave!(Exit::Fault(Fault::Underflow)),
+                    None => leave_mid!(Exit::Fault(Fault::Underflow)),
                 }
             }};
         }
@@ -715,19 +841,24 @@ impl Vm {
                 let $l = ipop!();
                 let (a, b): (i32, i32) = $ab;
                 if b == 0 {
-                    leave!(Exit::Fault(Fault::DivZero));
+                    leave_mid!(Exit::Fault(Fault::DivZero));
                 }
                 ipush!(a.$f(b));
             }};
         }
         loop {
-            if *rem == 0 {
-                leave!(Exit::Quantum);
+            if !WINDOWS {
+                if *rem == 0 {
+                    self.exit = Exit::Quantum;
+                    return;
+                }
+                *rem -= 1;
             }
-            *rem -= 1;
             let pc = c.pc;
             let Some(&insn) = insns.get(pc) else {
-                leave!(Exit::Fault(Fault::IpOutside(pc)));
+                // Charged as a window of its own (see `Code::window`).
+                self.exit = Exit::Fault(Fault::IpOutside(pc));
+                return;
             };
             // Past the instruction; jumps overwrite it, and a cold opcode
             // (length 1) leaves the IP just past its opcode byte.
@@ -737,26 +868,36 @@ impl Vm {
                 op::NOP => {
                     if insn.len == 0 {
                         // A fault entry: operands that do not decode.
-                        let (fault, ip) = code.fault(insn.arg);
-                        c.pc = ip;
-                        leave!(Exit::Fault(fault));
+                        leave!(Exit::BadCode(insn.arg));
                     }
                 }
                 op::DJNZ => {
                     let target = insn.arg as usize;
-                    let top = t!(icells.get_mut(isp.wrapping_sub(1)).ok_or(Fault::Underflow));
+                    // Jumps end windows: their faults give nothing back.
+                    let Some(top) = icells.get_mut(isp.wrapping_sub(1)) else {
+                        leave!(Exit::Fault(Fault::Underflow));
+                    };
                     *top = top.wrapping_sub(1);
                     if *top != 0 {
-                        c.pc = target;
+                        enter!(target);
+                    } else {
+                        enter!(c.pc);
                     }
                 }
                 op::JZ => {
                     let target = insn.arg as usize;
-                    if ipop!() == 0 {
-                        c.pc = target;
+                    let d = isp.wrapping_sub(1);
+                    let Some(&v) = icells.get(d) else {
+                        leave!(Exit::Fault(Fault::Underflow));
+                    };
+                    *isp = d;
+                    if v == 0 {
+                        enter!(target);
+                    } else {
+                        enter!(c.pc);
                     }
                 }
-                op::JMP => c.pc = insn.arg as usize,
+                op::JMP => enter!(insn.arg as usize),
                 op::RET => leave!(Exit::Ret),
                 op::SHORT_CALL_0..=op::SHORT_CALL_3 => {
                     leave!(Exit::Call(u32::from(opcode - op::SHORT_CALL_0), 0));
@@ -786,23 +927,23 @@ impl Vm {
                 }
                 op::OS_LOAD8 => {
                     let slot = insn.arg as usize;
-                    let v = t!(self.field_load(this, slot));
+                    let v = t!(self.field_load(self.receiver, slot));
                     opush!(v);
                 }
                 op::OS_LOAD32 => {
                     let slot = insn.arg as usize;
-                    let v = t!(self.field_load(this, slot));
+                    let v = t!(self.field_load(self.receiver, slot));
                     opush!(v);
                 }
                 op::OS_SAVE8 => {
                     let slot = insn.arg as usize;
                     let v = opop!();
-                    t!(self.field_save(this, slot, v));
+                    t!(self.field_save(self.receiver, slot, v));
                 }
                 op::OS_SAVE32 => {
                     let slot = insn.arg as usize;
                     let v = opop!();
-                    t!(self.field_save(this, slot, v));
+                    t!(self.field_save(self.receiver, slot, v));
                 }
                 op::OS_PULL32 => {
                     let d = insn.arg as i32;
@@ -845,11 +986,13 @@ impl Vm {
                     let i = t!(abs_slot(a, *isp, "i abs_set"));
                     *t!(icells.get_mut(i).ok_or(Fault::OutOfStack("i abs_set"))) = v;
                 }
-                op::SUMMON_THIS => opush!(this),
+                op::SUMMON_THIS => opush!(self.receiver),
                 op::SUMMON_NULL => opush!(Ref::NULL),
                 op::I2O => {
                     let v = ipop!();
-                    let o = self.new_int(v);
+                    let Some(o) = self.new_int_inline(v) else {
+                        leave_mid!(Exit::NewInt(v));
+                    };
                     opush!(o);
                 }
                 op::O2I => {
@@ -891,15 +1034,17 @@ impl Vm {
                 }
                 op::IS_LOAD8 => {
                     let slot = insn.arg as usize;
-                    let o = t!(self.field_load(this, slot));
+                    let o = t!(self.field_load(self.receiver, slot));
                     let v = t!(self.unbox_int(o));
                     ipush!(v);
                 }
                 op::IS_SAVE8 => {
                     let slot = insn.arg as usize;
                     let v = ipop!();
-                    let o = self.new_int(v);
-                    t!(self.field_save(this, slot, o));
+                    let Some(o) = self.new_int_inline(v) else {
+                        leave_mid!(Exit::SaveInt(insn.arg, v));
+                    };
+                    t!(self.field_save(self.receiver, slot, o));
                 }
                 op::OS_EQ => {
                     let a = opop!();
@@ -919,10 +1064,10 @@ impl Vm {
                     let want = insn.arg as u8;
                     let have = ipop!();
                     if have != i32::from(want) {
-                        leave!(Exit::Fault(Fault::InvalidArgCount));
+                        leave_mid!(Exit::Fault(Fault::InvalidArgCount));
                     }
                 }
-                _ => leave!(Exit::Cold(opcode)),
+                _ => leave_mid!(Exit::Cold(opcode)),
             }
         }
     }
@@ -1088,18 +1233,25 @@ impl Vm {
                     _ => PREFIX_DOUBLE,
                 };
                 // The prefixed opcode runs at once, whatever the budget: a
-                // slice never ends between a prefix and its opcode.
+                // slice never ends between a prefix and its opcode. It is
+                // counted even when the budget has nothing left (the slice
+                // then runs one past it), so the count of instructions does
+                // not depend on where slices end.
                 let at = c.pc;
                 let next = c.u8()?;
                 let charged = *remaining > 0;
                 if charged {
                     *remaining -= 1;
+                } else {
+                    self.instructions += 1;
                 }
                 if !self.typed_op(prefix, next, c, is, os)? {
                     // No typed meaning: the dispatch loop runs it plain.
                     c.pc = at;
                     if charged {
                         *remaining += 1;
+                    } else {
+                        self.instructions -= 1;
                     }
                 }
             }

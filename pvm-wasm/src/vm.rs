@@ -290,6 +290,10 @@ pub struct Vm {
     /// Why the dispatch loop last left a frame: kept here, in memory, so
     /// the loop carries no exit payload in registers.
     pub(crate) exit: crate::interp::Exit,
+    /// The budget left while the dispatch loop runs windows.
+    pub(crate) left: u64,
+    /// The running frame's receiver, while the dispatch loop runs it.
+    pub(crate) receiver: Ref,
     /// Class loads in progress (base classes load recursively).
     pub loading: usize,
 }
@@ -386,6 +390,8 @@ impl Vm {
             nested: 0,
             frame_pool: Vec::new(),
             exit: crate::interp::Exit::Quantum,
+            left: 0,
+            receiver: Ref::NULL,
             loading: 0,
         };
         vm.boot_object = vm.new_internal(ic::BOOT);
@@ -434,6 +440,17 @@ impl Vm {
             self.internal[ic::INT],
             flags::INTERNAL | flags::IMMUTABLE,
             Kind::Int(v),
+        )
+    }
+
+    /// [`Vm::new_int`] when it needs no out-of-line call (see
+    /// [`crate::heap::Heap::alloc_int_inline`]).
+    #[inline(always)]
+    pub(crate) fn new_int_inline(&mut self, v: i32) -> Option<Ref> {
+        self.heap.alloc_int_inline(
+            self.internal[ic::INT],
+            flags::INTERNAL | flags::IMMUTABLE,
+            v,
         )
     }
 

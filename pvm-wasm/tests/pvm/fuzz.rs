@@ -5,21 +5,25 @@ use pvm::{PvmProcess, VmConfig};
 
 use crate::{REGRESSION_TESTS, file};
 
-struct Rng(u64);
+/// A xorshift generator: the same cases on every run.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: u64) -> u64 {
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
 
-fn cases() -> u64 {
+/// How many cases (`PVM_FUZZ_CASES`, 1500 by default).
+pub fn cases() -> u64 {
     std::env::var("PVM_FUZZ_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -83,64 +87,71 @@ fn interpreter_survives_random_code() {
     }
 }
 
-/// Random but well-formed instructions (operands of the right shape and
-/// small values), so calls, jumps, natives and prefixes are reached.
-#[test]
-fn interpreter_survives_random_well_formed_code() {
+/// A class `.t.f` of three methods (16, 17, 18) of random but well-formed
+/// instructions (operands of the right shape and small values), so calls,
+/// jumps, natives and prefixes are reached. Each method ends with `ret`.
+pub fn random_well_formed_class(rng: &mut Rng) -> String {
     use pvm::opcode::{ALL, Operands};
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
-    for _ in 0..cases() / 3 {
-        let mut methods = Vec::new();
-        for _ in 0..3 {
-            let mut code = Vec::new();
-            for _ in 0..rng.below(30) {
-                let info = ALL[rng.below(ALL.len() as u64) as usize];
-                code.push(info.code);
-                let small = |rng: &mut Rng| (rng.below(10) as i32 - 2).to_be_bytes();
-                match info.operands {
-                    Operands::None => {}
-                    Operands::U8 => code.push(rng.below(20) as u8),
-                    Operands::I32 => code.extend_from_slice(&small(&mut rng)),
-                    Operands::I64 => code.extend_from_slice(&(rng.next() as i64).to_be_bytes()),
-                    Operands::Rel32 => {
-                        code.extend_from_slice(&(rng.below(40) as i32 - 20).to_be_bytes())
-                    }
-                    Operands::Str => {
-                        let s: &[u8] =
-                            [&b".t.f"[..], b".internal.int", b"m", b"x"][rng.below(4) as usize];
-                        code.extend_from_slice(&(s.len() as i32).to_be_bytes());
-                        code.extend_from_slice(s);
-                    }
-                    Operands::U8U8 => code.extend([rng.below(3) as u8, rng.below(3) as u8]),
-                    Operands::U8I32 => {
-                        code.push(rng.below(20) as u8);
-                        code.extend_from_slice(&small(&mut rng));
-                    }
-                    Operands::I32I32 => {
-                        code.extend_from_slice(&small(&mut rng));
-                        code.extend_from_slice(&small(&mut rng));
-                    }
-                    Operands::Debug => code.push(rng.below(3) as u8),
-                    Operands::Switch => {
-                        code.extend_from_slice(&2i32.to_be_bytes());
-                        code.extend_from_slice(&small(&mut rng));
-                        code.extend_from_slice(&small(&mut rng));
-                        code.extend_from_slice(&(rng.below(40) as i32 - 20).to_be_bytes());
-                        code.extend_from_slice(&(rng.below(40) as i32 - 20).to_be_bytes());
-                    }
+    let mut methods = Vec::new();
+    for _ in 0..3 {
+        let mut code = Vec::new();
+        for _ in 0..rng.below(30) {
+            let info = ALL[rng.below(ALL.len() as u64) as usize];
+            code.push(info.code);
+            let small = |rng: &mut Rng| (rng.below(10) as i32 - 2).to_be_bytes();
+            match info.operands {
+                Operands::None => {}
+                Operands::U8 => code.push(rng.below(20) as u8),
+                Operands::I32 => code.extend_from_slice(&small(rng)),
+                Operands::I64 => code.extend_from_slice(&(rng.next() as i64).to_be_bytes()),
+                Operands::Rel32 => {
+                    code.extend_from_slice(&(rng.below(40) as i32 - 20).to_be_bytes())
+                }
+                Operands::Str => {
+                    let s: &[u8] =
+                        [&b".t.f"[..], b".internal.int", b"m", b"x"][rng.below(4) as usize];
+                    code.extend_from_slice(&(s.len() as i32).to_be_bytes());
+                    code.extend_from_slice(s);
+                }
+                Operands::U8U8 => code.extend([rng.below(3) as u8, rng.below(3) as u8]),
+                Operands::U8I32 => {
+                    code.push(rng.below(20) as u8);
+                    code.extend_from_slice(&small(rng));
+                }
+                Operands::I32I32 => {
+                    code.extend_from_slice(&small(rng));
+                    code.extend_from_slice(&small(rng));
+                }
+                Operands::Debug => code.push(rng.below(3) as u8),
+                Operands::Switch => {
+                    code.extend_from_slice(&2i32.to_be_bytes());
+                    code.extend_from_slice(&small(rng));
+                    code.extend_from_slice(&small(rng));
+                    code.extend_from_slice(&(rng.below(40) as i32 - 20).to_be_bytes());
+                    code.extend_from_slice(&(rng.below(40) as i32 - 20).to_be_bytes());
                 }
             }
-            code.push(0x08);
-            methods.push(code);
         }
-        let mut text = "class \".t.f\" fields 4 methods 20 base \".internal.object\"\n".to_string();
-        for (i, code) in methods.iter().enumerate() {
-            text += &format!(
-                "method \"m\" {}\n    raw {}\nend\n",
-                16 + i,
-                pvm::disasm::quote(code)
-            );
-        }
+        code.push(0x08);
+        methods.push(code);
+    }
+    let mut text = "class \".t.f\" fields 4 methods 20 base \".internal.object\"\n".to_string();
+    for (i, code) in methods.iter().enumerate() {
+        text += &format!(
+            "method \"m\" {}\n    raw {}\nend\n",
+            16 + i,
+            pvm::disasm::quote(code)
+        );
+    }
+    text
+}
+
+/// Random but well-formed instructions, run for a while.
+#[test]
+fn interpreter_survives_random_well_formed_code() {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    for _ in 0..cases() / 3 {
+        let text = random_well_formed_class(&mut rng);
         let args: Vec<String> = ["--class", ".t.f", "--method", "16"]
             .iter()
             .map(|s| s.to_string())

@@ -8,6 +8,7 @@ mod regression;
 mod robustness;
 mod roundtrip;
 mod threads;
+mod windows;
 
 use pvm::{PvmProcess, SliceOutcome, VmConfig};
 
