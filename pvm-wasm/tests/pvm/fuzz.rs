@@ -1,9 +1,9 @@
 //! Random bytes never panic the loader, the disassembler or the
 //! interpreter. `PVM_FUZZ_CASES=100000` runs longer.
 
-use pvm::{PvmProcess, VmConfig};
+use pvm::VmConfig;
 
-use crate::{REGRESSION_TESTS, file};
+use crate::{REGRESSION_TESTS, file, start_method};
 
 /// A xorshift generator: the same cases on every run.
 pub struct Rng(pub u64);
@@ -69,15 +69,11 @@ fn interpreter_survives_random_code() {
             "class \".t.f\" fields 4 methods 20 base \".internal.object\"\nmethod \"m\" 16\n"
                 .to_string();
         text += &format!("    raw {}\nend\n", pvm::disasm::quote(&code));
-        let args: Vec<String> = ["--class", ".t.f", "--method", "16"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
         let config = VmConfig {
             max_call_depth: 64,
             ..VmConfig::default()
         };
-        let Ok(mut p) = PvmProcess::init(&args, vec![file(".t.f", &text)], config) else {
+        let Some(mut p) = start_method(".t.f", &text, 16, config) else {
             continue;
         };
         let mut out = Vec::new();
@@ -152,16 +148,12 @@ fn interpreter_survives_random_well_formed_code() {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     for _ in 0..cases() / 3 {
         let text = random_well_formed_class(&mut rng);
-        let args: Vec<String> = ["--class", ".t.f", "--method", "16"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
         let config = VmConfig {
             max_call_depth: 64,
             quantum: 500,
             ..VmConfig::default()
         };
-        let Ok(mut p) = PvmProcess::init(&args, vec![file(".t.f", &text)], config) else {
+        let Some(mut p) = start_method(".t.f", &text, 16, config) else {
             continue;
         };
         let mut out = Vec::new();

@@ -23,6 +23,16 @@ pub fn file(class: &str, text: &str) -> (String, Vec<u8>) {
     (format!("{}.pc", class.trim_start_matches('.')), bytes)
 }
 
+/// Starts `class.method` of a single class file; `None` if it does not load.
+pub fn start_method(class: &str, text: &str, method: u32, config: VmConfig) -> Option<PvmProcess> {
+    let m = method.to_string();
+    let args: Vec<String> = ["--class", class, "--method", &m]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    PvmProcess::init(&args, vec![file(class, text)], config).ok()
+}
+
 /// Runs a process to the end with a fake clock; returns the outcome and output.
 pub fn run(
     args: &[&str],

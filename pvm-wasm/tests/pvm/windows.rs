@@ -6,20 +6,15 @@
 
 use pvm::{PvmProcess, SliceOutcome, VmConfig};
 
-use crate::file;
 use crate::fuzz::{Rng, cases, random_well_formed_class};
+use crate::start_method;
 
 fn start(class: &str, text: &str, method: u32) -> Option<PvmProcess> {
-    let m = method.to_string();
-    let args: Vec<String> = ["--class", class, "--method", &m]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
     let config = VmConfig {
         max_call_depth: 64,
         ..VmConfig::default()
     };
-    PvmProcess::init(&args, vec![file(class, text)], config).ok()
+    start_method(class, text, method, config)
 }
 
 /// Runs `slices` slices of `budget` instructions, or until the process is
