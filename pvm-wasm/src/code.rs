@@ -3,7 +3,8 @@
 //! ```text
 //!   bytes: [op a a a a op op b ...]          the class file's code, as is
 //!   insns: [Insn; bytes.len()]               one per byte offset
-//!            └─ key (dispatch), len, operand (native-endian, jump targets absolute)
+//!            └─ key (dispatch), len, window (budget charged on entering
+//!               here), operand (native-endian, jump targets absolute)
 //! ```
 //!
 //! The dispatch loop reads `insns[ip]` instead of decoding big-endian
