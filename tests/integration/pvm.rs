@@ -284,3 +284,45 @@ fn busy_phantom_thread_is_checkpointed_between_slices() {
     let o = run_for(data.path(), "0.2");
     assert_eq!(counts(&stdout(ok(&o)))[0], first.last().unwrap() + 1);
 }
+
+/// `bench pvm` runs the benchmark class natively and in the component (it
+/// fails if their outputs differ) and reports both rates, both ratios and
+/// the collector's pauses; the bytecode count is exact: each more iteration
+/// of both loops counts exactly their bytecodes.
+#[test]
+fn pvm_benchmark_reports_both_builds() {
+    use pvm::bench::{RUN_INSNS_PER_ITERATION, SPIN_INSNS_PER_ITERATION};
+    let bench = |n: u64| {
+        let o = run(&[
+            "bench",
+            "pvm",
+            "--iterations",
+            &n.to_string(),
+            "--rounds",
+            "3",
+            "--json",
+        ]);
+        ok(&o);
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).expect("JSON")
+    };
+    let (small, j) = (bench(10_000), bench(20_000));
+    let count = |j: &serde_json::Value| j["bytecodes"].as_u64().expect("bytecodes");
+    assert_eq!(
+        count(&j) - count(&small),
+        10_000 * (RUN_INSNS_PER_ITERATION + SPIN_INSNS_PER_ITERATION)
+    );
+    assert!(
+        j["output"].as_str().unwrap().starts_with("bench run="),
+        "{j}"
+    );
+    for key in [
+        "native_bytecodes_per_s",
+        "wasm_bytecodes_per_s",
+        "ratio_native_over_wasm",
+        "ratio_fastest_rounds",
+    ] {
+        assert!(j[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {j}");
+    }
+    assert_eq!(j["round_ms"]["wasm"].as_array().map(Vec::len), Some(3));
+    assert!(j["gc"]["pause_us_max"].as_f64().is_some(), "{j}");
+}
