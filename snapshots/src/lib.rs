@@ -20,6 +20,8 @@
 //!  restore.rs  LoadedCheckpoint, RestoredMemory::write_into, PageReader
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod format;
 mod image;
@@ -44,9 +46,10 @@ pub struct PageRun {
     pub count: u64,
 }
 
-/// One checkpoint to write.
+/// One checkpoint to write. It owns its parts, so a writer thread can take
+/// it whole.
 #[derive(Debug)]
-pub struct NewCheckpoint<'a> {
+pub struct NewCheckpoint {
     /// Greater than every checkpoint already in the store.
     pub id: u64,
     /// `None` for a FULL checkpoint (every non-zero page of every memory);
@@ -57,21 +60,30 @@ pub struct NewCheckpoint<'a> {
     /// Named state sections; names are unique, path-like by convention
     /// (`host`, `host/timers`), and readers ignore names they do not know.
     pub sections: Vec<(String, Vec<u8>)>,
-    pub memories: Vec<MemoryDelta<'a>>,
+    pub memories: Vec<MemoryDelta>,
 }
 
 /// One memory of a checkpoint: its size and the pages to store.
 #[derive(Debug)]
-pub struct MemoryDelta<'a> {
+pub struct MemoryDelta {
     pub index: u32,
     pub size_bytes: u64,
     /// Pages to store (overlaps and order do not matter). For a FULL
     /// checkpoint, every page that may be non-zero; all-zero ones are
     /// skipped.
-    pub dirty: &'a [PageRun],
-    /// Page `p` is read at byte `p * PAGE_SIZE`.
-    pub source: &'a File,
+    pub dirty: Vec<PageRun>,
+    /// Page `p` is read at byte `p * PAGE_SIZE` (positioned reads: the
+    /// file's offset is not used). The host passes a dup of the memory's
+    /// memfd.
+    pub source: File,
 }
+
+// The host hands a checkpoint to its writer thread.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<NewCheckpoint>();
+    send::<MemoryDelta>();
+};
 
 /// What a checkpoint's header says, plus its size on disk.
 #[derive(Clone, Debug, PartialEq)]

@@ -163,7 +163,7 @@ impl CheckpointStore {
     /// and the directory synced. A crash at any point leaves the previous
     /// checkpoints as they were. After a FULL checkpoint, chains older than
     /// the previous full one are deleted.
-    pub fn write(&self, ckpt: &NewCheckpoint<'_>) -> Result<CheckpointInfo, CheckpointWriteError> {
+    pub fn write(&self, ckpt: &NewCheckpoint) -> Result<CheckpointInfo, CheckpointWriteError> {
         let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let ids = self.scan()?;
         if let Some(&latest) = ids.last()

@@ -43,7 +43,7 @@ fn invalid(what: String) -> CheckpointWriteError {
 
 /// Checks a request against the caps, so nothing is written that the
 /// reader would refuse.
-pub fn plan<'a>(ckpt: &'a NewCheckpoint<'a>) -> Result<Plan<'a>, CheckpointWriteError> {
+pub fn plan(ckpt: &NewCheckpoint) -> Result<Plan<'_>, CheckpointWriteError> {
     if ckpt.sections.len() > MAX_SECTIONS {
         return Err(invalid(format!(
             "it has {} sections, over the cap of {MAX_SECTIONS}",
@@ -118,7 +118,7 @@ pub fn plan<'a>(ckpt: &'a NewCheckpoint<'a>) -> Result<Plan<'a>, CheckpointWrite
             index: m.index,
             size_bytes: m.size_bytes,
             runs: merged,
-            source: m.source,
+            source: &m.source,
         });
     }
     memories.sort_by_key(|m| m.index);

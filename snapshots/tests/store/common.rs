@@ -63,39 +63,35 @@ pub fn write(
     model: &Model,
     dirty: &BTreeMap<u32, Vec<PageRun>>,
 ) -> CheckpointInfo {
-    let files: Vec<(u32, File)> = model
+    store.write(&checkpoint(id, parent, model, dirty)).unwrap()
+}
+
+/// The request `write` makes: full if `parent` is None (every page named),
+/// else a delta of the pages in `dirty`.
+pub fn checkpoint(
+    id: u64,
+    parent: Option<u64>,
+    model: &Model,
+    dirty: &BTreeMap<u32, Vec<PageRun>>,
+) -> NewCheckpoint {
+    let memories = model
         .memories
         .iter()
-        .map(|(i, m)| (*i, source(m)))
-        .collect();
-    let all: BTreeMap<u32, Vec<PageRun>> = model
-        .memories
-        .iter()
-        .map(|(i, m)| {
-            (
-                *i,
+        .map(|(i, m)| MemoryDelta {
+            index: *i,
+            size_bytes: m.len() as u64,
+            dirty: if parent.is_none() {
                 vec![PageRun {
                     first: 0,
                     count: (m.len() as u64).div_ceil(PAGE_SIZE as u64),
-                }],
-            )
-        })
-        .collect();
-    let empty = Vec::new();
-    let memories = files
-        .iter()
-        .map(|(i, f)| MemoryDelta {
-            index: *i,
-            size_bytes: model.memories[i].len() as u64,
-            dirty: if parent.is_none() {
-                &all[i]
+                }]
             } else {
-                dirty.get(i).unwrap_or(&empty)
+                dirty.get(i).cloned().unwrap_or_default()
             },
-            source: f,
+            source: source(m),
         })
         .collect();
-    let ckpt = NewCheckpoint {
+    NewCheckpoint {
         id,
         parent,
         created_unix_ns: 1_000 + id,
@@ -106,8 +102,7 @@ pub fn write(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         memories,
-    };
-    store.write(&ckpt).unwrap()
+    }
 }
 
 /// Restores every memory into fresh files and compares with the model.

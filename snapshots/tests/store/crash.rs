@@ -163,7 +163,7 @@ fn write_failing_mid_stream_leaves_previous_intact() {
     let path = dir.path().join("write-only");
     fs::write(&path, vec![1u8; 8 * 4096]).unwrap();
     let src = fs::OpenOptions::new().write(true).open(&path).unwrap();
-    let dirty = [phantom_snapshots::PageRun { first: 0, count: 8 }];
+    let dirty = vec![phantom_snapshots::PageRun { first: 0, count: 8 }];
     let err = store
         .write(&phantom_snapshots::NewCheckpoint {
             id: 4,
@@ -174,8 +174,8 @@ fn write_failing_mid_stream_leaves_previous_intact() {
             memories: vec![phantom_snapshots::MemoryDelta {
                 index: 0,
                 size_bytes: 8 * 4096,
-                dirty: &dirty,
-                source: &src,
+                dirty,
+                source: src,
             }],
         })
         .unwrap_err();
@@ -195,7 +195,6 @@ fn write_failing_mid_stream_leaves_previous_intact() {
     // A delta on a parent whose header is damaged is refused.
     flip(&store.checkpoint_path(3), 30, 0);
     let m = models[3].clone();
-    let files = [(0u32, source(&m.memories[&0]))];
     let err = store
         .write(&phantom_snapshots::NewCheckpoint {
             id: 5,
@@ -206,8 +205,8 @@ fn write_failing_mid_stream_leaves_previous_intact() {
             memories: vec![phantom_snapshots::MemoryDelta {
                 index: 0,
                 size_bytes: m.memories[&0].len() as u64,
-                dirty: &[],
-                source: &files[0].1,
+                dirty: vec![],
+                source: source(&m.memories[&0]),
             }],
         })
         .unwrap_err();

@@ -178,7 +178,7 @@ fn partial_last_page_and_unsorted_overlapping_runs() {
     let mut bytes = vec![0u8; size];
     fill(&mut bytes, 9);
     let src = source(&bytes);
-    let dirty = [
+    let dirty = vec![
         PageRun { first: 3, count: 3 },
         PageRun { first: 0, count: 2 },
         PageRun { first: 1, count: 3 },
@@ -193,8 +193,8 @@ fn partial_last_page_and_unsorted_overlapping_runs() {
             memories: vec![MemoryDelta {
                 index: 0,
                 size_bytes: size as u64,
-                dirty: &dirty,
-                source: &src,
+                dirty,
+                source: src,
             }],
         })
         .unwrap();
@@ -210,8 +210,8 @@ fn write_refuses_bad_requests_and_leaves_nothing() {
     let model = small_model();
     write(&store, 5, None, &model, &BTreeMap::new());
     let src = source(&[0u8; PAGE_SIZE]);
-    let ok_runs = [PageRun { first: 0, count: 1 }];
-    let bad_runs = [PageRun { first: 1, count: 1 }];
+    let ok_runs = || vec![PageRun { first: 0, count: 1 }];
+    let bad_runs = || vec![PageRun { first: 1, count: 1 }];
     let mk = |id, parent, dirty, sections: Vec<(String, Vec<u8>)>| NewCheckpoint {
         id,
         parent,
@@ -222,31 +222,31 @@ fn write_refuses_bad_requests_and_leaves_nothing() {
             index: 0,
             size_bytes: PAGE_SIZE as u64,
             dirty,
-            source: &src,
+            source: src.try_clone().unwrap(),
         }],
     };
     let cases = [
         (
-            mk(5, None, &ok_runs, vec![]),
+            mk(5, None, ok_runs(), vec![]),
             "is not newer than the latest checkpoint 5",
         ),
         (
-            mk(6, Some(4), &ok_runs, vec![]),
+            mk(6, Some(4), ok_runs(), vec![]),
             "parent checkpoint 4 does not exist",
         ),
-        (mk(6, Some(6), &ok_runs, vec![]), "which is not older"),
-        (mk(6, None, &bad_runs, vec![]), "lie beyond its 1 pages"),
+        (mk(6, Some(6), ok_runs(), vec![]), "which is not older"),
+        (mk(6, None, bad_runs(), vec![]), "lie beyond its 1 pages"),
         (
             mk(
                 6,
                 None,
-                &ok_runs,
+                ok_runs(),
                 vec![("a".into(), vec![]), ("a".into(), vec![])],
             ),
             "appears twice",
         ),
         (
-            mk(6, None, &ok_runs, vec![(String::new(), vec![])]),
+            mk(6, None, ok_runs(), vec![(String::new(), vec![])]),
             "section name",
         ),
     ];

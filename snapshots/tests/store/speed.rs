@@ -24,11 +24,11 @@ fn speed() {
         fill(&mut mem[p * 2 * PAGE_SIZE..][..PAGE_SIZE], p as u64);
     }
     let src = source(&mem);
-    let all = [PageRun {
+    let all = vec![PageRun {
         first: 0,
         count: pages,
     }];
-    let ckpt = |id, parent, dirty| NewCheckpoint {
+    let ckpt = |id, parent, dirty: &Vec<PageRun>| NewCheckpoint {
         id,
         parent,
         created_unix_ns: 0,
@@ -37,8 +37,8 @@ fn speed() {
         memories: vec![MemoryDelta {
             index: 0,
             size_bytes: pages * PAGE_SIZE as u64,
-            dirty,
-            source: &src,
+            dirty: dirty.clone(),
+            source: src.try_clone().unwrap(),
         }],
     };
     let t = Instant::now();
@@ -107,7 +107,7 @@ fn speed_incompressible_full() {
         chunk.copy_from_slice(&x.to_le_bytes());
     }
     let src = source(&mem);
-    let all = [PageRun {
+    let all = vec![PageRun {
         first: 0,
         count: pages,
     }];
@@ -122,8 +122,8 @@ fn speed_incompressible_full() {
             memories: vec![MemoryDelta {
                 index: 0,
                 size_bytes: pages * PAGE_SIZE as u64,
-                dirty: &all,
-                source: &src,
+                dirty: all,
+                source: src,
             }],
         })
         .unwrap();
