@@ -14,7 +14,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::PageRun;
+use crate::{CheckpointInfo, PageRun};
 
 /// Bytes of one page: the unit the store addresses memory in.
 pub const PAGE_SIZE: usize = 4096;
@@ -103,6 +103,19 @@ pub enum HeaderProblem {
 }
 
 impl Header {
+    /// What callers see of a header.
+    pub fn info(&self) -> CheckpointInfo {
+        CheckpointInfo {
+            id: self.id,
+            parent: self.parent,
+            created_unix_ns: self.created_unix_ns,
+            pause_us: self.pause_us,
+            dirty_pages: self.dirty_pages,
+            bytes_uncompressed: self.bytes_uncompressed,
+            bytes_written: self.file_size,
+        }
+    }
+
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut b = [0u8; HEADER_SIZE];
         b[0..8].copy_from_slice(&MAGIC);

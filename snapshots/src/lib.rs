@@ -36,8 +36,10 @@ pub use format::{
     BLOCK_PAGES, FORMAT_VERSION, MAX_FILE_BYTES, MAX_MEMORIES, MAX_MEMORY_BYTES, MAX_SECTION_BYTES,
     MAX_SECTION_NAME, MAX_SECTIONS, MAX_SECTIONS_TOTAL, MAX_TOC_BYTES, PAGE_SIZE,
 };
+pub use image::{ImageReader, ImageSource, read_image_from};
 pub use restore::{LoadedCheckpoint, PageReader, RestoredMemory};
 pub use store::{CheckpointListing, CheckpointStore, FsckProblem, FsckReport};
+pub use write::write_image_to;
 
 /// A run of consecutive pages: page numbers, not bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use thiserror::Error;
 use crate::error::{CheckpointWriteError, ImageError, RestoreError, StoreError};
 use crate::image::ImageFile;
 use crate::restore::{LoadedCheckpoint, RestoredMemory};
-use crate::write::{Identity, plan, write_image};
+use crate::write::{plan, write_planned};
 use crate::{CheckpointInfo, NewCheckpoint};
 
 /// Checkpoint files are `ckpt-<id as 20 decimal digits>.phi`, so names sort
@@ -136,6 +136,15 @@ impl CheckpointStore {
         ))
     }
 
+    fn open_image(&self, id: u64) -> Result<ImageFile, ImageError> {
+        let path = self.checkpoint_path(id);
+        let file = File::open(&path).map_err(|source| ImageError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        ImageFile::open(Box::new(file), path, Some(id))
+    }
+
     /// Ids of the checkpoint files present, oldest first.
     fn scan(&self) -> Result<Vec<u64>, StoreError> {
         let rd = |source| StoreError::ReadDir {
@@ -184,7 +193,7 @@ impl CheckpointStore {
             if ids.binary_search(&parent).is_err() {
                 return Err(CheckpointWriteError::MissingParent { parent });
             }
-            ImageFile::open(&self.checkpoint_path(parent), Some(parent))
+            self.open_image(parent)
                 .map_err(|source| CheckpointWriteError::BadParent { parent, source })?;
         }
         let plan = plan(ckpt)?;
@@ -198,13 +207,15 @@ impl CheckpointStore {
                 path: tmp.clone(),
                 source,
             })?;
-        let who = Identity {
-            id: ckpt.id,
-            parent: ckpt.parent,
-            created_unix_ns: ckpt.created_unix_ns,
-            pause_us: ckpt.pause_us,
-        };
-        let header = match write_image(&file, &tmp, who, &plan) {
+        let mut file = file;
+        let header = match write_planned(&mut file, &tmp, &plan).and_then(|h| {
+            file.sync_all()
+                .map_err(|source| CheckpointWriteError::Write {
+                    path: tmp.clone(),
+                    source,
+                })?;
+            Ok(h)
+        }) {
             Ok(h) => h,
             Err(e) => {
                 drop(file);
@@ -224,15 +235,7 @@ impl CheckpointStore {
             path: path.clone(),
             source,
         })?;
-        let info = CheckpointInfo {
-            id: header.id,
-            parent: header.parent,
-            created_unix_ns: header.created_unix_ns,
-            pause_us: header.pause_us,
-            dirty_pages: header.dirty_pages,
-            bytes_uncompressed: header.bytes_uncompressed,
-            bytes_written: header.file_size,
-        };
+        let info = header.info();
         if ckpt.parent.is_none() {
             // The checkpoint is committed whatever happens here; a file
             // that could not be deleted is retried after the next full one.
@@ -247,7 +250,7 @@ impl CheckpointStore {
     fn retain(&self, full: u64) -> Result<(), StoreError> {
         let ids = self.scan()?;
         let keep_from = ids.iter().rev().filter(|&&id| id < full).find(|&&id| {
-            ImageFile::open(&self.checkpoint_path(id), Some(id))
+            self.open_image(id)
                 .is_ok_and(|f| f.header.parent.is_none() && f.verify(false).is_ok())
         });
         let Some(&keep_from) = keep_from else {
@@ -273,7 +276,8 @@ impl CheckpointStore {
             .rev()
             .map(|id| {
                 let path = self.checkpoint_path(id);
-                let info = ImageFile::open(&path, Some(id))
+                let info = self
+                    .open_image(id)
                     .and_then(|f| f.verify(false).map(|()| f.info()));
                 CheckpointListing { id, path, info }
             })
@@ -359,7 +363,7 @@ impl CheckpointStore {
             let file = verified
                 .entry(cur)
                 .or_insert_with(|| {
-                    ImageFile::open(&self.checkpoint_path(cur), Some(cur))
+                    self.open_image(cur)
                         .and_then(|f| f.verify(false).map(|()| Arc::new(f)))
                         .map_err(|e| e.to_string())
                 })
@@ -388,9 +392,7 @@ impl CheckpointStore {
         let mut problems = Vec::new();
         let mut parents = HashMap::new();
         for &id in &ids {
-            match ImageFile::open(&self.checkpoint_path(id), Some(id))
-                .and_then(|f| f.verify(true).map(|()| f))
-            {
+            match self.open_image(id).and_then(|f| f.verify(true).map(|()| f)) {
                 Ok(f) => {
                     parents.insert(id, f.header.parent);
                 }

@@ -1,10 +1,18 @@
-//! Writing one checkpoint file: check the request against the caps the
-//! reader enforces, then stream sections, compressed page blocks and the
-//! table of contents into an open (temporary) file, and write the header
-//! last. Committing the file is the store's job.
+//! Writing one checkpoint image: check the request against the caps the
+//! reader enforces, then stream it into any `Write + Seek` and write the
+//! header last. Committing a file is the store's job.
+//!
+//! ```text
+//!  NewCheckpoint ─ plan ─▶ Plan (sorted, merged, capped)
+//!                            │ write_planned (through a BufWriter)
+//!                            ▼
+//!  byte 0: placeholder ─ sections ─ blocks (read source, drop zero pages
+//!          (zeroes: not   in name   of a FULL, compress 256 pages)
+//!           an image)     order     ─ TOC ─ seek 0: the real header
+//! ```
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -17,13 +25,40 @@ use crate::format::{
     ZSTD_LEVEL, page_count,
 };
 use crate::image::read_full_at;
-use crate::{NewCheckpoint, PageRun};
+use crate::{CheckpointInfo, NewCheckpoint, PageRun};
+
+/// Buffers the small writes (sections, the TOC, blocks of a few pages);
+/// a block larger than this goes straight through.
+const WRITE_BUFFER: usize = 256 << 10;
+
+/// How `write_image_to`'s errors name its output.
+const STREAM_NAME: &str = "the image stream";
+
+/// Writes checkpoint `ckpt` as one image into `out`, from its byte 0: a
+/// placeholder header, the sections, the compressed page blocks and the
+/// table of contents, then the real header at offset 0, so the bytes are
+/// an image only once everything is in place. `out` should be empty (bytes
+/// past the image are not cut off); on success it is positioned at the
+/// image's end, flushed but not synced (that is the caller's job).
+///
+/// The request is checked against the caps exactly as
+/// `CheckpointStore::write` checks it (and a parent must be older than the
+/// checkpoint), so nothing is written that a reader would refuse. A FULL
+/// checkpoint (no parent) skips all-zero pages.
+pub fn write_image_to<W: Write + Seek>(
+    out: &mut W,
+    ckpt: &NewCheckpoint,
+) -> Result<CheckpointInfo, CheckpointWriteError> {
+    let plan = plan(ckpt)?;
+    write_planned(out, Path::new(STREAM_NAME), &plan).map(|h| h.info())
+}
 
 static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 
 /// A checked request: sections sorted by name, memories by index, each
 /// memory's dirty runs sorted, merged and within its size.
 pub struct Plan<'a> {
+    who: Identity,
     sections: Vec<(&'a str, &'a [u8])>,
     memories: Vec<PlannedMemory<'a>>,
     /// Pages named by the dirty runs, after merging.
@@ -44,6 +79,14 @@ fn invalid(what: String) -> CheckpointWriteError {
 /// Checks a request against the caps, so nothing is written that the
 /// reader would refuse.
 pub fn plan(ckpt: &NewCheckpoint) -> Result<Plan<'_>, CheckpointWriteError> {
+    if let Some(parent) = ckpt.parent
+        && parent >= ckpt.id
+    {
+        return Err(CheckpointWriteError::ParentNotOlder {
+            id: ckpt.id,
+            parent,
+        });
+    }
     if ckpt.sections.len() > MAX_SECTIONS {
         return Err(invalid(format!(
             "it has {} sections, over the cap of {MAX_SECTIONS}",
@@ -126,6 +169,12 @@ pub fn plan(ckpt: &NewCheckpoint) -> Result<Plan<'_>, CheckpointWriteError> {
         return Err(invalid(format!("memory {} appears twice", w[0].index)));
     }
     Ok(Plan {
+        who: Identity {
+            id: ckpt.id,
+            parent: ckpt.parent,
+            created_unix_ns: ckpt.created_unix_ns,
+            pause_us: ckpt.pause_us,
+        },
         sections,
         memories,
         dirty_pages,
@@ -133,46 +182,51 @@ pub fn plan(ckpt: &NewCheckpoint) -> Result<Plan<'_>, CheckpointWriteError> {
 }
 
 /// What the header needs besides what the writer computes.
-pub struct Identity {
-    pub id: u64,
-    pub parent: Option<u64>,
-    pub created_unix_ns: u64,
-    pub pause_us: u64,
+struct Identity {
+    id: u64,
+    parent: Option<u64>,
+    created_unix_ns: u64,
+    pause_us: u64,
 }
 
-/// Writes the whole checkpoint into `file` (empty, at `path`) and syncs
-/// it. A FULL checkpoint (no parent) skips all-zero pages.
-pub fn write_image(
-    file: &File,
-    path: &Path,
-    who: Identity,
+/// Writes a planned checkpoint into `out` from its byte 0 and flushes it;
+/// `name` names `out` in errors. Returns the header written.
+pub fn write_planned<W: Write + Seek + ?Sized>(
+    out: &mut W,
+    name: &Path,
     plan: &Plan<'_>,
 ) -> Result<Header, CheckpointWriteError> {
     let werr = |source| CheckpointWriteError::Write {
-        path: path.to_path_buf(),
+        path: name.to_path_buf(),
         source,
     };
+    let who = &plan.who;
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, out);
+    out.seek(SeekFrom::Start(0)).map_err(werr)?;
+    // Zeroes have no magic number: until the real header replaces them,
+    // the bytes are not an image.
+    out.write_all(&[0u8; HEADER_SIZE]).map_err(werr)?;
     let skip_zero = who.parent.is_none();
     let mut pos = HEADER_SIZE as u64;
     let mut toc = Toc::default();
 
-    let mut section_bytes = Vec::new();
+    let mut section_bytes = 0u64;
     for (name, bytes) in &plan.sections {
         let len = bytes.len() as u64;
         toc.sections.push(SectionEntry {
             name: name.to_string(),
-            offset: pos + section_bytes.len() as u64,
+            offset: pos,
             len,
             checksum: xxh3_64(bytes),
         });
-        section_bytes.extend_from_slice(bytes);
+        out.write_all(bytes).map_err(werr)?;
+        pos += len;
+        section_bytes += len;
     }
-    file.write_all_at(&section_bytes, pos).map_err(werr)?;
-    pos += section_bytes.len() as u64;
 
     let mut blocks = BlockWriter {
-        file,
-        path,
+        out: &mut out,
+        name,
         compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)
             .map_err(|source| CheckpointWriteError::Compressor { source })?,
         plain: vec![0u8; BLOCK_BYTES],
@@ -214,14 +268,16 @@ pub fn write_image(
             "its page index is over the cap of {MAX_TOC_BYTES} bytes"
         )));
     }
-    file.write_all_at(&toc_bytes, pos).map_err(werr)?;
+    out.write_all(&toc_bytes).map_err(werr)?;
     let header = Header {
         id: who.id,
         parent: who.parent,
         created_unix_ns: who.created_unix_ns,
         pause_us: who.pause_us,
         dirty_pages: plan.dirty_pages,
-        bytes_uncompressed: (HEADER_SIZE + section_bytes.len() + toc_bytes.len()) as u64
+        bytes_uncompressed: HEADER_SIZE as u64
+            + section_bytes
+            + toc_bytes.len() as u64
             + stored_pages * PAGE_SIZE as u64,
         file_size: pos + toc_bytes.len() as u64,
         toc_offset: pos,
@@ -233,15 +289,19 @@ pub fn write_image(
             "the image would be over the cap of {MAX_FILE_BYTES} bytes"
         )));
     }
-    file.write_all_at(&header.encode(), 0).map_err(werr)?;
-    file.sync_all().map_err(werr)?;
+    // Everything the header points to is written (BufWriter::seek flushes
+    // first); now the header, and back to the end.
+    out.seek(SeekFrom::Start(0)).map_err(werr)?;
+    out.write_all(&header.encode()).map_err(werr)?;
+    out.seek(SeekFrom::Start(header.file_size)).map_err(werr)?;
+    out.flush().map_err(werr)?;
     Ok(header)
 }
 
 /// Gathers pages into a block, compresses and appends it.
-struct BlockWriter<'f> {
-    file: &'f File,
-    path: &'f Path,
+struct BlockWriter<'f, W: Write> {
+    out: &'f mut W,
+    name: &'f Path,
     compressor: zstd::bulk::Compressor<'static>,
     plain: Vec<u8>,
     compressed: Vec<u8>,
@@ -253,7 +313,7 @@ struct BlockWriter<'f> {
     stored_pages: u64,
 }
 
-impl BlockWriter<'_> {
+impl<W: Write> BlockWriter<'_, W> {
     /// Reads pages `first..first + count` of `m` into the block (which has
     /// room for them), dropping all-zero pages if `skip_zero`.
     fn read_pages(
@@ -313,10 +373,10 @@ impl BlockWriter<'_> {
             .map_err(|source| CheckpointWriteError::Compress { memory, source })?;
         let len = self.compressed.len();
         debug_assert!(len <= MAX_BLOCK_COMPRESSED);
-        self.file
-            .write_all_at(&self.compressed, self.pos)
+        self.out
+            .write_all(&self.compressed)
             .map_err(|source| CheckpointWriteError::Write {
-                path: self.path.to_path_buf(),
+                path: self.name.to_path_buf(),
                 source,
             })?;
         let entry = BlockEntry {

@@ -10,3 +10,4 @@ mod fixture;
 mod retention;
 mod round_trip;
 mod speed;
+mod streams;
