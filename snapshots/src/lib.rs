@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backend;
 mod error;
 mod format;
 mod image;
@@ -31,6 +32,7 @@ mod write;
 
 use std::fs::File;
 
+pub use backend::{LocalDir, StoreBackend, TempImage};
 pub use error::{CheckpointWriteError, ImageError, RestoreError, StoreError};
 pub use format::{
     BLOCK_PAGES, FORMAT_VERSION, MAX_FILE_BYTES, MAX_MEMORIES, MAX_MEMORY_BYTES, MAX_SECTION_BYTES,

@@ -1,16 +1,23 @@
-//! `CheckpointStore`: one process directory of checkpoint files. Naming,
-//! the commit protocol (temp file, fsync, rename, fsync the directory),
-//! chain resolution with fallback, retention and fsck.
+//! `CheckpointStore`: the checkpoint images of one process, in a
+//! `StoreBackend` (a local directory unless told otherwise). Naming, the
+//! write and commit sequence, chain resolution with fallback, retention
+//! and fsck.
+//!
+//! ```text
+//!  write ── checks (ids, parent) ── plan ── create_temp ── write_planned
+//!        ── sync ── commit ── (FULL) retain: drop chains before the
+//!                                     previous verifying FULL
+//!  load_latest ── newest id first: chain verifies? ── load it
+//!        └─ no: skipped (id, why), try the next older ── none: NoneUsable
+//! ```
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
+use crate::backend::{LocalDir, StoreBackend};
 use crate::error::{CheckpointWriteError, ImageError, RestoreError, StoreError};
 use crate::image::ImageFile;
 use crate::restore::{LoadedCheckpoint, RestoredMemory};
@@ -22,20 +29,13 @@ use crate::{CheckpointInfo, NewCheckpoint};
 const PREFIX: &str = "ckpt-";
 const SUFFIX: &str = ".phi";
 const ID_DIGITS: usize = 20;
-/// Temporary files are `.ckpt-<id>.<writer pid>.tmp`: hidden, and named
-/// after their writer so `open` removes only those whose writer is gone.
-const TEMP_PREFIX: &str = ".ckpt-";
-const TEMP_SUFFIX: &str = ".tmp";
-/// A temporary file this old is stale even if its writer's pid is alive
-/// (pids are reused; no write takes this long).
-const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
-/// The checkpoint files of one process directory.
+/// The checkpoint images of one process.
 #[derive(Debug)]
 pub struct CheckpointStore {
-    dir: PathBuf,
+    backend: Box<dyn StoreBackend>,
     /// Serialises writers sharing this store, so ids and retention see a
-    /// consistent directory.
+    /// consistent set of images.
     writing: Mutex<()>,
 }
 
@@ -81,83 +81,70 @@ impl CheckpointStore {
     /// Creates `dir` (and its parents) for a new process. Fails if it
     /// already holds checkpoints.
     pub fn create(dir: &Path) -> Result<Self, StoreError> {
-        fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        if let Some(parent) = dir.parent() {
-            // Make the new directory's entry durable; best effort, as
-            // some filesystems refuse to sync directories.
-            let _ = File::open(parent).and_then(|d| d.sync_all());
-        }
-        let store = Self::at(dir);
+        let store = Self::from_backend(Box::new(LocalDir::create(dir)?));
         if !store.scan()?.is_empty() {
             return Err(StoreError::NotEmpty {
                 path: dir.to_path_buf(),
             });
         }
-        store.remove_stale_temps();
+        store.backend.remove_stale_temps();
         Ok(store)
     }
 
     /// Opens an existing process directory and removes temporary files
     /// left by writers that died.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        if !dir.is_dir() {
-            return Err(StoreError::Missing {
-                path: dir.to_path_buf(),
-            });
-        }
-        let store = Self::at(dir);
-        store.remove_stale_temps();
-        Ok(store)
+        Ok(Self::with_backend(Box::new(LocalDir::open(dir)?)))
     }
 
-    fn at(dir: &Path) -> Self {
+    /// A store whose images live in `backend`. Like `open`, it removes
+    /// temporaries left by writers that died.
+    pub fn with_backend(backend: Box<dyn StoreBackend>) -> Self {
+        let store = Self::from_backend(backend);
+        store.backend.remove_stale_temps();
+        store
+    }
+
+    fn from_backend(backend: Box<dyn StoreBackend>) -> Self {
         CheckpointStore {
-            dir: dir.to_path_buf(),
+            backend,
             writing: Mutex::new(()),
         }
     }
 
+    /// Where the images live: a local store's directory (another backend's
+    /// `location`).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.backend.location()
     }
 
-    /// Where checkpoint `id` lives (whether or not it exists).
+    pub fn backend(&self) -> &dyn StoreBackend {
+        &*self.backend
+    }
+
+    /// Where checkpoint `id` lives (whether or not it exists): its file in
+    /// a local store (how another backend names it).
     pub fn checkpoint_path(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("{PREFIX}{id:0ID_DIGITS$}{SUFFIX}"))
-    }
-
-    fn temp_path(&self, id: u64) -> PathBuf {
-        self.dir.join(format!(
-            "{TEMP_PREFIX}{id:0ID_DIGITS$}.{}{TEMP_SUFFIX}",
-            std::process::id()
-        ))
+        self.backend.path_of(&checkpoint_name(id))
     }
 
     fn open_image(&self, id: u64) -> Result<ImageFile, ImageError> {
-        let path = self.checkpoint_path(id);
-        let file = File::open(&path).map_err(|source| ImageError::Io {
+        let name = checkpoint_name(id);
+        let path = self.backend.path_of(&name);
+        let source = self.backend.open(&name).map_err(|source| ImageError::Io {
             path: path.clone(),
             source,
         })?;
-        ImageFile::open(Box::new(file), path, Some(id))
+        ImageFile::open(source, path, Some(id))
     }
 
-    /// Ids of the checkpoint files present, oldest first.
+    /// Ids of the checkpoint images present, oldest first.
     fn scan(&self) -> Result<Vec<u64>, StoreError> {
-        let rd = |source| StoreError::ReadDir {
-            path: self.dir.clone(),
+        let names = self.backend.list().map_err(|source| StoreError::ReadDir {
+            path: self.dir().to_path_buf(),
             source,
-        };
-        let mut ids = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(rd)? {
-            let entry = entry.map_err(rd)?;
-            if let Some(id) = entry.file_name().to_str().and_then(parse_name) {
-                ids.push(id);
-            }
-        }
+        })?;
+        let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_name(n)).collect();
         ids.sort_unstable();
         Ok(ids)
     }
@@ -167,11 +154,12 @@ impl CheckpointStore {
         self.scan().ok()?.last().copied()
     }
 
-    /// Writes and atomically commits one checkpoint: a temporary file in
-    /// the same directory is written and synced, renamed to its final name,
-    /// and the directory synced. A crash at any point leaves the previous
-    /// checkpoints as they were. After a FULL checkpoint, chains older than
-    /// the previous full one are deleted.
+    /// Writes and atomically commits one checkpoint: a temporary image is
+    /// written and synced, then committed under its final name (local: a
+    /// temporary file in the same directory, fsync, rename, fsync the
+    /// directory). A crash at any point leaves the previous checkpoints as
+    /// they were. After a FULL checkpoint, chains older than the previous
+    /// full one are deleted.
     pub fn write(&self, ckpt: &NewCheckpoint) -> Result<CheckpointInfo, CheckpointWriteError> {
         let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let ids = self.scan()?;
@@ -197,51 +185,27 @@ impl CheckpointStore {
                 .map_err(|source| CheckpointWriteError::BadParent { parent, source })?;
         }
         let plan = plan(ckpt)?;
-        let tmp = self.temp_path(ckpt.id);
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|source| CheckpointWriteError::Write {
-                path: tmp.clone(),
-                source,
-            })?;
-        let mut file = file;
-        let header = match write_planned(&mut file, &tmp, &plan).and_then(|h| {
-            file.sync_all()
-                .map_err(|source| CheckpointWriteError::Write {
-                    path: tmp.clone(),
-                    source,
-                })?;
-            Ok(h)
-        }) {
-            Ok(h) => h,
-            Err(e) => {
-                drop(file);
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        drop(file);
-        let path = self.checkpoint_path(ckpt.id);
-        if let Err(source) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(CheckpointWriteError::Commit { path, source });
-        }
-        // The rename is durable only once the directory is synced; until
-        // then a crash leaves either the old or the new state, both valid.
-        sync_dir(&self.dir).map_err(|source| CheckpointWriteError::Commit {
+        let name = checkpoint_name(ckpt.id);
+        let path = self.backend.path_of(&name);
+        let werr = |source| CheckpointWriteError::Write {
             path: path.clone(),
             source,
-        })?;
-        let info = header.info();
+        };
+        // On any error below, dropping the temporary removes it.
+        let mut temp = self.backend.create_temp(&name).map_err(werr)?;
+        let header = write_planned(&mut *temp, &path, &plan)?;
+        temp.sync().map_err(werr)?;
+        temp.commit()
+            .map_err(|source| CheckpointWriteError::Commit {
+                path: path.clone(),
+                source,
+            })?;
         if ckpt.parent.is_none() {
-            // The checkpoint is committed whatever happens here; a file
+            // The checkpoint is committed whatever happens here; an image
             // that could not be deleted is retried after the next full one.
             let _ = self.retain(ckpt.id);
         }
-        Ok(info)
+        Ok(header.info())
     }
 
     /// Retention after FULL checkpoint `full` committed: keep it and the
@@ -259,10 +223,10 @@ impl CheckpointStore {
         // Newest first, so a crash part way leaves whole chains behind.
         let mut removed = false;
         for &id in ids.iter().rev().filter(|&&id| id < keep_from) {
-            removed |= fs::remove_file(self.checkpoint_path(id)).is_ok();
+            removed |= self.backend.remove(&checkpoint_name(id)).is_ok();
         }
         if removed {
-            let _ = sync_dir(&self.dir);
+            let _ = self.backend.sync_removals();
         }
         Ok(())
     }
@@ -290,7 +254,7 @@ impl CheckpointStore {
         let ids = self.scan()?;
         if ids.is_empty() {
             return Err(RestoreError::NoCheckpoints {
-                dir: self.dir.clone(),
+                dir: self.dir().to_path_buf(),
             });
         }
         let mut verified = HashMap::new();
@@ -338,7 +302,7 @@ impl CheckpointStore {
             });
         }
         Err(RestoreError::NoneUsable {
-            dir: self.dir.clone(),
+            dir: self.dir().to_path_buf(),
             reasons: skipped,
         })
     }
@@ -431,46 +395,11 @@ impl CheckpointStore {
             problems,
         })
     }
-
-    /// Removes temporary files whose writer is gone. Errors are ignored:
-    /// temporary files are never read, so one left behind is harmless.
-    fn remove_stale_temps(&self) {
-        let Ok(rd) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in rd.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(middle) = name
-                .strip_prefix(TEMP_PREFIX)
-                .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
-            else {
-                continue;
-            };
-            let pid = middle
-                .rsplit_once('.')
-                .and_then(|(_, pid)| pid.parse::<u32>().ok());
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .is_some_and(|age| age > STALE_TEMP_AGE);
-            if old || !pid.is_some_and(writer_alive) {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
 }
 
-/// Whether a temporary file's writer may still be writing it.
-fn writer_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    let proc = Path::new("/proc");
-    // Without /proc we cannot tell; keep the file until it is old.
-    !proc.is_dir() || proc.join(pid.to_string()).exists()
+/// The name of checkpoint `id`'s image.
+fn checkpoint_name(id: u64) -> String {
+    format!("{PREFIX}{id:0ID_DIGITS$}{SUFFIX}")
 }
 
 /// The id a checkpoint file name encodes, if it is one.
@@ -482,17 +411,13 @@ fn parse_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn names_round_trip() {
-        let store = CheckpointStore::at(Path::new("/x"));
+        let store = CheckpointStore::from_backend(Box::new(LocalDir::new("/x")));
         for id in [0, 1, 42, u64::MAX] {
             let path = store.checkpoint_path(id);
             assert_eq!(

@@ -4,7 +4,9 @@
 
 use std::fs;
 
-use phantom_snapshots::{CheckpointStore, RestoreError};
+use std::io::Write;
+
+use phantom_snapshots::{CheckpointStore, LocalDir, RestoreError, StoreBackend};
 
 use super::common::*;
 
@@ -215,4 +217,35 @@ fn write_failing_mid_stream_leaves_previous_intact() {
             .contains("the parent checkpoint 3 is unreadable"),
         "{err}"
     );
+}
+
+#[test]
+fn local_temp_is_invisible_until_commit_and_removed_if_dropped() {
+    let (_dir, store) = store();
+    let models = small_chain(&store);
+    let newest = fs::read(store.checkpoint_path(3)).unwrap();
+    let local = LocalDir::new(store.dir());
+    let name = "ckpt-00000000000000000004.phi";
+    // A whole, valid image written but not committed: not a checkpoint.
+    let mut temp = local.create_temp(name).unwrap();
+    temp.write_all(&newest).unwrap();
+    temp.sync().unwrap();
+    let temp_name = format!(".ckpt-00000000000000000004.{}.tmp", std::process::id());
+    assert!(entries(store.dir()).contains(&temp_name));
+    assert_eq!(store.latest_id(), Some(3));
+    assert_eq!(store.load_latest().unwrap().info.id, 3);
+    // A second writer of the same id in this process does not clobber it.
+    assert!(local.create_temp(name).is_err());
+    drop(temp);
+    assert_eq!(entries(store.dir()).len(), 3, "{:?}", entries(store.dir()));
+    // Committed, it is there under its name (its header says 3: refused
+    // and skipped, never trusted).
+    let mut temp = local.create_temp(name).unwrap();
+    temp.write_all(&newest).unwrap();
+    temp.commit().unwrap();
+    assert!(entries(store.dir()).contains(&name.to_string()));
+    let loaded = store.load_latest().unwrap();
+    assert_eq!(loaded.info.id, 3);
+    assert!(loaded.skipped[0].1.contains("its name says checkpoint 4"));
+    assert_restores(&loaded, &models[3]);
 }
