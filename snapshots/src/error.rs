@@ -91,7 +91,8 @@ pub enum RestoreError {
     #[error("no checkpoint in {} can be restored: {}", dir.display(), list_reasons(reasons))]
     NoneUsable {
         dir: PathBuf,
-        /// Each checkpoint tried, newest first, with why it was unusable.
+        /// Each checkpoint tried, newest first, with why it was unusable
+        /// or why `restore_newest`'s `accept` refused it.
         reasons: Vec<(u64, String)>,
     },
 }

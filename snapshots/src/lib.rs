@@ -39,7 +39,7 @@ pub use format::{
     MAX_SECTION_NAME, MAX_SECTIONS, MAX_SECTIONS_TOTAL, MAX_TOC_BYTES, PAGE_SIZE,
 };
 pub use image::{ImageReader, ImageSource, read_image_from};
-pub use restore::{LoadedCheckpoint, PageReader, RestoredMemory};
+pub use restore::{LoadedCheckpoint, PageReader, Restored, RestoredMemory};
 pub use store::{CheckpointListing, CheckpointStore, FsckProblem, FsckReport};
 pub use write::write_image_to;
 

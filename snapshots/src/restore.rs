@@ -13,7 +13,19 @@ use crate::CheckpointInfo;
 use crate::format::{BLOCK_BYTES, PAGE_SIZE, page_count};
 use crate::image::{BlockDecompressor, ImageFile, block_name};
 
-/// The newest checkpoint whose whole chain verified.
+/// What `CheckpointStore::restore_newest` returns: the value `accept`
+/// made of the first checkpoint it accepted.
+#[derive(Debug)]
+pub struct Restored<R> {
+    pub value: R,
+    pub info: CheckpointInfo,
+    /// Newer checkpoints that were skipped, newest first, with why:
+    /// unusable, or refused by `accept` (its reason).
+    pub skipped: Vec<(u64, String)>,
+}
+
+/// A checkpoint whose whole chain verified: the newest such from
+/// `load_latest`, or a candidate handed to `restore_newest`'s `accept`.
 #[derive(Debug)]
 pub struct LoadedCheckpoint {
     pub info: CheckpointInfo,
@@ -25,8 +37,8 @@ pub struct LoadedCheckpoint {
     pub skipped: Vec<(u64, String)>,
 }
 
-/// One memory of a loaded checkpoint.
-#[derive(Debug)]
+/// One memory of a loaded checkpoint. Clones share the image files.
+#[derive(Clone, Debug)]
 pub struct RestoredMemory {
     pub index: u32,
     pub size_bytes: u64,

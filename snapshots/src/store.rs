@@ -7,8 +7,9 @@
 //!  write ── checks (ids, parent) ── plan ── create_temp ── write_planned
 //!        ── sync ── commit ── (FULL) retain: drop chains before the
 //!                                     previous verifying FULL
-//!  load_latest ── newest id first: chain verifies? ── load it
+//!  restore_newest(accept) ── newest id first: chain verifies? ── accept?
 //!        └─ no: skipped (id, why), try the next older ── none: NoneUsable
+//!  load_latest = restore_newest accepting every candidate
 //! ```
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use thiserror::Error;
 use crate::backend::{LocalDir, StoreBackend};
 use crate::error::{CheckpointWriteError, ImageError, RestoreError, StoreError};
 use crate::image::ImageFile;
-use crate::restore::{LoadedCheckpoint, RestoredMemory};
+use crate::restore::{LoadedCheckpoint, Restored, RestoredMemory};
 use crate::write::{plan, write_planned};
 use crate::{CheckpointInfo, NewCheckpoint};
 
@@ -249,8 +250,35 @@ impl CheckpointStore {
     }
 
     /// Loads the newest checkpoint whose whole chain (back to its full
-    /// base) verifies, and says which newer ones were skipped and why.
+    /// base) verifies, and says which newer ones were skipped and why:
+    /// `restore_newest` accepting every candidate.
     pub fn load_latest(&self) -> Result<LoadedCheckpoint, RestoreError> {
+        self.restore_with(|_| Ok(())).map(|(_, loaded)| loaded)
+    }
+
+    /// Tries checkpoints newest first; each whose whole chain verifies is
+    /// handed to `accept`; the first it accepts wins. A refusal
+    /// (`Err(reason)`) is recorded in `skipped` like a corrupt file and the
+    /// next older candidate is tried. `accept` can keep what it needs of
+    /// the candidate in its value (`RestoredMemory` clones share the
+    /// images).
+    pub fn restore_newest<R>(
+        &self,
+        accept: impl FnMut(&LoadedCheckpoint) -> Result<R, String>,
+    ) -> Result<Restored<R>, RestoreError> {
+        self.restore_with(accept).map(|(value, loaded)| Restored {
+            value,
+            info: loaded.info,
+            skipped: loaded.skipped,
+        })
+    }
+
+    /// The fallback loop behind `load_latest` and `restore_newest`: the
+    /// accepted value and candidate, its `skipped` filled in.
+    fn restore_with<R>(
+        &self,
+        mut accept: impl FnMut(&LoadedCheckpoint) -> Result<R, String>,
+    ) -> Result<(R, LoadedCheckpoint), RestoreError> {
         let ids = self.scan()?;
         if ids.is_empty() {
             return Err(RestoreError::NoCheckpoints {
@@ -294,12 +322,20 @@ impl CheckpointStore {
                         .collect(),
                 })
                 .collect();
-            return Ok(LoadedCheckpoint {
+            // `accept` sees what was skipped so far.
+            let mut loaded = LoadedCheckpoint {
                 info: newest.info(),
                 sections,
                 memories,
-                skipped,
-            });
+                skipped: std::mem::take(&mut skipped),
+            };
+            match accept(&loaded) {
+                Ok(value) => return Ok((value, loaded)),
+                Err(why) => {
+                    skipped = std::mem::take(&mut loaded.skipped);
+                    skipped.push((id, why));
+                }
+            }
         }
         Err(RestoreError::NoneUsable {
             dir: self.dir().to_path_buf(),

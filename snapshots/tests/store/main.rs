@@ -1,6 +1,7 @@
 //! Integration tests of the image store, one module per feature. Every
 //! test checks the store against a naive in-memory model, page by page.
 
+mod acceptance;
 mod backend;
 mod bytes;
 mod caps;
