@@ -26,6 +26,7 @@ mod backend;
 mod error;
 mod format;
 mod image;
+pub mod raw;
 mod restore;
 mod store;
 mod write;

@@ -9,6 +9,7 @@ mod common;
 mod corruption;
 mod crash;
 mod fixture;
+mod raw;
 mod retention;
 mod round_trip;
 mod speed;
