@@ -1,5 +1,12 @@
 //! Typed errors, one per operation. Messages are sentences that name the
 //! file and what failed, and do not repeat their source.
+//!
+//! ```text
+//!  CheckpointStore::create / open ─────────▶ StoreError
+//!  CheckpointStore::write, write_image_to ─▶ CheckpointWriteError
+//!  restore_newest, load_latest ────────────▶ RestoreError (reasons per id)
+//!  one image: open, verify, read ──────────▶ ImageError (names the image)
+//! ```
 
 use std::io;
 use std::path::PathBuf;
@@ -29,8 +36,9 @@ pub enum StoreError {
     },
 }
 
-/// Writing or committing a checkpoint failed. The previous checkpoints are
-/// untouched and the temporary file is gone.
+/// Writing or committing a checkpoint failed. In a store, the previous
+/// checkpoints are untouched and the temporary is gone; a stream given to
+/// `write_image_to` holds a partial image, to be discarded.
 #[derive(Debug, Error)]
 pub enum CheckpointWriteError {
     #[error(transparent)]

@@ -1,23 +1,29 @@
-//! The Phantom image store: checkpoint files of page-addressed memory and
-//! small named state sections, one directory per persistent process. It
-//! knows nothing of wasmtime; the on-disk format is in DESIGN.md ("Image format").
+//! The Phantom image store: checkpoint images of page-addressed memory and
+//! small named state sections, one store (a directory, or any
+//! `StoreBackend`) per persistent process. It knows nothing of wasmtime;
+//! the format is in DESIGN.md ("Image format").
 //!
 //! ```text
-//!  NewCheckpoint ──────── write ────────▶ CheckpointStore (one process dir)
-//!   ├─ sections: (name, bytes)             │ ckpt-<id>.phi, each FULL (no
-//!   └─ MemoryDelta: size, dirty PageRuns,  │ parent) or DELTA of its parent;
-//!      source file                         │ temp file, fsync, rename, fsync dir
-//!                                          │
-//!  LoadedCheckpoint ◀──── load_latest ─────┘ newest chain that verifies
-//!   ├─ sections (of the newest file)
+//!  NewCheckpoint (owned, Send) ── write ──▶ CheckpointStore ── dyn StoreBackend
+//!   ├─ sections: (name, bytes)               │ ckpt-<id>.phi, each FULL     (LocalDir:
+//!   └─ MemoryDelta: size, dirty PageRuns,    │ (no parent) or DELTA of its   one dir)
+//!      source file                           │ parent; temp, sync, commit
+//!                                            │
+//!  Restored<R> / LoadedCheckpoint ◀─ restore_newest(accept) / load_latest
+//!   ├─ sections (of the newest file)           newest chain that verifies
 //!   └─ RestoredMemory ── write_into(dest) ──▶ pages, newest wins, block by block
 //!                     └─ page_reader() ───▶ PageReader::read_page(p): one page on demand
 //!
+//!  without a store: write_image_to(Write + Seek) / read_image_from(Read + Seek)
+//!                   ──▶ ImageReader (verify, sections, memories)
+//!
 //!  format.rs   header and table of contents, caps    (bytes ⇄ structs)
-//!  write.rs    check the request, stream blocks      (NewCheckpoint → file)
-//!  image.rs    open, verify and read one file        (file → checked parts)
-//!  store.rs    naming, commit, chains, retention, fsck
-//!  restore.rs  LoadedCheckpoint, RestoredMemory::write_into, PageReader
+//!  write.rs    check the request, stream it          (NewCheckpoint → Write + Seek)
+//!  image.rs    open, verify and read one image       (Read + Seek → checked parts)
+//!  backend.rs  where images live: StoreBackend, LocalDir
+//!  store.rs    naming, commit, chains, fallback, retention, fsck
+//!  restore.rs  LoadedCheckpoint, Restored, RestoredMemory::write_into, PageReader
+//!  raw.rs      parts ⇄ bytes with no checks, for fuzzing
 //! ```
 
 #![forbid(unsafe_code)]

@@ -1,7 +1,16 @@
-//! What `load_latest` returns: the newest usable checkpoint's sections and,
-//! per memory, the chain of files whose pages make it up. Pages are read
-//! block by block only when `write_into` copies them out, or one at a time,
-//! on demand, through a `PageReader` (lazy restore).
+//! What a restore returns: a usable checkpoint's sections and, per memory,
+//! the chain of images whose pages make it up. Pages are read block by
+//! block only when `write_into` copies them out, or one at a time, on
+//! demand, through a `PageReader` (lazy restore).
+//!
+//! ```text
+//!  RestoredMemory { layers: newest image first, each Arc<ImageFile> }
+//!   ├─ write_into(dest): layer by layer, block by block; a page already
+//!   │                    written by a newer layer is skipped (PageSet)
+//!   └─ page_reader() ──▶ PageReader: locate(p) = newest layer whose runs
+//!                        hold p (binary search) ─ read block, check,
+//!                        decompress ─ keep the last 4 blocks
+//! ```
 
 use std::collections::BTreeMap;
 use std::fs::File;
