@@ -3,5 +3,6 @@
 //! `COUNTER`, `KV`, `MEMTOUCH`, `MISBEHAVE`, `BAD_IMPORT`: absolute paths of
 //! the components in `target/guests/components/`; `ALL` maps every guest name
 //! to its path.
+#![forbid(unsafe_code)]
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));

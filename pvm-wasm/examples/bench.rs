@@ -1,6 +1,7 @@
 //! Native PVM speed: `cargo run -p pvm-wasm --release --example bench [N]`.
 //! Runs the benchmark class's call/field/allocation loop and its pure
 //! integer loop separately and prints bytecodes per second and GC stats.
+#![forbid(unsafe_code)]
 
 use pvm::bench::{BENCH_CLASS, bench_class_text_with};
 use pvm::{PvmProcess, VmConfig};

@@ -37,6 +37,7 @@
 //! assert_eq!(outcome, SliceOutcome::Finished { exit_code: 0 });
 //! assert_eq!(out, b"hello\n");
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod asm;
 pub mod bench;

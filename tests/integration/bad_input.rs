@@ -58,21 +58,16 @@ fn unsupported_import_is_named() {
 fn bad_arguments() {
     let data = data_dir();
     let missing = data.path().join("missing");
-    fails_with(
-        &run(&[
-            "spawn",
-            phantom_tests::COUNTER,
-            "--data",
-            s(&missing),
-            "--name",
-            "c",
-        ]),
-        "does not exist",
-    );
-    fails_with(
-        &run(&["run", "--data", s(&missing), "--for", "0.1"]),
-        "does not exist",
-    );
+    for command in [
+        &["run", "--data", s(&missing), "--for", "0.1"][..],
+        &["ps", "--data", s(&missing)],
+        &["fsck", "--data", s(&missing)],
+        &["checkpoint", "--data", s(&missing)],
+        &["checkpoints", "--data", s(&missing), "c"],
+    ] {
+        fails_with(&run(command), "does not exist");
+    }
+    assert!(!missing.exists(), "only spawn creates a data directory");
     fails_with(
         &run(&[
             "spawn",

@@ -78,11 +78,49 @@ fn ps_and_checkpoints_report_json() {
     );
 }
 
+/// `--help` lists exactly the commands, each with its one-line summary, and
+/// every command's own `--help` works.
 #[test]
 fn help_lists_the_commands() {
     let out = stdout(ok(&run(&["--help"])));
-    for c in ["spawn", "run", "ps", "checkpoints", "bench", "fsck"] {
-        assert!(out.contains(c), "--help lacks {c}");
+    let section = out
+        .split("Commands:")
+        .nth(1)
+        .expect("a Commands section")
+        .split("\n\n")
+        .next()
+        .unwrap();
+    let listed: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "spawn",
+            "run",
+            "ps",
+            "checkpoints",
+            "checkpoint",
+            "fsck",
+            "bench",
+            "pvm",
+            "help"
+        ],
+        "{out}"
+    );
+    for line in section
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("help"))
+    {
+        assert!(
+            line.split_whitespace().count() > 2,
+            "command without a summary: {line:?}"
+        );
+    }
+    for command in ["spawn", "run", "ps", "checkpoints", "checkpoint", "fsck"] {
+        let help = stdout(ok(&run(&[command, "--help"])));
+        assert!(help.contains("--data"), "{command} --help:\n{help}");
     }
 }
 

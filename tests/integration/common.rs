@@ -133,14 +133,12 @@ pub struct RunLog {
     pub committed: Vec<u64>,
 }
 
-fn leading_number(s: &str) -> u64 {
-    s.split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("a number")
+fn leading_number(s: &str) -> Option<u64> {
+    s.split_whitespace().next()?.parse().ok()
 }
 
-/// Parses a verbose run's log.
+/// Parses a verbose run's log. A log cut by `kill -9` may end in the middle
+/// of a line: only lines that ended (with `\n`) are read.
 pub fn parse_run_log(text: &str) -> RunLog {
     let mut run = RunLog {
         restored_from: 0,
@@ -148,20 +146,30 @@ pub fn parse_run_log(text: &str) -> RunLog {
         captured: Default::default(),
         committed: Vec::new(),
     };
-    for line in text.lines() {
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..end + 1],
+        None => "",
+    };
+    for line in whole.lines() {
         if let Some(n) = line.strip_prefix("count=") {
-            run.counts.push(n.trim().parse().expect("count"));
+            run.counts.push(
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("a whole line with a bad count: {line:?}")),
+            );
         } else if let Some(rest) = line.strip_prefix("phantom: restored '") {
             if let Some((_, id)) = rest.split_once("' from checkpoint ") {
-                run.restored_from = leading_number(id);
+                run.restored_from = leading_number(id).unwrap_or(0);
             }
         } else if let Some(rest) = line.strip_prefix("phantom: captured checkpoint ") {
-            run.captured.insert(
-                leading_number(rest),
-                run.counts.last().copied().unwrap_or(0),
-            );
-        } else if let Some(rest) = line.strip_prefix("phantom: committed checkpoint ") {
-            run.committed.push(leading_number(rest));
+            if let Some(id) = leading_number(rest) {
+                run.captured
+                    .insert(id, run.counts.last().copied().unwrap_or(0));
+            }
+        } else if let Some(rest) = line.strip_prefix("phantom: committed checkpoint ")
+            && let Some(id) = leading_number(rest)
+        {
+            run.committed.push(id);
         }
     }
     run
@@ -204,4 +212,28 @@ pub fn fails_with(o: &Output, needle: &str) {
     let err = stderr(o);
     assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
     assert!(!err.contains("panicked"), "the host panicked:\n{err}");
+}
+
+#[test]
+fn run_log_parser_ignores_a_line_cut_by_the_kill() {
+    let whole = "phantom: restored 'c' from checkpoint 7 (restore #2)\n\
+                 count=5\n\
+                 phantom: captured checkpoint 8 of 'c' (3 dirty pages, pause 90 us)\n\
+                 phantom: committed checkpoint 8 of 'c'\n\
+                 count=6\n";
+    for cut in [
+        "",
+        "count=1",
+        "phantom: captured checkp",
+        "phantom: captured checkpoint ",
+        "phantom: restored 'c' from checkpoint 1",
+        "phantom: committed checkpoint 9",
+    ] {
+        let run = parse_run_log(&format!("{whole}{cut}"));
+        assert_eq!(run.restored_from, 7, "{cut:?}");
+        assert_eq!(run.counts, [5, 6], "{cut:?}");
+        assert_eq!(run.captured.get(&8), Some(&5), "{cut:?}");
+        assert_eq!(run.captured.len(), 1, "{cut:?}");
+        assert_eq!(run.committed, [8], "{cut:?}");
+    }
 }

@@ -2,8 +2,9 @@
 //! the same outputs as running k, checkpointing, restoring in a fresh host
 //! (a new runtime: new engine, new memories) and running N-k.
 
-use phantom_host::process::Process;
-use phantom_host::runtime::{Runtime, RuntimeConfig};
+use phantom_runtime::gate::Input;
+use phantom_runtime::process::{Process, SpawnRequest};
+use phantom_runtime::runtime::{Runtime, RuntimeConfig};
 
 use super::common::*;
 
@@ -22,36 +23,33 @@ fn runtime() -> Runtime {
 
 fn deliver(rt: &Runtime, p: &mut Process, lines: &[String], out: &mut Vec<u8>) {
     for l in lines {
-        assert!(p.push_line(l.clone()));
+        p.offer(Input::ConsoleLine(l.clone())).expect("queued");
         while let Some(o) = p.step(rt).expect("step") {
-            out.extend(o);
+            out.extend(phantom_runtime::exit::console_text(&o));
         }
     }
 }
 
-fn memory_bytes(p: &Process) -> Vec<Vec<u8>> {
-    p.memories()
-        .iter()
-        .map(|m| m.with_bytes(|b| b.to_vec()).unwrap())
-        .collect()
+fn memory_bytes(p: &mut Process) -> Vec<Vec<u8>> {
+    p.memory_bytes().unwrap()
+}
+
+fn memtouch(name: &str) -> SpawnRequest {
+    SpawnRequest {
+        name: name.into(),
+        args: vec!["--mib".into(), "4".into()],
+        files: vec![],
+    }
 }
 
 fn straight(events: &[String]) -> (Vec<u8>, Vec<Vec<u8>>) {
     let data = data_dir();
-    let mut rt = runtime();
+    let rt = runtime();
     let bytes = std::fs::read(phantom_tests::MEMTOUCH).unwrap();
-    let (mut p, _) = Process::spawn(
-        &mut rt,
-        &bytes,
-        data.path(),
-        "m",
-        vec!["--mib".into(), "4".into()],
-        vec![],
-    )
-    .unwrap();
+    let (mut p, _) = Process::spawn(&rt, &bytes, data.path(), memtouch("m")).unwrap();
     let mut out = Vec::new();
     deliver(&rt, &mut p, events, &mut out);
-    (out, memory_bytes(&p))
+    (out, memory_bytes(&mut p))
 }
 
 fn split(events: &[String], k: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
@@ -59,26 +57,18 @@ fn split(events: &[String], k: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
     let bytes = std::fs::read(phantom_tests::MEMTOUCH).unwrap();
     let mut out = Vec::new();
     {
-        let mut rt = runtime();
-        let (mut p, _) = Process::spawn(
-            &mut rt,
-            &bytes,
-            data.path(),
-            "m",
-            vec!["--mib".into(), "4".into()],
-            vec![],
-        )
-        .unwrap();
+        let rt = runtime();
+        let (mut p, _) = Process::spawn(&rt, &bytes, data.path(), memtouch("m")).unwrap();
         deliver(&rt, &mut p, &events[..k], &mut out);
         p.checkpoint(&rt).unwrap();
         p.wait_for_write().unwrap().unwrap();
     }
-    let mut rt = runtime();
-    let (mut p, warnings) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+    let rt = runtime();
+    let (mut p, warnings) = Process::restore(&rt, &data.path().join("m")).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(p.state().restore_count, 1);
     deliver(&rt, &mut p, &events[k..], &mut out);
-    (out, memory_bytes(&p))
+    (out, memory_bytes(&mut p))
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! 1.1 x K x 4096 bytes plus a small constant for K dirty pages, and K
 //! follows what the guest touched, not the memory size.
 
-use phantom_host::process::Process;
-use phantom_host::runtime::{Runtime, RuntimeConfig};
+use phantom_runtime::gate::Input;
+use phantom_runtime::process::{Process, SpawnRequest};
+use phantom_runtime::runtime::{Runtime, RuntimeConfig};
 
 use super::common::*;
 
@@ -13,17 +14,14 @@ const SMALL_CONSTANT: u64 = 16 * 1024;
 #[test]
 fn checkpoint_bytes_follow_dirty_pages() {
     let data = data_dir();
-    let mut rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     let bytes = std::fs::read(phantom_tests::MEMTOUCH).unwrap();
-    let (mut p, _) = Process::spawn(
-        &mut rt,
-        &bytes,
-        data.path(),
-        "m",
-        vec!["--mib".into(), "64".into()],
-        vec![],
-    )
-    .unwrap();
+    let request = SpawnRequest {
+        name: "m".into(),
+        args: vec!["--mib".into(), "64".into()],
+        files: vec![],
+    };
+    let (mut p, _) = Process::spawn(&rt, &bytes, data.path(), request).unwrap();
     let full = p.last_committed().unwrap().clone();
     assert!(
         full.parent.is_none(),
@@ -31,7 +29,8 @@ fn checkpoint_bytes_follow_dirty_pages() {
     );
     for touched in [0u64, 1, 10, 100, 1000] {
         if touched > 0 {
-            p.push_line(format!("touch {touched} {touched}"));
+            p.offer(Input::ConsoleLine(format!("touch {touched} {touched}")))
+                .unwrap();
             p.step(&rt).unwrap().unwrap();
         }
         let report = p.checkpoint(&rt).unwrap();

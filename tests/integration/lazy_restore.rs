@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use phantom_host::process::Process;
-use phantom_host::runtime::{RestoreMode, Runtime, RuntimeConfig};
+use phantom_runtime::gate::Input;
+use phantom_runtime::process::{Process, SpawnRequest};
+use phantom_runtime::runtime::{RestoreMode, Runtime, RuntimeConfig};
 
 use super::common::*;
 
@@ -20,19 +21,16 @@ fn runtime(restore: RestoreMode) -> Runtime {
 }
 
 fn say(rt: &Runtime, p: &mut Process, line: &str) -> String {
-    assert!(p.push_line(line.into()));
+    p.offer(Input::ConsoleLine(line.into())).expect("queued");
     let mut out = Vec::new();
     while let Some(o) = p.step(rt).expect("step") {
-        out.extend(o);
+        out.extend(phantom_runtime::exit::console_text(&o));
     }
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn memory_bytes(p: &Process) -> Vec<Vec<u8>> {
-    p.memories()
-        .iter()
-        .map(|m| m.with_bytes(|b| b.to_vec()).unwrap())
-        .collect()
+fn memory_bytes(p: &mut Process) -> Vec<Vec<u8>> {
+    p.memory_bytes().unwrap()
 }
 
 #[track_caller]
@@ -50,41 +48,37 @@ fn assert_same(want: &[Vec<u8>], got: &[Vec<u8>], what: &str) {
 /// Spawns memtouch with every page of its buffer written and checkpointed;
 /// returns its memory bytes and its `sum` as the straight run saw them.
 fn spawn_touched(data: &Path) -> (Vec<Vec<u8>>, String) {
-    let mut rt = runtime(RestoreMode::Lazy);
+    let rt = runtime(RestoreMode::Lazy);
     let bytes = std::fs::read(phantom_tests::MEMTOUCH).unwrap();
-    let (mut p, _) = Process::spawn(
-        &mut rt,
-        &bytes,
-        data,
-        "m",
-        vec!["--mib".into(), MIB.to_string()],
-        vec![],
-    )
-    .unwrap();
+    let request = SpawnRequest {
+        name: "m".into(),
+        args: vec!["--mib".into(), MIB.to_string()],
+        files: vec![],
+    };
+    let (mut p, _) = Process::spawn(&rt, &bytes, data, request).unwrap();
     say(&rt, &mut p, &format!("touch {} 5", MIB << 8));
     let sum = say(&rt, &mut p, "sum");
     assert!(sum.starts_with("sum="), "{sum}");
     p.checkpoint(&rt).unwrap();
     p.wait_for_write().unwrap().unwrap();
-    (memory_bytes(&p), sum)
+    (memory_bytes(&mut p), sum)
 }
 
 #[test]
 fn lazily_restored_memory_reads_back_every_page_and_stays_clean() {
     let data = data_dir();
     let (want, sum) = spawn_touched(data.path());
-    let mut rt = runtime(RestoreMode::LazyNoPrefetch);
-    let (mut p, warnings) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+    let rt = runtime(RestoreMode::LazyNoPrefetch);
+    let (mut p, warnings) = Process::restore(&rt, &data.path().join("m")).unwrap();
     if warnings.iter().any(|w| w.contains("restoring eagerly")) {
         eprintln!("skipped: {warnings:?}");
         return;
     }
     assert!(warnings.is_empty(), "{warnings:?}");
-    let memory = &p.memories()[0];
-    let stats = memory.lazy_stats().expect("restored lazily");
+    let stats = p.lazy_stats()[0].expect("restored lazily");
     // Only the pages wasmtime's data segments touched are in the memfd yet.
-    let allocated = memory.file_allocated_bytes().unwrap();
-    let size = memory.size() as u64;
+    let allocated = p.memory_file_bytes().unwrap()[0];
+    let size = p.memory_sizes()[0] as u64;
     assert!(
         allocated < size / 4,
         "{allocated} of {size} bytes filled right after the restore: not lazy ({stats:?})"
@@ -93,9 +87,9 @@ fn lazily_restored_memory_reads_back_every_page_and_stays_clean() {
     assert!(stats.faulted > 0, "data segments fault: {stats:?}");
     assert!(!stats.complete);
     // Reading every page faults each one in: the bytes are the image's.
-    assert_same(&want, &memory_bytes(&p), "after a lazy restore");
-    p.memories()[0].wait_filled().unwrap();
-    let stats = p.memories()[0].lazy_stats().unwrap();
+    assert_same(&want, &memory_bytes(&mut p), "after a lazy restore");
+    p.wait_filled().unwrap();
+    let stats = p.lazy_stats()[0].unwrap();
     assert_eq!(stats.faulted, stats.pages, "{stats:?}");
     assert!(stats.complete, "{stats:?}");
     // Pages filled on a fault map the memfd: nothing is dirty.
@@ -109,8 +103,8 @@ fn lazily_restored_memory_reads_back_every_page_and_stays_clean() {
 fn guest_runs_on_a_lazily_restored_memory() {
     let data = data_dir();
     let (_, sum) = spawn_touched(data.path());
-    let mut rt = runtime(RestoreMode::LazyNoPrefetch);
-    let (mut p, _) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+    let rt = runtime(RestoreMode::LazyNoPrefetch);
+    let (mut p, _) = Process::restore(&rt, &data.path().join("m")).unwrap();
     // The guest's own accesses fault the pages in (its `sum` reads them all).
     assert_eq!(say(&rt, &mut p, "sum"), sum);
     // Its writes are dirty as usual: one page per touch, plus its stack.
@@ -129,8 +123,8 @@ fn full_checkpoint_right_after_a_lazy_restore_is_complete() {
     let data = data_dir();
     let (want, sum) = spawn_touched(data.path());
     {
-        let mut rt = runtime(RestoreMode::LazyNoPrefetch);
-        let (mut p, _) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+        let rt = runtime(RestoreMode::LazyNoPrefetch);
+        let (mut p, _) = Process::restore(&rt, &data.path().join("m")).unwrap();
         p.require_full();
         let report = p.checkpoint(&rt).unwrap();
         assert!(report.full);
@@ -138,13 +132,17 @@ fn full_checkpoint_right_after_a_lazy_restore_is_complete() {
     }
     // Restore the full image eagerly and lazily: both read the original.
     for mode in [RestoreMode::Eager, RestoreMode::Lazy] {
-        let mut rt = runtime(mode);
-        let (mut p, _) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
+        let rt = runtime(mode);
+        let (mut p, _) = Process::restore(&rt, &data.path().join("m")).unwrap();
         assert!(
             p.last_committed().unwrap().parent.is_none(),
             "restored the full image"
         );
-        assert_same(&want, &memory_bytes(&p), &format!("{mode:?} after full"));
+        assert_same(
+            &want,
+            &memory_bytes(&mut p),
+            &format!("{mode:?} after full"),
+        );
         assert_eq!(say(&rt, &mut p, "sum"), sum);
     }
 }
@@ -153,15 +151,15 @@ fn full_checkpoint_right_after_a_lazy_restore_is_complete() {
 fn prefetch_fills_the_whole_memory() {
     let data = data_dir();
     let (want, _) = spawn_touched(data.path());
-    let mut rt = runtime(RestoreMode::Lazy);
-    let (p, _) = Process::restore(&mut rt, &data.path().join("m")).unwrap();
-    for m in p.memories() {
-        m.wait_filled().unwrap();
-        let stats = m.lazy_stats().unwrap();
+    let rt = runtime(RestoreMode::Lazy);
+    let (mut p, _) = Process::restore(&rt, &data.path().join("m")).unwrap();
+    p.wait_filled().unwrap();
+    for stats in p.lazy_stats() {
+        let stats = stats.unwrap();
         assert!(stats.complete, "{stats:?}");
         assert_eq!(stats.faulted + stats.prefetched, stats.pages, "{stats:?}");
     }
-    assert_same(&want, &memory_bytes(&p), "after the prefetch");
+    assert_same(&want, &memory_bytes(&mut p), "after the prefetch");
 }
 
 #[test]
@@ -169,8 +167,8 @@ fn image_unreadable_after_a_lazy_restore_fails_the_process_not_the_host() {
     let data = data_dir();
     spawn_touched(data.path());
     let dir = data.path().join("m");
-    let mut rt = runtime(RestoreMode::LazyNoPrefetch);
-    let (mut p, _) = Process::restore(&mut rt, &dir).unwrap();
+    let rt = runtime(RestoreMode::LazyNoPrefetch);
+    let (mut p, _) = Process::restore(&rt, &dir).unwrap();
     // The image's page blocks change under the restored process (its
     // header and table of contents were read already).
     for path in checkpoint_files(&dir) {
@@ -180,7 +178,7 @@ fn image_unreadable_after_a_lazy_restore_fails_the_process_not_the_host() {
         f.write_all_at(&vec![0x5A; (len - 256) as usize], 128)
             .unwrap();
     }
-    assert!(p.push_line("sum".into()));
+    p.offer(Input::ConsoleLine("sum".into())).unwrap();
     let err = p.step(&rt).expect_err("the guest read pages that are gone");
     assert!(
         err.to_string()

@@ -1,5 +1,6 @@
 //! Integration tests: real `phantom` processes running real guest components.
 //! One binary, one module per feature.
+#![forbid(unsafe_code)]
 
 mod bad_input;
 mod cli;

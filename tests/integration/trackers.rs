@@ -1,17 +1,16 @@
 //! Every dirty-tracking backend agrees with the page-compare oracle, for
 //! random sequences of writes and reads (property test).
 
-use phantom_host::memory::MemoryCell;
-use phantom_host::tracker::TrackerKind;
+use phantom_memory::{StandaloneMemory, TrackerKind};
 use proptest::prelude::*;
 
 const PAGES: usize = 256;
 
-fn cells() -> Vec<MemoryCell> {
+/// One memory per backend this kernel has.
+fn cells() -> Vec<StandaloneMemory> {
     TrackerKind::ALL
         .iter()
-        .filter(|k| k.create().is_ok())
-        .map(|&k| MemoryCell::standalone(PAGES * 4096, 1 << 30, k).unwrap())
+        .filter_map(|&k| StandaloneMemory::new(PAGES * 4096, 1 << 30, k).ok())
         .collect()
 }
 
@@ -22,10 +21,10 @@ proptest! {
     fn backends_agree_with_oracle(rounds in prop::collection::vec(
         (prop::collection::btree_set(0..PAGES, 0..40), prop::collection::vec(0..PAGES, 0..40)), 1..6))
     {
-        let cells = cells();
+        let mut cells = cells();
         prop_assert!(cells.len() >= 2, "at least pagemap and the oracle");
         for (writes, reads) in rounds {
-            for cell in &cells {
+            for cell in &mut cells {
                 cell.with_bytes_mut(|b| {
                     // Reads map pages without dirtying them.
                     let mut sum = 0u8;
@@ -41,7 +40,7 @@ proptest! {
                 }).unwrap();
             }
             let expected: Vec<u64> = writes.iter().map(|&p| p as u64).collect();
-            for cell in &cells {
+            for cell in &mut cells {
                 let c = cell.capture(false).unwrap();
                 let got: Vec<u64> = c.dirty.iter().flat_map(|r| r.first..r.first + r.count).collect();
                 prop_assert_eq!(&got, &expected, "backend {:?}", cell.tracker_kind());
@@ -55,7 +54,28 @@ proptest! {
     }
 }
 
+/// `auto` picks PAGEMAP_SCAN exactly when this kernel can do it, and the
+/// backend it picks finds a written page.
 #[test]
-fn best_available_backend_is_a_kernel_one() {
-    assert_ne!(TrackerKind::best_available(), TrackerKind::PageCompare);
+fn best_available_backend_is_the_fastest_this_kernel_has() {
+    let scan_works = StandaloneMemory::new(PAGES * 4096, 1 << 30, TrackerKind::PagemapScan).is_ok();
+    let best = TrackerKind::best_available();
+    assert_eq!(
+        best == TrackerKind::PagemapScan,
+        scan_works,
+        "best_available chose {best:?} although PAGEMAP_SCAN {} here",
+        if scan_works { "works" } else { "does not work" }
+    );
+    assert_eq!(TrackerKind::parse("auto"), Ok(best));
+    let mut m = StandaloneMemory::new(PAGES * 4096, 1 << 30, best).unwrap();
+    m.capture(false).unwrap();
+    m.with_bytes_mut(|b| b[17 * 4096 + 5] = 1).unwrap();
+    let c = m.capture(false).unwrap();
+    assert_eq!(
+        c.dirty,
+        [phantom_snapshots::PageRun {
+            first: 17,
+            count: 1
+        }]
+    );
 }

@@ -1,4 +1,5 @@
 //! Integration tests of the PVM library, one module per feature.
+#![forbid(unsafe_code)]
 
 mod bench;
 mod fuzz;

@@ -1,5 +1,6 @@
 //! Integration tests of the image store, one module per feature. Every
 //! test checks the store against a naive in-memory model, page by page.
+#![forbid(unsafe_code)]
 
 mod acceptance;
 mod backend;

@@ -1,0 +1,69 @@
+//! `phantom bench`: checkpoint pause, restore time and PVM speed, as JSON,
+//! each with its baseline measured in the same run.
+//!
+//! ```text
+//!   checkpoint.rs  capture pause vs a full copy (StandaloneMemory plays the guest)
+//!   restore.rs     restore to first event, lazy vs eager (a spawned memtouch image)
+//!   pvm.rs         PVM bytecodes/s natively vs inside the component (drive loop)
+//! ```
+
+mod checkpoint;
+mod pvm;
+mod restore;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+/// `phantom bench ...`.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Stop-the-world pause of an incremental checkpoint vs a full copy.
+    Checkpoint(checkpoint::CheckpointBenchArgs),
+    /// Restore time of a spawned image, to the first event handled.
+    Restore(restore::RestoreBenchArgs),
+    /// PVM bytecodes per second, natively and inside the Wasm component.
+    Pvm(pvm::PvmBenchArgs),
+}
+
+/// Runs a benchmark.
+pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Checkpoint(a) => checkpoint::run(&a)?,
+        BenchCommand::Restore(a) => restore::run(&a)?,
+        BenchCommand::Pvm(a) => {
+            let component = crate::pvm_component(a.component.clone())?;
+            pvm::run(&a, &component)?
+        }
+    };
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+pub(crate) fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+pub(crate) fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir =
+        std::env::temp_dir().join(format!("phantom-bench-{}-{}", std::process::id(), nonce()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A number that differs between calls, for temporary names.
+fn nonce() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    u64::from(t) << 16 | N.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,30 @@
+//! One file per command.
+
+pub mod checkpoint;
+pub mod checkpoints;
+pub mod fsck;
+pub mod ps;
+pub mod pvm;
+pub mod run;
+pub mod spawn;
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Reads every regular file of `dir`, sorted by name.
+pub fn read_dir_files(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut files = Vec::new();
+    for e in entries {
+        if e.file_type()?.is_file() {
+            let data = std::fs::read(e.path())
+                .with_context(|| format!("cannot read {}", e.path().display()))?;
+            files.push((e.file_name().to_string_lossy().into_owned(), data));
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,222 @@
+//! `phantom run`: resume every process of a data directory and run them in
+//! the runtime's drive loop, with stdin as console input (read no faster
+//! than the guest takes it), signals, and the control socket.
+
+use std::io::{BufRead, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use phantom_runtime::control::ControlServer;
+use phantom_runtime::datadir::DataDir;
+use phantom_runtime::drive::{ChannelFeed, Console, Drive, DriveOptions, FeedItem, restore_all};
+use phantom_runtime::gate::MAX_LINE_BYTES;
+
+use crate::terminal::Terminal;
+use crate::{EngineArgs, parse_duration};
+
+/// Lines read ahead of the guest: the reader thread blocks beyond this.
+const READ_AHEAD_LINES: usize = 1024;
+
+/// Arguments of `phantom run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The data directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// Stop after this long (with a final checkpoint), e.g. 10, 2.5s, 1m.
+    #[arg(long = "for", value_parser = parse_duration)]
+    run_for: Option<Duration>,
+    /// Checkpoint interval (e.g. 1s, 250ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    checkpoint_every: Duration,
+    /// The process that gets stdin lines (default: the only process).
+    #[arg(long)]
+    input: Option<String>,
+    /// Do not read stdin.
+    #[arg(long)]
+    no_stdin: bool,
+    /// Stop once no process has input, timers or work left.
+    #[arg(long)]
+    until_idle: bool,
+    /// Resume processes that failed earlier.
+    #[arg(long)]
+    retry_failed: bool,
+    /// Log restores and checkpoints to stderr.
+    #[arg(short, long)]
+    verbose: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// SIGTERM and SIGINT stop gracefully; SIGUSR1 checkpoints now.
+fn install_signals() -> std::io::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let checkpoint_now = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, checkpoint_now.clone())?;
+    Ok((stop, checkpoint_now))
+}
+
+/// Reads stdin line by line on a thread; the bounded channel makes the
+/// thread wait while the guest is behind.
+fn stdin_feed() -> std::io::Result<ChannelFeed> {
+    let (tx, rx) = mpsc::sync_channel(READ_AHEAD_LINES);
+    std::thread::Builder::new()
+        .name("phantom-stdin".into())
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            let mut reader = stdin.lock();
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let limit = MAX_LINE_BYTES as u64 + 2;
+                let n = match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => 0,
+                };
+                if n == 0 {
+                    break;
+                }
+                let ended = line.last() == Some(&b'\n');
+                if ended {
+                    line.pop();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                }
+                let item = if !ended && line.len() > MAX_LINE_BYTES {
+                    // Skip the rest of the line; it is reported, not
+                    // delivered cut.
+                    let mut skipped = line.len() as u64;
+                    let mut rest = Vec::new();
+                    while let Ok(k) = (&mut reader).take(1 << 20).read_until(b'\n', &mut rest) {
+                        skipped += k as u64;
+                        if k == 0 || rest.last() == Some(&b'\n') {
+                            break;
+                        }
+                        rest.clear();
+                    }
+                    FeedItem::Refused(format!(
+                        "a line of {skipped} bytes is longer than the limit of {MAX_LINE_BYTES}"
+                    ))
+                } else {
+                    FeedItem::Line(String::from_utf8_lossy(&line).into_owned())
+                };
+                if tx.send(item).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(FeedItem::Closed);
+        })?;
+    Ok(ChannelFeed(rx))
+}
+
+/// Runs `phantom run`.
+pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let data = DataDir::open(&a.data)?;
+    let lock = data.lock()?;
+    data.clean_stale_spawns();
+    let (stop, checkpoint_now) = install_signals()?;
+    let rt = a.engine.runtime()?;
+    let mut terminal = Terminal::new(a.verbose);
+    // Listening before the processes are restored: a spawn that hands its
+    // process over meanwhile is answered once the loop runs.
+    let (server, requests) = match ControlServer::start(&data, &lock) {
+        Ok((s, r)) => (Some(s), Some(r)),
+        Err(e) => {
+            eprintln!(
+                "phantom: warning: no control socket in {} ({e}); `phantom checkpoint` falls back to SIGUSR1",
+                data.path().display()
+            );
+            (None, None)
+        }
+    };
+    let mut drive = Drive::new(&rt, Some(data.path().to_path_buf()));
+    restore_all(&mut drive, &data, a.retry_failed, &mut terminal)?;
+    let names = drive.names();
+    terminal.multi = names.len() > 1;
+    let target = match &a.input {
+        Some(name) => {
+            if !names.contains(name) {
+                bail!(
+                    "--input names '{name}', which is not a running process in {} (running: {})",
+                    data.path().display(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+            }
+            Some(name.clone())
+        }
+        None if names.len() == 1 => Some(names[0].clone()),
+        None => {
+            if !a.no_stdin && names.len() > 1 {
+                eprintln!(
+                    "phantom: not reading stdin: {} holds {} processes ({}); name the one that gets it with --input NAME, or pass --no-stdin",
+                    data.path().display(),
+                    names.len(),
+                    names.join(", ")
+                );
+            }
+            None
+        }
+    };
+    let mut feed = match &target {
+        Some(_) if !a.no_stdin => Some(stdin_feed()?),
+        _ => None,
+    };
+    let console = match (&target, feed.as_mut()) {
+        (Some(target), Some(feed)) => Some(Console {
+            target: target.clone(),
+            feed,
+        }),
+        _ => None,
+    };
+    let opts = DriveOptions {
+        checkpoint_every: Some(a.checkpoint_every.max(Duration::from_millis(1))),
+        run_for: a.run_for,
+        until_idle: a.until_idle,
+        stop_when_empty: true,
+        final_checkpoint: true,
+        stop,
+        checkpoint_now,
+    };
+    let summary = drive.run(&opts, console, requests.as_ref(), &mut terminal);
+    drop(server);
+    if a.verbose {
+        eprintln!("phantom: stopped after {} checkpoints", summary.checkpoints);
+    }
+    let mut clean = true;
+    if !summary.failed.is_empty() {
+        let names: Vec<&str> = summary.failed.iter().map(|(n, _)| n.as_str()).collect();
+        eprintln!("phantom: failed processes: {}", names.join(", "));
+        clean = false;
+    }
+    for (name, e) in &summary.checkpoint_failures {
+        eprintln!("phantom: a checkpoint of '{name}' was not written: {e}");
+        clean = false;
+    }
+    if summary.undelivered > 0 {
+        eprintln!(
+            "phantom: {} line(s) of input were not delivered ({})",
+            summary.undelivered,
+            summary.undelivered_reason.as_deref().unwrap_or("unknown")
+        );
+        clean = false;
+    }
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,112 @@
+//! What a run prints on a terminal: guest output on stdout (prefixed with
+//! `[name] ` when several processes share it), notes on stderr (restores,
+//! checkpoints with `-v`; failures, exits and refused input always).
+
+use std::io::Write;
+
+use phantom_runtime::drive::{DriveHooks, Note};
+use phantom_runtime::exit::{Output, OutputSink};
+
+/// The CLI's drive hooks.
+pub struct Terminal {
+    /// Prefix lines with the process name.
+    pub multi: bool,
+    /// Log restores and checkpoints.
+    pub verbose: bool,
+    /// Rewrites "process 'NAME'" in messages (for `pvm run`, whose process
+    /// is internal).
+    pub rename: Option<(String, String)>,
+}
+
+impl Terminal {
+    /// Prints to the terminal.
+    pub fn new(verbose: bool) -> Self {
+        Self {
+            multi: false,
+            verbose,
+            rename: None,
+        }
+    }
+
+    fn text(&self, message: &str) -> String {
+        match &self.rename {
+            Some((from, to)) => message.replace(from.as_str(), to),
+            None => message.to_string(),
+        }
+    }
+}
+
+impl OutputSink for Terminal {
+    fn emit(&mut self, process: &str, output: &Output) {
+        let Output::Console(bytes) = output;
+        if bytes.is_empty() {
+            return;
+        }
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        if self.multi {
+            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                let _ = write!(out, "[{process}] ");
+                let _ = out.write_all(line);
+            }
+        } else {
+            let _ = out.write_all(bytes);
+        }
+        let _ = out.flush();
+    }
+}
+
+impl DriveHooks for Terminal {
+    fn note(&mut self, note: Note<'_>) {
+        match note {
+            Note::Restored {
+                name,
+                checkpoint,
+                restore_count,
+            } => {
+                if self.verbose {
+                    eprintln!(
+                        "phantom: restored '{name}' from checkpoint {checkpoint} (restore #{restore_count})"
+                    );
+                }
+            }
+            Note::Captured { name, report } => {
+                if self.verbose {
+                    eprintln!(
+                        "phantom: captured checkpoint {} of '{name}' ({} dirty pages{}, pause {} us)",
+                        report.id,
+                        report.dirty_pages,
+                        if report.full { ", full" } else { "" },
+                        report.pause.as_micros()
+                    );
+                }
+            }
+            Note::Committed { name, id } => {
+                if self.verbose {
+                    eprintln!("phantom: committed checkpoint {id} of '{name}'");
+                }
+            }
+            Note::CheckpointFailed { name, error } => {
+                eprintln!("phantom: checkpoint of '{name}' failed: {error}");
+            }
+            Note::Failed { name, failure } => {
+                eprintln!("phantom: {}", self.text(&failure.message));
+                if self.rename.is_none() {
+                    eprintln!(
+                        "phantom: '{name}' is marked failed ({}); its last checkpoint is intact",
+                        failure.kind.name()
+                    );
+                }
+            }
+            Note::Exited { name, code } => {
+                if self.verbose || code != 0 {
+                    eprintln!("phantom: '{name}' exited with code {code}");
+                }
+            }
+            Note::InputRefused { name, why } => {
+                eprintln!("phantom: input for '{name}' is not delivered: {why}");
+            }
+            Note::Warning(w) => eprintln!("phantom: warning: {w}"),
+        }
+    }
+}

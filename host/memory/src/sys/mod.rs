@@ -1,0 +1,22 @@
+//! Every `unsafe` of the host lives in this module (and the crate around it):
+//! the memfd-backed mapping of a linear memory, reading `/proc/self/pagemap`,
+//! the `PAGEMAP_SCAN` ioctl, userfaultfd, the wasmtime memory traits and
+//! loading a precompiled component.
+//!
+//! ```text
+//!   reservation (PROT_NONE, reserve + guard bytes)
+//!   ┌──────────────────────────────┬───────────────┬───────┐
+//!   │ memfd MAP_PRIVATE [0, size)  │ PROT_NONE     │ guard │
+//!   └──────────────────────────────┴───────────────┴───────┘
+//!     clean page  = the memfd's page (file-backed in the page tables)
+//!     dirty page  = a private copy made by the guest's first write
+//! ```
+//! A checkpoint copies each private page into the memfd and drops the copy
+//! (`MADV_DONTNEED`), so the next write is visible again.
+
+pub mod pagemap;
+pub mod region;
+pub mod uffd;
+pub mod wasmtime;
+
+pub use region::{MappedRegion, PAGE_SIZE};

@@ -1,0 +1,249 @@
+//! The control socket: how commands talk to the host running a data
+//! directory. A Unix socket next to the lock file, JSON lines, mode 0600.
+//!
+//! ```text
+//!   phantom checkpoint ─┐                         ┌─ server thread: accept, one
+//!   phantom spawn ──────┼─► DATA/.control.sock ───┤  thread per connection, a
+//!   phantom ps ─────────┘   {"op":"checkpoint"}   │  line in, a request to the
+//!                           ◄── {"ok":true,...}   └─ drive loop, its reply out
+//! ```
+//! Requests (`op`): `checkpoint` (every process that ran since its last
+//! checkpoint, replies once the checkpoints are durable), `adopt` (`name`: a
+//! process spawned into the directory while the host runs), `status` (what
+//! the host is running). Every reply has `ok`, and `error` when it is false.
+//! The drive loop answers between guest calls, so a reply can wait up to a
+//! call's timeout.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::datadir::{DataDir, DataLock};
+
+/// The socket's name in the data directory.
+pub const SOCKET_NAME: &str = ".control.sock";
+/// Longest request line read (requests are small).
+const MAX_REQUEST_BYTES: usize = 64 << 10;
+/// Longest a connection waits for the drive loop's reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the server looks at its stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(25);
+/// `sun_path` holds 108 bytes; longer paths go through `/proc/self/fd`.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// A request to the running host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// Checkpoint every process that ran since its last checkpoint.
+    Checkpoint,
+    /// Start running process `name`, spawned into the directory.
+    Adopt {
+        /// The process name.
+        name: String,
+    },
+    /// What the host is running.
+    Status,
+}
+
+/// A request waiting for the drive loop, with where its reply goes.
+pub struct PendingRequest {
+    /// The request.
+    pub request: Request,
+    /// The reply (`{"ok": ...}`).
+    pub reply: mpsc::Sender<Value>,
+}
+
+/// The server side: a thread accepting connections until dropped.
+pub struct ControlServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+/// Talking to the host failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No host listens.
+    #[error("no phantom host is running on {}", .0.display())]
+    NoHost(PathBuf),
+    /// The connection failed or the reply did not parse.
+    #[error("the host running {} did not answer: {why}", data.display())]
+    Broken {
+        /// The data directory.
+        data: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The host answered with an error.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The path to use for `name` in `dir`: the plain path, or one through an
+/// open descriptor of `dir` when the plain one is too long for `sun_path`.
+fn socket_address(dir: &Path, name: &str) -> std::io::Result<(PathBuf, Option<std::fs::File>)> {
+    let plain = dir.join(name);
+    if plain.as_os_str().len() <= MAX_SOCKET_PATH {
+        return Ok((plain, None));
+    }
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir)?;
+    let via = PathBuf::from(format!("/proc/self/fd/{}/{name}", handle.as_raw_fd()));
+    Ok((via, Some(handle)))
+}
+
+impl ControlServer {
+    /// Binds the socket of `data` (the caller holds its lock, so a socket
+    /// file left there is stale) and starts serving. Requests arrive on the
+    /// returned receiver.
+    pub fn start(
+        data: &DataDir,
+        _lock: &DataLock,
+    ) -> std::io::Result<(ControlServer, mpsc::Receiver<PendingRequest>)> {
+        let dir = data.path();
+        let final_path = dir.join(SOCKET_NAME);
+        let _ = std::fs::remove_file(&final_path);
+        // Bound under a temporary name and made 0600 before it gets its
+        // real one, so it is never reachable with wider permissions.
+        let tmp_name = format!("{SOCKET_NAME}.{}", std::process::id());
+        let (tmp_addr, _dir_handle) = socket_address(dir, &tmp_name)?;
+        let _ = std::fs::remove_file(dir.join(&tmp_name));
+        let listener = UnixListener::bind(&tmp_addr)?;
+        std::fs::set_permissions(dir.join(&tmp_name), std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(dir.join(&tmp_name), &final_path)?;
+        listener.set_nonblocking(true)?;
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("phantom-control".into())
+                .spawn(move || serve(listener, tx, stop))?
+        };
+        Ok((
+            ControlServer {
+                stop,
+                thread: Some(thread),
+                path: final_path,
+            },
+            rx,
+        ))
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve(listener: UnixListener, requests: mpsc::Sender<PendingRequest>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let requests = requests.clone();
+                let _ = std::thread::Builder::new()
+                    .name("phantom-control-conn".into())
+                    .spawn(move || connection(stream, requests));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(ACCEPT_POLL);
+            }
+            Err(_) => std::thread::sleep(ACCEPT_POLL),
+        }
+    }
+}
+
+fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream).take(MAX_REQUEST_BYTES as u64);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let reply = match serde_json::from_str::<Request>(line.trim()) {
+            Ok(request) => {
+                let (tx, rx) = mpsc::channel();
+                if requests
+                    .send(PendingRequest { request, reply: tx })
+                    .is_err()
+                {
+                    json!({"ok": false, "error": "the host is stopping"})
+                } else {
+                    rx.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(
+                        |_| json!({"ok": false, "error": "the host did not answer in time"}),
+                    )
+                }
+            }
+            Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        };
+        let mut out = reply.to_string();
+        out.push('\n');
+        if writer.write_all(out.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends `request` to the host running `data` and returns its reply (whose
+/// `ok` was true).
+pub fn request(data: &Path, request: &Request) -> Result<Value, ControlError> {
+    let broken = |why: String| ControlError::Broken {
+        data: data.to_path_buf(),
+        why,
+    };
+    let (addr, _handle) =
+        socket_address(data, SOCKET_NAME).map_err(|_| ControlError::NoHost(data.to_path_buf()))?;
+    let mut stream = match UnixStream::connect(&addr) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ControlError::NoHost(data.to_path_buf()));
+        }
+        Err(e) => return Err(broken(e.to_string())),
+    };
+    let _ = stream.set_read_timeout(Some(REPLY_TIMEOUT + Duration::from_secs(5)));
+    let mut line = serde_json::to_string(request).map_err(|e| broken(e.to_string()))?;
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| broken(e.to_string()))?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(|e| broken(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(reply.trim()).map_err(|e| broken(format!("bad reply: {e}")))?;
+    if value["ok"] != json!(true) {
+        let why = value["error"]
+            .as_str()
+            .unwrap_or("unknown error")
+            .to_string();
+        return Err(ControlError::Refused(why));
+    }
+    Ok(value)
+}

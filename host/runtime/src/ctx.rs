@@ -1,0 +1,103 @@
+//! `ProcessCtx`: the data of a process's wasmtime `Store`. It holds the
+//! parts of host state the guest can reach through its imports; `gate.rs`
+//! (inputs and nondeterministic reads) and `exit.rs` (everything the guest
+//! sends out) are the only ways in and out of it.
+
+use std::time::Instant;
+
+use crate::exit::Outbox;
+use crate::persist::{HostState, TimerTable};
+
+/// A process's clock: the time it has been running, across restores.
+#[derive(Clone, Debug)]
+pub struct ProcessClock {
+    base_ns: u64,
+    started: Instant,
+}
+
+impl ProcessClock {
+    /// A clock that reads `base_ns` now.
+    pub fn starting_at(base_ns: u64) -> Self {
+        Self {
+            base_ns,
+            started: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds of process time.
+    pub fn now_ns(&self) -> u64 {
+        self.base_ns
+            .saturating_add(self.started.elapsed().as_nanos() as u64)
+    }
+}
+
+/// Bounds a guest's memory and tables.
+pub struct MemoryLimiter {
+    /// Largest total size of one memory, in bytes.
+    pub max_bytes: usize,
+    /// Set when a grow was refused, for the error message of a later trap.
+    pub refused: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// The data of a process's `Store`.
+pub struct ProcessCtx {
+    /// Persisted: identity, clock at capture, status, queued inputs.
+    pub state: HostState,
+    /// Persisted: timers.
+    pub timers: TimerTable,
+    /// Bytes of console lines queued in `state.pending`.
+    pub(crate) pending_bytes: usize,
+    /// The process clock.
+    pub clock: ProcessClock,
+    /// What the guest sent out during the current call.
+    pub outbox: Outbox,
+    /// The guest asked for a checkpoint.
+    pub checkpoint_requested: bool,
+    /// Memory bounds.
+    pub limiter: MemoryLimiter,
+}
+
+impl ProcessCtx {
+    /// A context for restored (or new) state, whose clock resumes at the
+    /// state's time.
+    pub fn new(state: HostState, timers: TimerTable, max_memory_bytes: usize) -> Self {
+        let clock = ProcessClock::starting_at(state.process_time_ns);
+        let pending_bytes = state.pending.iter().map(|i| i.bytes()).sum();
+        Self {
+            state,
+            timers,
+            pending_bytes,
+            clock,
+            outbox: Outbox::default(),
+            checkpoint_requested: false,
+            limiter: MemoryLimiter {
+                max_bytes: max_memory_bytes,
+                refused: None,
+            },
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! A data directory: one subdirectory per process, the lock that lets one
+//! host run them, the control socket next to it, failure markers, and the
+//! compiled-component cache.
+//!
+//! ```text
+//!   DATA/
+//!   ├─ .lock                 exclusive flock of the running host (holds its pid)
+//!   ├─ .control.sock         the running host's control socket (0600)
+//!   ├─ .cache/*.cwasm        compiled components
+//!   ├─ .NAME.spawning-PID/   a spawn in progress (removed if PID is gone)
+//!   └─ NAME/                 process.json, component.wasm, ckpt-*.phi, failed.json
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::Failure;
+use crate::process::valid_name;
+
+/// The data directory's lock file.
+const LOCK_FILE: &str = ".lock";
+/// A process's failure marker.
+const FAILURE_FILE: &str = "failed.json";
+
+/// A data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// It does not exist.
+    #[error("data directory {} does not exist", .0.display())]
+    Missing(PathBuf),
+    /// It exists but is not a directory.
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// Another host runs it.
+    #[error("another phantom host is using {} (pid {pid})", path.display())]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// The holder's pid, as its lock file says.
+        pid: String,
+    },
+    /// No such process.
+    #[error("no process named '{name}' in {}", data.display())]
+    NoProcess {
+        /// The name asked for.
+        name: String,
+        /// The data directory.
+        data: PathBuf,
+    },
+    /// The name cannot be a process.
+    #[error(
+        "invalid process name '{0}': use 1-64 letters, digits, '-', '_' or '.', not starting with '.'"
+    )]
+    InvalidName(String),
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A data directory that exists.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    path: PathBuf,
+}
+
+/// Holds the exclusive lock of a data directory while it lives.
+pub struct DataLock {
+    _file: fs::File,
+}
+
+impl DataDir {
+    /// An existing data directory (`run`, `ps` and the others refuse a
+    /// missing one: a typo must not look like an empty directory).
+    pub fn open(path: &Path) -> Result<Self, DataDirError> {
+        if !path.exists() {
+            return Err(DataDirError::Missing(path.to_path_buf()));
+        }
+        if !path.is_dir() {
+            return Err(DataDirError::NotADirectory(path.to_path_buf()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A data directory, created with its parents if missing (`spawn`).
+    pub fn create(path: &Path) -> Result<Self, DataDirError> {
+        if path.exists() && !path.is_dir() {
+            return Err(DataDirError::NotADirectory(path.to_path_buf()));
+        }
+        fs::create_dir_all(path).map_err(|source| DataDirError::Io {
+            what: format!("cannot create data directory {}", path.display()),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the lock, so two hosts never run the same processes.
+    pub fn lock(&self) -> Result<DataLock, DataDirError> {
+        let path = self.path.join(LOCK_FILE);
+        let io = |what: String| move |source| DataDirError::Io { what, source };
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io(format!("cannot open {}", path.display())))?;
+        if file.try_lock().is_err() {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            return Err(DataDirError::Locked {
+                path: self.path.clone(),
+                pid: holder.trim().to_string(),
+            });
+        }
+        file.set_len(0)
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .map_err(io(format!("cannot write {}", path.display())))?;
+        Ok(DataLock { _file: file })
+    }
+
+    /// The pid of the host holding the lock, if one does.
+    pub fn lock_holder(&self) -> Option<u32> {
+        let path = self.path.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ok()?;
+        if file.try_lock().is_ok() {
+            return None;
+        }
+        fs::read_to_string(&path).ok()?.trim().parse().ok()
+    }
+
+    /// Process directories, sorted by name.
+    pub fn process_dirs(&self) -> Result<Vec<PathBuf>, DataDirError> {
+        let io = |source| DataDirError::Io {
+            what: format!("cannot read {}", self.path.display()),
+            source,
+        };
+        let mut dirs = Vec::new();
+        for entry in fs::read_dir(&self.path).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') || !entry.file_type().map_err(io)?.is_dir() {
+                continue;
+            }
+            if entry.path().join("process.json").exists() {
+                dirs.push(entry.path());
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    /// The directory of process `name`, which must exist.
+    pub fn process_dir(&self, name: &str) -> Result<PathBuf, DataDirError> {
+        if !valid_name(name) {
+            return Err(DataDirError::InvalidName(name.to_string()));
+        }
+        let dir = self.path.join(name);
+        if !dir.join("process.json").exists() {
+            return Err(DataDirError::NoProcess {
+                name: name.to_string(),
+                data: self.path.clone(),
+            });
+        }
+        Ok(dir)
+    }
+
+    /// Removes what spawns that died left behind (a spawn in progress, whose
+    /// process is alive, is left alone).
+    pub fn clean_stale_spawns(&self) {
+        let Ok(entries) = fs::read_dir(&self.path) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some((_, pid)) = name.rsplit_once(".spawning-") else {
+                continue;
+            };
+            let alive = pid
+                .parse::<u32>()
+                .is_ok_and(|pid| Path::new("/proc").join(pid.to_string()).exists());
+            if !alive {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Name of a process directory.
+pub fn process_name(dir: &Path) -> String {
+    dir.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The failure recorded for a process, if it is marked failed. A marker
+/// that does not parse (written by an older host: only a message) still
+/// counts.
+pub fn read_failure(dir: &Path) -> Option<Failure> {
+    let body = fs::read(dir.join(FAILURE_FILE)).ok()?;
+    if let Ok(f) = serde_json::from_slice::<Failure>(&body) {
+        return Some(f);
+    }
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+    Some(Failure::new(crate::error::FailureKind::Trap, message))
+}
+
+/// Marks a process failed (atomically: a temp file renamed).
+pub fn mark_failed(dir: &Path, failure: &Failure) {
+    let body = serde_json::to_vec_pretty(failure).unwrap_or_default();
+    let tmp = dir.join(format!("{FAILURE_FILE}.tmp"));
+    if fs::write(&tmp, body).is_ok() {
+        let _ = fs::rename(&tmp, dir.join(FAILURE_FILE));
+    }
+}
+
+/// Clears a process's failure mark.
+pub fn clear_failure(dir: &Path) {
+    let _ = fs::remove_file(dir.join(FAILURE_FILE));
+}

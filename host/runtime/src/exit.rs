@@ -1,0 +1,80 @@
+//! The exit: everything a guest sends to the outside leaves through here.
+//!
+//! ```text
+//!   console.write ─► ProcessCtx::exit(Output::Console) ─► Outbox (this call)
+//!        step returns the call's outputs ─► the drive loop ─► OutputSink (stdout, a test, ...)
+//! ```
+//! A call's outputs are released only after it returns. The journal of a
+//! later issue holds them here until their causes are durable, and skips
+//! them on replay.
+
+use crate::ctx::ProcessCtx;
+
+/// Console bytes one call may emit; beyond it output is cut with a marker,
+/// so a runaway guest cannot make the host buffer without bound.
+pub const MAX_OUTPUT_PER_CALL: usize = 1 << 20;
+
+/// Something a guest sent out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Bytes written to the console.
+    Console(Vec<u8>),
+}
+
+/// What the guest sent out during one call.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    outputs: Vec<Output>,
+    console_bytes: usize,
+}
+
+impl Outbox {
+    /// Takes the outputs of the call that just returned.
+    pub fn take(&mut self) -> Vec<Output> {
+        self.console_bytes = 0;
+        std::mem::take(&mut self.outputs)
+    }
+}
+
+/// Where a drive loop releases what processes send out.
+pub trait OutputSink {
+    /// `process` sent `output`.
+    fn emit(&mut self, process: &str, output: &Output);
+}
+
+/// The console bytes among `outputs`, concatenated.
+pub fn console_text(outputs: &[Output]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for o in outputs {
+        let Output::Console(b) = o;
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+impl ProcessCtx {
+    /// The one exit: the guest sends `output` out.
+    pub fn exit(&mut self, output: Output) {
+        match output {
+            Output::Console(bytes) => self.exit_console(&bytes),
+        }
+    }
+
+    fn exit_console(&mut self, bytes: &[u8]) {
+        let outbox = &mut self.outbox;
+        let room = MAX_OUTPUT_PER_CALL.saturating_sub(outbox.console_bytes);
+        let mut push = |b: &[u8]| {
+            outbox.console_bytes += b.len();
+            match outbox.outputs.last_mut() {
+                Some(Output::Console(last)) => last.extend_from_slice(b),
+                None => outbox.outputs.push(Output::Console(b.to_vec())),
+            }
+        };
+        if bytes.len() <= room {
+            push(bytes);
+        } else if room > 0 {
+            push(&bytes[..room]);
+            push(b"\n[phantom: console output of this call cut at 1 MiB]\n");
+        }
+    }
+}

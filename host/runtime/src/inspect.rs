@@ -1,0 +1,384 @@
+//! Checks a component before it becomes a persistent process: that it is a
+//! component at all, that it imports only what the host can persist, which
+//! mutable globals its core modules have, and which memories it creates.
+//!
+//! ```text
+//!   bytes ─► magic/version ─► component sections (top level only)
+//!              ├─ imports ─────────► every one checked, all refusals named
+//!              ├─ core modules ────► mutable globals (accepted or refused),
+//!              │                     defined memories (limits)
+//!              └─ core instances ──► the order wasmtime creates memories in
+//! ```
+//! Globals are not in linear memory, and the component API gives the host no
+//! way to read a core instance's globals. So instead of assuming, the host
+//! checks: LLVM-built guests have exactly one mutable global, the shadow
+//! stack pointer (`__stack_pointer`), which every export restores before it
+//! returns, so between calls it always holds its initial value and a fresh
+//! instance has the right one. Any other mutable global would carry state a
+//! checkpoint cannot see, so such a component is refused with its name.
+//!
+//! The memories are what a restored image is checked against before it is
+//! instantiated: their number and each one's limits.
+
+use wasmparser::{Parser, Payload};
+
+/// Interfaces a persistent process may import (without version suffix).
+pub const ALLOWED_IMPORTS: &[&str] = &[
+    "phantom:os/console",
+    "phantom:os/clocks",
+    "phantom:os/timers",
+    "phantom:os/process",
+    "phantom:os/types",
+];
+
+/// Why a component cannot become a persistent process.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// Not WebAssembly.
+    #[error("not a WebAssembly file (it does not start with the `\\0asm` magic number)")]
+    NotWasm,
+    /// A valid core module.
+    #[error(
+        "a core WebAssembly module, not a component: a persistent process is a component of the `phantom:os` world (build a guest with the SDK in guests/sdk, or wrap a module with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    /// A core module header followed by bytes that are not a module.
+    #[error("not valid WebAssembly: it has a core module header, but {0}")]
+    MalformedModule(String),
+    /// Malformed.
+    #[error("malformed component: {0}")]
+    Malformed(String),
+    /// Imports something the host cannot restore.
+    #[error(
+        "the component imports {}, which Phantom cannot persist across restarts; a persistent process may import only {list}",
+        .0.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
+        list = ALLOWED_IMPORTS.join(", ")
+    )]
+    UnsupportedImports(Vec<String>),
+    /// Has a mutable global other than the stack pointer.
+    #[error(
+        "core module {module} has mutable global {index}{name}, whose value a checkpoint cannot capture (only LLVM's __stack_pointer is supported)"
+    )]
+    UnsupportedGlobal {
+        /// Index of the core module in the component.
+        module: usize,
+        /// Index of the global.
+        index: u32,
+        /// ` (`name`)` or empty.
+        name: String,
+    },
+}
+
+/// A mutable global that was found and accepted.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct CheckedGlobal {
+    /// Core module index within the component (in parse order).
+    pub module: usize,
+    /// Global index within the module.
+    pub index: u32,
+    /// Its name, if the name section has one.
+    pub name: Option<String>,
+    /// Why its value need not be captured.
+    pub reason: String,
+}
+
+/// The limits of a memory the component defines, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// Initial size.
+    pub minimum: u64,
+    /// Declared maximum (None: the 4 GiB of a 32-bit memory).
+    pub maximum: Option<u64>,
+}
+
+impl MemoryLimits {
+    /// The largest size the memory can have.
+    pub fn largest(&self) -> u64 {
+        self.maximum
+            .unwrap_or(WASM32_MAX_BYTES)
+            .min(WASM32_MAX_BYTES)
+    }
+}
+
+/// The largest 32-bit linear memory.
+pub const WASM32_MAX_BYTES: u64 = 1 << 32;
+
+/// What inspecting a component found.
+#[derive(Clone, Debug, Default)]
+pub struct ComponentFacts {
+    /// Accepted mutable globals.
+    pub globals: Vec<CheckedGlobal>,
+    /// The memories the component creates when instantiated, in creation
+    /// order; None when the component's structure hides the order (nested
+    /// components, imported or aliased core modules).
+    pub memories: Option<Vec<MemoryLimits>>,
+}
+
+/// Whether `name` is an import a persistent process may have.
+pub fn import_allowed(name: &str) -> bool {
+    let unversioned = name.split('@').next().unwrap_or(name);
+    ALLOWED_IMPORTS.contains(&unversioned)
+}
+
+/// Checks the bytes of a component file.
+pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(InspectError::NotWasm);
+    }
+    if Parser::is_core_wasm(bytes) {
+        // Say which: a module someone forgot to componentize, or garbage
+        // behind a valid header.
+        return Err(match wasmparser::Validator::new().validate_all(bytes) {
+            Ok(_) => InspectError::CoreModule,
+            Err(e) => InspectError::MalformedModule(e.to_string()),
+        });
+    }
+    let malformed = |e: wasmparser::BinaryReaderError| InspectError::Malformed(e.to_string());
+    let mut globals = Vec::new();
+    let mut refused = Vec::new();
+    // Per top-level core module (in index order): its defined memories.
+    let mut modules: Vec<Vec<MemoryLimits>> = Vec::new();
+    let mut instantiated: Vec<u32> = Vec::new();
+    let mut order_known = true;
+    // Nesting depth: 1 is the top-level component; a module's or a nested
+    // component's payloads follow its section, from its `Version` to its `End`.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(malformed)?;
+        match &payload {
+            Payload::Version { .. } => {
+                depth += 1;
+                continue;
+            }
+            Payload::End(_) => {
+                depth = depth.saturating_sub(1);
+                continue;
+            }
+            _ => {}
+        }
+        if depth != 1 {
+            continue;
+        }
+        match payload {
+            Payload::ComponentImportSection(reader) => {
+                for import in reader {
+                    let import = import.map_err(malformed)?;
+                    // Type imports (the world's `use types.{event, ...}`)
+                    // carry no state.
+                    if matches!(import.ty, wasmparser::ComponentTypeRef::Module(_)) {
+                        order_known = false;
+                    }
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_))
+                        && !import_allowed(import.name.name)
+                    {
+                        refused.push(import.name.name.to_string());
+                    }
+                }
+            }
+            Payload::ModuleSection {
+                unchecked_range, ..
+            } => {
+                let module_bytes = bytes
+                    .get(unchecked_range.start..unchecked_range.end)
+                    .ok_or_else(|| {
+                        InspectError::Malformed(
+                            "a core module runs past the end of the file".into(),
+                        )
+                    })?;
+                let (g, m) = inspect_module(modules.len(), module_bytes)?;
+                globals.extend(g);
+                modules.push(m);
+            }
+            Payload::InstanceSection(reader) => {
+                for instance in reader {
+                    if let wasmparser::Instance::Instantiate { module_index, .. } =
+                        instance.map_err(malformed)?
+                    {
+                        instantiated.push(module_index);
+                    }
+                }
+            }
+            Payload::ComponentSection { .. } => {
+                // A nested component creates memories of its own.
+                order_known = false;
+            }
+            Payload::ComponentAliasSection(reader) => {
+                for alias in reader {
+                    // An aliased core module takes a module index the
+                    // module sections do not account for.
+                    let module_alias = match alias.map_err(malformed)? {
+                        wasmparser::ComponentAlias::InstanceExport { kind, .. } => {
+                            kind == wasmparser::ComponentExternalKind::Module
+                        }
+                        wasmparser::ComponentAlias::Outer { kind, .. } => {
+                            kind == wasmparser::ComponentOuterAliasKind::CoreModule
+                        }
+                        wasmparser::ComponentAlias::CoreInstanceExport { .. } => false,
+                    };
+                    order_known &= !module_alias;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !refused.is_empty() {
+        return Err(InspectError::UnsupportedImports(refused));
+    }
+    let memories = if order_known {
+        let mut out = Vec::new();
+        for m in instantiated {
+            match modules.get(m as usize) {
+                Some(mems) => out.extend(mems.iter().copied()),
+                None => {
+                    order_known = false;
+                    break;
+                }
+            }
+        }
+        order_known.then_some(out)
+    } else {
+        None
+    };
+    Ok(ComponentFacts { globals, memories })
+}
+
+/// The mutable globals (each accepted or refused) and the defined memories
+/// of one core module.
+fn inspect_module(
+    module: usize,
+    bytes: &[u8],
+) -> Result<(Vec<CheckedGlobal>, Vec<MemoryLimits>), InspectError> {
+    let malformed = |e: wasmparser::BinaryReaderError| InspectError::Malformed(e.to_string());
+    let mut imported_globals = 0u32;
+    let mut mutable = Vec::new();
+    let mut memories = Vec::new();
+    let mut names = std::collections::HashMap::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(malformed)? {
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    // An imported global or memory lives in another module,
+                    // which is checked on its own.
+                    if let wasmparser::TypeRef::Global(_) = import.map_err(malformed)?.ty {
+                        imported_globals += 1;
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    let memory = memory.map_err(malformed)?;
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                    memories.push(MemoryLimits {
+                        minimum: memory.initial.saturating_mul(page),
+                        maximum: memory.maximum.map(|m| m.saturating_mul(page)),
+                    });
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                for (i, global) in reader.into_iter().enumerate() {
+                    let global = global.map_err(malformed)?;
+                    if global.ty.mutable {
+                        mutable.push((imported_globals + i as u32, global.ty.content_type));
+                    }
+                }
+            }
+            Payload::CustomSection(c) if c.name() == "name" => {
+                if let wasmparser::KnownCustom::Name(reader) = c.as_known() {
+                    for sub in reader.into_iter().flatten() {
+                        if let wasmparser::Name::Global(map) = sub {
+                            for naming in map.into_iter().flatten() {
+                                names.insert(naming.index, naming.name.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (n, (index, ty)) in mutable.iter().enumerate() {
+        let name = names.get(index).cloned();
+        // LLVM's stack pointer: named `__stack_pointer`, or (in a stripped
+        // module) the sole mutable i32 global.
+        let is_stack_pointer = match &name {
+            Some(name) => name == "__stack_pointer",
+            None => mutable.len() == 1 && n == 0 && *ty == wasmparser::ValType::I32,
+        };
+        if !is_stack_pointer {
+            return Err(InspectError::UnsupportedGlobal {
+                module,
+                index: *index,
+                name: name.map(|n| format!(" (`{n}`)")).unwrap_or_default(),
+            });
+        }
+        out.push(CheckedGlobal {
+            module,
+            index: *index,
+            name,
+            reason:
+                "LLVM shadow stack pointer: back at its initial value whenever no call is running"
+                    .into(),
+        });
+    }
+    Ok((out, memories))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_non_wasm_and_core_modules() {
+        assert!(matches!(
+            inspect_component(b"hello world"),
+            Err(InspectError::NotWasm)
+        ));
+        let core = b"\0asm\x01\0\0\0";
+        assert!(matches!(
+            inspect_component(core),
+            Err(InspectError::CoreModule)
+        ));
+    }
+
+    #[test]
+    fn wasm_header_with_garbage_is_not_called_a_module() {
+        let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+        bytes.extend_from_slice(b"this is not a module at all");
+        let err = inspect_component(&bytes).unwrap_err();
+        assert!(matches!(err, InspectError::MalformedModule(_)), "{err}");
+        assert!(
+            !err.to_string().contains("a core WebAssembly module"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not valid WebAssembly"), "{err}");
+    }
+
+    #[test]
+    fn truncated_component_is_an_error_not_a_panic() {
+        // A component header followed by a module section claiming more
+        // bytes than the file has.
+        let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+        bytes.extend_from_slice(&[1, 0x80, 0x80, 0x04]);
+        bytes.extend_from_slice(b"\0asm\x01\0\0\0");
+        assert!(matches!(
+            inspect_component(&bytes),
+            Err(InspectError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn import_names() {
+        assert!(import_allowed("phantom:os/console@0.1.0"));
+        assert!(!import_allowed("wasi:filesystem/types@0.2.0"));
+        let err = InspectError::UnsupportedImports(vec![
+            "wasi:filesystem/types@0.2.0".into(),
+            "evil:x/y".into(),
+        ]);
+        let text = err.to_string();
+        assert!(
+            text.contains("`wasi:filesystem/types@0.2.0`, `evil:x/y`"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! The Phantom runtime: runs Wasm components as persistent processes.
+//!
+//! ```text
+//!   Drive (drive.rs: the one loop of run, pvm run, benchmarks)
+//!    │  control socket requests (control.rs), console input feed
+//!    ▼
+//!   Process (process/: spawn, restore, step, checkpoint)
+//!    ├─ Store<ProcessCtx> (ctx.rs) ── iface/* (phantom:os, one file per interface)
+//!    │     ├─ gate.rs: every input and nondeterministic read comes in here
+//!    │     └─ exit.rs: everything the guest sends out leaves here
+//!    ├─ persist/: host state as image sections (host, timers, globals)
+//!    ├─ Memories (phantom-memory: memfds, dirty tracking, lazy fill; all unsafe)
+//!    └─ CheckpointStore (phantom-snapshots: image files; no wasmtime)
+//!   Runtime (runtime.rs): engine, linker, component cache (component.rs,
+//!    inspect.rs), epoch ticker, checkpoint writer (writer.rs)
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod bindings;
+pub mod component;
+pub mod control;
+pub mod ctx;
+pub mod datadir;
+pub mod drive;
+pub mod error;
+pub mod exit;
+pub mod gate;
+mod iface;
+pub mod inspect;
+pub mod persist;
+pub mod process;
+pub mod runtime;
+pub mod status;
+mod writer;
+
+pub use phantom_memory::{LazyStats, TrackerKind};

@@ -1,0 +1,234 @@
+//! A persistent process: a component instance, its host state, its memories
+//! and its image store. The lifecycle stages are sibling modules:
+//!
+//! ```text
+//!   spawn.rs      component ─► instantiate (fresh memfds) ─► init ─► full checkpoint 1
+//!                 ─► rename .NAME.spawning-PID into place (visible only once durable)
+//!   restore.rs    newest checkpoint whose chain verifies and whose contents fit the
+//!                 component ─► memories prepared (lazy or eager) ─► instantiate
+//!                 ─► drop private pages (undo data segments) ─► no init
+//!   step.rs       the next input (through the gate) ─► handle ─► outputs (the exit)
+//!   checkpoint.rs capture (the pause) ─► NewCheckpoint ─► writer thread ─► typed result
+//! ```
+//! A process directory (`<data>/<name>/`) holds `process.json` (what was
+//! spawned), `component.wasm`, and the checkpoint files of its image store.
+
+mod checkpoint;
+mod restore;
+mod spawn;
+mod step;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use phantom_memory::{InstantiateError, LazyStats, Memories, PreparedMemory, Quiescent};
+use phantom_snapshots::{CheckpointInfo, CheckpointStore};
+use serde::{Deserialize, Serialize};
+use wasmtime::Store;
+
+use crate::bindings::PersistentProcess;
+use crate::component::LoadedComponent;
+use crate::ctx::ProcessCtx;
+use crate::inspect::CheckedGlobal;
+use crate::persist::{GlobalsCheck, HostParts, HostState, TimerTable};
+use crate::runtime::Runtime;
+use crate::writer::WriteReceipt;
+
+pub use checkpoint::CaptureReport;
+pub(crate) use restore::check_image_contents;
+pub use spawn::{SpawnRequest, spawning_dir};
+
+/// A full image is written at least this often (in checkpoints), so restore
+/// never replays a long chain.
+const FULL_EVERY: u64 = 64;
+
+/// What `phantom spawn` recorded about a process (never changes after).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessMeta {
+    /// The process name.
+    pub name: String,
+    /// Arguments given to `init`.
+    pub args: Vec<String>,
+    /// Names of the files given to `init`.
+    pub files: Vec<String>,
+    /// When it was spawned (Unix seconds).
+    pub spawned_unix: u64,
+    /// Size of `component.wasm`.
+    pub component_bytes: u64,
+}
+
+/// Checks a process name: it becomes a directory name.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// Where the next checkpoint goes in the chain of checkpoint files.
+#[derive(Debug, Default)]
+struct Chain {
+    /// Highest checkpoint id used in this directory; the next is one more.
+    last_id: u64,
+    /// The checkpoint the next delta builds on.
+    parent: Option<u64>,
+    /// Whether the next checkpoint must be a full image.
+    needs_full: bool,
+    /// Checkpoints since the last full image.
+    since_full: u64,
+}
+
+/// A running persistent process.
+pub struct Process {
+    name: String,
+    dir: PathBuf,
+    store: Store<ProcessCtx>,
+    bindings: PersistentProcess,
+    memories: Memories,
+    images: Arc<CheckpointStore>,
+    globals: Vec<CheckedGlobal>,
+    chain: Chain,
+    in_flight: Option<WriteReceipt>,
+    last_committed: Option<CheckpointInfo>,
+}
+
+impl Process {
+    /// The process name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Persisted host state.
+    pub fn state(&self) -> &HostState {
+        &self.store.data().state
+    }
+
+    /// The process's timers.
+    pub fn timers(&self) -> &TimerTable {
+        &self.store.data().timers
+    }
+
+    /// The process clock now.
+    pub fn now_ns(&self) -> u64 {
+        self.store.data().clock.now_ns()
+    }
+
+    /// The last checkpoint known to be on disk.
+    pub fn last_committed(&self) -> Option<&CheckpointInfo> {
+        self.last_committed.as_ref()
+    }
+
+    /// Whether the guest asked for a checkpoint during its last call.
+    pub fn take_checkpoint_request(&mut self) -> bool {
+        std::mem::take(&mut self.store.data_mut().checkpoint_requested)
+    }
+
+    /// The exit code, once the process has finished.
+    pub fn exited(&self) -> Option<i32> {
+        self.state().exit_code
+    }
+
+    /// Whether the process has work to do now: a queued input or a `busy`.
+    pub fn runnable(&self) -> bool {
+        let s = self.state();
+        s.exit_code.is_none() && (s.busy || !s.pending.is_empty())
+    }
+
+    /// Copies of the memories' bytes (for tests and differential checks).
+    pub fn memory_bytes(&mut self) -> std::io::Result<Vec<Vec<u8>>> {
+        let q = Quiescent::new(&mut self.store);
+        self.memories.copy_bytes(&q)
+    }
+
+    /// Number of linear memories.
+    pub fn memory_count(&self) -> usize {
+        self.memories.len()
+    }
+
+    /// Size of each memory in bytes.
+    pub fn memory_sizes(&self) -> Vec<usize> {
+        self.memories.sizes()
+    }
+
+    /// How each memory's lazy restore went so far (None: not lazy).
+    pub fn lazy_stats(&self) -> Vec<Option<LazyStats>> {
+        self.memories.lazy_stats()
+    }
+
+    /// Waits until every lazily restored page is in memory.
+    pub fn wait_filled(&self) -> std::io::Result<()> {
+        self.memories.wait_filled()
+    }
+
+    /// Bytes each memory's memfd holds (how much a lazy restore filled).
+    pub fn memory_file_bytes(&self) -> std::io::Result<Vec<u64>> {
+        self.memories.file_allocated_bytes()
+    }
+
+    /// Instantiates `loaded` with `prepared` memories (none: fresh ones)
+    /// and the given host state.
+    fn instantiate(
+        rt: &Runtime,
+        loaded: &LoadedComponent,
+        dir: PathBuf,
+        images: Arc<CheckpointStore>,
+        state: HostState,
+        timers: TimerTable,
+        prepared: Vec<PreparedMemory>,
+    ) -> Result<Process, InstantiateError> {
+        let name = state.name.clone();
+        let mut store = Store::new(
+            &rt.engine,
+            ProcessCtx::new(state, timers, rt.config.max_memory_bytes),
+        );
+        store.limiter(|ctx| &mut ctx.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(rt.call_ticks());
+        let (instance, memories) = phantom_memory::instantiate(
+            &rt.creator,
+            &mut store,
+            &rt.linker,
+            &loaded.component,
+            prepared,
+            rt.config.tracker,
+        )?;
+        let bindings = PersistentProcess::new(&mut store, &instance)
+            .map_err(|e| InstantiateError::Wasmtime(format!("{e:#}")))?;
+        Ok(Process {
+            name,
+            dir,
+            store,
+            bindings,
+            memories,
+            images,
+            globals: loaded.facts.globals.clone(),
+            chain: Chain::default(),
+            in_flight: None,
+            last_committed: None,
+        })
+    }
+
+    /// Everything a checkpoint stores besides memory, as it is now.
+    fn host_parts(&self) -> HostParts {
+        let ctx = self.store.data();
+        HostParts {
+            host: ctx.state.clone(),
+            timers: ctx.timers.clone(),
+            globals: GlobalsCheck(self.globals.clone()),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Never leave a capture unwritten: the memfds die with us.
+        self.wait_for_write();
+    }
+}

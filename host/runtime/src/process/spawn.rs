@@ -1,0 +1,218 @@
+//! Creating a process: instantiate with fresh memories, run `init`, write
+//! the first (full) checkpoint, and only then make the directory visible.
+//!
+//! ```text
+//!   <data>/.NAME.spawning-PID/  component.wasm, process.json, ckpt-1 (full, fsynced)
+//!        │ rename (atomic)            a crash before it leaves only the
+//!        ▼                            hidden directory, which is cleaned up
+//!   <data>/NAME/
+//! ```
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use phantom_memory::Quiescent;
+use phantom_snapshots::CheckpointStore;
+
+use super::{Process, ProcessMeta, valid_name};
+use crate::bindings::{GuestFile, Status};
+use crate::component::{LoadedComponent, cache_dir};
+use crate::error::{CheckpointError, SpawnError};
+use crate::exit::Output;
+use crate::persist::{HostState, TimerTable};
+use crate::runtime::Runtime;
+
+/// What to spawn besides the component.
+#[derive(Clone, Debug, Default)]
+pub struct SpawnRequest {
+    /// The process name (a directory of the data directory).
+    pub name: String,
+    /// Arguments for `init`.
+    pub args: Vec<String>,
+    /// Files for `init`, by name.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// The hidden directory a spawn by process `pid` builds `name` in.
+pub fn spawning_dir(data: &Path, name: &str, pid: u32) -> std::path::PathBuf {
+    data.join(format!(".{name}.spawning-{pid}"))
+}
+
+pub(crate) fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Process {
+    /// Creates a persistent process in `data/<name>` (`data` must exist):
+    /// runs `init`, writes the first (full) checkpoint, and only then makes
+    /// the directory visible. Returns the process and what `init` sent out.
+    pub fn spawn(
+        rt: &Runtime,
+        component_bytes: &[u8],
+        data: &Path,
+        request: SpawnRequest,
+    ) -> Result<(Process, Vec<Output>), SpawnError> {
+        let SpawnRequest { name, args, files } = request;
+        if !valid_name(&name) {
+            return Err(SpawnError::InvalidName(name));
+        }
+        let dir = data.join(&name);
+        if dir.exists() {
+            return Err(SpawnError::Exists {
+                name,
+                data: data.to_path_buf(),
+            });
+        }
+        let loaded = rt.load_component(component_bytes, Some(&cache_dir(data)))?;
+        let tmp = spawning_dir(data, &name, std::process::id());
+        let _ = fs::remove_dir_all(&tmp);
+        let result = Self::spawn_in(rt, &loaded, component_bytes, &tmp, &dir, &name, args, files);
+        let (mut process, output) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let io = |what: String| move |source| SpawnError::Io { what, source };
+        if let Err(e) = fs::rename(&tmp, &dir) {
+            let _ = fs::remove_dir_all(&tmp);
+            // Another spawn of the same name won the race.
+            if dir.exists() {
+                return Err(SpawnError::Exists {
+                    name,
+                    data: data.to_path_buf(),
+                });
+            }
+            return Err(io(format!(
+                "cannot move the new process into {}",
+                dir.display()
+            ))(e));
+        }
+        fs::File::open(data)
+            .and_then(|d| d.sync_all())
+            .map_err(io(format!("cannot sync {}", data.display())))?;
+        process.dir = dir.clone();
+        process.images =
+            Arc::new(CheckpointStore::open(&dir).map_err(|e| {
+                io(format!("cannot open {}", dir.display()))(std::io::Error::other(e))
+            })?);
+        Ok((process, output))
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one spawn, used once"
+    )]
+    fn spawn_in(
+        rt: &Runtime,
+        loaded: &LoadedComponent,
+        component_bytes: &[u8],
+        tmp: &Path,
+        dir: &Path,
+        name: &str,
+        args: Vec<String>,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<(Process, Vec<Output>), SpawnError> {
+        let io = |what: String| move |source| SpawnError::Io { what, source };
+        let images = CheckpointStore::create(tmp).map_err(|e| {
+            io(format!("cannot create {}", tmp.display()))(std::io::Error::other(e))
+        })?;
+        fs::write(tmp.join("component.wasm"), component_bytes)
+            .map_err(io(format!("cannot write {}/component.wasm", tmp.display())))?;
+        let meta = ProcessMeta {
+            name: name.to_string(),
+            args: args.clone(),
+            files: files.iter().map(|(n, _)| n.clone()).collect(),
+            spawned_unix: unix_ns() / 1_000_000_000,
+            component_bytes: component_bytes.len() as u64,
+        };
+        let meta_json = serde_json::to_vec_pretty(&meta).unwrap_or_default();
+        fs::write(tmp.join("process.json"), meta_json)
+            .map_err(io(format!("cannot write {}/process.json", tmp.display())))?;
+        let state = HostState {
+            name: name.to_string(),
+            args: args.clone(),
+            ..Default::default()
+        };
+        let mut process = Self::instantiate(
+            rt,
+            loaded,
+            dir.to_path_buf(),
+            Arc::new(images),
+            state,
+            TimerTable::default(),
+            Vec::new(),
+        )
+        .map_err(|e| SpawnError::Instantiate {
+            name: name.to_string(),
+            message: e.to_string(),
+        })?;
+        let guest_files: Vec<GuestFile> = files
+            .into_iter()
+            .map(|(name, data)| GuestFile { name, data })
+            .collect();
+        process.store.set_epoch_deadline(rt.call_ticks());
+        let result = process
+            .bindings
+            .call_init(&mut process.store, &args, &guest_files);
+        let output = process.store.data_mut().outbox.take();
+        let status = match result {
+            Ok(Ok(status)) => status,
+            Ok(Err(message)) => {
+                return Err(SpawnError::InitFailed {
+                    name: name.to_string(),
+                    message,
+                });
+            }
+            Err(trap) => {
+                return Err(SpawnError::InitTrapped {
+                    name: name.to_string(),
+                    failure: process.trap_failure(rt, &trap, &output),
+                });
+            }
+        };
+        process.apply_status(status);
+        // The first checkpoint is a full image, written before the process
+        // becomes visible.
+        let checkpoint = process
+            .capture(true)
+            .map_err(|source| SpawnError::Checkpoint {
+                name: name.to_string(),
+                source,
+            })?;
+        let info = process
+            .images
+            .write(&checkpoint.1)
+            .map_err(|e| SpawnError::Checkpoint {
+                name: name.to_string(),
+                source: CheckpointError::from(e),
+            })?;
+        process.last_committed = Some(info);
+        Ok((process, output))
+    }
+
+    pub(super) fn apply_status(&mut self, status: Status) {
+        let ctx = self.store.data_mut();
+        match status {
+            Status::Idle => ctx.state.busy = false,
+            Status::Busy => ctx.state.busy = true,
+            Status::Exit(code) => {
+                ctx.state.busy = false;
+                ctx.state.exit_code = Some(code);
+                ctx.timers.clear();
+            }
+        }
+    }
+
+    /// Quiescence proof for this process's memories (no call is running
+    /// while `&mut self` is borrowed).
+    pub(super) fn quiescent(&mut self) -> (Quiescent<'_>, &phantom_memory::Memories) {
+        (Quiescent::new(&mut self.store), &self.memories)
+    }
+}
