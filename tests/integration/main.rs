@@ -5,9 +5,12 @@
 mod bad_input;
 mod cli;
 mod common;
+mod crafted_images;
 mod differential;
 mod incremental;
 mod kill_loop;
 mod lazy_restore;
+mod newcomer;
 mod pvm;
+mod regressions;
 mod trackers;

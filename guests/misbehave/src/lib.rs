@@ -9,6 +9,8 @@
 //! | `panic`    | panics (prints `panicked at ...`, then traps)         |
 //! | `exit N`   | returns `exit(N)`                                     |
 //! | `echo x`   | prints x                                              |
+//!
+//! Init argument `--panic-in-init` makes `init` itself panic.
 
 use phantom_sdk::{File, Process, Status, println};
 use std::hint::black_box;
@@ -23,7 +25,10 @@ struct Misbehave {
 }
 
 impl Process for Misbehave {
-    fn init(_args: Vec<String>, _files: Vec<File>) -> Result<Self, String> {
+    fn init(args: Vec<String>, _files: Vec<File>) -> Result<Self, String> {
+        if args.iter().any(|a| a == "--panic-in-init") {
+            panic!("misbehave was told to panic in init");
+        }
         Ok(Misbehave {
             exit: None,
             eaten: Vec::new(),

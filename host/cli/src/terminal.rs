@@ -16,6 +16,8 @@ pub struct Terminal {
     /// Rewrites "process 'NAME'" in messages (for `pvm run`, whose process
     /// is internal).
     pub rename: Option<(String, String)>,
+    /// Processes restored so far: a second one turns prefixes on.
+    seen: std::collections::BTreeSet<String>,
 }
 
 impl Terminal {
@@ -25,6 +27,7 @@ impl Terminal {
             multi: false,
             verbose,
             rename: None,
+            seen: Default::default(),
         }
     }
 
@@ -64,6 +67,8 @@ impl DriveHooks for Terminal {
                 checkpoint,
                 restore_count,
             } => {
+                self.seen.insert(name.to_string());
+                self.multi |= self.seen.len() > 1;
                 if self.verbose {
                     eprintln!(
                         "phantom: restored '{name}' from checkpoint {checkpoint} (restore #{restore_count})"

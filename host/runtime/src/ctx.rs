@@ -71,6 +71,8 @@ pub struct ProcessCtx {
     pub timers: TimerTable,
     /// Bytes of console lines queued in `state.pending`.
     pub(crate) pending_bytes: usize,
+    /// Console lines admitted but dropped unhandled when the guest exited.
+    pub(crate) undelivered_lines: u64,
     /// The process clock.
     pub clock: ProcessClock,
     /// What the guest sent out during the current call.
@@ -91,6 +93,7 @@ impl ProcessCtx {
             state,
             timers,
             pending_bytes,
+            undelivered_lines: 0,
             clock,
             outbox: Outbox::default(),
             checkpoint_requested: false,

@@ -494,6 +494,13 @@ impl<'rt> Drive<'rt> {
                     failure: &failure,
                 });
                 mark_failed(p.process.dir(), &failure);
+                let lost = p.process.take_undelivered_lines();
+                if lost > 0 {
+                    self.summary.undelivered += lost;
+                    self.summary
+                        .undelivered_reason
+                        .get_or_insert_with(|| format!("'{name}' failed before handling them"));
+                }
                 // Its last checkpoint stays what it was; a write in flight
                 // finishes (it holds state from before the failure).
                 let mut gone = self.procs.remove(i);
@@ -502,6 +509,14 @@ impl<'rt> Drive<'rt> {
                 continue;
             }
             if let Some(code) = p.process.exited() {
+                let lost = p.process.take_undelivered_lines();
+                if lost > 0 {
+                    let name = p.process.name().to_string();
+                    self.summary.undelivered += lost;
+                    self.summary
+                        .undelivered_reason
+                        .get_or_insert_with(|| format!("'{name}' exited before handling them"));
+                }
                 if opts.final_checkpoint {
                     self.checkpoint_one(i, hooks);
                 }

@@ -225,22 +225,38 @@ pub fn fsck(dir: &Path) -> FsckStatus {
         }
         Err(e) => problems.push(e.to_string()),
     }
-    let (restorable, from) = match restorable(dir, &store) {
-        Ok(r) => {
-            // Checkpoints whose files verify but whose contents a restore
-            // refuses (crafted sections, sizes the component cannot have).
-            for (id, why) in r.skipped {
+    // Every checkpoint whose files verify: do its contents fit the
+    // component? (Crafted sections, sizes it cannot have.) The first that
+    // does, newest first, is what a restore would use.
+    let facts = std::fs::read(dir.join("component.wasm"))
+        .map_err(|e| format!("cannot read component.wasm: {e}"))
+        .and_then(|b| inspect_component(&b).map_err(|e| e.to_string()));
+    let mut from = None;
+    match facts {
+        Ok(facts) => {
+            let mut refused = Vec::new();
+            let _ = store.restore_newest(|c| {
+                match check_image_contents(&facts, u64::MAX, c) {
+                    Ok(_) => {
+                        from.get_or_insert(c.info.id);
+                    }
+                    Err(why) => refused.push((c.info.id, why)),
+                }
+                // Refuse every candidate, so every checkpoint is looked at.
+                Err::<(), String>("looked at".into())
+            });
+            for (id, why) in refused {
                 if !damaged.contains(&id) {
                     problems.push(format!("checkpoint {id}: {why}"));
                 }
             }
-            (true, Some(r.id))
+            if from.is_none() {
+                problems.push("no checkpoint can be restored".into());
+            }
         }
-        Err(e) => {
-            problems.push(e);
-            (false, None)
-        }
-    };
+        Err(e) => problems.push(e),
+    }
+    let restorable = from.is_some();
     FsckStatus {
         name,
         clean: problems.is_empty(),

@@ -206,6 +206,17 @@ impl Process {
                 ctx.state.busy = false;
                 ctx.state.exit_code = Some(code);
                 ctx.timers.clear();
+                // What was queued will never be handled: the drive loop
+                // reports the lines as not delivered.
+                let lines = ctx
+                    .state
+                    .pending
+                    .iter()
+                    .filter(|i| matches!(i, crate::gate::Input::ConsoleLine(_)))
+                    .count();
+                ctx.undelivered_lines += lines as u64;
+                ctx.state.pending.clear();
+                ctx.pending_bytes = 0;
             }
         }
     }

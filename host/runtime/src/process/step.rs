@@ -27,6 +27,22 @@ impl Process {
         self.store.data().has_room(bytes)
     }
 
+    /// Console lines admitted that the guest will never handle: queued when
+    /// it exited, or when it failed. Taken, so each is counted once.
+    pub fn take_undelivered_lines(&mut self) -> u64 {
+        let ctx = self.store.data_mut();
+        let queued = if ctx.state.exit_code.is_none() {
+            ctx.state
+                .pending
+                .iter()
+                .filter(|i| matches!(i, Input::ConsoleLine(_)))
+                .count() as u64
+        } else {
+            0
+        };
+        std::mem::take(&mut ctx.undelivered_lines) + queued
+    }
+
     /// Admits a timer input for every timer due in process time.
     pub fn fire_due_timers(&mut self) {
         self.store.data_mut().fire_due_timers();

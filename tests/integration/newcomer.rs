@@ -1,0 +1,263 @@
+//! What a newcomer hit, tried as a new user would: each gets a test.
+
+use std::time::{Duration, Instant};
+
+use super::common::*;
+
+/// With two processes and no `--input`, stdin was silently ignored.
+#[test]
+fn stdin_not_read_with_two_processes_says_so_and_names_them() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::KV, "alpha", &[]);
+    spawn(data.path(), phantom_tests::KV, "beta", &[]);
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "set a 1\n",
+    );
+    let err = stderr(ok(&o));
+    assert!(
+        err.contains("not reading stdin") && err.contains("alpha, beta") && err.contains("--input"),
+        "{err}"
+    );
+    // With --input the line reaches the named one.
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--until-idle",
+            "--input",
+            "beta",
+        ],
+        "set a 1\n",
+    );
+    assert_eq!(stdout(ok(&o)), "[beta] ok\n");
+    assert!(!stderr(&o).contains("not reading stdin"));
+}
+
+/// A run whose input could not all be delivered exited 0.
+#[test]
+fn run_that_did_not_deliver_input_exits_non_zero() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MISBEHAVE, "m", &[]);
+    // The process exits after the first line: the others are refused.
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "exit 0\necho one\necho two\n",
+    );
+    assert!(!o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("2 line(s) of input were not delivered"),
+        "{err}"
+    );
+    assert!(err.contains("'m' exited before handling them"), "{err}");
+    assert!(!stdout(&o).contains("one"));
+    // A line longer than the limit is refused and reported too, and the
+    // lines around it are delivered.
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::KV, "kv", &[]);
+    let long = "x".repeat(2 << 20);
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        &format!("set a 1\nset b {long}\nget a\n"),
+    );
+    assert!(!o.status.success());
+    assert_eq!(stdout(&o), "ok\n1\n");
+    assert!(
+        stderr(&o).contains("longer than the limit"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A panic inside `init` lost its message (only the wasm backtrace was
+/// shown), and `ps` showed only the first line of a failure (the location).
+#[test]
+fn guest_panic_message_is_shown_by_spawn_and_ps() {
+    let data = data_dir();
+    let o = run(&[
+        "spawn",
+        phantom_tests::MISBEHAVE,
+        "--data",
+        s(data.path()),
+        "--name",
+        "p",
+        "--",
+        "--panic-in-init",
+    ]);
+    fails_with(&o, "misbehave was told to panic in init");
+    let first = stderr(&o).lines().next().unwrap_or("").to_string();
+    assert!(
+        first.contains("init of 'p' panicked: misbehave was told to panic in init"),
+        "{first}"
+    );
+    assert!(!data.path().join("p").exists());
+    // A panic while handling an event: ps shows the message.
+    spawn(data.path(), phantom_tests::MISBEHAVE, "m", &[]);
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "panic\n",
+    );
+    fails_with(&o, "panicked: misbehave asked to panic");
+    let text = stdout(ok(&run(&["ps", "--data", s(data.path())])));
+    assert!(
+        text.contains("failed (trap): process 'm' panicked: misbehave asked to panic"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "ps",
+        "--data",
+        s(data.path()),
+        "--json",
+    ]))))
+    .unwrap();
+    assert_eq!(json[0]["failure"]["kind"], "trap");
+    assert!(
+        json[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("misbehave asked to panic")
+    );
+}
+
+/// `spawn` was refused while a host ran the data directory; it now hands
+/// the new process to the running host, which starts running it.
+#[test]
+fn spawn_while_a_host_runs_hands_the_process_to_it() {
+    let data = data_dir();
+    spawn(
+        data.path(),
+        phantom_tests::COUNTER,
+        "first",
+        &["--period-ms", "5"],
+    );
+    let log = data.path().join("host.log");
+    let mut host = start_logged_run(data.path(), "100ms", &log);
+    // Wait for the host to run.
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("count=")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the host did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = spawn(
+        data.path(),
+        phantom_tests::COUNTER,
+        "second",
+        &["--period-ms", "5"],
+    );
+    assert!(stderr(&o).contains("has started it"), "{}", stderr(&o));
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("[second] count=3") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the host never ran the new process:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ps: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "ps",
+        "--data",
+        s(data.path()),
+        "--json",
+    ]))))
+    .unwrap();
+    for row in ps.as_array().unwrap() {
+        assert_eq!(row["state"], "running", "{row}");
+    }
+    // The name is still unique while the host runs.
+    fails_with(
+        &run(&[
+            "spawn",
+            phantom_tests::COUNTER,
+            "--data",
+            s(data.path()),
+            "--name",
+            "second",
+        ]),
+        "already exists",
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(host.wait().unwrap().success());
+    // Both resume in the next run.
+    let o = run_for(data.path(), "0.3");
+    let out = stdout(ok(&o));
+    assert!(
+        out.contains("[first] count=") && out.contains("[second] count="),
+        "{out}"
+    );
+}
+
+/// Messages that misled.
+#[test]
+fn error_messages_say_what_is_wrong() {
+    let data = data_dir();
+    // A wasm header followed by garbage is not "a core WebAssembly module".
+    let garbage = data.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm\x01\0\0\0this is not wasm at all").unwrap();
+    let o = run(&[
+        "spawn",
+        s(&garbage),
+        "--data",
+        s(data.path()),
+        "--name",
+        "g",
+    ]);
+    fails_with(&o, "not valid WebAssembly");
+    assert!(
+        !stderr(&o).contains("a core WebAssembly module"),
+        "{}",
+        stderr(&o)
+    );
+    // `pvm run` without a boot class does not name an internal process.
+    let empty = data.path().join("classes");
+    std::fs::create_dir(&empty).unwrap();
+    let o = run(&["pvm", "run", "--classes", s(&empty)]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(!err.contains("oneshot") && !err.contains("'pvm'"), "{err}");
+    assert!(err.contains(s(&empty)), "names the class directory: {err}");
+    // fsck text says whether a damaged process is still restorable.
+    spawn(data.path(), phantom_tests::KV, "kv", &[]);
+    ok(&run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "set a 1\n",
+    ));
+    let files = checkpoint_files(&data.path().join("kv"));
+    let newest = files.last().unwrap();
+    let len = std::fs::metadata(newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    let o = run(&["fsck", "--data", s(data.path())]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("kv: DAMAGED, still restorable from checkpoint 1"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::write(&files[0], b"junk").unwrap();
+    let o = run(&["fsck", "--data", s(data.path())]);
+    assert!(
+        stdout(&o).contains("kv: DAMAGED, NOT restorable"),
+        "{}",
+        stdout(&o)
+    );
+}
