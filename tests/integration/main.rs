@@ -5,8 +5,11 @@
 mod bad_input;
 mod cli;
 mod common;
+mod control;
 mod crafted_images;
 mod differential;
+mod fixture;
+mod image_fuzz;
 mod incremental;
 mod kill_loop;
 mod lazy_restore;
