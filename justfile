@@ -37,7 +37,9 @@ bench: build
     {{phantom}} bench pvm --iterations 2000000 --rounds 11 --workload spin --json
     {{phantom}} bench pvm --iterations 1000000 --rounds 11 --workload run --json
 
-# Long runs kept out of `just test`: a 300-kill loop and a longer PVM fuzz.
+# Long runs kept out of `just test`: 1,000 kills, the image fuzzer for an
+# hour (each prints its case count), and a longer PVM fuzz.
 soak: build
-    PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration kill_loop -- --nocapture
+    PHANTOM_KILLS=1000 cargo test --release -p phantom-tests --test integration kill_loop -- --nocapture
+    PHANTOM_FUZZ_SECS=3600 cargo test --release -p phantom-tests --test integration image_fuzz -- --nocapture
     PVM_FUZZ_CASES=200000 cargo test --release -p pvm-wasm --test pvm fuzz -- --nocapture

@@ -26,7 +26,7 @@ use crate::cell::{MemoryCell, fill_eagerly, new_memfd};
 use crate::lazy::{LazySource, PageSource};
 use crate::memories::{Memories, store_identity};
 use crate::sys::uffd::Userfaultfd;
-use crate::sys::wasmtime::GuestMemory;
+use crate::linear::GuestMemory;
 use crate::tracker::TrackerKind;
 
 /// Address space reserved per memory when wasmtime does not ask for a
@@ -214,9 +214,8 @@ impl PhantomMemoryCreator {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `MemoryCreator::new_memory` (the unsafe trait impl is in
-    /// `sys/wasmtime.rs`): the next prepared memfd, or a new one, as a
-    /// `GuestMemory`.
+    /// `MemoryCreator::new_memory` (the unsafe trait impl is at the end of
+    /// this file): the next prepared memfd, or a new one, as a `GuestMemory`.
     pub(crate) fn create_memory(
         &self,
         ty: MemoryType,
@@ -306,4 +305,26 @@ impl PhantomMemoryCreator {
 /// memory whose lazy restore the kernel refused).
 pub fn fill_from(source: Box<dyn PageSource>, file: &File) -> io::Result<()> {
     fill_eagerly(source, file)
+}
+
+// SAFETY: every memory returned is a `GuestMemory` (above), made by
+// `create_memory`, which reserves `reserved_size_in_bytes` (or 4 GiB) plus
+// `guard_size_in_bytes` of address space and never maps the guard.
+unsafe impl wasmtime::MemoryCreator for PhantomMemoryCreator {
+    fn new_memory(
+        &self,
+        ty: wasmtime::MemoryType,
+        minimum: usize,
+        maximum: Option<usize>,
+        reserved_size_in_bytes: Option<usize>,
+        guard_size_in_bytes: usize,
+    ) -> Result<Box<dyn wasmtime::LinearMemory>, String> {
+        self.create_memory(
+            ty,
+            minimum,
+            maximum,
+            reserved_size_in_bytes,
+            guard_size_in_bytes,
+        )
+    }
 }

@@ -16,11 +16,18 @@
 //! Guest bytes are reachable only with a `Quiescent` token (made from
 //! `&mut Store`, so no guest call of that store is running), or in a
 //! `StandaloneMemory` that no guest uses.
+//!
+//! Modules depend downwards only: `sys` (mmap, pagemap, userfaultfd) ←
+//! `tracker` ← `lazy` ← `cell` ← `linear` (the `LinearMemory`) ←
+//! `memories` (`Memories`, `Quiescent`) ← `creator` (the `MemoryCreator`,
+//! `instantiate`).
 
 mod cell;
 mod creator;
 mod lazy;
+mod linear;
 mod memories;
+mod precompiled;
 mod sys;
 mod tracker;
 
@@ -32,5 +39,5 @@ pub use creator::{
 pub use lazy::{LazyStats, PageSource};
 pub use memories::{Memories, Quiescent, StandaloneMemory};
 pub use sys::PAGE_SIZE;
-pub use sys::wasmtime::load_precompiled;
+pub use precompiled::load_precompiled;
 pub use tracker::TrackerKind;

@@ -1,7 +1,8 @@
-//! Every `unsafe` of the host lives in this module (and the crate around it):
-//! the memfd-backed mapping of a linear memory, reading `/proc/self/pagemap`,
-//! the `PAGEMAP_SCAN` ioctl, userfaultfd, the wasmtime memory traits and
-//! loading a precompiled component.
+//! The operating system's side: the memfd-backed mapping of a linear
+//! memory, reading `/proc/self/pagemap`, the `PAGEMAP_SCAN` ioctl and
+//! userfaultfd. It uses nothing above it in this crate. (The wasmtime
+//! traits are `linear.rs` and `creator.rs`; loading compiled code is
+//! `precompiled.rs`.)
 //!
 //! ```text
 //!   reservation (PROT_NONE, reserve + guard bytes)
@@ -17,6 +18,5 @@
 pub mod pagemap;
 pub mod region;
 pub mod uffd;
-pub mod wasmtime;
 
 pub use region::{MappedRegion, PAGE_SIZE};
