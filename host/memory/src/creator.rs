@@ -24,9 +24,9 @@ use wasmtime::{LinearMemory, MemoryType, Store};
 
 use crate::cell::{MemoryCell, fill_eagerly, new_memfd};
 use crate::lazy::{LazySource, PageSource};
+use crate::linear::GuestMemory;
 use crate::memories::{Memories, store_identity};
 use crate::sys::uffd::Userfaultfd;
-use crate::linear::GuestMemory;
 use crate::tracker::TrackerKind;
 
 /// Address space reserved per memory when wasmtime does not ask for a

@@ -38,6 +38,6 @@ pub use creator::{
 };
 pub use lazy::{LazyStats, PageSource};
 pub use memories::{Memories, Quiescent, StandaloneMemory};
-pub use sys::PAGE_SIZE;
 pub use precompiled::load_precompiled;
+pub use sys::PAGE_SIZE;
 pub use tracker::TrackerKind;

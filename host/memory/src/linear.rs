@@ -19,11 +19,7 @@ pub struct GuestMemory {
 impl GuestMemory {
     /// Wraps `cell`, whose guest view starts at `base` and may grow to
     /// `capacity` bytes without moving.
-    pub(crate) fn new(
-        cell: Arc<MemoryCell>,
-        base: *mut u8,
-        capacity: usize,
-    ) -> Self {
+    pub(crate) fn new(cell: Arc<MemoryCell>, base: *mut u8, capacity: usize) -> Self {
         Self {
             cell,
             base,
@@ -58,4 +54,3 @@ unsafe impl wasmtime::LinearMemory for GuestMemory {
         self.base
     }
 }
-
