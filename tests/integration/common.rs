@@ -175,25 +175,53 @@ pub fn parse_run_log(text: &str) -> RunLog {
     run
 }
 
+/// A `phantom run` started by a test: killed when dropped, so a failing
+/// test leaves no host behind.
+pub struct HostChild(pub std::process::Child);
+
+impl std::ops::Deref for HostChild {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HostChild {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for HostChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts a verbose `phantom run` whose stdout and stderr both go to
 /// `log` through one open file description.
-pub fn start_logged_run(data: &Path, checkpoint_every: &str, log: &Path) -> std::process::Child {
+pub fn start_logged_run(data: &Path, checkpoint_every: &str, log: &Path) -> HostChild {
     let file = std::fs::File::create(log).expect("log file");
-    phantom()
-        .args([
-            "run",
-            "--data",
-            s(data),
-            "--checkpoint-every",
-            checkpoint_every,
-            "--no-stdin",
-            "-v",
-        ])
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("dup log"))
-        .stderr(file)
-        .spawn()
-        .expect("start phantom run")
+    HostChild(
+        phantom()
+            .args([
+                "run",
+                "--data",
+                s(data),
+                "--checkpoint-every",
+                checkpoint_every,
+                "--no-stdin",
+                "-v",
+            ])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file)
+            .spawn()
+            .expect("start phantom run"),
+    )
 }
 
 /// `phantom run --data DATA --for SECS --no-stdin`.

@@ -447,7 +447,7 @@ fn mutated_images_restore_or_fail_clearly() {
         worker.join().unwrap();
         *outcomes.entry(outcome).or_default() += 1;
         // The host binary on the same mutated directory, now and then.
-        if seed % 25 == 0 {
+        if seed.is_multiple_of(25) {
             let data = dir.parent().unwrap();
             let o = run_with_input(
                 &[

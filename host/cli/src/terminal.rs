@@ -98,7 +98,7 @@ impl DriveHooks for Terminal {
                 eprintln!("phantom: {}", self.text(&failure.message));
                 if self.rename.is_none() {
                     eprintln!(
-                        "phantom: '{name}' is marked failed ({}); its last checkpoint is intact",
+                        "phantom: '{name}' is marked failed ({}); its checkpoints are untouched (`phantom run --retry-failed` tries it again)",
                         failure.kind.name()
                     );
                 }

@@ -98,7 +98,7 @@ fn a_token_opens_only_the_memories_of_its_own_store() {
 fn the_binding_survives_moving_the_store() {
     let h = host();
     let (store, memories) = make(&h, &component(1, None), vec![]).unwrap();
-    let mut moved = vec![Box::new(store)];
+    let mut moved = [Box::new(store)];
     let q = Quiescent::new(&mut *moved[0]);
     assert!(memories.copy_bytes(&q).is_ok());
 }

@@ -208,6 +208,16 @@ fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>) {
 /// Sends `request` to the host running `data` and returns its reply (whose
 /// `ok` was true).
 pub fn request(data: &Path, request: &Request) -> Result<Value, ControlError> {
+    request_within(data, request, REPLY_TIMEOUT + Duration::from_secs(5))
+}
+
+/// `request`, giving up on the reply after `timeout` (a host can be inside
+/// a long guest call).
+pub fn request_within(
+    data: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Value, ControlError> {
     let broken = |why: String| ControlError::Broken {
         data: data.to_path_buf(),
         why,
@@ -226,7 +236,7 @@ pub fn request(data: &Path, request: &Request) -> Result<Value, ControlError> {
         }
         Err(e) => return Err(broken(e.to_string())),
     };
-    let _ = stream.set_read_timeout(Some(REPLY_TIMEOUT + Duration::from_secs(5)));
+    let _ = stream.set_read_timeout(Some(timeout));
     let mut line = serde_json::to_string(request).map_err(|e| broken(e.to_string()))?;
     line.push('\n');
     stream

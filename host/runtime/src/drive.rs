@@ -38,6 +38,10 @@ const STEPS_PER_ROUND: usize = 64;
 const ROUND_TIME: Duration = Duration::from_millis(20);
 /// Longest the loop sleeps without looking at signals and requests.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// At the end, input still arriving is counted as not delivered for at most
+/// this long, and until it pauses for `DRAIN_GAP`.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+const DRAIN_GAP: Duration = Duration::from_millis(100);
 
 /// How a drive runs and ends.
 #[derive(Clone, Debug)]
@@ -363,14 +367,26 @@ impl<'rt> Drive<'rt> {
                 held,
                 Some(FeedItem::Line(_) | FeedItem::Refused(_))
             ));
-            while let Some(FeedItem::Line(_) | FeedItem::Refused(_)) = console.feed.try_next() {
-                left += 1;
+            // What is already on its way (a pipe's rest arrives at once);
+            // a terminal or an endless feed is not waited for long.
+            let until = Instant::now() + DRAIN_TIME;
+            while input_open && Instant::now() < until {
+                match console.feed.wait_next(DRAIN_GAP) {
+                    Some(FeedItem::Line(_) | FeedItem::Refused(_)) => left += 1,
+                    Some(FeedItem::Closed) | None => break,
+                }
             }
             if left > 0 {
+                let target = &console.target;
+                let reason = if self.summary.exited.iter().any(|(n, _)| n == target) {
+                    format!("'{target}' exited before handling them")
+                } else if self.summary.failed.iter().any(|(n, _)| n == target) {
+                    format!("'{target}' failed before handling them")
+                } else {
+                    "the run stopped before they were delivered".to_string()
+                };
                 self.summary.undelivered += left;
-                self.summary
-                    .undelivered_reason
-                    .get_or_insert_with(|| "the run stopped before it was delivered".into());
+                self.summary.undelivered_reason.get_or_insert(reason);
             }
         }
         if opts.final_checkpoint {
@@ -420,7 +436,17 @@ impl<'rt> Drive<'rt> {
                 // The target has exited or failed: what is left of the
                 // input cannot be delivered.
                 if let FeedItem::Line(_) = item {
-                    self.refuse(&console.target, "the process is no longer running", hooks);
+                    let why = if self
+                        .summary
+                        .exited
+                        .iter()
+                        .any(|(n, _)| *n == console.target)
+                    {
+                        "the process has exited"
+                    } else {
+                        "the process is no longer running"
+                    };
+                    self.refuse(&console.target, why, hooks);
                 }
                 continue;
             };

@@ -8,6 +8,7 @@
 //! ```
 
 use std::path::Path;
+use std::time::Duration;
 
 use phantom_snapshots::CheckpointStore;
 use serde::Serialize;
@@ -85,7 +86,8 @@ pub fn status(data: &DataDir) -> Result<Vec<ProcessStatus>, DataDirError> {
 /// What the running host says it runs, if a host runs `data` and answers.
 fn live_status(data: &DataDir) -> Option<Vec<serde_json::Value>> {
     data.lock_holder()?;
-    let reply = control::request(data.path(), &Request::Status).ok()?;
+    let reply =
+        control::request_within(data.path(), &Request::Status, Duration::from_secs(2)).ok()?;
     reply["processes"].as_array().cloned()
 }
 

@@ -87,9 +87,6 @@ impl HostState {
                 "it queues {bytes} bytes of input, over the limit of {MAX_PENDING_BYTES}"
             ));
         }
-        if self.exit_code.is_some() && (self.busy || !self.pending.is_empty()) {
-            return Err("it says the process exited, yet has work queued".into());
-        }
         Ok(())
     }
 }
@@ -102,8 +99,14 @@ impl Section for HostState {
     }
 
     fn restore(bytes: &[u8]) -> Result<Self, String> {
-        let state: HostState = from_json(bytes)?;
+        let mut state: HostState = from_json(bytes)?;
         state.check()?;
+        if state.exit_code.is_some() {
+            // An exited process handles nothing more (hosts before the
+            // queue was cleared at exit left inputs queued).
+            state.busy = false;
+            state.pending.clear();
+        }
         Ok(state)
     }
 }
@@ -139,7 +142,10 @@ mod tests {
                 .contains("queues")
         );
         assert!(HostState::restore(br#"{"pending":["resume"]}"#).is_err());
-        assert!(HostState::restore(br#"{"exit_code":3,"busy":true}"#).is_err());
+        let exited =
+            HostState::restore(br#"{"exit_code":3,"busy":true,"pending":["console-closed"]}"#)
+                .unwrap();
+        assert!(!exited.busy && exited.pending.is_empty(), "{exited:?}");
         assert!(HostState::restore(br#"{"restore_count":-1}"#).is_err());
         assert!(HostState::restore(b"[1,2]").is_err());
         // Unknown fields (from a newer host) are ignored.
