@@ -239,3 +239,81 @@ pub fn mark_failed(dir: &Path, failure: &Failure) {
 pub fn clear_failure(dir: &Path) {
     let _ = fs::remove_file(dir.join(FAILURE_FILE));
 }
+
+/// What became of a spawn.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The process directory.
+    pub dir: PathBuf,
+    /// Its first checkpoint.
+    pub checkpoint: u64,
+    /// What `init` sent out.
+    pub outputs: Vec<crate::exit::Output>,
+    /// A host was running the data directory: what became of the hand-over.
+    pub handed_over: Option<HandOver>,
+}
+
+/// The hand-over of a new process to the host running its directory.
+#[derive(Debug)]
+pub enum HandOver {
+    /// The host (this pid) runs it now.
+    Started(u32),
+    /// The host stopped meanwhile: the next `phantom run` starts it.
+    HostGone,
+    /// The host could not start it (why); it stays on disk.
+    Refused(u32, String),
+}
+
+/// Spawns a process into `data` (created if missing). If a host runs the
+/// directory, the process is handed to it through the control socket and
+/// starts there at once. `spawn` never takes the lock: it builds the
+/// process in a hidden directory and renames it into place.
+pub fn spawn_process(
+    rt: &crate::runtime::Runtime,
+    data: &Path,
+    component: &[u8],
+    request: crate::process::SpawnRequest,
+) -> Result<Spawned, SpawnIntoError> {
+    use crate::control::{self, ControlError, Request};
+    let data = DataDir::create(data)?;
+    if data.lock_holder().is_none() {
+        data.clean_stale_spawns();
+    }
+    let name = request.name.clone();
+    let (process, outputs) = crate::process::Process::spawn(rt, component, data.path(), request)?;
+    let spawned = |handed_over| Spawned {
+        dir: process.dir().to_path_buf(),
+        checkpoint: process.last_committed().map(|c| c.id).unwrap_or(0),
+        outputs,
+        handed_over,
+    };
+    let Some(pid) = data.lock_holder() else {
+        return Ok(spawned(None));
+    };
+    let adopt = Request::Adopt { name };
+    let mut answer = control::request(data.path(), &adopt);
+    for _ in 0..40 {
+        // A host that is just starting may not listen yet.
+        if !matches!(answer, Err(ControlError::NoHost(_))) || data.lock_holder().is_none() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        answer = control::request(data.path(), &adopt);
+    }
+    Ok(spawned(Some(match answer {
+        Ok(_) => HandOver::Started(pid),
+        Err(ControlError::NoHost(_)) => HandOver::HostGone,
+        Err(e) => HandOver::Refused(pid, e.to_string()),
+    })))
+}
+
+/// `spawn_process` failed; nothing is left in the data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnIntoError {
+    /// The data directory cannot be used.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The spawn failed.
+    #[error(transparent)]
+    Spawn(#[from] crate::error::SpawnError),
+}

@@ -267,3 +267,59 @@ pub fn fsck(dir: &Path) -> FsckStatus {
         problems,
     }
 }
+
+/// One checkpoint file as `phantom checkpoints` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckpointRow {
+    /// Its id.
+    pub id: u64,
+    /// The checkpoint it is a delta of (None: a full image).
+    pub parent: Option<u64>,
+    /// When it was captured.
+    pub time_unix_ns: Option<u64>,
+    /// Pages it stores.
+    pub dirty_pages: Option<u64>,
+    /// Its size before compression.
+    pub bytes_uncompressed: Option<u64>,
+    /// Its size on disk.
+    pub bytes_written: Option<u64>,
+    /// How long its capture paused the guest.
+    pub pause_us: Option<u64>,
+    /// Whether the file verifies.
+    pub valid: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// The checkpoint files of the process in `dir`, newest first, each verified.
+pub fn checkpoints(dir: &Path) -> Result<Vec<CheckpointRow>, phantom_snapshots::StoreError> {
+    let store = CheckpointStore::open(dir)?;
+    Ok(store
+        .list()?
+        .into_iter()
+        .map(|l| match l.info {
+            Ok(i) => CheckpointRow {
+                id: i.id,
+                parent: i.parent,
+                time_unix_ns: Some(i.created_unix_ns),
+                dirty_pages: Some(i.dirty_pages),
+                bytes_uncompressed: Some(i.bytes_uncompressed),
+                bytes_written: Some(i.bytes_written),
+                pause_us: Some(i.pause_us),
+                valid: true,
+                error: None,
+            },
+            Err(e) => CheckpointRow {
+                id: l.id,
+                parent: None,
+                time_unix_ns: None,
+                dirty_pages: None,
+                bytes_uncompressed: None,
+                bytes_written: None,
+                pause_us: None,
+                valid: false,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect())
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use phantom_runtime::datadir::DataDir;
-use phantom_snapshots::CheckpointStore;
+use phantom_runtime::status;
 
 /// Arguments of `phantom checkpoints`.
 #[derive(Args)]
@@ -23,20 +23,8 @@ pub struct CheckpointsArgs {
 /// Runs `phantom checkpoints`.
 pub fn run(a: CheckpointsArgs) -> anyhow::Result<ExitCode> {
     let dir = DataDir::open(&a.data)?.process_dir(&a.name)?;
-    let store = CheckpointStore::open(&dir)?;
-    let list = store.list()?;
+    let rows = status::checkpoints(&dir)?;
     if a.json {
-        let rows: Vec<serde_json::Value> = list
-            .iter()
-            .map(|l| match &l.info {
-                Ok(i) => serde_json::json!({
-                    "id": i.id, "parent": i.parent, "time_unix_ns": i.created_unix_ns,
-                    "dirty_pages": i.dirty_pages, "bytes_uncompressed": i.bytes_uncompressed,
-                    "bytes_written": i.bytes_written, "pause_us": i.pause_us, "valid": true,
-                }),
-                Err(e) => serde_json::json!({ "id": l.id, "valid": false, "error": e.to_string() }),
-            })
-            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -44,18 +32,19 @@ pub fn run(a: CheckpointsArgs) -> anyhow::Result<ExitCode> {
         "{:>8} {:>8} {:>24} {:>12} {:>14} {:>10}",
         "ID", "PARENT", "TIME (UTC)", "DIRTY PAGES", "BYTES WRITTEN", "PAUSE us"
     );
-    for l in &list {
-        match &l.info {
-            Ok(i) => println!(
+    let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for r in &rows {
+        match &r.error {
+            None => println!(
                 "{:>8} {:>8} {:>24} {:>12} {:>14} {:>10}",
-                i.id,
-                i.parent.map(|p| p.to_string()).unwrap_or("full".into()),
-                utc(i.created_unix_ns),
-                i.dirty_pages,
-                i.bytes_written,
-                i.pause_us
+                r.id,
+                r.parent.map(|p| p.to_string()).unwrap_or("full".into()),
+                r.time_unix_ns.map(utc).unwrap_or_default(),
+                n(r.dirty_pages),
+                n(r.bytes_written),
+                n(r.pause_us)
             ),
-            Err(e) => println!("{:>8} invalid: {e}", l.id),
+            Some(e) => println!("{:>8} invalid: {e}", r.id),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,10 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use phantom_runtime::control::{self, Request};
-use phantom_runtime::datadir::DataDir;
+use phantom_runtime::datadir::{HandOver, spawn_process};
 use phantom_runtime::exit::OutputSink;
-use phantom_runtime::process::{Process, SpawnRequest};
+use phantom_runtime::process::SpawnRequest;
 
 use crate::EngineArgs;
 use crate::terminal::Terminal;
@@ -65,62 +64,38 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &a.files_dir {
         files.extend(super::read_dir_files(dir)?);
     }
-    let data = DataDir::create(&a.data)?;
     let rt = a.engine.runtime()?;
-    if data.lock_holder().is_none() {
-        data.clean_stale_spawns();
-    }
     let request = SpawnRequest {
         name: a.name.clone(),
         args: a.args,
         files,
     };
-    let (process, outputs) = Process::spawn(&rt, &bytes, data.path(), request)
+    let spawned = spawn_process(&rt, &a.data, &bytes, request)
         .with_context(|| format!("cannot spawn {}", a.component.display()))?;
     let mut terminal = Terminal::new(false);
-    for o in &outputs {
+    for o in &spawned.outputs {
         terminal.emit(&a.name, o);
     }
-    let checkpoint = process.last_committed().map(|c| c.id).unwrap_or(0);
-    let dir = process.dir().to_path_buf();
-    drop(process);
-    let spawned = format!(
-        "spawned '{}' in {} (checkpoint {checkpoint})",
+    let what = format!(
+        "spawned '{}' in {} (checkpoint {})",
         a.name,
-        dir.display()
+        spawned.dir.display(),
+        spawned.checkpoint
     );
-    let Some(pid) = data.lock_holder() else {
-        eprintln!("phantom: {spawned}");
-        return Ok(ExitCode::SUCCESS);
-    };
-    // A host runs the directory: it starts the new process now.
-    let adopt = Request::Adopt {
-        name: a.name.clone(),
-    };
-    let mut answer = control::request(data.path(), &adopt);
-    for _ in 0..40 {
-        // A host that is just starting may not listen yet.
-        if !matches!(answer, Err(control::ControlError::NoHost(_))) || data.lock_holder().is_none()
-        {
-            break;
+    match spawned.handed_over {
+        None => eprintln!("phantom: {what}"),
+        Some(HandOver::Started(pid)) => {
+            eprintln!("phantom: {what}; the host running it (pid {pid}) has started it")
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        answer = control::request(data.path(), &adopt);
-    }
-    match answer {
-        Ok(_) => {
-            eprintln!("phantom: {spawned}; the host running it (pid {pid}) has started it");
-            Ok(ExitCode::SUCCESS)
+        Some(HandOver::HostGone) => {
+            eprintln!("phantom: {what}; it starts with the next `phantom run`")
         }
-        Err(control::ControlError::NoHost(_)) => {
-            eprintln!("phantom: {spawned}; it starts with the next `phantom run`");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
+        Some(HandOver::Refused(pid, why)) => {
             eprintln!(
-                "phantom: {spawned}, but the host running the directory (pid {pid}) could not start it: {e}"
+                "phantom: {what}, but the host running the directory (pid {pid}) could not start it: {why}"
             );
-            Ok(ExitCode::FAILURE)
+            return Ok(ExitCode::FAILURE);
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
