@@ -37,13 +37,7 @@ fn ps_and_checkpoints_report_json() {
         "100ms",
         "--no-stdin",
     ]));
-    let ps: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "ps",
-        "--data",
-        s(data.path()),
-        "--json",
-    ]))))
-    .unwrap();
+    let ps: serde_json::Value = ps_json(data.path());
     let row = &ps[0];
     assert_eq!(row["name"], "c");
     assert_eq!(row["state"], "ready");

@@ -273,3 +273,20 @@ fn run_log_parser_ignores_a_line_cut_by_the_kill() {
         assert_eq!(run.committed, [8], "{cut:?}");
     }
 }
+
+/// `phantom ps --data DATA --json`, parsed.
+#[track_caller]
+pub fn ps_json(data: &Path) -> serde_json::Value {
+    serde_json::from_str(&stdout(ok(&run(&["ps", "--data", s(data), "--json"])))).expect("ps JSON")
+}
+
+/// Stops a host with SIGTERM (a graceful stop) and checks it exits 0.
+#[track_caller]
+pub fn sigterm(child: &mut std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    assert!(child.wait().expect("wait").success(), "the host failed");
+}

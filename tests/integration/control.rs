@@ -28,15 +28,6 @@ fn send(socket: &Path, line: &str) -> serde_json::Value {
     serde_json::from_str(&reply).unwrap()
 }
 
-fn sigterm(child: &mut std::process::Child) {
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(child.wait().unwrap().success());
-}
-
 #[test]
 fn checkpoint_through_the_socket_is_durable_when_it_returns() {
     // A long path: the socket's address goes through /proc/self/fd.

@@ -229,13 +229,7 @@ fn crafted_image_with_memory_not_a_page_multiple_does_not_panic_the_host() {
         "{}",
         stdout(&o)
     );
-    let ps: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "ps",
-        "--data",
-        s(data.path()),
-        "--json",
-    ]))))
-    .unwrap();
+    let ps: serde_json::Value = ps_json(data.path());
     let kv = ps
         .as_array()
         .unwrap()

@@ -105,13 +105,7 @@ fn guest_panic_message_is_shown_by_spawn_and_ps() {
         text.contains("failed (trap): process 'm' panicked: misbehave asked to panic"),
         "{text}"
     );
-    let json: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "ps",
-        "--data",
-        s(data.path()),
-        "--json",
-    ]))))
-    .unwrap();
+    let json: serde_json::Value = ps_json(data.path());
     assert_eq!(json[0]["failure"]["kind"], "trap");
     assert!(
         json[0]["error"]
@@ -165,13 +159,7 @@ fn spawn_while_a_host_runs_hands_the_process_to_it() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let ps: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "ps",
-        "--data",
-        s(data.path()),
-        "--json",
-    ]))))
-    .unwrap();
+    let ps: serde_json::Value = ps_json(data.path());
     for row in ps.as_array().unwrap() {
         assert_eq!(row["state"], "running", "{row}");
     }
@@ -187,12 +175,7 @@ fn spawn_while_a_host_runs_hands_the_process_to_it() {
         ]),
         "already exists",
     );
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &host.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(host.wait().unwrap().success());
+    sigterm(&mut host);
     // Both resume in the next run.
     let o = run_for(data.path(), "0.3");
     let out = stdout(ok(&o));
