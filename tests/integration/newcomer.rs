@@ -244,3 +244,32 @@ fn error_messages_say_what_is_wrong() {
         stdout(&o)
     );
 }
+
+/// A host started on an empty data directory waits for processes instead
+/// of exiting, so `spawn` can hand it one.
+#[test]
+fn a_host_started_on_an_empty_directory_runs_what_is_spawned() {
+    let data = data_dir();
+    let log = data.path().join("host.log");
+    let mut host = start_logged_run(data.path(), "100ms", &log);
+    let started = Instant::now();
+    while !data.path().join(".control.sock").exists() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(host.try_wait().unwrap().is_none(), "the host exited");
+    spawn(
+        data.path(),
+        phantom_tests::COUNTER,
+        "c",
+        &["--period-ms", "5"],
+    );
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("count=3")
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sigterm(&mut host);
+}

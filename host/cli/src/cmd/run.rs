@@ -182,11 +182,21 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }),
         _ => None,
     };
+    // A host started on a directory with nothing to run waits for
+    // `phantom spawn` to hand it processes (until stopped); otherwise it
+    // stops once its last process has exited or failed.
+    let started_empty = data.process_dirs()?.is_empty() && !a.until_idle;
+    if started_empty && a.run_for.is_none() {
+        eprintln!(
+            "phantom: no process to run in {}; waiting for `phantom spawn` (Ctrl-C stops)",
+            data.path().display()
+        );
+    }
     let opts = DriveOptions {
         checkpoint_every: Some(a.checkpoint_every.max(Duration::from_millis(1))),
         run_for: a.run_for,
         until_idle: a.until_idle,
-        stop_when_empty: true,
+        stop_when_empty: !started_empty,
         final_checkpoint: true,
         stop,
         checkpoint_now,
