@@ -181,7 +181,7 @@ fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let reply = match serde_json::from_str::<Request>(line.trim()) {
+        let reply = match parse_request(line.trim()) {
             Ok(request) => {
                 let (tx, rx) = mpsc::channel();
                 if requests
@@ -203,6 +203,19 @@ fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>) {
             return;
         }
     }
+}
+
+/// Parses a request line. `op` names the operation (`command` and `cmd`
+/// are accepted for it too).
+fn parse_request(line: &str) -> Result<Request, serde_json::Error> {
+    let mut value: Value = serde_json::from_str(line)?;
+    if let Value::Object(map) = &mut value
+        && !map.contains_key("op")
+        && let Some(op) = map.remove("command").or_else(|| map.remove("cmd"))
+    {
+        map.insert("op".into(), op);
+    }
+    serde_json::from_value(value)
 }
 
 /// Sends `request` to the host running `data` and returns its reply (whose
@@ -256,4 +269,28 @@ pub fn request_within(
         return Err(ControlError::Refused(why));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!(
+            parse_request(r#"{"op":"checkpoint"}"#).unwrap(),
+            Request::Checkpoint
+        );
+        assert_eq!(
+            parse_request(r#"{"command":"status"}"#).unwrap(),
+            Request::Status
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"adopt","name":"x"}"#).unwrap(),
+            Request::Adopt { name: "x".into() }
+        );
+        assert!(parse_request(r#"{"op":"adopt"}"#).is_err());
+        assert!(parse_request("[1]").is_err());
+        assert!(parse_request("").is_err());
+    }
 }
