@@ -184,15 +184,22 @@ fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>) {
         let reply = match parse_request(line.trim()) {
             Ok(request) => {
                 let (tx, rx) = mpsc::channel();
+                let stopping =
+                    json!({"ok": false, "stopping": true, "error": "the host is stopping"});
                 if requests
                     .send(PendingRequest { request, reply: tx })
                     .is_err()
                 {
-                    json!({"ok": false, "error": "the host is stopping"})
+                    stopping
                 } else {
-                    rx.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(
-                        |_| json!({"ok": false, "error": "the host did not answer in time"}),
-                    )
+                    match rx.recv_timeout(REPLY_TIMEOUT) {
+                        Ok(reply) => reply,
+                        // The drive loop ended with the request unanswered.
+                        Err(mpsc::RecvTimeoutError::Disconnected) => stopping,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            json!({"ok": false, "error": "the host did not answer in time"})
+                        }
+                    }
                 }
             }
             Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
@@ -261,6 +268,11 @@ pub fn request_within(
         .map_err(|e| broken(e.to_string()))?;
     let value: Value =
         serde_json::from_str(reply.trim()).map_err(|e| broken(format!("bad reply: {e}")))?;
+    if value["stopping"] == json!(true) {
+        // As good as no host: the next one will see the request's effects
+        // on disk (a spawned process) or there is nothing to checkpoint.
+        return Err(ControlError::NoHost(data.to_path_buf()));
+    }
     if value["ok"] != json!(true) {
         let why = value["error"]
             .as_str()

@@ -202,6 +202,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         checkpoint_now,
     };
     let summary = drive.run(&opts, console, requests.as_ref(), &mut terminal);
+    // Requests that came too late are answered "stopping" at once.
+    drop(requests);
     drop(server);
     if a.verbose {
         eprintln!("phantom: stopped after {} checkpoints", summary.checkpoints);
