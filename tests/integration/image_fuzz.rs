@@ -455,6 +455,10 @@ fn mutated_images_restore_or_fail_clearly() {
                     "--data",
                     s(data),
                     "--until-idle",
+                    // Bounded: a mutated timer table can keep a process
+                    // from ever going idle, which is not a fault.
+                    "--for",
+                    "5",
                     "--call-timeout",
                     "5s",
                 ],
