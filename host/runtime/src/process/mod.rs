@@ -215,6 +215,12 @@ impl Process {
         })
     }
 
+    /// Quiescence proof for this process's memories (no call is running
+    /// while `&mut self` is borrowed).
+    pub(super) fn quiescent(&mut self) -> (Quiescent<'_>, &phantom_memory::Memories) {
+        (Quiescent::new(&mut self.store), &self.memories)
+    }
+
     /// Everything a checkpoint stores besides memory, as it is now.
     fn host_parts(&self) -> HostParts {
         let ctx = self.store.data();

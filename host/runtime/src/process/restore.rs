@@ -21,7 +21,7 @@ use phantom_snapshots::{CheckpointStore, LoadedCheckpoint};
 
 use super::{Chain, Process};
 use crate::component::{LoadedComponent, cache_dir};
-use crate::error::{ComponentError, RestoreError};
+use crate::error::RestoreError;
 use crate::persist::HostParts;
 use crate::runtime::{RestoreMode, Runtime};
 
@@ -269,10 +269,4 @@ pub(crate) fn check_image_contents(
         }
     }
     Ok(parts)
-}
-
-impl From<ComponentError> for Refusal {
-    fn from(e: ComponentError) -> Self {
-        Refusal::Host(e.to_string())
-    }
 }

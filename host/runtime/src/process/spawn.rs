@@ -13,7 +13,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use phantom_memory::Quiescent;
 use phantom_snapshots::CheckpointStore;
 
 use super::{Process, ProcessMeta, valid_name};
@@ -219,11 +218,5 @@ impl Process {
                 ctx.pending_bytes = 0;
             }
         }
-    }
-
-    /// Quiescence proof for this process's memories (no call is running
-    /// while `&mut self` is borrowed).
-    pub(super) fn quiescent(&mut self) -> (Quiescent<'_>, &phantom_memory::Memories) {
-        (Quiescent::new(&mut self.store), &self.memories)
     }
 }
