@@ -28,6 +28,17 @@ fn send(socket: &Path, line: &str) -> serde_json::Value {
     serde_json::from_str(&reply).unwrap()
 }
 
+/// A counter running under a verbose host, once its socket listens;
+/// returns the host, the socket and the host's log.
+fn counter_host(data: &Path) -> (HostChild, std::path::PathBuf, std::path::PathBuf) {
+    spawn(data, phantom_tests::COUNTER, "c", &["--period-ms", "5"]);
+    let log = data.join("log");
+    let host = start_logged_run(data, "1h", &log);
+    let socket = data.join(".control.sock");
+    wait_for("the socket appears", || socket.exists());
+    (host, socket, log)
+}
+
 #[test]
 fn checkpoint_through_the_socket_is_durable_when_it_returns() {
     // A long path: the socket's address goes through /proc/self/fd.
@@ -69,16 +80,7 @@ fn checkpoint_through_the_socket_is_durable_when_it_returns() {
 #[test]
 fn bad_requests_get_errors_and_the_host_runs_on() {
     let data = data_dir();
-    spawn(
-        data.path(),
-        phantom_tests::COUNTER,
-        "c",
-        &["--period-ms", "5"],
-    );
-    let log = data.path().join("log");
-    let mut host = start_logged_run(data.path(), "1h", &log);
-    let socket = data.path().join(".control.sock");
-    wait_for("the socket appears", || socket.exists());
+    let (mut host, socket, log) = counter_host(data.path());
     for bad in [
         "not json",
         "{}",
@@ -124,16 +126,7 @@ fn bad_requests_get_errors_and_the_host_runs_on() {
 #[test]
 fn a_socket_left_by_kill_9_does_not_stop_the_next_host() {
     let data = data_dir();
-    spawn(
-        data.path(),
-        phantom_tests::COUNTER,
-        "c",
-        &["--period-ms", "5"],
-    );
-    let log = data.path().join("log");
-    let socket = data.path().join(".control.sock");
-    let mut host = start_logged_run(data.path(), "1h", &log);
-    wait_for("the socket appears", || socket.exists());
+    let (mut host, socket, log) = counter_host(data.path());
     host.kill().unwrap();
     host.wait().unwrap();
     assert!(socket.exists(), "kill -9 leaves the socket file");
