@@ -19,6 +19,10 @@
 //! Every `cdylib` crate directly under `guests/` is a guest; a guest whose
 //! name starts with `bad-` is one the host must refuse, so it is required to
 //! import something outside `phantom:os` instead of being forbidden to.
+//!
+//! A guest whose Cargo.toml says `[package.metadata.phantom] target =
+//! "wasm32-wasip2"` is built for that target instead: rustc makes the
+//! component itself, importing WASI 0.2 besides `phantom:os`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -29,6 +33,10 @@ use std::process::Command;
 /// The target the guests are built for: no WASI, so a component imports only
 /// what its WIT world names.
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
+/// The target of guests that use Rust std over WASI 0.2.
+const WASI_TARGET: &str = "wasm32-wasip2";
+/// The package a WASI guest may import from besides `phantom:os`.
+const WASI_IMPORT_PREFIX: &str = "wasi:";
 
 /// The only package a spawnable guest may import from.
 const ALLOWED_IMPORT_PREFIX: &str = "phantom:os/";
@@ -62,18 +70,25 @@ fn run() -> Result<(), String> {
     println!("cargo:rerun-if-changed={}", root.join("pvm-wasm").display());
 
     let guests = discover_guests(&guests_dir)?;
-    build_core_modules(&guests_dir, &target_dir)?;
+    let (wasi, plain): (Vec<&Guest>, Vec<&Guest>) = guests.iter().partition(|g| g.wasi);
+    build_core_modules(&guests_dir, &target_dir, GUEST_TARGET, &plain)?;
+    build_core_modules(&guests_dir, &target_dir, WASI_TARGET, &wasi)?;
 
     fs::create_dir_all(&components_dir)
         .map_err(|e| format!("cannot create {}: {e}", components_dir.display()))?;
     let mut built = Vec::new();
-    for name in &guests {
+    for guest in &guests {
+        let name = &guest.name;
         let core_path = target_dir
-            .join(GUEST_TARGET)
+            .join(if guest.wasi {
+                WASI_TARGET
+            } else {
+                GUEST_TARGET
+            })
             .join("release")
             .join(format!("{}.wasm", name.replace('-', "_")));
         let component_path = components_dir.join(format!("{name}.wasm"));
-        let interface = componentize(name, &core_path, &component_path)?;
+        let interface = componentize(guest, &core_path, &component_path)?;
         built.push((name.clone(), component_path, interface));
     }
 
@@ -87,10 +102,17 @@ fn env_var(name: &str) -> Result<String, String> {
     env::var(name).map_err(|_| format!("cargo did not set {name}"))
 }
 
+/// A guest crate.
+struct Guest {
+    name: String,
+    /// Built for wasm32-wasip2 (it uses std over WASI).
+    wasi: bool,
+}
+
 /// Every directory under `guests/` whose Cargo.toml builds a cdylib, sorted.
 /// The directory name must be the package name (the core module is named
 /// after the package).
-fn discover_guests(guests_dir: &Path) -> Result<Vec<String>, String> {
+fn discover_guests(guests_dir: &Path) -> Result<Vec<Guest>, String> {
     let entries = fs::read_dir(guests_dir)
         .map_err(|e| format!("cannot read {}: {e}", guests_dir.display()))?;
     let mut guests = Vec::new();
@@ -110,24 +132,37 @@ fn discover_guests(guests_dir: &Path) -> Result<Vec<String>, String> {
                 manifest.display()
             ));
         }
-        guests.push(name);
+        let wasi = text.contains(&format!("target = \"{WASI_TARGET}\""));
+        guests.push(Guest { name, wasi });
     }
-    guests.sort();
+    guests.sort_by(|a, b| a.name.cmp(&b.name));
     if guests.is_empty() {
         return Err(format!("no guest crates in {}", guests_dir.display()));
     }
     Ok(guests)
 }
 
-/// Runs the nested cargo that compiles every guest to a core module.
-fn build_core_modules(guests_dir: &Path, target_dir: &Path) -> Result<(), String> {
+/// Runs the nested cargo that compiles `guests` for `target`.
+fn build_core_modules(
+    guests_dir: &Path,
+    target_dir: &Path,
+    target: &str,
+    guests: &[&Guest],
+) -> Result<(), String> {
+    if guests.is_empty() {
+        return Ok(());
+    }
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(&cargo);
     command
         .arg("build")
         .arg("--release")
         .arg("--target")
-        .arg(GUEST_TARGET)
+        .arg(target);
+    for g in guests {
+        command.arg("-p").arg(&g.name);
+    }
+    command
         .arg("--manifest-path")
         .arg(guests_dir.join("Cargo.toml"))
         .arg("--target-dir")
@@ -153,12 +188,12 @@ fn build_core_modules(guests_dir: &Path, target_dir: &Path) -> Result<(), String
             || stderr.contains("can't find crate for `core`")
             || stderr.contains("can't find crate for `std`")
         {
-            format!("\nhint: run `rustup target add {GUEST_TARGET}`")
+            format!("\nhint: run `rustup target add {target}` (or ./dev, which does)")
         } else {
             String::new()
         };
         return Err(format!(
-            "`cargo build --release --target {GUEST_TARGET} --manifest-path {}` failed ({}):\n{stderr}{hint}",
+            "`cargo build --release --target {target} --manifest-path {}` failed ({}):\n{stderr}{hint}",
             guests_dir.join("Cargo.toml").display(),
             output.status,
         ));
@@ -212,17 +247,23 @@ struct ComponentInterface {
 
 /// Turns a core module into a component, checks its imports, and writes it.
 fn componentize(
-    name: &str,
+    guest: &Guest,
     core_path: &Path,
     component_path: &Path,
 ) -> Result<ComponentInterface, String> {
+    let name = guest.name.as_str();
     let core = fs::read(core_path)
         .map_err(|e| format!("cannot read guest `{name}` at {}: {e}", core_path.display()))?;
-    let component = wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(&core)
-        .and_then(|mut encoder| encoder.encode())
-        .map_err(|e| format!("cannot make guest `{name}` a component: {e:#}"))?;
+    // rustc already made wasm32-wasip2 guests components.
+    let component = if guest.wasi {
+        core
+    } else {
+        wit_component::ComponentEncoder::default()
+            .validate(true)
+            .module(&core)
+            .and_then(|mut encoder| encoder.encode())
+            .map_err(|e| format!("cannot make guest `{name}` a component: {e:#}"))?
+    };
 
     let decoded = wit_component::decode(&component)
         .map_err(|e| format!("cannot decode the component of guest `{name}`: {e:#}"))?;
@@ -250,7 +291,10 @@ fn componentize(
 
     let foreign: Vec<&String> = imports
         .iter()
-        .filter(|i| !i.starts_with(ALLOWED_IMPORT_PREFIX))
+        .filter(|i| {
+            !(i.starts_with(ALLOWED_IMPORT_PREFIX)
+                || guest.wasi && i.starts_with(WASI_IMPORT_PREFIX))
+        })
         .collect();
     if name.starts_with(REFUSED_PREFIX) {
         if foreign.is_empty() {

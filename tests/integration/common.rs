@@ -152,10 +152,10 @@ pub fn parse_run_log(text: &str) -> RunLog {
     };
     for line in whole.lines() {
         if let Some(n) = line.strip_prefix("count=") {
+            // `count=<n>`, perhaps followed by more fields.
             run.counts.push(
-                n.trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("a whole line with a bad count: {line:?}")),
+                leading_number(n)
+                    .unwrap_or_else(|| panic!("a whole line with a bad count: {line:?}")),
             );
         } else if let Some(rest) = line.strip_prefix("phantom: restored '") {
             if let Some((_, id)) = rest.split_once("' from checkpoint ") {

@@ -39,6 +39,7 @@ fn memtouch(name: &str) -> SpawnRequest {
         name: name.into(),
         args: vec!["--mib".into(), "4".into()],
         files: vec![],
+        env: Vec::new(),
     }
 }
 

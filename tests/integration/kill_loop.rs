@@ -31,10 +31,24 @@ fn counter_survives_kill_9_at_random_instants() {
         "counter",
         &["--period-ms", "2"],
     );
-    let kills: usize = std::env::var("PHANTOM_KILLS")
+    kill_cycles(data.path(), &|_| {});
+}
+
+/// Kills of one test run (more with PHANTOM_KILLS).
+pub fn kills() -> usize {
+    std::env::var("PHANTOM_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_KILLS);
+        .unwrap_or(DEFAULT_KILLS)
+}
+
+/// Runs the only process of `data` (one printing `count=<n>` lines, n from
+/// 1, one per event) and kills the host with SIGKILL at random instants,
+/// [`kills`] times, checking after every run that it restored the newest
+/// committed checkpoint and continued exactly after the count stored in it.
+/// `check` sees every run's whole log too.
+pub fn kill_cycles(data: &std::path::Path, check: &dyn Fn(&str)) {
+    let kills = kills();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     // Count stored in each checkpoint id, from every run so far.
     let mut count_at: BTreeMap<u64, u64> = BTreeMap::new();
@@ -44,8 +58,8 @@ fn counter_survives_kill_9_at_random_instants() {
     let mut restarts_that_progressed = 0;
     let mut killed_mid_write = 0;
     for i in 0..kills {
-        let log_path = data.path().join(format!("run-{i}.log"));
-        let mut child = start_logged_run(data.path(), "15ms", &log_path);
+        let log_path = data.join(format!("run-{i}.log"));
+        let mut child = start_logged_run(data, "15ms", &log_path);
         if i % 3 == 2 {
             // Aim at a write in flight: kill as soon as a capture is logged
             // (the writer thread is then compressing, fsyncing, renaming).
@@ -66,7 +80,9 @@ fn counter_survives_kill_9_at_random_instants() {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let run = parse_run_log(&std::fs::read_to_string(&log_path).unwrap());
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        check(&text);
+        let run = parse_run_log(&text);
         if run.counts.is_empty() && run.restored_from == 0 {
             // Killed before the restore finished: nothing to check but that
             // the next run can still restore.
@@ -129,23 +145,15 @@ fn counter_survives_kill_9_at_random_instants() {
         "only {killed_mid_write} kills landed while a checkpoint was being written"
     );
     // The image is readable and consistent after all of it.
-    ok(&run(&["fsck", "--data", s(data.path())]));
+    ok(&run(&["fsck", "--data", s(data)]));
     // A graceful run then continues from where the last one was killed.
-    let o = run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--for",
-        "0.3",
-        "--no-stdin",
-        "-v",
-    ]);
+    let o = run(&["run", "--data", s(data), "--for", "0.3", "--no-stdin", "-v"]);
     ok(&o);
     let graceful = parse_run_log(&(stdout(&o) + &stderr(&o)));
     assert!(!graceful.counts.is_empty());
     // After a graceful stop nothing is lost: the next run starts right after
     // the last count printed.
-    let o = run_for(data.path(), "0.1");
+    let o = run_for(data, "0.1");
     ok(&o);
     let after = parse_run_log(&stdout(&o));
     assert_eq!(

@@ -17,3 +17,4 @@ mod newcomer;
 mod pvm;
 mod regressions;
 mod trackers;
+mod wasi;

@@ -45,6 +45,11 @@ impl Runtime {
             return Ok(loaded.clone());
         }
         let facts = inspect::inspect_component(bytes)?;
+        // What is compiled is the component instrumented for persistence
+        // (WASI handles as host ids); the original stays what is stored.
+        let instrumented =
+            crate::instrument::handles::rewrite(bytes).map_err(ComponentError::Instrument)?;
+        let bytes = instrumented.as_deref().unwrap_or(bytes);
         let cached = cache_dir.map(|d| d.join(format!("{key:016x}.cwasm")));
         let component = match cached.as_deref().filter(|p| p.exists()) {
             Some(path) => match phantom_memory::load_precompiled(&self.engine, path) {
@@ -107,6 +112,7 @@ impl Runtime {
 fn component_key(engine: &Engine, bytes: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
+    crate::instrument::VERSION.hash(&mut h);
     xxhash_rust::xxh3::xxh3_64(bytes).hash(&mut h);
     h.finish()
 }

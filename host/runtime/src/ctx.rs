@@ -3,9 +3,10 @@
 //! (inputs and nondeterministic reads) and `exit.rs` (everything the guest
 //! sends out) are the only ways in and out of it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::exit::Outbox;
+use crate::iface::wasi::WasiState;
 use crate::persist::{HostState, TimerTable};
 
 /// A process's clock: the time it has been running, across restores.
@@ -81,12 +82,23 @@ pub struct ProcessCtx {
     pub checkpoint_requested: bool,
     /// Memory bounds.
     pub limiter: MemoryLimiter,
+    /// Persisted: WASI handles, environment and seed.
+    pub wasi: WasiState,
+    /// When the current call must have returned (pollables wait no longer).
+    pub(crate) call_deadline: Option<Instant>,
+    /// The runtime's call timeout, for messages.
+    pub(crate) call_timeout: Duration,
 }
 
 impl ProcessCtx {
     /// A context for restored (or new) state, whose clock resumes at the
     /// state's time.
-    pub fn new(state: HostState, timers: TimerTable, max_memory_bytes: usize) -> Self {
+    pub fn new(
+        state: HostState,
+        timers: TimerTable,
+        wasi: WasiState,
+        max_memory_bytes: usize,
+    ) -> Self {
         let clock = ProcessClock::starting_at(state.process_time_ns);
         let pending_bytes = state.pending.iter().map(|i| i.bytes()).sum();
         Self {
@@ -101,6 +113,9 @@ impl ProcessCtx {
                 max_bytes: max_memory_bytes,
                 refused: None,
             },
+            wasi,
+            call_deadline: None,
+            call_timeout: Duration::ZERO,
         }
     }
 }

@@ -73,6 +73,9 @@ pub enum ComponentError {
     /// wasmtime cannot compile it.
     #[error("cannot compile the component: {0}")]
     Compile(String),
+    /// The host cannot instrument it for persistence.
+    #[error("cannot prepare the component for persistence: {0}")]
+    Instrument(String),
 }
 
 /// `spawn` failed; nothing was left in the data directory.

@@ -6,6 +6,7 @@
 //!   timer fired ──┼─► ProcessCtx::admit(Input) ─► queue (persisted) ─► step: handle(event)
 //!   resume ───────┘        (refuses when full: the caller waits)
 //!   clock reads ─────► ProcessCtx::gate_wall_now / gate_monotonic_now
+//!   random numbers ──► ProcessCtx::gate_random_bytes / gate_random_u64
 //! ```
 //! Inputs from outside (the drive loop's stdin feed, later messages and
 //! journal replay), the timers the host fires, and the `resume` a busy
@@ -135,5 +136,26 @@ impl ProcessCtx {
     /// Process time read by the guest.
     pub fn gate_monotonic_now(&mut self) -> u64 {
         self.clock.now_ns()
+    }
+}
+
+/// A random u64 from the host's random source.
+pub(crate) fn host_random_u64() -> std::io::Result<u64> {
+    getrandom::u64()
+        .map_err(|e| std::io::Error::other(format!("the host's random source failed: {e}")))
+}
+
+impl ProcessCtx {
+    /// Random bytes read by the guest (WASI `random` and `insecure`).
+    pub fn gate_random_bytes(&mut self, len: usize) -> wasmtime::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        getrandom::fill(&mut buf)
+            .map_err(|e| wasmtime::Error::msg(format!("the host's random source failed: {e}")))?;
+        Ok(buf)
+    }
+
+    /// A random u64 read by the guest.
+    pub fn gate_random_u64(&mut self) -> wasmtime::Result<u64> {
+        host_random_u64().map_err(wasmtime::Error::msg)
     }
 }

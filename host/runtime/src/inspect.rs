@@ -50,9 +50,10 @@ pub enum InspectError {
     Malformed(String),
     /// Imports something the host cannot restore.
     #[error(
-        "the component imports {}, which Phantom cannot persist across restarts; a persistent process may import only {list}",
+        "the component imports {}, which Phantom cannot provide to a persistent process; it may import only phantom:os ({os}) and WASI 0.2.x ({wasi}). Remove the refused imports: in Rust, do not use std::net, std::fs or crates that reach for sockets, HTTP or files; in C, do not call socket or file functions. Build Rust guests with `--target wasm32-wasip2` and the phantom SDK",
         .0.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
-        list = ALLOWED_IMPORTS.join(", ")
+        os = ALLOWED_IMPORTS.iter().map(|i| i.trim_start_matches("phantom:os/")).collect::<Vec<_>>().join(", "),
+        wasi = crate::iface::wasi::WASI_INTERFACES.join(", ")
     )]
     UnsupportedImports(Vec<String>),
     /// Has a mutable global other than the stack pointer.
@@ -116,8 +117,15 @@ pub struct ComponentFacts {
 
 /// Whether `name` is an import a persistent process may have.
 pub fn import_allowed(name: &str) -> bool {
-    let unversioned = name.split('@').next().unwrap_or(name);
-    ALLOWED_IMPORTS.contains(&unversioned)
+    let (unversioned, version) = name.split_once('@').unwrap_or((name, ""));
+    if ALLOWED_IMPORTS.contains(&unversioned) {
+        return true;
+    }
+    // WASI: any 0.2.x patch version (0.2.0, 0.2.6, 0.2.12, ...).
+    crate::iface::wasi::WASI_INTERFACES.contains(&unversioned)
+        && version
+            .strip_prefix("0.2.")
+            .is_some_and(|patch| !patch.is_empty() && patch.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Checks the bytes of a component file.
@@ -370,15 +378,32 @@ mod tests {
     #[test]
     fn import_names() {
         assert!(import_allowed("phantom:os/console@0.1.0"));
-        assert!(!import_allowed("wasi:filesystem/types@0.2.0"));
+        for ok in [
+            "wasi:filesystem/types@0.2.0",
+            "wasi:io/streams@0.2.6",
+            "wasi:cli/stdout@0.2.12",
+        ] {
+            assert!(import_allowed(ok), "{ok}");
+        }
+        for refused in [
+            "wasi:sockets/tcp@0.2.0",
+            "wasi:http/types@0.2.6",
+            "wasi:io/streams@0.3.0",
+            "wasi:io/streams@0.2.0-rc-2023-11-10",
+            "wasi:io/streams",
+            "wasi:clocks/timezone@0.2.0",
+        ] {
+            assert!(!import_allowed(refused), "{refused}");
+        }
         let err = InspectError::UnsupportedImports(vec![
-            "wasi:filesystem/types@0.2.0".into(),
+            "wasi:sockets/tcp@0.2.0".into(),
             "evil:x/y".into(),
         ]);
         let text = err.to_string();
         assert!(
-            text.contains("`wasi:filesystem/types@0.2.0`, `evil:x/y`"),
+            text.contains("`wasi:sockets/tcp@0.2.0`, `evil:x/y`"),
             "{text}"
         );
+        assert!(text.contains("wasi:io/streams"), "{text}");
     }
 }

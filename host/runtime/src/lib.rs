@@ -27,6 +27,7 @@ pub mod exit;
 pub mod gate;
 mod iface;
 pub mod inspect;
+mod instrument;
 pub mod persist;
 pub mod process;
 pub mod runtime;

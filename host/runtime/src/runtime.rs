@@ -121,6 +121,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         PersistentProcess::add_to_linker::<ProcessCtx, HasSelf<ProcessCtx>>(&mut linker, |ctx| ctx)
             .map_err(err)?;
+        crate::iface::wasi::add_to_linker(&mut linker).map_err(err)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();

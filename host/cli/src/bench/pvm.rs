@@ -144,6 +144,7 @@ pub fn run(args: &PvmBenchArgs, component: &std::path::Path) -> anyhow::Result<s
             name: format!("bench-{round}"),
             args: call.clone(),
             files: files.clone(),
+            env: Vec::new(),
         };
         let (p, init_out) = Process::spawn(&rt, &bytes, &data, request)?;
         let mut wasm_out = console_text(&init_out);

@@ -145,6 +145,7 @@ fn run_classes(
         name: INTERNAL_NAME.into(),
         args,
         files,
+        env: Vec::new(),
     };
     let (process, outputs) = match Process::spawn(&rt, &bytes, &dir.0, request) {
         Ok(p) => p,

@@ -33,6 +33,10 @@ pub struct SpawnArgs {
     /// class directory).
     #[arg(long = "files", visible_alias = "classes")]
     files_dir: Option<PathBuf>,
+    /// A WASI environment variable, `KEY=VALUE` (repeatable); the guest
+    /// reads it with `std::env::var` or `getenv`.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
     #[command(flatten)]
     engine: EngineArgs,
     /// Arguments for `init`.
@@ -69,6 +73,7 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
         name: a.name.clone(),
         args: a.args,
         files,
+        env: a.env,
     };
     let spawned = spawn_process(&rt, &a.data, &bytes, request)
         .with_context(|| format!("cannot spawn {}", a.component.display()))?;
@@ -98,4 +103,29 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `KEY=VALUE` of `--env`.
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!(
+            "`{s}` is not KEY=VALUE (a non-empty name, an equals sign, then the value)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_env;
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env("A=").unwrap(), ("A".into(), String::new()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("novalue").is_err());
+    }
 }

@@ -4,5 +4,6 @@ mod clocks;
 mod console;
 mod process;
 mod timers;
+pub(crate) mod wasi;
 
 impl crate::bindings::phantom::os::types::Host for crate::ctx::ProcessCtx {}

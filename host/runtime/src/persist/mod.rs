@@ -7,6 +7,7 @@
 //!   HostState       "host"      host.rs      bounds of the input queue, name, args
 //!   TimerTable      "timers"    timers.rs    count, ids, periods (older images: in "host")
 //!   GlobalsCheck    "globals"   globals.rs   equal to what the component has
+//!   WasiState       "wasi"      wasi.rs      handle table consistent, env bounds (older images: empty)
 //! ```
 //! Adding a part adds a section (and a row here), never a format break: a
 //! reader ignores sections it does not know, and a part whose section an
@@ -18,8 +19,11 @@
 mod globals;
 mod host;
 mod timers;
+mod wasi;
 
 use std::collections::BTreeMap;
+
+use crate::iface::wasi::WasiState;
 
 pub use globals::GlobalsCheck;
 pub use host::HostState;
@@ -57,6 +61,8 @@ pub struct HostParts {
     pub timers: TimerTable,
     /// The `globals` section.
     pub globals: GlobalsCheck,
+    /// The `wasi` section.
+    pub wasi: WasiState,
 }
 
 impl HostParts {
@@ -66,6 +72,7 @@ impl HostParts {
             (HostState::NAME.to_string(), self.host.save()),
             (TimerTable::NAME.to_string(), self.timers.save()),
             (GlobalsCheck::NAME.to_string(), self.globals.save()),
+            (WasiState::NAME.to_string(), self.wasi.save()),
         ]
     }
 
@@ -82,6 +89,11 @@ impl HostParts {
                 .legacy_timers()
                 .map_err(|e| format!("its `{}` section is bad: {e}", HostState::NAME))?,
         };
+        let wasi = match sections.get(WasiState::NAME) {
+            Some(bytes) => WasiState::restore(bytes)
+                .map_err(|e| format!("its `{}` section is bad: {e}", WasiState::NAME))?,
+            None => WasiState::default(),
+        };
         // Timers live in their own section from now on.
         host.legacy_timers = None;
         host.legacy_next_timer_id = None;
@@ -89,6 +101,7 @@ impl HostParts {
             host,
             timers,
             globals,
+            wasi,
         })
     }
 }
@@ -122,6 +135,7 @@ mod tests {
             host,
             timers,
             globals: GlobalsCheck(vec![]),
+            wasi: WasiState::default(),
         }
     }
 

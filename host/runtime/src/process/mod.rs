@@ -29,6 +29,7 @@ use wasmtime::Store;
 use crate::bindings::PersistentProcess;
 use crate::component::LoadedComponent;
 use crate::ctx::ProcessCtx;
+use crate::iface::wasi::WasiState;
 use crate::inspect::CheckedGlobal;
 use crate::persist::{GlobalsCheck, HostParts, HostState, TimerTable};
 use crate::runtime::Runtime;
@@ -174,6 +175,10 @@ impl Process {
 
     /// Instantiates `loaded` with `prepared` memories (none: fresh ones)
     /// and the given host state.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of a process, each persisted on its own"
+    )]
     fn instantiate(
         rt: &Runtime,
         loaded: &LoadedComponent,
@@ -181,12 +186,13 @@ impl Process {
         images: Arc<CheckpointStore>,
         state: HostState,
         timers: TimerTable,
+        wasi: WasiState,
         prepared: Vec<PreparedMemory>,
     ) -> Result<Process, InstantiateError> {
         let name = state.name.clone();
         let mut store = Store::new(
             &rt.engine,
-            ProcessCtx::new(state, timers, rt.config.max_memory_bytes),
+            ProcessCtx::new(state, timers, wasi, rt.config.max_memory_bytes),
         );
         store.limiter(|ctx| &mut ctx.limiter);
         store.epoch_deadline_trap();
@@ -215,6 +221,15 @@ impl Process {
         })
     }
 
+    /// Arms the limits of one call: the epoch deadline, and the deadline
+    /// a WASI pollable may wait until.
+    pub(super) fn begin_call(&mut self, rt: &Runtime) {
+        self.store.set_epoch_deadline(rt.call_ticks());
+        let ctx = self.store.data_mut();
+        ctx.call_timeout = rt.config.call_timeout;
+        ctx.call_deadline = Some(std::time::Instant::now() + rt.config.call_timeout);
+    }
+
     /// Quiescence proof for this process's memories (no call is running
     /// while `&mut self` is borrowed).
     pub(super) fn quiescent(&mut self) -> (Quiescent<'_>, &phantom_memory::Memories) {
@@ -228,6 +243,7 @@ impl Process {
             host: ctx.state.clone(),
             timers: ctx.timers.clone(),
             globals: GlobalsCheck(self.globals.clone()),
+            wasi: ctx.wasi.clone(),
         }
     }
 }

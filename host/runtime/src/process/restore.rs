@@ -159,7 +159,10 @@ impl Process {
         }
         let expected = prepared.len();
         let HostParts {
-            mut host, timers, ..
+            mut host,
+            timers,
+            wasi,
+            ..
         } = parts;
         host.restore_count += 1;
         host.checkpoint_id = candidate.info.id;
@@ -170,6 +173,7 @@ impl Process {
             images,
             host,
             timers,
+            wasi,
             prepared,
         )
         .map_err(|e| match e {

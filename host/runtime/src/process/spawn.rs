@@ -20,6 +20,7 @@ use crate::bindings::{GuestFile, Status};
 use crate::component::{LoadedComponent, cache_dir};
 use crate::error::{CheckpointError, SpawnError};
 use crate::exit::Output;
+use crate::iface::wasi::{GuestExit, WasiState};
 use crate::persist::{HostState, TimerTable};
 use crate::runtime::Runtime;
 
@@ -32,6 +33,8 @@ pub struct SpawnRequest {
     pub args: Vec<String>,
     /// Files for `init`, by name.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The WASI environment (`--env K=V`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The hidden directory a spawn by process `pid` builds `name` in.
@@ -56,7 +59,12 @@ impl Process {
         data: &Path,
         request: SpawnRequest,
     ) -> Result<(Process, Vec<Output>), SpawnError> {
-        let SpawnRequest { name, args, files } = request;
+        let SpawnRequest {
+            name,
+            args,
+            files,
+            env,
+        } = request;
         if !valid_name(&name) {
             return Err(SpawnError::InvalidName(name));
         }
@@ -70,7 +78,17 @@ impl Process {
         let loaded = rt.load_component(component_bytes, Some(&cache_dir(data)))?;
         let tmp = spawning_dir(data, &name, std::process::id());
         let _ = fs::remove_dir_all(&tmp);
-        let result = Self::spawn_in(rt, &loaded, component_bytes, &tmp, &dir, &name, args, files);
+        let result = Self::spawn_in(
+            rt,
+            &loaded,
+            component_bytes,
+            &tmp,
+            &dir,
+            &name,
+            args,
+            files,
+            env,
+        );
         let (mut process, output) = match result {
             Ok(r) => r,
             Err(e) => {
@@ -117,6 +135,7 @@ impl Process {
         name: &str,
         args: Vec<String>,
         files: Vec<(String, Vec<u8>)>,
+        env: Vec<(String, String)>,
     ) -> Result<(Process, Vec<Output>), SpawnError> {
         let io = |what: String| move |source| SpawnError::Io { what, source };
         let images = CheckpointStore::create(tmp).map_err(|e| {
@@ -139,6 +158,13 @@ impl Process {
             args: args.clone(),
             ..Default::default()
         };
+        let seed =
+            crate::gate::host_random_u64().and_then(|a| Ok((a, crate::gate::host_random_u64()?)));
+        let wasi = WasiState {
+            env,
+            insecure_seed: seed.map_err(io("cannot read the host's random source".into()))?,
+            ..Default::default()
+        };
         let mut process = Self::instantiate(
             rt,
             loaded,
@@ -146,6 +172,7 @@ impl Process {
             Arc::new(images),
             state,
             TimerTable::default(),
+            wasi,
             Vec::new(),
         )
         .map_err(|e| SpawnError::Instantiate {
@@ -156,13 +183,16 @@ impl Process {
             .into_iter()
             .map(|(name, data)| GuestFile { name, data })
             .collect();
-        process.store.set_epoch_deadline(rt.call_ticks());
+        process.begin_call(rt);
         let result = process
             .bindings
             .call_init(&mut process.store, &args, &guest_files);
         let output = process.store.data_mut().outbox.take();
         let status = match result {
             Ok(Ok(status)) => status,
+            Err(e) if e.downcast_ref::<GuestExit>().is_some() => {
+                Status::Exit(e.downcast_ref::<GuestExit>().map_or(1, |x| x.0))
+            }
             Ok(Err(message)) => {
                 return Err(SpawnError::InitFailed {
                     name: name.to_string(),

@@ -10,9 +10,11 @@
 //! ```
 
 use super::Process;
+use crate::bindings::Status;
 use crate::error::{Failure, FailureKind};
 use crate::exit::{Output, console_text};
 use crate::gate::{Input, InputRefused};
+use crate::iface::wasi::GuestExit;
 use crate::runtime::Runtime;
 
 impl Process {
@@ -81,7 +83,7 @@ impl Process {
     }
 
     fn deliver(&mut self, rt: &Runtime, input: &Input) -> Result<Vec<Output>, Failure> {
-        self.store.set_epoch_deadline(rt.call_ticks());
+        self.begin_call(rt);
         let result = self
             .bindings
             .call_handle(&mut self.store, &input.to_event());
@@ -100,6 +102,11 @@ impl Process {
         match result {
             Ok(status) => {
                 self.apply_status(status);
+                Ok(output)
+            }
+            Err(e) if e.downcast_ref::<GuestExit>().is_some() => {
+                let code = e.downcast_ref::<GuestExit>().map_or(1, |x| x.0);
+                self.apply_status(Status::Exit(code));
                 Ok(output)
             }
             Err(trap) => Err(self.trap_failure(rt, &trap, &output)),
@@ -136,6 +143,8 @@ impl Process {
                     rt.config.call_timeout
                 ),
             )
+        } else if let Some(wait) = trap.downcast_ref::<crate::iface::wasi::WaitTimeout>() {
+            (FailureKind::Timeout, format!("process '{name}': {wait}"))
         } else if let Some((message, location)) = panic_message(&text) {
             (
                 FailureKind::Trap,

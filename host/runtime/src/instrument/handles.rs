@@ -1,0 +1,557 @@
+//! Turns the WASI resource handles of a component into plain `u32` ids
+//! that the host hands out and persists.
+//!
+//! ```text
+//!   before:  import wasi:io/streams@0.2.6 (instance
+//!              (export "output-stream" (type (sub resource)))
+//!              (type $b (borrow $output-stream))
+//!              (export "[method]output-stream.write" (func (param "self" $b) ...)))
+//!            canon resource.drop $output-stream          ─► core func
+//!
+//!   after:   import wasi:io/streams@0.2.6 (instance
+//!              (export "output-stream" (type (sub resource)))   kept, unused
+//!              (type $b u32)
+//!              (export "method-output-stream-write" (func (param "self" $b) ...))
+//!              (export "drop-output-stream" (func (param "self" u32))))
+//!            alias export $streams "drop-output-stream" (func $d)
+//!            canon lower $d                               ─► core func
+//! ```
+//! At the core level nothing changes: a handle is an `i32` either way, so
+//! the core modules (the guest's code, wasi-libc, the preview-1 adapter)
+//! are copied byte for byte and call the same core signatures. What
+//! changes is who allocates the numbers: instead of wasmtime's per-instance
+//! handle table, which lives outside linear memory and which no API can
+//! restore, the host's `HandleTable` (iface/wasi/table.rs), which is
+//! persisted with every checkpoint. Method names change because the
+//! component model reserves `[method]R.f` for functions whose first
+//! parameter is `borrow<R>`.
+//!
+//! Only the top-level component is rewritten. A nested component that
+//! imports WASI (a composition made by `wac`) is refused by name for now.
+
+use std::collections::{BTreeMap, HashMap};
+
+use wasm_encoder::reencode::{Error as ReError, Reencode, ReencodeComponent, component_utils};
+use wasm_encoder::{Alias, ComponentExportKind, ComponentTypeRef, PrimitiveValType};
+use wasmparser::{
+    ComponentAlias, ComponentDefinedType, ComponentExternalKind, ComponentType,
+    ComponentTypeRef as PComponentTypeRef, InstanceTypeDeclaration, Parser, Payload, TypeBounds,
+};
+
+/// The name a rewritten function has in the host's WASI instances:
+/// `[method]R.f` → `method-R-f`, `[static]R.f` → `static-R-f`,
+/// `[constructor]R` → `constructor-R`; other names are kept.
+pub fn mangle(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("[method]") {
+        format!("method-{}", rest.replacen('.', "-", 1))
+    } else if let Some(rest) = name.strip_prefix("[static]") {
+        format!("static-{}", rest.replacen('.', "-", 1))
+    } else if let Some(rest) = name.strip_prefix("[constructor]") {
+        format!("constructor-{rest}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The name of the function that drops a handle of resource `r`.
+pub fn drop_name(resource: &str) -> String {
+    format!("drop-{resource}")
+}
+
+/// Whether an import name is a WASI interface (`wasi:` package).
+fn is_wasi(name: &str) -> bool {
+    name.starts_with("wasi:")
+}
+
+/// `wasi:io/streams@0.2.6` → `wasi:io/streams`.
+fn unversioned(name: &str) -> &str {
+    name.split('@').next().unwrap_or(name)
+}
+
+/// What a type index (top level) or a local type index (inside an instance
+/// type) stands for, as far as the rewrite cares.
+#[derive(Clone, Debug, PartialEq)]
+enum Tag {
+    Other,
+    /// A resource defined by a WASI interface: (interface, resource name).
+    Wasi(String, String),
+}
+
+/// Rewrites `bytes` if it imports WASI; returns None when there is nothing
+/// to rewrite.
+pub fn rewrite(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let wasi_instance_types = scan_top_level(bytes)?;
+    if wasi_instance_types.is_empty() {
+        return Ok(None);
+    }
+    let mut r = Rewriter {
+        depth: 0,
+        wasi_instance_types,
+        types: Vec::new(),
+        instances: Vec::new(),
+        instance_type_resources: HashMap::new(),
+        func_map: Vec::new(),
+        next_func: 0,
+        drops: HashMap::new(),
+        error: None,
+    };
+    let mut component = wasm_encoder::Component::new();
+    let result = r.parse_component(&mut component, Parser::new(0), bytes);
+    if let Some(e) = r.error.take() {
+        return Err(e);
+    }
+    result.map_err(|e| format!("cannot rewrite its WASI handles: {e}"))?;
+    Ok(Some(component.finish()))
+}
+
+/// Finds, at the top level, which type indices are the instance types of
+/// WASI imports (and refuses nested components that import WASI).
+fn scan_top_level(bytes: &[u8]) -> Result<HashMap<u32, String>, String> {
+    let mut found = HashMap::new();
+    let mut depth = 0u32;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| format!("malformed component: {e}"))?;
+        match payload {
+            Payload::ComponentSection { .. } | Payload::ModuleSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(s) => {
+                for import in s {
+                    let import = import.map_err(|e| e.to_string())?;
+                    let name = import.name.name;
+                    if !is_wasi(name) {
+                        continue;
+                    }
+                    if depth > 0 {
+                        return Err(format!(
+                            "a component nested inside it imports `{name}`; WASI imports are supported only at the top level of a persistent process for now (compose the parts so that the outer component imports WASI)"
+                        ));
+                    }
+                    if let PComponentTypeRef::Instance(t) = import.ty {
+                        found.insert(t, unversioned(name).to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+struct Rewriter {
+    /// Nesting of components (0: the top level, the only one rewritten).
+    depth: u32,
+    /// Top-level type index → WASI interface, for the instance types of
+    /// WASI imports.
+    wasi_instance_types: HashMap<u32, String>,
+    /// Top-level types.
+    types: Vec<Tag>,
+    /// Top-level instances: the instance type of a WASI import.
+    instances: Vec<Option<u32>>,
+    /// For each rewritten instance type: its resource exports → the
+    /// resource they are.
+    instance_type_resources: HashMap<u32, BTreeMap<String, (String, String)>>,
+    /// Original top-level function index → new index.
+    func_map: Vec<u32>,
+    next_func: u32,
+    /// (interface, resource) → the new function that drops its handles.
+    drops: HashMap<(String, String), u32>,
+    error: Option<String>,
+}
+
+impl Reencode for Rewriter {
+    type Error = std::convert::Infallible;
+}
+
+impl Rewriter {
+    fn new_func(&mut self) {
+        self.func_map.push(self.next_func);
+        self.next_func += 1;
+    }
+
+    fn fail(&mut self, msg: String) {
+        if self.error.is_none() {
+            self.error = Some(msg);
+        }
+    }
+
+    /// The instance type of a WASI interface, with handles as `u32`,
+    /// methods renamed and a drop function per resource it defines.
+    fn instance_type(
+        &mut self,
+        index: u32,
+        interface: &str,
+        decls: Box<[InstanceTypeDeclaration<'_>]>,
+    ) -> Result<wasm_encoder::InstanceType, ReError<std::convert::Infallible>> {
+        let mut out = wasm_encoder::InstanceType::new();
+        let mut local: Vec<Tag> = Vec::new();
+        let mut resources = BTreeMap::new();
+        let mut defined: Vec<String> = Vec::new();
+        self.push_depth();
+        for decl in Vec::from(decls) {
+            match decl {
+                InstanceTypeDeclaration::Type(ComponentType::Defined(
+                    ComponentDefinedType::Own(r) | ComponentDefinedType::Borrow(r),
+                )) if matches!(local.get(r as usize), Some(Tag::Wasi(..))) => {
+                    out.ty().defined_type().primitive(PrimitiveValType::U32);
+                    local.push(Tag::Other);
+                }
+                InstanceTypeDeclaration::Type(t) => {
+                    self.parse_component_type(out.ty(), t)?;
+                    local.push(Tag::Other);
+                }
+                InstanceTypeDeclaration::CoreType(t) => {
+                    self.parse_component_core_type(out.core_type(), t)?;
+                }
+                InstanceTypeDeclaration::Alias(a) => {
+                    let tag = match a {
+                        ComponentAlias::Outer {
+                            kind: wasmparser::ComponentOuterAliasKind::Type,
+                            count: 1,
+                            index,
+                        } => Some(
+                            self.types
+                                .get(index as usize)
+                                .cloned()
+                                .unwrap_or(Tag::Other),
+                        ),
+                        ComponentAlias::Outer {
+                            kind: wasmparser::ComponentOuterAliasKind::Type,
+                            ..
+                        } => Some(Tag::Other),
+                        ComponentAlias::InstanceExport {
+                            kind: ComponentExternalKind::Type,
+                            ..
+                        } => Some(Tag::Other),
+                        _ => None,
+                    };
+                    let a = self.component_alias(a)?;
+                    out.alias(a);
+                    if let Some(tag) = tag {
+                        local.push(tag);
+                    }
+                }
+                InstanceTypeDeclaration::Export { name: full, ty } => {
+                    let name = full.name;
+                    match ty {
+                        PComponentTypeRef::Type(TypeBounds::SubResource) => {
+                            local.push(Tag::Wasi(interface.to_string(), name.to_string()));
+                            resources.insert(
+                                name.to_string(),
+                                (interface.to_string(), name.to_string()),
+                            );
+                            defined.push(name.to_string());
+                            out.export(
+                                full,
+                                ComponentTypeRef::Type(wasm_encoder::TypeBounds::SubResource),
+                            );
+                        }
+                        PComponentTypeRef::Type(TypeBounds::Eq(i)) => {
+                            let tag = local.get(i as usize).cloned().unwrap_or(Tag::Other);
+                            if let Tag::Wasi(iface, res) = &tag {
+                                resources.insert(name.to_string(), (iface.clone(), res.clone()));
+                            }
+                            local.push(tag);
+                            let ty = self.component_type_ref(ty)?;
+                            out.export(full, ty);
+                        }
+                        _ => {
+                            let ty = self.component_type_ref(ty)?;
+                            let mut renamed = wasm_encoder::ComponentExternName::from(full);
+                            renamed.name = std::borrow::Cow::Owned(mangle(name));
+                            out.export(renamed, ty);
+                        }
+                    }
+                }
+            }
+        }
+        for resource in defined {
+            let ty = local.len() as u32;
+            out.ty()
+                .function()
+                .params([(
+                    "self",
+                    wasm_encoder::ComponentValType::Primitive(PrimitiveValType::U32),
+                )])
+                .result(None);
+            local.push(Tag::Other);
+            out.export(drop_name(&resource), ComponentTypeRef::Func(ty));
+        }
+        self.pop_depth();
+        self.instance_type_resources.insert(index, resources);
+        Ok(out)
+    }
+
+    fn top_payload(
+        &mut self,
+        component: &mut wasm_encoder::Component,
+        payload: Payload<'_>,
+        whole: &[u8],
+    ) -> Result<(), ReError<std::convert::Infallible>> {
+        match payload {
+            Payload::ComponentTypeSection(section) => {
+                let mut types = wasm_encoder::ComponentTypeSection::new();
+                for ty in section {
+                    let ty = ty?;
+                    let index = self.types.len() as u32;
+                    match ty {
+                        ComponentType::Defined(
+                            ComponentDefinedType::Own(r) | ComponentDefinedType::Borrow(r),
+                        ) if matches!(self.types.get(r as usize), Some(Tag::Wasi(..))) => {
+                            types.defined_type().primitive(PrimitiveValType::U32);
+                        }
+                        ComponentType::Instance(decls)
+                            if self.wasi_instance_types.contains_key(&index) =>
+                        {
+                            let iface = self.wasi_instance_types[&index].clone();
+                            let t = self.instance_type(index, &iface, decls)?;
+                            types.instance(&t);
+                        }
+                        other => self.parse_component_type(types.ty(), other)?,
+                    }
+                    self.types.push(Tag::Other);
+                }
+                component.section(&types);
+            }
+            Payload::ComponentImportSection(section) => {
+                let mut imports = wasm_encoder::ComponentImportSection::new();
+                for import in section {
+                    let import = import?;
+                    match import.ty {
+                        PComponentTypeRef::Instance(t) => self.instances.push(
+                            (is_wasi(import.name.name)
+                                && self.wasi_instance_types.contains_key(&t))
+                            .then_some(t),
+                        ),
+                        PComponentTypeRef::Func(_) => self.new_func(),
+                        PComponentTypeRef::Type(_) => self.types.push(Tag::Other),
+                        _ => {}
+                    }
+                    let ty = self.component_type_ref(import.ty)?;
+                    imports.import(import.name, ty);
+                }
+                component.section(&imports);
+            }
+            Payload::ComponentAliasSection(section) => {
+                let mut aliases = wasm_encoder::ComponentAliasSection::new();
+                for alias in section {
+                    let alias = alias?;
+                    if let ComponentAlias::InstanceExport {
+                        kind,
+                        instance_index,
+                        name,
+                    } = alias
+                        && let Some(Some(ty)) = self.instances.get(instance_index as usize).copied()
+                    {
+                        match kind {
+                            ComponentExternalKind::Func => {
+                                self.new_func();
+                                aliases.alias(Alias::InstanceExport {
+                                    instance: instance_index,
+                                    kind: ComponentExportKind::Func,
+                                    name: &mangle(name),
+                                });
+                                continue;
+                            }
+                            ComponentExternalKind::Type => {
+                                let tag = match self
+                                    .instance_type_resources
+                                    .get(&ty)
+                                    .and_then(|m| m.get(name))
+                                {
+                                    Some((i, r)) => Tag::Wasi(i.clone(), r.clone()),
+                                    None => Tag::Other,
+                                };
+                                self.types.push(tag);
+                                aliases.alias(self.component_alias(alias)?);
+                                continue;
+                            }
+                            _ => {}
+                        }
+                    }
+                    match alias {
+                        ComponentAlias::InstanceExport { kind, .. } => match kind {
+                            ComponentExternalKind::Func => self.new_func(),
+                            ComponentExternalKind::Type => self.types.push(Tag::Other),
+                            ComponentExternalKind::Instance => self.instances.push(None),
+                            _ => {}
+                        },
+                        ComponentAlias::Outer {
+                            kind: wasmparser::ComponentOuterAliasKind::Type,
+                            ..
+                        } => self.types.push(Tag::Other),
+                        _ => {}
+                    }
+                    aliases.alias(self.component_alias(alias)?);
+                }
+                component.section(&aliases);
+            }
+            Payload::ComponentCanonicalSection(section) => {
+                let funcs: Vec<_> = section.into_iter().collect::<Result<_, _>>()?;
+                // The drop functions this section needs, aliased first.
+                let mut aliases = wasm_encoder::ComponentAliasSection::new();
+                for f in &funcs {
+                    if let wasmparser::CanonicalFunction::ResourceDrop { resource } = f
+                        && let Some(Tag::Wasi(iface, res)) =
+                            self.types.get(*resource as usize).cloned()
+                        && !self.drops.contains_key(&(iface.clone(), res.clone()))
+                    {
+                        let Some(instance) = self.instance_of(&iface) else {
+                            self.fail(format!(
+                                "it drops `{iface}.{res}` handles without importing `{iface}` itself"
+                            ));
+                            continue;
+                        };
+                        aliases.alias(Alias::InstanceExport {
+                            instance,
+                            kind: ComponentExportKind::Func,
+                            name: &drop_name(&res),
+                        });
+                        self.drops.insert((iface, res), self.next_func);
+                        self.next_func += 1;
+                    }
+                }
+                if !aliases.is_empty() {
+                    component.section(&aliases);
+                }
+                let mut canonical = wasm_encoder::CanonicalFunctionSection::new();
+                for f in funcs {
+                    match f {
+                        wasmparser::CanonicalFunction::ResourceDrop { resource }
+                            if matches!(self.types.get(resource as usize), Some(Tag::Wasi(..))) =>
+                        {
+                            let Some(Tag::Wasi(iface, res)) =
+                                self.types.get(resource as usize).cloned()
+                            else {
+                                unreachable!()
+                            };
+                            let func = self.drops.get(&(iface, res)).copied().unwrap_or(0);
+                            canonical.lower(func, []);
+                        }
+                        wasmparser::CanonicalFunction::Lift { .. } => {
+                            self.parse_component_canonical(&mut canonical, f)?;
+                            self.new_func();
+                        }
+                        other => self.parse_component_canonical(&mut canonical, other)?,
+                    }
+                }
+                component.section(&canonical);
+            }
+            Payload::ComponentExportSection(section) => {
+                let mut exports = wasm_encoder::ComponentExportSection::new();
+                for export in section {
+                    let export = export?;
+                    let (kind, index) = (export.kind, export.index);
+                    self.parse_component_export(&mut exports, export)?;
+                    match kind {
+                        ComponentExternalKind::Func => self.new_func(),
+                        ComponentExternalKind::Type => {
+                            let tag = self
+                                .types
+                                .get(index as usize)
+                                .cloned()
+                                .unwrap_or(Tag::Other);
+                            self.types.push(tag);
+                        }
+                        ComponentExternalKind::Instance => self.instances.push(None),
+                        _ => {}
+                    }
+                }
+                component.section(&exports);
+            }
+            Payload::ComponentInstanceSection(section) => {
+                let mut instances = wasm_encoder::ComponentInstanceSection::new();
+                for instance in section {
+                    self.parse_component_instance(&mut instances, instance?)?;
+                    self.instances.push(None);
+                }
+                component.section(&instances);
+            }
+            other => component_utils::parse_component_payload(self, component, other, whole)?,
+        }
+        Ok(())
+    }
+
+    /// The top-level instance importing WASI interface `iface`.
+    fn instance_of(&self, iface: &str) -> Option<u32> {
+        self.instances
+            .iter()
+            .position(|i| {
+                i.and_then(|t| self.wasi_instance_types.get(&t))
+                    .is_some_and(|name| name == iface)
+            })
+            .map(|i| i as u32)
+    }
+}
+
+impl ReencodeComponent for Rewriter {
+    fn component_func_index(&mut self, ty: u32) -> u32 {
+        if self.depth == 0 {
+            match self.func_map.get(ty as usize) {
+                Some(&i) => i,
+                None => {
+                    self.fail(format!(
+                        "it refers to component function {ty} before defining it"
+                    ));
+                    ty
+                }
+            }
+        } else {
+            ty
+        }
+    }
+
+    fn parse_component_payload(
+        &mut self,
+        component: &mut wasm_encoder::Component,
+        payload: Payload<'_>,
+        whole_component: &[u8],
+    ) -> Result<(), ReError<Self::Error>> {
+        if self.depth == 0 {
+            self.top_payload(component, payload, whole_component)
+        } else {
+            component_utils::parse_component_payload(self, component, payload, whole_component)
+        }
+    }
+
+    fn parse_component_subcomponent(
+        &mut self,
+        component: &mut wasm_encoder::Component,
+        parser: Parser,
+        subcomponent: &[u8],
+        whole_component: &[u8],
+    ) -> Result<(), ReError<Self::Error>> {
+        self.depth += 1;
+        let r = component_utils::parse_component_subcomponent(
+            self,
+            component,
+            parser,
+            subcomponent,
+            whole_component,
+        );
+        self.depth -= 1;
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_mangled_into_plain_kebab_names() {
+        assert_eq!(
+            mangle("[method]output-stream.blocking-write-and-flush"),
+            "method-output-stream-blocking-write-and-flush"
+        );
+        assert_eq!(mangle("[static]descriptor.open"), "static-descriptor-open");
+        assert_eq!(mangle("[constructor]fields"), "constructor-fields");
+        assert_eq!(mangle("get-stdout"), "get-stdout");
+        assert_eq!(drop_name("pollable"), "drop-pollable");
+    }
+
+    #[test]
+    fn a_component_without_wasi_is_left_alone() {
+        let c = wasm_encoder::Component::new().finish();
+        assert_eq!(rewrite(&c).unwrap(), None);
+    }
+}
