@@ -131,11 +131,18 @@ mod tests {
         host.pending.push_back(Input::ConsoleLine("hi".into()));
         let mut timers = TimerTable::default();
         timers.add(10, 50, Some(MIN_TIMER_PERIOD_NS)).unwrap();
+        let mut wasi = WasiState {
+            env: vec![("A".into(), "b".into())],
+            ..Default::default()
+        };
+        wasi.handles
+            .insert(crate::iface::wasi::Resource::Stdout)
+            .unwrap();
         HostParts {
             host,
             timers,
             globals: GlobalsCheck(vec![]),
-            wasi: WasiState::default(),
+            wasi,
         }
     }
 
@@ -143,7 +150,7 @@ mod tests {
     fn every_part_round_trips_through_its_section() {
         let p = parts();
         let sections: BTreeMap<String, Vec<u8>> = p.save().into_iter().collect();
-        assert_eq!(sections.len(), 3, "one section per part");
+        assert_eq!(sections.len(), 4, "one section per part");
         assert_eq!(HostParts::restore(&sections).unwrap(), p);
     }
 
