@@ -9,6 +9,7 @@ mod control;
 mod crafted_images;
 mod differential;
 mod fixture;
+mod globals;
 mod image_fuzz;
 mod incremental;
 mod kill_loop;

@@ -125,8 +125,7 @@ mod handles {
                     None => "ready 999".to_string(),
                 },
                 5 | 6 => {
-                    let has_children =
-                        |i: usize| slots.iter().any(|s| *s == Some(Kind::Poll(Some(i))));
+                    let has_children = |i: usize| slots.contains(&Some(Kind::Poll(Some(i))));
                     match pick(&|_| true) {
                         Some(i) if !has_children(i) => {
                             slots[i] = None;

@@ -48,7 +48,7 @@ impl Runtime {
         // What is compiled is the component instrumented for persistence
         // (WASI handles as host ids); the original stays what is stored.
         let instrumented =
-            crate::instrument::handles::rewrite(bytes).map_err(ComponentError::Instrument)?;
+            crate::instrument::instrument(bytes, &facts).map_err(ComponentError::Instrument)?;
         let bytes = instrumented.as_deref().unwrap_or(bytes);
         let cached = cache_dir.map(|d| d.join(format!("{key:016x}.cwasm")));
         let component = match cached.as_deref().filter(|p| p.exists()) {

@@ -204,4 +204,7 @@ pub enum CheckpointError {
     /// The writer thread is gone.
     #[error("the checkpoint writer has stopped")]
     WriterStopped,
+    /// The globals could not be read.
+    #[error("cannot read the guest's globals: {0}")]
+    Globals(String),
 }

@@ -10,12 +10,14 @@
 //!              └─ core instances ──► the order wasmtime creates memories in
 //! ```
 //! Globals are not in linear memory, and the component API gives the host no
-//! way to read a core instance's globals. So instead of assuming, the host
-//! checks: LLVM-built guests have exactly one mutable global, the shadow
-//! stack pointer (`__stack_pointer`), which every export restores before it
-//! returns, so between calls it always holds its initial value and a fresh
-//! instance has the right one. Any other mutable global would carry state a
-//! checkpoint cannot see, so such a component is refused with its name.
+//! way to read a core instance's globals. So every mutable global of every
+//! top-level core module is planned for capture: `instrument/globals.rs`
+//! adds a getter and a setter for each, a checkpoint stores their values
+//! and a restore puts them back. What still cannot be captured is refused
+//! with its name: globals of a type other than i32/i64/f32/f64, and
+//! mutable globals in nested components (other than LLVM's
+//! `__stack_pointer`, which every export restores before it returns) or in
+//! modules whose instance cannot be told apart.
 //!
 //! The memories are what a restored image is checked against before it is
 //! instantiated: their number and each one's limits.
@@ -56,9 +58,9 @@ pub enum InspectError {
         wasi = crate::iface::wasi::WASI_INTERFACES.join(", ")
     )]
     UnsupportedImports(Vec<String>),
-    /// Has a mutable global other than the stack pointer.
+    /// Has a mutable global a checkpoint cannot capture.
     #[error(
-        "core module {module} has mutable global {index}{name}, whose value a checkpoint cannot capture (only LLVM's __stack_pointer is supported)"
+        "core module {module} has mutable global {index}{name}, whose value a checkpoint cannot capture: {why}"
     )]
     UnsupportedGlobal {
         /// Index of the core module in the component.
@@ -67,6 +69,8 @@ pub enum InspectError {
         index: u32,
         /// ` (`name`)` or empty.
         name: String,
+        /// Why not.
+        why: String,
     },
 }
 
@@ -109,6 +113,9 @@ pub const WASM32_MAX_BYTES: u64 = 1 << 32;
 pub struct ComponentFacts {
     /// Accepted mutable globals.
     pub globals: Vec<CheckedGlobal>,
+    /// How each of `globals` is reached (same order): what
+    /// `instrument/globals.rs` gives a getter and a setter.
+    pub global_plan: Vec<crate::instrument::globals::Plan>,
     /// The memories the component creates when instantiated, in creation
     /// order; None when the component's structure hides the order (nested
     /// components, imported or aliased core modules).
@@ -148,6 +155,10 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
     let mut modules: Vec<Vec<MemoryLimits>> = Vec::new();
     let mut instantiated: Vec<u32> = Vec::new();
     let mut order_known = true;
+    // A module import or alias moves module indices off the count of module
+    // sections; the plan's indices are only sure without them.
+    let mut modules_shifted = false;
+    let mut plan = Vec::new();
     // Nesting depth: 1 is the top-level component; a module's or a nested
     // component's payloads follow its section, from its `Version` to its `End`.
     let mut depth = 0usize;
@@ -164,7 +175,26 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
             }
             _ => {}
         }
-        if depth != 1 {
+        if depth > 1 {
+            if let Payload::ModuleSection {
+                unchecked_range, ..
+            } = &payload
+            {
+                // A core module inside a nested component: its globals are
+                // out of the accessor's reach.
+                let module_bytes = bytes.get(unchecked_range.clone()).ok_or_else(|| {
+                    InspectError::Malformed("a core module runs past the end of the file".into())
+                })?;
+                let (found, _) = inspect_module(module_bytes)?;
+                for g in &found {
+                    if !g.stack_pointer {
+                        return Err(g.refusal(
+                            usize::MAX,
+                            "it is inside a nested component (a composition); only LLVM's __stack_pointer can be there for now",
+                        ));
+                    }
+                }
+            }
             continue;
         }
         match payload {
@@ -175,6 +205,7 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
                     // carry no state.
                     if matches!(import.ty, wasmparser::ComponentTypeRef::Module(_)) {
                         order_known = false;
+                        modules_shifted = true;
                     }
                     if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_))
                         && !import_allowed(import.name.name)
@@ -193,8 +224,28 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
                             "a core module runs past the end of the file".into(),
                         )
                     })?;
-                let (g, m) = inspect_module(modules.len(), module_bytes)?;
-                globals.extend(g);
+                let module = modules.len();
+                let (found, m) = inspect_module(module_bytes)?;
+                for g in found {
+                    let Some(ty) = g.ty else {
+                        return Err(g.refusal(module, "its type is not i32, i64, f32 or f64"));
+                    };
+                    plan.push(crate::instrument::globals::Plan {
+                        module: module as u32,
+                        index: g.index,
+                        ty,
+                    });
+                    globals.push(CheckedGlobal {
+                        module,
+                        index: g.index,
+                        reason: if g.stack_pointer {
+                            STACK_POINTER_REASON.into()
+                        } else {
+                            CAPTURED_REASON.into()
+                        },
+                        name: g.name,
+                    });
+                }
                 modules.push(m);
             }
             Payload::InstanceSection(reader) => {
@@ -224,6 +275,7 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
                         wasmparser::ComponentAlias::CoreInstanceExport { .. } => false,
                     };
                     order_known &= !module_alias;
+                    modules_shifted |= module_alias;
                 }
             }
             _ => {}
@@ -231,6 +283,15 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
     }
     if !refused.is_empty() {
         return Err(InspectError::UnsupportedImports(refused));
+    }
+    if modules_shifted && let Some(p) = plan.first() {
+        let g = &globals[0];
+        return Err(InspectError::UnsupportedGlobal {
+            module: p.module as usize,
+            index: p.index,
+            name: g.name.as_ref().map(|n| format!(" (`{n}`)")).unwrap_or_default(),
+            why: "the component imports or aliases core modules, so the module's instance cannot be located".into(),
+        });
     }
     let memories = if order_known {
         let mut out = Vec::new();
@@ -247,15 +308,45 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
     } else {
         None
     };
-    Ok(ComponentFacts { globals, memories })
+    Ok(ComponentFacts {
+        globals,
+        global_plan: plan,
+        memories,
+    })
 }
 
-/// The mutable globals (each accepted or refused) and the defined memories
-/// of one core module.
-fn inspect_module(
-    module: usize,
-    bytes: &[u8],
-) -> Result<(Vec<CheckedGlobal>, Vec<MemoryLimits>), InspectError> {
+/// Why LLVM's stack pointer needs no capture (kept word for word: images
+/// list it with this reason).
+pub(crate) const STACK_POINTER_REASON: &str =
+    "LLVM shadow stack pointer: back at its initial value whenever no call is running";
+/// A global the host captures and restores.
+const CAPTURED_REASON: &str = "captured in every image and restored before the first call";
+
+/// A mutable global a core module defines.
+struct FoundGlobal {
+    index: u32,
+    ty: Option<crate::instrument::globals::GlobalType>,
+    name: Option<String>,
+    stack_pointer: bool,
+}
+
+impl FoundGlobal {
+    fn refusal(&self, module: usize, why: &str) -> InspectError {
+        InspectError::UnsupportedGlobal {
+            module,
+            index: self.index,
+            name: self
+                .name
+                .as_ref()
+                .map(|n| format!(" (`{n}`)"))
+                .unwrap_or_default(),
+            why: why.into(),
+        }
+    }
+}
+
+/// The mutable globals and the defined memories of one core module.
+fn inspect_module(bytes: &[u8]) -> Result<(Vec<FoundGlobal>, Vec<MemoryLimits>), InspectError> {
     let malformed = |e: wasmparser::BinaryReaderError| InspectError::Malformed(e.to_string());
     let mut imported_globals = 0u32;
     let mut mutable = Vec::new();
@@ -309,24 +400,15 @@ fn inspect_module(
         let name = names.get(index).cloned();
         // LLVM's stack pointer: named `__stack_pointer`, or (in a stripped
         // module) the sole mutable i32 global.
-        let is_stack_pointer = match &name {
+        let stack_pointer = match &name {
             Some(name) => name == "__stack_pointer",
             None => mutable.len() == 1 && n == 0 && *ty == wasmparser::ValType::I32,
         };
-        if !is_stack_pointer {
-            return Err(InspectError::UnsupportedGlobal {
-                module,
-                index: *index,
-                name: name.map(|n| format!(" (`{n}`)")).unwrap_or_default(),
-            });
-        }
-        out.push(CheckedGlobal {
-            module,
+        out.push(FoundGlobal {
             index: *index,
+            ty: crate::instrument::globals::GlobalType::from_val(*ty),
             name,
-            reason:
-                "LLVM shadow stack pointer: back at its initial value whenever no call is running"
-                    .into(),
+            stack_pointer,
         });
     }
     Ok((out, memories))

@@ -1,7 +1,12 @@
-//! `GlobalsCheck`, the `globals` section: the mutable globals the component
-//! had when the image was taken, each with why its value need not be
-//! captured. A restore refuses an image whose list differs from the
-//! component's (a replaced `component.wasm`).
+//! `GlobalsCheck`, the `globals` section: the mutable globals of the
+//! component's core modules when the image was taken, with their values.
+//! A restore refuses an image whose list differs from the component's (a
+//! replaced `component.wasm`) and puts the values back before the first
+//! call.
+//!
+//! Images written before globals were captured list them without values
+//! (a JSON array); those could only hold LLVM's stack pointer, whose value
+//! between calls is its initial one, so they restore unchanged.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,22 +16,57 @@ use crate::inspect::CheckedGlobal;
 /// Most globals listed (a component has a handful).
 const MAX_GLOBALS: usize = 65536;
 
-/// The accepted mutable globals of a component.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(transparent)]
-pub struct GlobalsCheck(pub Vec<CheckedGlobal>);
+/// The mutable globals of a component and their values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GlobalsCheck {
+    /// Which globals, in the component's order.
+    pub list: Vec<CheckedGlobal>,
+    /// Their values (floats as bits), or None in an image from before
+    /// globals were captured.
+    pub values: Option<Vec<u64>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Captured {
+        list: Vec<CheckedGlobal>,
+        values: Vec<u64>,
+    },
+    Listed(Vec<CheckedGlobal>),
+}
 
 impl GlobalsCheck {
-    /// Whether the image's list matches the component's.
+    /// Whether the image's globals fit the component's: the same list, and
+    /// a value for each (or, from an older image, only globals that need
+    /// none).
     pub fn matches(&self, component: &[CheckedGlobal]) -> Result<(), String> {
-        if self.0 != component {
+        if self.list != component {
             return Err(format!(
                 "its globals ({} listed) are not the component's ({} found): was component.wasm replaced?",
-                self.0.len(),
+                self.list.len(),
                 component.len()
             ));
         }
-        Ok(())
+        match &self.values {
+            Some(v) if v.len() != self.list.len() => Err(format!(
+                "it lists {} globals but holds {} values",
+                self.list.len(),
+                v.len()
+            )),
+            Some(_) => Ok(()),
+            None => match self
+                .list
+                .iter()
+                .find(|g| g.reason != crate::inspect::STACK_POINTER_REASON)
+            {
+                Some(g) => Err(format!(
+                    "it holds no value for global {} of core module {}",
+                    g.index, g.module
+                )),
+                None => Ok(()),
+            },
+        }
     }
 }
 
@@ -34,15 +74,24 @@ impl Section for GlobalsCheck {
     const NAME: &'static str = "globals";
 
     fn save(&self) -> Vec<u8> {
-        to_json(self)
+        match &self.values {
+            Some(values) => to_json(&Stored::Captured {
+                list: self.list.clone(),
+                values: values.clone(),
+            }),
+            None => to_json(&Stored::Listed(self.list.clone())),
+        }
     }
 
     fn restore(bytes: &[u8]) -> Result<Self, String> {
-        let list: GlobalsCheck = from_json(bytes)?;
-        if list.0.len() > MAX_GLOBALS {
+        let (list, values) = match from_json::<Stored>(bytes)? {
+            Stored::Captured { list, values } => (list, Some(values)),
+            Stored::Listed(list) => (list, None),
+        };
+        if list.len() > MAX_GLOBALS || values.as_ref().is_some_and(|v| v.len() > MAX_GLOBALS) {
             return Err(format!("it lists over {MAX_GLOBALS} globals"));
         }
-        Ok(list)
+        Ok(GlobalsCheck { list, values })
     }
 }
 
@@ -50,17 +99,44 @@ impl Section for GlobalsCheck {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_and_match() {
-        let g = GlobalsCheck(vec![CheckedGlobal {
+    fn sp() -> CheckedGlobal {
+        CheckedGlobal {
             module: 0,
             index: 0,
             name: Some("__stack_pointer".into()),
-            reason: "r".into(),
-        }]);
+            reason: crate::inspect::STACK_POINTER_REASON.into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_match() {
+        let other = CheckedGlobal {
+            module: 1,
+            index: 3,
+            name: Some("state".into()),
+            reason: "captured".into(),
+        };
+        let g = GlobalsCheck {
+            list: vec![sp(), other.clone()],
+            values: Some(vec![1 << 20, u64::MAX]),
+        };
         let back = GlobalsCheck::restore(&g.save()).unwrap();
         assert_eq!(back, g);
-        back.matches(&g.0).unwrap();
+        back.matches(&g.list).unwrap();
         assert!(back.matches(&[]).unwrap_err().contains("replaced"));
+        let short = GlobalsCheck {
+            list: g.list.clone(),
+            values: Some(vec![1]),
+        };
+        assert!(short.matches(&g.list).unwrap_err().contains("values"));
+        // An older image: a bare list, fine for the stack pointer alone.
+        let old = GlobalsCheck::restore(&serde_json::to_vec(&vec![sp()]).unwrap()).unwrap();
+        assert_eq!(old.values, None);
+        old.matches(&[sp()]).unwrap();
+        let old = GlobalsCheck {
+            list: vec![sp(), other],
+            values: None,
+        };
+        assert!(old.matches(&old.list).unwrap_err().contains("no value"));
     }
 }

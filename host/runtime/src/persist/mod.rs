@@ -141,7 +141,7 @@ mod tests {
         HostParts {
             host,
             timers,
-            globals: GlobalsCheck(vec![]),
+            globals: GlobalsCheck::default(),
             wasi,
         }
     }

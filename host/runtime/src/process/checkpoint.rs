@@ -92,6 +92,13 @@ impl Process {
             // them a checkpoint.
             return Err(CheckpointError::BrokenMemory(why));
         }
+        // Globals first: reading them runs guest code (the accessors), and a
+        // failure must leave the dirty pages tracked.
+        self.store.set_epoch_deadline(u64::MAX / 2);
+        let globals = self
+            .global_access
+            .read(&mut self.store)
+            .map_err(|e| CheckpointError::Globals(format!("{e:#}")))?;
         let id = self.chain.last_id + 1;
         let now = self.now_ns();
         {
@@ -117,7 +124,7 @@ impl Process {
             .flat_map(|m| &m.dirty)
             .map(|r| r.count)
             .sum();
-        let sections = self.host_parts().save();
+        let sections = self.host_parts(globals).save();
         let pause = started.elapsed();
         let parent = if full { None } else { self.chain.parent };
         self.chain.last_id = id;

@@ -14,6 +14,7 @@
 //! spawned), `component.wasm`, and the checkpoint files of its image store.
 
 mod checkpoint;
+mod globals;
 mod restore;
 mod spawn;
 mod step;
@@ -90,6 +91,8 @@ pub struct Process {
     memories: Memories,
     images: Arc<CheckpointStore>,
     globals: Vec<CheckedGlobal>,
+    /// Getters and setters of `globals`.
+    global_access: globals::GlobalAccess,
     chain: Chain,
     in_flight: Option<WriteReceipt>,
     last_committed: Option<CheckpointInfo>,
@@ -207,6 +210,9 @@ impl Process {
         )?;
         let bindings = PersistentProcess::new(&mut store, &instance)
             .map_err(|e| InstantiateError::Wasmtime(format!("{e:#}")))?;
+        let global_access =
+            globals::GlobalAccess::find(&mut store, &instance, &loaded.facts.global_plan)
+                .map_err(|e| InstantiateError::Wasmtime(format!("{e:#}")))?;
         Ok(Process {
             name,
             dir,
@@ -215,6 +221,7 @@ impl Process {
             memories,
             images,
             globals: loaded.facts.globals.clone(),
+            global_access,
             chain: Chain::default(),
             in_flight: None,
             last_committed: None,
@@ -236,13 +243,17 @@ impl Process {
         (Quiescent::new(&mut self.store), &self.memories)
     }
 
-    /// Everything a checkpoint stores besides memory, as it is now.
-    fn host_parts(&self) -> HostParts {
+    /// Everything a checkpoint stores besides memory, as it is now, with
+    /// `globals` as read from the instance.
+    fn host_parts(&self, globals: Vec<u64>) -> HostParts {
         let ctx = self.store.data();
         HostParts {
             host: ctx.state.clone(),
             timers: ctx.timers.clone(),
-            globals: GlobalsCheck(self.globals.clone()),
+            globals: GlobalsCheck {
+                list: self.globals.clone(),
+                values: Some(globals),
+            },
             wasi: ctx.wasi.clone(),
         }
     }

@@ -162,7 +162,7 @@ impl Process {
             mut host,
             timers,
             wasi,
-            ..
+            globals,
         } = parts;
         host.restore_count += 1;
         host.checkpoint_id = candidate.info.id;
@@ -190,6 +190,19 @@ impl Process {
         memories
             .revert_to_file(&q)
             .map_err(|e| Refusal::Host(e.to_string()))?;
+        // Globals back before any other call (an older image has none to
+        // put back: it could only hold the stack pointer at its start).
+        if let Some(values) = &globals.values {
+            process
+                .global_access
+                .write(&mut process.store, values)
+                .map_err(|e| match e {
+                    super::globals::WriteError::Image(why) => Refusal::Image(why),
+                    super::globals::WriteError::Host(why) => {
+                        Refusal::Host(format!("cannot restore the globals: {why}"))
+                    }
+                })?;
+        }
         Ok(process)
     }
 }
@@ -224,6 +237,16 @@ pub(crate) fn check_image_contents(
 ) -> Result<HostParts, String> {
     let parts = HostParts::restore(&candidate.sections)?;
     parts.globals.matches(&facts.globals)?;
+    if let Some(values) = &parts.globals.values {
+        for (j, (p, v)) in facts.global_plan.iter().zip(values).enumerate() {
+            if !p.ty.wide() && *v > u64::from(u32::MAX) {
+                return Err(format!(
+                    "global {j} (global {} of core module {}) is 32 bits wide but its value {v:#x} is not",
+                    p.index, p.module
+                ));
+            }
+        }
+    }
     let memories = &candidate.memories;
     for (i, m) in memories.iter().enumerate() {
         if m.index as usize != i {
