@@ -36,6 +36,7 @@ bench: build
     {{phantom}} bench pvm --iterations 1000000 --rounds 11 --json
     {{phantom}} bench pvm --iterations 2000000 --rounds 11 --workload spin --json
     {{phantom}} bench pvm --iterations 1000000 --rounds 11 --workload run --json
+    {{phantom}} bench wasi --component {{guests}}/wasi-handles.wasm --json
 
 # Long runs kept out of `just test`: 1,000 kills, the image fuzzer for an
 # hour (each prints its case count), and a longer PVM fuzz.

@@ -14,8 +14,20 @@
 //!
 //! Each command prints one line: `op=<line> -> <result>`, where a new
 //! handle's result is `handle=<index>`.
+//!
+//! For `phantom bench wasi`, two commands print nothing but their payload:
+//! `p64` prints 64 bytes with `std::println!` (WASI stdout) and `c64` writes
+//! the same 64 bytes with `console.write`.
 
 use phantom_sdk::{File, Process};
+
+/// 63 bytes; with its newline, the 64 bytes each benchmark event prints.
+macro_rules! PAYLOAD_LINE {
+    () => {
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!"
+    };
+}
+const PAYLOAD: &str = PAYLOAD_LINE!();
 use wasi::cli::{stderr, stdin, stdout};
 use wasi::clocks::monotonic_clock;
 use wasi::io::poll::{self, Pollable};
@@ -126,6 +138,11 @@ impl Process for Handles {
     }
 
     fn on_line(&mut self, line: String) {
+        match line.as_str() {
+            "p64" => return std::println!("{PAYLOAD}"),
+            "c64" => return phantom_sdk::console::write(concat!(PAYLOAD_LINE!(), "\n").as_bytes()),
+            _ => {}
+        }
         let result = self.run(&line).unwrap_or_else(|e| format!("error: {e}"));
         phantom_sdk::println!("op={line} -> {result}");
     }

@@ -5,11 +5,13 @@
 //!   checkpoint.rs  capture pause vs a full copy (StandaloneMemory plays the guest)
 //!   restore.rs     restore to first event, lazy vs eager (a spawned memtouch image)
 //!   pvm.rs         PVM bytecodes/s natively vs inside the component (drive loop)
+//!   wasi.rs        restore with 100 WASI handles vs none; println! vs console.write
 //! ```
 
 mod checkpoint;
 mod pvm;
 mod restore;
+mod wasi;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +28,8 @@ pub enum BenchCommand {
     Restore(restore::RestoreBenchArgs),
     /// PVM bytecodes per second, natively and inside the Wasm component.
     Pvm(pvm::PvmBenchArgs),
+    /// Restore with WASI handles vs none; println! vs console.write.
+    Wasi(wasi::WasiBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -33,6 +37,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Checkpoint(a) => checkpoint::run(&a)?,
         BenchCommand::Restore(a) => restore::run(&a)?,
+        BenchCommand::Wasi(a) => wasi::run(&a)?,
         BenchCommand::Pvm(a) => {
             let component = crate::pvm_component(a.component.clone())?;
             pvm::run(&a, &component)?

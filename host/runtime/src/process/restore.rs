@@ -171,15 +171,29 @@ impl Process {
             loaded,
             dir.to_path_buf(),
             images,
-            host,
-            timers,
-            wasi,
+            host.clone(),
+            timers.clone(),
+            wasi.clone(),
             prepared,
         )
         .map_err(|e| match e {
             InstantiateError::Image(why) => Refusal::Image(why),
             other => Refusal::Host(format!("cannot instantiate: {other}")),
         })?;
+        // Instantiation may have run guest code: a start function (wit-component
+        // runs a reactor's `_initialize`, which runs C constructors, and the
+        // preview-1 adapter then opens the standard streams). That belongs to
+        // the process's first instantiation, not to this one: whatever it did
+        // to host state (handles, timers, output) is undone here, as its
+        // memory writes are by `revert_to_file` and its globals below.
+        {
+            let ctx = process.store.data_mut();
+            ctx.state = host;
+            ctx.timers = timers;
+            ctx.wasi = wasi;
+            ctx.outbox.take();
+            ctx.checkpoint_requested = false;
+        }
         if process.memories.len() != expected {
             return Err(Refusal::Image(format!(
                 "it has {expected} memories, but the component creates {}",
