@@ -47,6 +47,12 @@ enum Command {
     Checkpoint(cmd::checkpoint::CheckpointArgs),
     /// Verify every checkpoint file of every process (or of one).
     Fsck(cmd::fsck::FsckArgs),
+    /// Create a guest project (Rust or C) ready for `phantom build`.
+    New(cmd::new::NewArgs),
+    /// Build a guest project into a component.
+    Build(cmd::build::BuildArgs),
+    /// Turn a core module (a C build, say) into a persistent-process component.
+    Componentize(cmd::componentize::ComponentizeArgs),
     /// Benchmarks, printing JSON.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -151,6 +157,9 @@ fn main() -> ExitCode {
         Command::Checkpoints(a) => cmd::checkpoints::run(a),
         Command::Checkpoint(a) => cmd::checkpoint::run(a),
         Command::Fsck(a) => cmd::fsck::run(a),
+        Command::Componentize(a) => cmd::componentize::run(a),
+        Command::New(a) => cmd::new::run(a),
+        Command::Build(a) => cmd::build::run(a),
         Command::Bench(c) => bench::run(c),
         Command::Pvm(c) => cmd::pvm::run(c),
     };

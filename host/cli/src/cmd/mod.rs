@@ -1,8 +1,11 @@
 //! One file per command.
 
+pub mod build;
 pub mod checkpoint;
 pub mod checkpoints;
+pub mod componentize;
 pub mod fsck;
+pub mod new;
 pub mod ps;
 pub mod pvm;
 pub mod run;
