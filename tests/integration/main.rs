@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bad_input;
+mod c_guests;
 mod cli;
 mod common;
 mod control;

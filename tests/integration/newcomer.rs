@@ -1,5 +1,6 @@
 //! What a newcomer hit, tried as a new user would: each gets a test.
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::common::*;
@@ -272,4 +273,78 @@ fn a_host_started_on_an_empty_directory_runs_what_is_spawned() {
         std::thread::sleep(Duration::from_millis(20));
     }
     sigterm(&mut host);
+}
+
+/// The README's "Writing a guest" commands, run verbatim in an empty
+/// directory with `phantom` on PATH, for Rust (as written) and for C (the
+/// `--lang c` it offers): the project builds, spawns, ticks, takes a line,
+/// and a second run carries on counting.
+#[test]
+fn the_readme_writing_a_guest_section_works_verbatim() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let section = &readme[readme.find("## Writing a guest").expect("the section")..];
+    let start = section.find("```sh\n").expect("a sh block") + 6;
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(block.contains("--lang rust"), "{block}");
+    let bin_dir = phantom_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (lang, said_hello, took_line) in [
+        ("rust", "hello from a persistent process", "words so far"),
+        (
+            "c",
+            "hello from hello, a persistent process",
+            "1 lines so far",
+        ),
+    ] {
+        let dir = data_dir();
+        let script = block.replace("--lang rust", &format!("--lang {lang}"));
+        let o = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"a persistent word\n")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{lang}: {out}\n{err}");
+        assert!(out.contains(said_hello), "{lang}: {out}\n{err}");
+        assert!(out.contains("tick 2"), "{lang}: {out}\n{err}");
+        assert!(out.contains(took_line), "{lang}: {out}\n{err}");
+        // Run it again: the count goes on from where it stopped.
+        let o = Command::new("bash")
+            .args(["-c", "phantom run --data data --for 1.5 --no-stdin"])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let again = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{lang}: {again}");
+        let ticks = |text: &str| -> Vec<u64> {
+            text.lines()
+                .filter_map(|l| l.trim_start_matches("[hello] ").strip_prefix("tick "))
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        };
+        let last = *ticks(&out).last().unwrap();
+        assert_eq!(
+            ticks(&again).first(),
+            Some(&(last + 1)),
+            "{lang}: {out}\n{again}"
+        );
+    }
 }

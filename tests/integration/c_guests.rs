@@ -1,0 +1,140 @@
+//! C guests: built with `phantom build` from the examples in `guests/`
+//! (clang for wasm32-wasi, wasi-libc, the preview-1 adapter), run as
+//! persistent processes with their malloc'd state, stdio and clocks.
+
+use std::path::{Path, PathBuf};
+
+use super::common::*;
+use super::kill_loop::kill_cycles;
+
+/// Builds `guests/<example>` (copied into `dir`, so tests never write into
+/// the repository) and returns the component's path.
+pub fn build_c_example(example: &str, dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests")
+        .join(example);
+    let project = dir.join(example);
+    std::fs::create_dir_all(&project).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        if e.path().extension().is_some_and(|x| x == "c") {
+            std::fs::copy(e.path(), project.join(e.file_name())).unwrap();
+        }
+    }
+    let out = dir.join(format!("{example}.wasm"));
+    ok(&run(&["build", s(&project), "-o", s(&out)]));
+    out
+}
+
+fn check_counter_log(text: &str) {
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    for line in whole.lines().filter(|l| l.starts_with("count=")) {
+        let f: Vec<(&str, &str)> = line
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .collect();
+        let get = |k: &str| f.iter().find(|(n, _)| *n == k).map(|(_, v)| *v).unwrap();
+        let n: u64 = get("count").parse().unwrap();
+        assert_eq!(get("list"), n.to_string(), "{line}");
+        assert_eq!(get("sum"), (n * (n + 1) / 2).to_string(), "{line}");
+        assert_eq!(get("ok"), "1", "{line}");
+    }
+    assert!(!text.contains("trapped"), "{text}");
+}
+
+#[test]
+fn a_c_guest_survives_kill_9_with_its_heap_stdio_and_clock() {
+    let data = data_dir();
+    let component = build_c_example("c-counter", data.path());
+    let o = run(&[
+        "spawn",
+        s(&component),
+        "--data",
+        s(data.path()),
+        "--name",
+        "cc",
+        "--",
+        "--period-ms",
+        "2",
+    ]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains("c-counter started as cc"),
+        "{}",
+        stdout(&o)
+    );
+    kill_cycles(data.path(), &check_counter_log);
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--for", "0.3"],
+        "clock\n",
+    );
+    ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("clock went_back=0"), "{out}");
+    assert!(out.contains("note="), "stderr lines leave too: {out}");
+}
+
+#[test]
+fn a_c_key_value_store_keeps_what_was_acknowledged_through_kill_9() {
+    let data = data_dir();
+    let component = build_c_example("c-kv", data.path());
+    ok(&run(&[
+        "spawn",
+        s(&component),
+        "--data",
+        s(data.path()),
+        "--name",
+        "kv",
+    ]));
+    let mut input = String::new();
+    for i in 0..200 {
+        input.push_str(&format!("set key{i} value {i}\n"));
+    }
+    input.push_str("del key7\nset key3 three\n");
+    let o = run_with_input(&["run", "--data", s(data.path()), "--until-idle"], &input);
+    ok(&o);
+    assert_eq!(stdout(&o).matches("ok\n").count(), 201, "{}", stdout(&o));
+    // More writes in a host that is killed after an explicit checkpoint.
+    let mut child = HostChild(
+        phantom()
+            .args(["run", "--data", s(data.path()), "--input", "kv"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"set late yes\ndel key9\n").unwrap();
+        stdin.flush().unwrap();
+    }
+    // Once the host answers, give it time to handle the two lines, then
+    // checkpoint: `phantom checkpoint` returns once the image is durable.
+    let started = std::time::Instant::now();
+    while !run(&["checkpoint", "--data", s(data.path())])
+        .status
+        .success()
+    {
+        assert!(started.elapsed().as_secs() < 20, "the host never answered");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&run(&["checkpoint", "--data", s(data.path())]));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "count\nget key3\nget key7\nget late\nget key9\nget key199\ndump\n",
+    );
+    ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("count=199"), "{out}");
+    assert!(out.contains("key3=three"), "{out}");
+    assert!(out.contains("key7 not found"), "{out}");
+    assert!(out.contains("late=yes"), "{out}");
+    assert!(out.contains("key9 not found"), "{out}");
+    assert!(out.contains("key199=value 199"), "{out}");
+    assert_eq!(out.matches("=value ").count(), 197 + 1, "{out}");
+}
