@@ -37,6 +37,14 @@ bench: build
     {{phantom}} bench pvm --iterations 2000000 --rounds 11 --workload spin --json
     {{phantom}} bench pvm --iterations 1000000 --rounds 11 --workload run --json
     {{phantom}} bench wasi --component {{guests}}/wasi-handles.wasm --json
+    {{phantom}} build guests/c-memtouch -o target/c-memtouch.wasm
+    {{phantom}} bench guest-pause --rust {{guests}}/memtouch.wasm --c target/c-memtouch.wasm --memory-mib 64 --dirty-pages 655 --json
+
+# Regenerates the C SDK's phantom:os bindings after wit/ changed (needs
+# `cargo install wit-bindgen-cli --version 0.63.0`).
+c-sdk:
+    wit-bindgen c wit --world persistent-process --out-dir guests/c-sdk
+    rm -f guests/c-sdk/persistent_process_component_type.o
 
 # Long runs kept out of `just test`: 1,000 kills, the image fuzzer for an
 # hour (each prints its case count), and a longer PVM fuzz.

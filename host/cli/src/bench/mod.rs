@@ -6,9 +6,11 @@
 //!   restore.rs     restore to first event, lazy vs eager (a spawned memtouch image)
 //!   pvm.rs         PVM bytecodes/s natively vs inside the component (drive loop)
 //!   wasi.rs        restore with 100 WASI handles vs none; println! vs console.write
+//!   guest_pause.rs checkpoint pause of a C guest vs a Rust guest, same dirty pages
 //! ```
 
 mod checkpoint;
+mod guest_pause;
 mod pvm;
 mod restore;
 mod wasi;
@@ -30,6 +32,8 @@ pub enum BenchCommand {
     Pvm(pvm::PvmBenchArgs),
     /// Restore with WASI handles vs none; println! vs console.write.
     Wasi(wasi::WasiBenchArgs),
+    /// Checkpoint pause of a C guest vs a Rust guest, same dirty pages.
+    GuestPause(guest_pause::GuestPauseBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -38,6 +42,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Checkpoint(a) => checkpoint::run(&a)?,
         BenchCommand::Restore(a) => restore::run(&a)?,
         BenchCommand::Wasi(a) => wasi::run(&a)?,
+        BenchCommand::GuestPause(a) => guest_pause::run(&a)?,
         BenchCommand::Pvm(a) => {
             let component = crate::pvm_component(a.component.clone())?;
             pvm::run(&a, &component)?
