@@ -47,8 +47,13 @@ c-sdk:
     rm -f guests/c-sdk/persistent_process_component_type.o
 
 # Long runs kept out of `just test`: 1,000 kills, the image fuzzer for an
-# hour (each prints its case count), and a longer PVM fuzz.
+# hour (each prints its case count), a longer PVM fuzz, 300 kills each of
+# the WASI and C guests, 50,000 mutated components through the
+# instrumentation, 500 random handle sequences.
 soak: build
     PHANTOM_KILLS=1000 cargo test --release -p phantom-tests --test integration kill_loop -- --nocapture
     PHANTOM_FUZZ_SECS=3600 cargo test --release -p phantom-tests --test integration image_fuzz -- --nocapture
     PVM_FUZZ_CASES=200000 cargo test --release -p pvm-wasm --test pvm fuzz -- --nocapture
+    PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration wasi::a_rust_std c_guests::a_c_guest -- --nocapture
+    PHANTOM_FUZZ_CASES=50000 cargo test --release -p phantom-tests --test integration instrument_fuzz -- --nocapture
+    PHANTOM_HANDLE_CASES=500 cargo test --release -p phantom-tests --test integration wasi::handles -- --nocapture

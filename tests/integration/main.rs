@@ -13,6 +13,7 @@ mod fixture;
 mod globals;
 mod image_fuzz;
 mod incremental;
+mod instrument_fuzz;
 mod kill_loop;
 mod lazy_restore;
 mod newcomer;

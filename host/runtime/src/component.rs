@@ -74,6 +74,17 @@ impl Runtime {
         if !refused.is_empty() {
             return Err(inspect::InspectError::UnsupportedImports(refused).into());
         }
+        // It must be a persistent process: `init` and `handle` exported.
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .filter(|name| !name.starts_with("phantom-global-"))
+            .collect();
+        let has = |n: &str| exports.iter().any(|e| e == n);
+        if !has("init") || !has("handle") {
+            return Err(inspect::InspectError::NotAProcess(exports).into());
+        }
         let loaded = LoadedComponent { component, facts };
         self.lock_components().insert(key, loaded.clone());
         Ok(loaded)

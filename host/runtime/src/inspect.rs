@@ -58,6 +58,12 @@ pub enum InspectError {
         wasi = crate::iface::wasi::WASI_INTERFACES.join(", ")
     )]
     UnsupportedImports(Vec<String>),
+    /// Does not export the world's `init` and `handle`.
+    #[error(
+        "the component does not export `init` and `handle` of the phantom:os `persistent-process` world (it exports {}); a program with `fn main` (a `wasi:cli/run` command) is not a persistent process: write it with the SDK (`phantom new DIR --lang rust|c` makes a ready project)",
+        if .0.is_empty() { "nothing".to_string() } else { .0.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ") }
+    )]
+    NotAProcess(Vec<String>),
     /// Has a mutable global a checkpoint cannot capture.
     #[error(
         "core module {module} has mutable global {index}{name}, whose value a checkpoint cannot capture: {why}"

@@ -35,3 +35,12 @@ pub mod status;
 mod writer;
 
 pub use phantom_memory::{LazyStats, TrackerKind};
+
+/// Inspection and instrumentation of component bytes, as `load_component`
+/// does them before compiling (for tests and fuzzing: any bytes must give an
+/// error, never a panic).
+#[doc(hidden)]
+pub fn inspect_and_instrument(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let facts = inspect::inspect_component(bytes).map_err(|e| e.to_string())?;
+    instrument::instrument(bytes, &facts)
+}
