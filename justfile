@@ -54,6 +54,6 @@ soak: build
     PHANTOM_KILLS=1000 cargo test --release -p phantom-tests --test integration kill_loop -- --nocapture
     PHANTOM_FUZZ_SECS=3600 cargo test --release -p phantom-tests --test integration image_fuzz -- --nocapture
     PVM_FUZZ_CASES=200000 cargo test --release -p pvm-wasm --test pvm fuzz -- --nocapture
-    PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration wasi::a_rust_std c_guests::a_c_guest -- --nocapture
+    PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration -- --nocapture wasi::a_rust_std c_guests::a_c_guest
     PHANTOM_FUZZ_CASES=50000 cargo test --release -p phantom-tests --test integration instrument_fuzz -- --nocapture
     PHANTOM_HANDLE_CASES=500 cargo test --release -p phantom-tests --test integration wasi::handles -- --nocapture
