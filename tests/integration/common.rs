@@ -290,3 +290,27 @@ pub fn sigterm(child: &mut std::process::Child) {
     assert!(kill.success());
     assert!(child.wait().expect("wait").success(), "the host failed");
 }
+
+/// Checks every whole `count=<n> ... <list>=<n> sum=<n(n+1)/2> ok=<ok>` line
+/// of a log (lines cut by a kill are skipped): `list` names the field that
+/// must equal the count, `ok` the value of `ok` that means "intact".
+pub fn check_count_lines(text: &str, list: &str, ok: &str) {
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    for line in whole.lines().filter(|l| l.starts_with("count=")) {
+        let fields: Vec<(&str, &str)> = line
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .collect();
+        let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        let n: u64 = get("count").and_then(|c| c.parse().ok()).expect("count");
+        assert_eq!(get(list), Some(n.to_string().as_str()), "{line}");
+        assert_eq!(
+            get("sum"),
+            Some((n * (n + 1) / 2).to_string().as_str()),
+            "{line}"
+        );
+        assert_eq!(get("ok"), Some(ok), "{line}");
+    }
+    assert!(!text.contains("unknown handle"), "{text}");
+    assert!(!text.contains("trapped"), "{text}");
+}
