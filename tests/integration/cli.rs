@@ -97,6 +97,9 @@ fn help_lists_the_commands() {
             "checkpoints",
             "checkpoint",
             "fsck",
+            "new",
+            "build",
+            "componentize",
             "bench",
             "pvm",
             "help"
@@ -115,6 +118,14 @@ fn help_lists_the_commands() {
     for command in ["spawn", "run", "ps", "checkpoints", "checkpoint", "fsck"] {
         let help = stdout(ok(&run(&[command, "--help"])));
         assert!(help.contains("--data"), "{command} --help:\n{help}");
+    }
+    for (command, option) in [
+        ("new", "--lang"),
+        ("build", "--output"),
+        ("componentize", "--output"),
+    ] {
+        let help = stdout(ok(&run(&[command, "--help"])));
+        assert!(help.contains(option), "{command} --help:\n{help}");
     }
 }
 
