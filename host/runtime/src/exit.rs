@@ -60,7 +60,8 @@ impl ProcessCtx {
         }
     }
 
-    fn exit_console(&mut self, bytes: &[u8]) {
+    /// `exit(Output::Console(bytes))` for bytes the caller only borrows.
+    pub(crate) fn exit_console(&mut self, bytes: &[u8]) {
         let outbox = &mut self.outbox;
         let room = MAX_OUTPUT_PER_CALL.saturating_sub(outbox.console_bytes);
         let mut push = |b: &[u8]| {

@@ -56,7 +56,11 @@ pub fn run(args: &GuestPauseBenchArgs) -> anyhow::Result<serde_json::Value> {
     ];
     let mut dirty = [Vec::new(), Vec::new()];
     for round in 0..args.rounds.max(1) + 1 {
-        for (i, (p, pauses)) in guests.iter_mut().enumerate() {
+        // Alternate which goes first, so neither always follows the other's
+        // write.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let (p, pauses) = &mut guests[i];
             p.offer(Input::ConsoleLine(format!(
                 "touch {} {round}",
                 args.dirty_pages
@@ -74,6 +78,7 @@ pub fn run(args: &GuestPauseBenchArgs) -> anyhow::Result<serde_json::Value> {
             }
         }
     }
+    let sizes: Vec<Vec<usize>> = guests.iter().map(|(p, _)| p.memory_sizes()).collect();
     let _ = std::fs::remove_dir_all(&data);
     let pause = |i: usize| -> Duration { median(guests[i].1.clone()) };
     let (rust, c) = (pause(0), pause(1));
@@ -85,6 +90,7 @@ pub fn run(args: &GuestPauseBenchArgs) -> anyhow::Result<serde_json::Value> {
         "rounds": args.rounds,
         "rust_pause_us_median": us(rust),
         "c_pause_us_median": us(c),
+        "memory_bytes": { "rust": sizes[0], "c": sizes[1] },
         "dirty_pages_captured": { "rust": dirty[0].iter().max(), "c": dirty[1].iter().max() },
         "rust_pause_us_min": us(least(0)),
         "c_pause_us_min": us(least(1)),
