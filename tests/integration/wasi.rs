@@ -279,3 +279,38 @@ fn sockets_http_and_other_versions_are_refused_by_name() {
     assert!(!err.contains("`wasi:cli/stdout@0.2.0`"), "{err}");
     assert!(!data.path().join("net").exists());
 }
+
+/// `std::process::exit` (WASI `exit`) ends the process with its code, its
+/// output delivered; the exit is persisted like any other state.
+#[test]
+fn wasi_exit_ends_the_process_with_its_code() {
+    for (line, code) in [("exit 0", 0), ("exit 7", 1)] {
+        let data = data_dir();
+        spawn(
+            data.path(),
+            phantom_tests::WASI_STD,
+            "w",
+            &["--period-ms", "1000"],
+        );
+        let o = run_with_input(
+            &["run", "--data", s(data.path()), "--until-idle"],
+            &format!("{line}\n"),
+        );
+        ok(&o);
+        assert!(stdout(&o).contains("exiting"), "{}", stdout(&o));
+        let ps = ps_json(data.path());
+        let text = ps.to_string();
+        assert!(text.contains(&format!("exited({code})")), "{line}: {text}");
+    }
+    // In init: the spawn succeeds, and the process is there, exited.
+    let data = data_dir();
+    let o = spawn(
+        data.path(),
+        phantom_tests::WASI_STD,
+        "w",
+        &["--exit-in-init"],
+    );
+    assert!(stdout(&o).contains("exiting in init"), "{}", stdout(&o));
+    let text = ps_json(data.path()).to_string();
+    assert!(text.contains("exited(0)"), "{text}");
+}

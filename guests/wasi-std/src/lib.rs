@@ -4,12 +4,14 @@
 //! `HashMap` with the default hasher (seeded from WASI random), `Vec`
 //! growth, `Instant` and `SystemTime` (WASI clocks).
 //!
-//! Init args: `--period-ms N` (default 100). Each tick `n` inserts `n` into
+//! Init args: `--period-ms N` (default 100); `--exit-in-init` calls
+//! `std::process::exit(0)` in `init`. Each tick `n` inserts `n` into
 //! the map and the vector, checks every earlier entry, and prints
 //! `count=<n> map=<len> sum=<sum of keys> ok=<bool>`; every 5th tick also
 //! prints `note=<n>` on stderr. Console lines: `get` prints
 //! `state=<n> map=...` for the current state; `clock` prints whether the monotonic clock went
-//! backwards since init (it must not, across restores too).
+//! backwards since init (it must not, across restores too); `env` prints
+//! `GREETING`; `exit N` calls `std::process::exit(N)`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +45,10 @@ impl WasiStd {
 
 impl Process for WasiStd {
     fn init(args: Vec<String>, _files: Vec<File>) -> Result<Self, String> {
+        if args.iter().any(|a| a == "--exit-in-init") {
+            std::println!("exiting in init");
+            std::process::exit(0);
+        }
         let period_ms = Options::parse(&args, &["period-ms"])?
             .get("period-ms")?
             .unwrap_or(100);
@@ -101,6 +107,11 @@ impl Process for WasiStd {
                 );
             }
             "env" => std::println!("env GREETING={:?}", std::env::var("GREETING").ok()),
+            // WASI 0.2's `exit` carries success or failure: 0, else 1.
+            exit if exit.starts_with("exit ") => {
+                std::println!("exiting");
+                std::process::exit(exit[5..].trim().parse().unwrap_or(1))
+            }
             "" => {}
             other => std::println!("error: unknown command '{other}'"),
         }

@@ -6,7 +6,9 @@
 //!
 //! Images written before globals were captured list them without values
 //! (a JSON array); those could only hold LLVM's stack pointer, whose value
-//! between calls is its initial one, so they restore unchanged.
+//! between calls is its initial one, so they restore unchanged. The image
+//! of a process that has exited holds no values either: its instance cannot
+//! be entered after the exit, and it never runs again.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +41,8 @@ enum Stored {
 impl GlobalsCheck {
     /// Whether the image's globals fit the component's: the same list, and
     /// a value for each (or, from an older image, only globals that need
-    /// none).
-    pub fn matches(&self, component: &[CheckedGlobal]) -> Result<(), String> {
+    /// none; or the process had exited, and never runs again).
+    pub fn matches(&self, component: &[CheckedGlobal], exited: bool) -> Result<(), String> {
         if self.list != component {
             return Err(format!(
                 "its globals ({} listed) are not the component's ({} found): was component.wasm replaced?",
@@ -55,6 +57,7 @@ impl GlobalsCheck {
                 v.len()
             )),
             Some(_) => Ok(()),
+            None if exited => Ok(()),
             None => match self
                 .list
                 .iter()
@@ -122,21 +125,31 @@ mod tests {
         };
         let back = GlobalsCheck::restore(&g.save()).unwrap();
         assert_eq!(back, g);
-        back.matches(&g.list).unwrap();
-        assert!(back.matches(&[]).unwrap_err().contains("replaced"));
+        back.matches(&g.list, false).unwrap();
+        assert!(back.matches(&[], false).unwrap_err().contains("replaced"));
         let short = GlobalsCheck {
             list: g.list.clone(),
             values: Some(vec![1]),
         };
-        assert!(short.matches(&g.list).unwrap_err().contains("values"));
+        assert!(
+            short
+                .matches(&g.list, false)
+                .unwrap_err()
+                .contains("values")
+        );
         // An older image: a bare list, fine for the stack pointer alone.
         let old = GlobalsCheck::restore(&serde_json::to_vec(&vec![sp()]).unwrap()).unwrap();
         assert_eq!(old.values, None);
-        old.matches(&[sp()]).unwrap();
+        old.matches(&[sp()], false).unwrap();
         let old = GlobalsCheck {
             list: vec![sp(), other],
             values: None,
         };
-        assert!(old.matches(&old.list).unwrap_err().contains("no value"));
+        assert!(
+            old.matches(&old.list, false)
+                .unwrap_err()
+                .contains("no value")
+        );
+        old.matches(&old.list, true).unwrap();
     }
 }

@@ -93,12 +93,19 @@ impl Process {
             return Err(CheckpointError::BrokenMemory(why));
         }
         // Globals first: reading them runs guest code (the accessors), and a
-        // failure must leave the dirty pages tracked.
-        self.store.set_epoch_deadline(u64::MAX / 2);
-        let globals = self
-            .global_access
-            .read(&mut self.store)
-            .map_err(|e| CheckpointError::Globals(format!("{e:#}")))?;
+        // failure must leave the dirty pages tracked. A process that exited
+        // (through WASI `exit`, its instance cannot be entered again) never
+        // runs again: its globals are not read.
+        let globals = if self.exited().is_some() {
+            None
+        } else {
+            self.store.set_epoch_deadline(u64::MAX / 2);
+            Some(
+                self.global_access
+                    .read(&mut self.store)
+                    .map_err(|e| CheckpointError::Globals(format!("{e:#}")))?,
+            )
+        };
         let id = self.chain.last_id + 1;
         let now = self.now_ns();
         {

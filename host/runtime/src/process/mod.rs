@@ -245,14 +245,14 @@ impl Process {
 
     /// Everything a checkpoint stores besides memory, as it is now, with
     /// `globals` as read from the instance.
-    fn host_parts(&self, globals: Vec<u64>) -> HostParts {
+    fn host_parts(&self, globals: Option<Vec<u64>>) -> HostParts {
         let ctx = self.store.data();
         HostParts {
             host: ctx.state.clone(),
             timers: ctx.timers.clone(),
             globals: GlobalsCheck {
                 list: self.globals.clone(),
-                values: Some(globals),
+                values: globals,
             },
             wasi: ctx.wasi.clone(),
         }

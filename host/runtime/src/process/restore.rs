@@ -204,8 +204,9 @@ impl Process {
         memories
             .revert_to_file(&q)
             .map_err(|e| Refusal::Host(e.to_string()))?;
-        // Globals back before any other call (an older image has none to
-        // put back: it could only hold the stack pointer at its start).
+        // Globals back before any other call (none to put back in an older
+        // image, which could only hold the stack pointer at its start, or in
+        // an exited process's).
         if let Some(values) = &globals.values {
             process
                 .global_access
@@ -250,7 +251,9 @@ pub(crate) fn check_image_contents(
     candidate: &LoadedCheckpoint,
 ) -> Result<HostParts, String> {
     let parts = HostParts::restore(&candidate.sections)?;
-    parts.globals.matches(&facts.globals)?;
+    parts
+        .globals
+        .matches(&facts.globals, parts.host.exit_code.is_some())?;
     if let Some(values) = &parts.globals.values {
         for (j, (p, v)) in facts.global_plan.iter().zip(values).enumerate() {
             if !p.ty.wide() && *v > u64::from(u32::MAX) {
