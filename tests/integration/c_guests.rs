@@ -126,3 +126,60 @@ fn a_c_key_value_store_keeps_what_was_acknowledged_through_kill_9() {
     assert!(out.contains("key199=value 199"), "{out}");
     assert_eq!(out.matches("=value ").count(), 197 + 1, "{out}");
 }
+
+/// `phantom componentize --wit --world` makes a component of a world of
+/// one's own (a C library for composition): it exports the interface, and
+/// `spawn` refuses it, saying it is not a process.
+#[test]
+fn componentize_makes_a_c_library_component_of_its_own_world() {
+    let dir = data_dir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("lib.wit"),
+        "package demo:lib@0.1.0;\n\ninterface tally {\n  add: func(n: u64) -> u64;\n}\n\nworld library {\n  export tally;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("tally.c"),
+        "static unsigned long long total;\n\
+         __attribute__((export_name(\"demo:lib/tally@0.1.0#add\")))\n\
+         unsigned long long add(unsigned long long n) { return total += n; }\n",
+    )
+    .unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "clang-19".into());
+    let status = std::process::Command::new(&cc)
+        .args(["--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-o"])
+        .arg(d.join("tally.core.wasm"))
+        .arg(d.join("tally.c"))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cc} (./dev installs clang-19): {e}"));
+    assert!(status.success());
+    let out = d.join("tally.wasm");
+    ok(&run(&[
+        "componentize",
+        s(&d.join("tally.core.wasm")),
+        "-o",
+        s(&out),
+        "--wit",
+        s(&d.join("lib.wit")),
+        "--world",
+        "library",
+    ]));
+    let bytes = std::fs::read(&out).unwrap();
+    let wit_component::DecodedWasm::Component(resolve, world) =
+        wit_component::decode(&bytes).unwrap()
+    else {
+        panic!("not a component")
+    };
+    let exports: Vec<String> = resolve.worlds[world]
+        .exports
+        .keys()
+        .map(|k| resolve.name_world_key(k))
+        .collect();
+    assert_eq!(exports, ["demo:lib/tally@0.1.0"]);
+    let o = run(&["spawn", s(&out), "--data", s(d), "--name", "lib"]);
+    fails_with(&o, "does not export `init` and `handle`");
+    // Without the world, the module is no persistent process either.
+    let o = run(&["componentize", s(&d.join("tally.core.wasm")), "-o", s(&out)]);
+    assert!(!o.status.success());
+}

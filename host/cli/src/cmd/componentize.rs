@@ -29,14 +29,25 @@ pub struct ComponentizeArgs {
     /// Where to write the component.
     #[arg(short, long)]
     output: PathBuf,
+    /// A WIT file or directory whose world the module implements instead of
+    /// phantom:os's `persistent-process` (a library component, for
+    /// composition); needs --world.
+    #[arg(long, requires = "world")]
+    wit: Option<PathBuf>,
+    /// The world of --wit.
+    #[arg(long, requires = "wit")]
+    world: Option<String>,
 }
 
 /// Runs `phantom componentize`.
 pub fn run(a: ComponentizeArgs) -> anyhow::Result<ExitCode> {
     let core =
         std::fs::read(&a.core).with_context(|| format!("cannot read {}", a.core.display()))?;
-    let component = componentize(&core)
-        .with_context(|| format!("cannot make {} a component", a.core.display()))?;
+    let component = match (&a.wit, &a.world) {
+        (Some(wit), Some(world)) => componentize_world(&core, Some((wit, world))),
+        _ => componentize(&core),
+    }
+    .with_context(|| format!("cannot make {} a component", a.core.display()))?;
     std::fs::write(&a.output, &component)
         .with_context(|| format!("cannot write {}", a.output.display()))?;
     eprintln!(
@@ -49,6 +60,16 @@ pub fn run(a: ComponentizeArgs) -> anyhow::Result<ExitCode> {
 
 /// A core module made a persistent-process component.
 pub fn componentize(core: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let component = componentize_world(core, None)?;
+    // Say now what `spawn` would refuse.
+    phantom_runtime::inspect::inspect_component(&component)?;
+    Ok(component)
+}
+
+/// A core module made a component of `world` in the WIT at `wit` (None:
+/// phantom:os's `persistent-process`, embedded unless the module carries
+/// its own world).
+fn componentize_world(core: &[u8], world: Option<(&PathBuf, &String)>) -> anyhow::Result<Vec<u8>> {
     if core.len() < 8 || &core[..4] != b"\0asm" {
         bail!("not a WebAssembly file (it does not start with the `\\0asm` magic number)");
     }
@@ -73,7 +94,19 @@ pub fn componentize(core: &[u8]) -> anyhow::Result<Vec<u8>> {
             _ => {}
         }
     }
-    if !has_metadata {
+    if let Some((wit, name)) = world {
+        let mut resolve = wit_parser::Resolve::default();
+        let (pkg, _) = resolve
+            .push_path(wit)
+            .with_context(|| format!("cannot read the WIT at {}", wit.display()))?;
+        let world = resolve.select_world(&[pkg], Some(name))?;
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )?;
+    } else if !has_metadata {
         let mut resolve = wit_parser::Resolve::default();
         let pkg = resolve
             .push_str("phantom-os.wit", PHANTOM_OS_WIT)
@@ -100,7 +133,5 @@ pub fn componentize(core: &[u8]) -> anyhow::Result<Vec<u8>> {
             "{e:#}\n(a persistent process exports `init` and `handle` of the phantom:os `persistent-process` world: build C with the SDK that `phantom new --lang c` writes)"
         )
     })?;
-    // Say now what `spawn` would refuse.
-    phantom_runtime::inspect::inspect_component(&component)?;
     Ok(component)
 }
