@@ -94,24 +94,26 @@ fn componentize_world(core: &[u8], world: Option<(&PathBuf, &String)>) -> anyhow
             _ => {}
         }
     }
-    if let Some((wit, name)) = world {
-        let mut resolve = wit_parser::Resolve::default();
-        let (pkg, _) = resolve
-            .push_path(wit)
-            .with_context(|| format!("cannot read the WIT at {}", wit.display()))?;
+    // The world to embed: the one asked for, else phantom:os's unless the
+    // module carries its own.
+    let mut resolve = wit_parser::Resolve::default();
+    let chosen = match world {
+        Some((wit, name)) => {
+            let (pkg, _) = resolve
+                .push_path(wit)
+                .with_context(|| format!("cannot read the WIT at {}", wit.display()))?;
+            Some((pkg, name.as_str()))
+        }
+        None if !has_metadata => {
+            let pkg = resolve
+                .push_str("phantom-os.wit", PHANTOM_OS_WIT)
+                .context("the built-in phantom:os WIT does not parse")?;
+            Some((pkg, "persistent-process"))
+        }
+        None => None,
+    };
+    if let Some((pkg, name)) = chosen {
         let world = resolve.select_world(&[pkg], Some(name))?;
-        wit_component::embed_component_metadata(
-            &mut module,
-            &resolve,
-            world,
-            wit_component::StringEncoding::UTF8,
-        )?;
-    } else if !has_metadata {
-        let mut resolve = wit_parser::Resolve::default();
-        let pkg = resolve
-            .push_str("phantom-os.wit", PHANTOM_OS_WIT)
-            .context("the built-in phantom:os WIT does not parse")?;
-        let world = resolve.select_world(&[pkg], Some("persistent-process"))?;
         wit_component::embed_component_metadata(
             &mut module,
             &resolve,
