@@ -171,7 +171,7 @@ impl Process {
             loaded,
             dir.to_path_buf(),
             images,
-            host.clone(),
+            host,
             timers.clone(),
             wasi.clone(),
             prepared,
@@ -185,10 +185,10 @@ impl Process {
         // preview-1 adapter then opens the standard streams). That belongs to
         // the process's first instantiation, not to this one: whatever it did
         // to host state (handles, timers, output) is undone here, as its
-        // memory writes are by `revert_to_file` and its globals below.
+        // memory writes are by `revert_to_file` and its globals below. (No
+        // guest call changes `HostState`, so it needs no copy.)
         {
             let ctx = process.store.data_mut();
-            ctx.state = host;
             ctx.timers = timers;
             ctx.wasi = wasi;
             ctx.outbox.take();
