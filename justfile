@@ -46,6 +46,11 @@ c-sdk:
     wit-bindgen c wit --world persistent-process --out-dir guests/c-sdk
     rm -f guests/c-sdk/persistent_process_component_type.o
 
+# Regenerates the C bindings of the interop demos (guests/interop/stats.wit).
+interop-bindings:
+    wit-bindgen c guests/interop --world provider --out-dir guests/c-stats
+    wit-bindgen c guests/interop --world user --out-dir guests/c-stats-app
+
 # Long runs kept out of `just test`: 1,000 kills, the image fuzzer for an
 # hour (each prints its case count), a longer PVM fuzz, 300 kills each of
 # the WASI and C guests, 50,000 mutated components through the

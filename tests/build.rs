@@ -33,6 +33,9 @@ use std::process::Command;
 /// The target the guests are built for: no WASI, so a component imports only
 /// what its WIT world names.
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
+/// Imports that a library component provides once composed (the
+/// interop demos: guests/interop/stats.wit), not the host.
+const COMPOSED_IMPORT_PREFIX: &str = "demo:interop/";
 /// The target of guests that use Rust std over WASI 0.2.
 const WASI_TARGET: &str = "wasm32-wasip2";
 /// The package a WASI guest may import from besides `phantom:os`.
@@ -293,7 +296,8 @@ fn componentize(
         .iter()
         .filter(|i| {
             !(i.starts_with(ALLOWED_IMPORT_PREFIX)
-                || guest.wasi && i.starts_with(WASI_IMPORT_PREFIX))
+                || guest.wasi && i.starts_with(WASI_IMPORT_PREFIX)
+                || i.starts_with(COMPOSED_IMPORT_PREFIX))
         })
         .collect();
     if name.starts_with(REFUSED_PREFIX) {

@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 use crate::heap::{Kind, Ref, flags};
-use crate::vm::{Trap, Vm, ic};
+use crate::vm::{INTERNAL_CLASSES, Trap, Vm, ic};
 
 /// What a native did.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,43 +23,65 @@ pub enum Native {
     Block(Ref),
 }
 
+/// A native method supplied by the embedder: `this`, then the arguments
+/// (`args[0]` is the first).
+pub type NativeFn = fn(&mut Vm, Ref, &[Ref]) -> Result<Native, Trap>;
+
+/// An internal class supplied by the embedder ([`Vm::add_native_classes`]).
+/// Its instances are opaque; ordinals not listed fall back to the
+/// `.internal.void` defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct NativeClass {
+    /// Full class name, e.g. `.internal.demo.stats`.
+    pub name: &'static str,
+    /// (ordinal, implementation).
+    pub methods: &'static [(u8, NativeFn)],
+}
+
 /// `EEXIST`, returned by `directory.put` for a duplicate key.
 pub const EEXIST: i32 = 17;
 /// `ENOENT`, returned by `directory.remove` for a missing key.
 pub const ENOENT: i32 = 2;
 
-fn throw(msg: &str) -> Trap {
+/// A Phantom exception with message `msg`.
+pub fn throw(msg: &str) -> Trap {
     Trap::ThrowMsg(msg.to_string())
 }
 
-fn arg(args: &[Ref], i: usize) -> Result<Ref, Trap> {
+/// Argument `i` (the first pushed is 0).
+pub fn arg(args: &[Ref], i: usize) -> Result<Ref, Trap> {
     args.get(i)
         .copied()
         .ok_or_else(|| throw("sys: need more parameters"))
 }
 
-fn int_arg(vm: &Vm, args: &[Ref], i: usize) -> Result<i32, Trap> {
+/// Argument `i`, which must be an `.internal.int`.
+pub fn int_arg(vm: &Vm, args: &[Ref], i: usize) -> Result<i32, Trap> {
     match vm.heap.get(arg(args, i)?).kind {
         Kind::Int(v) => Ok(v),
         _ => Err(throw("not an integer arg")),
     }
 }
 
-fn str_arg(vm: &Vm, args: &[Ref], i: usize) -> Result<Vec<u8>, Trap> {
+/// Argument `i`, which must be an `.internal.string`: its bytes.
+pub fn str_arg(vm: &Vm, args: &[Ref], i: usize) -> Result<Vec<u8>, Trap> {
     vm.str_bytes(arg(args, i)?)
         .map(<[u8]>::to_vec)
         .ok_or_else(|| throw("not a string arg"))
 }
 
-fn ret(r: Ref) -> Result<Native, Trap> {
+/// Returns `r`.
+pub fn ret(r: Ref) -> Result<Native, Trap> {
     Ok(Native::Return(r))
 }
 
-fn ret_int(vm: &mut Vm, v: i32) -> Result<Native, Trap> {
+/// Returns a new `.internal.int`.
+pub fn ret_int(vm: &mut Vm, v: i32) -> Result<Native, Trap> {
     ret(vm.new_int(v))
 }
 
-fn ret_str(vm: &mut Vm, s: impl Into<Vec<u8>>) -> Result<Native, Trap> {
+/// Returns a new `.internal.string`.
+pub fn ret_str(vm: &mut Vm, s: impl Into<Vec<u8>>) -> Result<Native, Trap> {
     ret(vm.new_string(s.into()))
 }
 
@@ -138,6 +160,17 @@ pub fn call(
         ic::DIRECTORY => directory(vm, ordinal, this, args)?,
         ic::TTY => tty(vm, ordinal, this, args)?,
         ic::MUTEX => mutex(vm, ordinal, this)?,
+        i if i >= INTERNAL_CLASSES.len() => {
+            let f = vm
+                .native_classes
+                .get(i - INTERNAL_CLASSES.len())
+                .and_then(|c| c.methods.iter().find(|m| m.0 == ordinal))
+                .map(|m| m.1);
+            match f {
+                Some(f) => Some(f(vm, this, args)?),
+                None => None,
+            }
+        }
         _ => None,
     };
     match specific {

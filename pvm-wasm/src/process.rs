@@ -64,9 +64,20 @@ impl PvmProcess {
         files: Vec<(String, Vec<u8>)>,
         config: VmConfig,
     ) -> Result<PvmProcess, String> {
+        Self::init_with_natives(args, files, config, &[])
+    }
+
+    /// [`PvmProcess::init`] with extra internal classes of the embedder.
+    pub fn init_with_natives(
+        args: &[String],
+        files: Vec<(String, Vec<u8>)>,
+        config: VmConfig,
+        natives: &'static [crate::natives::NativeClass],
+    ) -> Result<PvmProcess, String> {
         let target = parse_args(args)?;
         let dir = ClassDir::new(files).map_err(|e| e.to_string())?;
         let mut vm = Vm::new(dir, config);
+        vm.add_native_classes(natives);
         let (name, ordinal) = target.unwrap_or_else(|| (BOOT_CLASS.to_string(), ENTRY_METHOD));
         let bytes = vm
             .classes

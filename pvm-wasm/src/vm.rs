@@ -296,6 +296,9 @@ pub struct Vm {
     pub(crate) receiver: Ref,
     /// Class loads in progress (base classes load recursively).
     pub loading: usize,
+    /// Internal classes the embedder added after [`INTERNAL_CLASSES`]
+    /// (indices 38..). Plain `fn` pointers into this same binary.
+    pub native_classes: &'static [crate::natives::NativeClass],
 }
 
 /// `method_in`'s errors: not a class; index out of bounds (true) or
@@ -393,6 +396,7 @@ impl Vm {
             left: 0,
             receiver: Ref::NULL,
             loading: 0,
+            native_classes: &[],
         };
         vm.boot_object = vm.new_internal(ic::BOOT);
         let env: Vec<Ref> = [
@@ -405,6 +409,36 @@ impl Vm {
         .collect();
         vm.env = vm.new_array(env);
         vm
+    }
+
+    /// Adds the embedder's internal classes (once, before any code runs).
+    pub fn add_native_classes(&mut self, classes: &'static [crate::natives::NativeClass]) {
+        assert!(self.native_classes.is_empty(), "native classes added twice");
+        for (i, c) in classes.iter().enumerate() {
+            let data = ClassData {
+                name: c.name.as_bytes().to_vec(),
+                internal: Some(INTERNAL_CLASSES.len() + i),
+                object_flags: flags::INTERNAL,
+                parent: self.internal[ic::VOID],
+                interface: self.sys_stubs.clone(),
+                ..ClassData::default()
+            };
+            let class = self.internal[ic::CLASS];
+            let r = self
+                .heap
+                .alloc(class, flags::INTERNAL, Kind::Class(Box::new(data)));
+            self.internal.push(r);
+        }
+        self.native_classes = classes;
+    }
+
+    /// A new `.internal.long`.
+    pub fn new_long(&mut self, v: i64) -> Ref {
+        self.heap.alloc(
+            self.internal[ic::LONG],
+            flags::INTERNAL | flags::IMMUTABLE,
+            Kind::Long(v),
+        )
     }
 
     // ----- object helpers -----
@@ -718,6 +752,13 @@ impl Vm {
         }
         if let Some(i) = INTERNAL_CLASSES.iter().position(|n| n.as_bytes() == name) {
             return Ok(self.internal[i]);
+        }
+        if let Some(i) = self
+            .native_classes
+            .iter()
+            .position(|c| c.name.as_bytes() == name)
+        {
+            return Ok(self.internal[INTERNAL_CLASSES.len() + i]);
         }
         if let Some(&c) = self.cache.get(name) {
             return Ok(c);

@@ -10,6 +10,12 @@ use super::kill_loop::kill_cycles;
 /// Builds `guests/<example>` (copied into `dir`, so tests never write into
 /// the repository) and returns the component's path.
 pub fn build_c_example(example: &str, dir: &Path) -> PathBuf {
+    build_c_project(example, dir, &[])
+}
+
+/// [`build_c_example`] with more arguments for `phantom build` (`--lib`).
+/// The project's sources, headers and wit-bindgen objects are copied.
+pub fn build_c_project(example: &str, dir: &Path, args: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../guests")
         .join(example);
@@ -17,12 +23,17 @@ pub fn build_c_example(example: &str, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&project).unwrap();
     for e in std::fs::read_dir(&src).unwrap() {
         let e = e.unwrap();
-        if e.path().extension().is_some_and(|x| x == "c") {
+        if e.path()
+            .extension()
+            .is_some_and(|x| x == "c" || x == "h" || x == "o")
+        {
             std::fs::copy(e.path(), project.join(e.file_name())).unwrap();
         }
     }
     let out = dir.join(format!("{example}.wasm"));
-    ok(&run(&["build", s(&project), "-o", s(&out)]));
+    let mut argv = vec!["build", s(&project), "-o", s(&out)];
+    argv.extend_from_slice(args);
+    ok(&run(&argv));
     out
 }
 

@@ -100,6 +100,7 @@ fn help_lists_the_commands() {
             "new",
             "build",
             "componentize",
+            "compose",
             "bench",
             "pvm",
             "help"

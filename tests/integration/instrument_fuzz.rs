@@ -23,6 +23,16 @@ fn valid(bytes: &[u8]) -> Result<(), String> {
 fn instrumentation_never_panics_and_keeps_components_valid() {
     let dir = data_dir();
     let c = super::c_guests::build_c_example("c-counter", dir.path());
+    // A composition: WASI handles and globals in nested components.
+    let composed = dir.path().join("composed.wasm");
+    ok(&run(&[
+        "compose",
+        phantom_tests::RUST_STATS_APP,
+        "--with",
+        phantom_tests::RUST_STATS,
+        "-o",
+        s(&composed),
+    ]));
     let cases: usize = std::env::var("PHANTOM_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -33,6 +43,7 @@ fn instrumentation_never_panics_and_keeps_components_valid() {
         phantom_tests::WASI_HANDLES.into(),
         phantom_tests::COUNTER.into(),
         c,
+        composed,
     ] {
         let original = std::fs::read(&path).unwrap();
         let out = phantom_runtime::inspect_and_instrument(&original)

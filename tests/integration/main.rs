@@ -14,6 +14,7 @@ mod globals;
 mod image_fuzz;
 mod incremental;
 mod instrument_fuzz;
+mod interop;
 mod kill_loop;
 mod lazy_restore;
 mod newcomer;

@@ -8,64 +8,11 @@
 //! threads sleep sets a one-shot timer for the earliest wake-up and goes
 //! idle.
 
-use phantom_sdk::{File, Process, Status, TimerId, clocks, console, timers};
-use pvm_vm::{PvmProcess, SliceOutcome, VmConfig};
-use std::time::Duration;
+use pvm_vm::natives::NativeClass;
 
-/// Bytecodes per slice: small enough that a slice takes a few milliseconds,
-/// so the host can checkpoint and deliver events often.
-const SLICE_BUDGET: u64 = 200_000;
+mod driver;
 
-struct Pvm {
-    vm: PvmProcess,
-    status: Status,
-    wake: Option<TimerId>,
-}
+/// The plain VM has no internal classes beyond the spec's.
+static NATIVES: [NativeClass; 0] = [];
 
-impl Pvm {
-    fn slice(&mut self) {
-        let now = clocks::monotonic_now().as_nanos() as u64;
-        let mut out = Vec::new();
-        let outcome = self.vm.run_slice(now, SLICE_BUDGET, &mut out);
-        console::write(&out);
-        self.status = match outcome {
-            SliceOutcome::Busy => Status::Busy,
-            SliceOutcome::Sleeping { until_ns } => {
-                let delay = Duration::from_nanos(until_ns.saturating_sub(now).max(1_000_000));
-                self.wake = timers::one_shot(delay).ok();
-                // Without a timer the VM could never wake: keep slicing.
-                if self.wake.is_some() { Status::Idle } else { Status::Busy }
-            }
-            SliceOutcome::Idle => Status::Idle,
-            SliceOutcome::Finished { exit_code } => Status::Exit(exit_code),
-            // The VM has already printed `Unhandled exception: ...` or
-            // `pvm panic: ...` into `out`.
-            SliceOutcome::Failed { .. } => Status::Exit(1),
-        };
-    }
-}
-
-impl Process for Pvm {
-    fn init(args: Vec<String>, files: Vec<File>) -> Result<Self, String> {
-        let files = files.into_iter().map(|f| (f.name, f.data)).collect();
-        let vm = PvmProcess::init(&args, files, VmConfig::default())?;
-        Ok(Pvm { vm, status: Status::Busy, wake: None })
-    }
-
-    fn on_resume(&mut self) {
-        self.slice();
-    }
-
-    fn on_timer(&mut self, id: TimerId) {
-        if self.wake == Some(id) {
-            self.wake = None;
-            self.slice();
-        }
-    }
-
-    fn status(&self) -> Status {
-        self.status
-    }
-}
-
-phantom_sdk::export_process!(Pvm);
+phantom_sdk::export_process!(driver::Pvm);

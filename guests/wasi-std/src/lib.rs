@@ -55,7 +55,10 @@ impl Process for WasiStd {
         let timer = timers::periodic(Duration::from_millis(period_ms))
             .map_err(|e| format!("cannot set a {period_ms} ms timer: {e:?}"))?;
         let now = Instant::now();
-        std::println!("started greeting={}", std::env::var("GREETING").unwrap_or_default());
+        std::println!(
+            "started greeting={}",
+            std::env::var("GREETING").unwrap_or_default()
+        );
         Ok(WasiStd {
             timer,
             n: 0,

@@ -53,6 +53,8 @@ enum Command {
     Build(cmd::build::BuildArgs),
     /// Turn a core module (a C build, say) into a persistent-process component.
     Componentize(cmd::componentize::ComponentizeArgs),
+    /// Compose an application with library components into one component.
+    Compose(cmd::compose::ComposeArgs),
     /// Benchmarks, printing JSON.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -160,6 +162,7 @@ fn main() -> ExitCode {
         Command::Componentize(a) => cmd::componentize::run(a),
         Command::New(a) => cmd::new::run(a),
         Command::Build(a) => cmd::build::run(a),
+        Command::Compose(a) => cmd::compose::run(a),
         Command::Bench(c) => bench::run(c),
         Command::Pvm(c) => cmd::pvm::run(c),
     };

@@ -3,7 +3,7 @@
 //! mutable globals its core modules have, and which memories it creates.
 //!
 //! ```text
-//!   bytes ─► magic/version ─► component sections (top level only)
+//!   bytes ─► magic/version ─► component sections (nested ones too)
 //!              ├─ imports ─────────► every one checked, all refusals named
 //!              ├─ core modules ────► mutable globals (accepted or refused),
 //!              │                     defined memories (limits)
@@ -11,18 +11,20 @@
 //! ```
 //! Globals are not in linear memory, and the component API gives the host no
 //! way to read a core instance's globals. So every mutable global of every
-//! top-level core module is planned for capture: `instrument/globals.rs`
-//! adds a getter and a setter for each, a checkpoint stores their values
-//! and a restore puts them back. What still cannot be captured is refused
-//! with its name: globals of a type other than i32/i64/f32/f64, and
-//! mutable globals in nested components (other than LLVM's
-//! `__stack_pointer`, which every export restores before it returns) or in
-//! modules whose instance cannot be told apart.
+//! core module, at the top level or in a nested component (the parts of a
+//! composition), is planned for capture: `instrument/globals.rs` adds a
+//! getter and a setter for each, a checkpoint stores their values and a
+//! restore puts them back. What still cannot be captured is refused with
+//! its name: globals of a type other than i32/i64/f32/f64, and globals of a
+//! module (or nested component) instantiated more than once, whose
+//! instances cannot be told apart.
 //!
 //! The memories are what a restored image is checked against before it is
 //! instantiated: their number and each one's limits.
 
 use wasmparser::{Parser, Payload};
+
+use crate::instrument::globals::Plan;
 
 /// Interfaces a persistent process may import (without version suffix).
 pub const ALLOWED_IMPORTS: &[&str] = &[
@@ -80,9 +82,24 @@ pub enum InspectError {
     },
 }
 
+/// A component being inspected: where it is, and what moves its indices.
+#[derive(Default)]
+struct Frame {
+    /// Component indices from the top level down to it (empty: the top).
+    path: Vec<u32>,
+    /// Core modules so far.
+    modules: u32,
+    /// Nested components so far.
+    components: u32,
+}
+
 /// A mutable global that was found and accepted.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct CheckedGlobal {
+    /// The nested component it is in: component indices from the top
+    /// level down (empty: the top level).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub component: Vec<u32>,
     /// Core module index within the component (in parse order).
     pub module: usize,
     /// Global index within the module.
@@ -161,59 +178,53 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
     let mut modules: Vec<Vec<MemoryLimits>> = Vec::new();
     let mut instantiated: Vec<u32> = Vec::new();
     let mut order_known = true;
-    // A module import or alias moves module indices off the count of module
-    // sections; the plan's indices are only sure without them.
-    let mut modules_shifted = false;
     let mut plan = Vec::new();
-    // Nesting depth: 1 is the top-level component; a module's or a nested
-    // component's payloads follow its section, from its `Version` to its `End`.
-    let mut depth = 0usize;
+    // The components being read: the top level first, then each nested one
+    // while its payloads are read (None: a core module's payloads).
+    let mut frames: Vec<Option<Frame>> = Vec::new();
+    // The index the next nested component has in its parent.
+    let mut next_path: Vec<u32> = Vec::new();
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(malformed)?;
         match &payload {
-            Payload::Version { .. } => {
-                depth += 1;
+            Payload::Version { encoding, .. } => {
+                frames.push(match encoding {
+                    wasmparser::Encoding::Component => Some(Frame {
+                        path: std::mem::take(&mut next_path),
+                        ..Frame::default()
+                    }),
+                    wasmparser::Encoding::Module => None,
+                });
                 continue;
             }
             Payload::End(_) => {
-                depth = depth.saturating_sub(1);
+                frames.pop();
                 continue;
             }
             _ => {}
         }
-        if depth > 1 {
-            if let Payload::ModuleSection {
-                unchecked_range, ..
-            } = &payload
-            {
-                // A core module inside a nested component: its globals are
-                // out of the accessor's reach.
-                let module_bytes = bytes.get(unchecked_range.clone()).ok_or_else(|| {
-                    InspectError::Malformed("a core module runs past the end of the file".into())
-                })?;
-                let (found, _) = inspect_module(module_bytes)?;
-                for g in &found {
-                    if !g.stack_pointer {
-                        return Err(g.refusal(
-                            usize::MAX,
-                            "it is inside a nested component (a composition); only LLVM's __stack_pointer can be there for now",
-                        ));
-                    }
-                }
-            }
+        let top = frames.len() == 1;
+        let Some(Some(frame)) = frames.last_mut() else {
             continue;
-        }
+        };
         match payload {
             Payload::ComponentImportSection(reader) => {
                 for import in reader {
                     let import = import.map_err(malformed)?;
-                    // Type imports (the world's `use types.{event, ...}`)
-                    // carry no state.
-                    if matches!(import.ty, wasmparser::ComponentTypeRef::Module(_)) {
-                        order_known = false;
-                        modules_shifted = true;
+                    match import.ty {
+                        wasmparser::ComponentTypeRef::Module(_) => {
+                            order_known = false;
+                            frame.modules += 1;
+                        }
+                        wasmparser::ComponentTypeRef::Component(_) => frame.components += 1,
+                        _ => {}
                     }
-                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_))
+                    // Type imports (the world's `use types.{event, ...}`)
+                    // carry no state. Only the top level's imports reach
+                    // the host; a nested component's are satisfied by the
+                    // component around it.
+                    if top
+                        && !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_))
                         && !import_allowed(import.name.name)
                     {
                         refused.push(import.name.name.to_string());
@@ -230,18 +241,21 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
                             "a core module runs past the end of the file".into(),
                         )
                     })?;
-                let module = modules.len();
+                let module = frame.modules as usize;
+                frame.modules += 1;
                 let (found, m) = inspect_module(module_bytes)?;
                 for g in found {
                     let Some(ty) = g.ty else {
                         return Err(g.refusal(module, "its type is not i32, i64, f32 or f64"));
                     };
-                    plan.push(crate::instrument::globals::Plan {
+                    plan.push(Plan {
+                        path: frame.path.clone(),
                         module: module as u32,
                         index: g.index,
                         ty,
                     });
                     globals.push(CheckedGlobal {
+                        component: frame.path.clone(),
                         module,
                         index: g.index,
                         reason: if g.stack_pointer {
@@ -252,9 +266,11 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
                         name: g.name,
                     });
                 }
-                modules.push(m);
+                if top {
+                    modules.push(m);
+                }
             }
-            Payload::InstanceSection(reader) => {
+            Payload::InstanceSection(reader) if top => {
                 for instance in reader {
                     if let wasmparser::Instance::Instantiate { module_index, .. } =
                         instance.map_err(malformed)?
@@ -266,22 +282,40 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
             Payload::ComponentSection { .. } => {
                 // A nested component creates memories of its own.
                 order_known = false;
+                next_path = frame.path.clone();
+                next_path.push(frame.components);
+                frame.components += 1;
             }
             Payload::ComponentAliasSection(reader) => {
                 for alias in reader {
-                    // An aliased core module takes a module index the
-                    // module sections do not account for.
-                    let module_alias = match alias.map_err(malformed)? {
-                        wasmparser::ComponentAlias::InstanceExport { kind, .. } => {
-                            kind == wasmparser::ComponentExternalKind::Module
-                        }
-                        wasmparser::ComponentAlias::Outer { kind, .. } => {
-                            kind == wasmparser::ComponentOuterAliasKind::CoreModule
-                        }
-                        wasmparser::ComponentAlias::CoreInstanceExport { .. } => false,
+                    // An aliased core module or component takes an index
+                    // too (and hides the order memories are made in).
+                    let (module_alias, component_alias) = match alias.map_err(malformed)? {
+                        wasmparser::ComponentAlias::InstanceExport { kind, .. } => (
+                            kind == wasmparser::ComponentExternalKind::Module,
+                            kind == wasmparser::ComponentExternalKind::Component,
+                        ),
+                        wasmparser::ComponentAlias::Outer { kind, .. } => (
+                            kind == wasmparser::ComponentOuterAliasKind::CoreModule,
+                            kind == wasmparser::ComponentOuterAliasKind::Component,
+                        ),
+                        wasmparser::ComponentAlias::CoreInstanceExport { .. } => (false, false),
                     };
-                    order_known &= !module_alias;
-                    modules_shifted |= module_alias;
+                    if top {
+                        order_known &= !module_alias;
+                    }
+                    frame.modules += u32::from(module_alias);
+                    frame.components += u32::from(component_alias);
+                }
+            }
+            Payload::ComponentExportSection(reader) => {
+                // An export takes an index of its kind too.
+                for export in reader {
+                    match export.map_err(malformed)?.kind {
+                        wasmparser::ComponentExternalKind::Module => frame.modules += 1,
+                        wasmparser::ComponentExternalKind::Component => frame.components += 1,
+                        _ => {}
+                    }
                 }
             }
             _ => {}
@@ -289,15 +323,6 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
     }
     if !refused.is_empty() {
         return Err(InspectError::UnsupportedImports(refused));
-    }
-    if modules_shifted && let Some(p) = plan.first() {
-        let g = &globals[0];
-        return Err(InspectError::UnsupportedGlobal {
-            module: p.module as usize,
-            index: p.index,
-            name: g.name.as_ref().map(|n| format!(" (`{n}`)")).unwrap_or_default(),
-            why: "the component imports or aliases core modules, so the module's instance cannot be located".into(),
-        });
     }
     let memories = if order_known {
         let mut out = Vec::new();
@@ -319,6 +344,22 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
         global_plan: plan,
         memories,
     })
+}
+
+/// ` in nested component 1/0` (component indices from the top level), or
+/// nothing for the top level: where a core module is, for messages.
+pub fn nested_in(path: &[u32]) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " in nested component {}",
+            path.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
+        )
+    }
 }
 
 /// Why LLVM's stack pointer needs no capture (kept word for word: images

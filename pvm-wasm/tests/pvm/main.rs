@@ -3,6 +3,7 @@
 
 mod bench;
 mod fuzz;
+mod natives_ext;
 mod opcodes;
 mod prefix_slices;
 mod regression;

@@ -1,14 +1,21 @@
-//! `phantom build [<DIR>] [-o <FILE>]`: builds a guest project into a
-//! component, for either language.
+//! `phantom build [<DIR>] [-o <FILE>] [--lib]`: builds a guest project into
+//! a component, for either language: a persistent process, or with `--lib`
+//! a library component that exports a WIT interface for `phantom compose`.
 //!
 //! ```text
 //!   DIR/Cargo.toml ─► cargo build --release --target wasm32-wasip2 ─► the cdylib
 //!                     (already a component: rustc links it with the adapter-free
 //!                     wasip2 libc)                         ─► DIR/<name>.wasm
 //!   DIR/*.c        ─► clang --target=wasm32-wasi -mexec-model=reactor
-//!                     (with DIR/phantom/ or the built-in C SDK) ─► core module
-//!                  ─► componentize (phantom:os world + preview-1 adapter) ─► DIR/<name>.wasm
+//!                     (with DIR/phantom/ or the built-in C SDK; not with --lib)
+//!                     linking DIR/*.o (wit-bindgen's `<world>_component_type.o`)
+//!                                                          ─► core module
+//!                  ─► componentize (the worlds of the .o files, plus phantom:os's
+//!                     unless --lib; the preview-1 adapter)  ─► DIR/<name>.wasm
 //! ```
+//! Bindings for other interfaces (what a process imports, or what a
+//! library exports) come from `wit-bindgen c <wit> --world <world>`: put the
+//! `.c`, `.h` and `_component_type.o` it writes in DIR.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -25,6 +32,11 @@ pub struct BuildArgs {
     /// Where to write the component (default: DIR/<name>.wasm).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Build a library component (it exports the interfaces of its own WIT
+    /// world, for `phantom compose`) instead of a persistent process: no
+    /// phantom SDK, and no `init`/`handle` needed.
+    #[arg(long)]
+    lib: bool,
 }
 
 /// Runs `phantom build`.
@@ -34,9 +46,13 @@ pub fn run(a: BuildArgs) -> anyhow::Result<ExitCode> {
         bail!("{} is not a directory", dir.display());
     }
     let (name, component) = if dir.join("Cargo.toml").is_file() {
-        build_rust(dir)?
+        let built = build_rust(dir)?;
+        if !a.lib {
+            super::componentize::check_process(&built.1)?;
+        }
+        built
     } else if has_c_sources(dir)? {
-        build_c(dir)?
+        build_c(dir, a.lib)?
     } else {
         bail!(
             "{} holds neither a Cargo.toml nor .c files: make a project with `phantom new {} --lang rust|c`",
@@ -44,9 +60,6 @@ pub fn run(a: BuildArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     };
-    // Check it as `spawn` will.
-    phantom_runtime::inspect::inspect_component(&component)
-        .context("the built component cannot be a persistent process")?;
     let out = a
         .output
         .clone()
@@ -65,10 +78,15 @@ fn has_c_sources(dir: &Path) -> anyhow::Result<bool> {
 }
 
 fn c_sources(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    files_ending(dir, "c")
+}
+
+/// The files in `dir` (not below) with extension `ext`, sorted.
+fn files_ending(dir: &Path, ext: &str) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let path = e?.path();
-        if path.extension().is_some_and(|x| x == "c") && path.is_file() {
+        if path.extension().is_some_and(|x| x == ext) && path.is_file() {
             out.push(path);
         }
     }
@@ -162,7 +180,7 @@ fn c_compiler() -> anyhow::Result<String> {
     )
 }
 
-fn build_c(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+fn build_c(dir: &Path, lib: bool) -> anyhow::Result<(String, Vec<u8>)> {
     let name = super::new::guest_name(
         &dir.canonicalize()?
             .file_name()
@@ -172,8 +190,11 @@ fn build_c(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     let target = dir.join("target");
     std::fs::create_dir_all(&target)
         .with_context(|| format!("cannot create {}", target.display()))?;
-    // The project's copy of the SDK, else the one this binary carries.
-    let sdk = if dir.join("phantom").join("phantom.h").is_file() {
+    // The project's copy of the SDK, else the one this binary carries; a
+    // library has none.
+    let sdk = if lib {
+        dir.to_path_buf()
+    } else if dir.join("phantom").join("phantom.h").is_file() {
         dir.join("phantom")
     } else {
         let sdk = target.join("phantom-sdk");
@@ -184,11 +205,16 @@ fn build_c(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
         sdk
     };
     let mut sources = c_sources(dir)?;
-    let sdk_sources: Vec<PathBuf> = c_sources(&sdk)?
-        .into_iter()
-        .filter(|p| !sources.iter().any(|s| s.file_name() == p.file_name()))
-        .collect();
-    sources.extend(sdk_sources);
+    if !lib {
+        let sdk_sources: Vec<PathBuf> = c_sources(&sdk)?
+            .into_iter()
+            .filter(|p| !sources.iter().any(|s| s.file_name() == p.file_name()))
+            .collect();
+        sources.extend(sdk_sources);
+    }
+    // Objects in the project: wit-bindgen's component-type objects, which
+    // carry the worlds of the bindings next to them.
+    sources.extend(files_ending(dir, "o")?);
     let core = target.join(format!("{name}.core.wasm"));
     let cc = c_compiler()?;
     let status = Command::new(&cc)
@@ -211,5 +237,10 @@ fn build_c(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
         );
     }
     let bytes = std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))?;
-    Ok((name, super::componentize::componentize(&bytes)?))
+    let component = if lib {
+        super::componentize::componentize_library(&bytes)?
+    } else {
+        super::componentize::componentize(&bytes)?
+    };
+    Ok((name, component))
 }

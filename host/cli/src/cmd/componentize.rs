@@ -3,8 +3,10 @@
 //! example) into a component of the `persistent-process` world, in process.
 //!
 //! ```text
-//!   core module ─► has a component-type section (wit-bindgen's .o)? keep it
-//!               │  otherwise: embed phantom:os's world (this binary carries the WIT)
+//!   core module ─► component-type sections (wit-bindgen's .o files) are kept;
+//!               │  unless their worlds already export `init`, phantom:os's
+//!               │  `persistent-process` world is embedded too (this binary
+//!               │  carries the WIT), and wit-component merges them all
 //!               ─► imports wasi_snapshot_preview1? add wasmtime 48's reactor adapter
 //!               ─► wit-component (validated) ─► checked as `spawn` would check it
 //! ```
@@ -44,7 +46,7 @@ pub fn run(a: ComponentizeArgs) -> anyhow::Result<ExitCode> {
     let core =
         std::fs::read(&a.core).with_context(|| format!("cannot read {}", a.core.display()))?;
     let component = match (&a.wit, &a.world) {
-        (Some(wit), Some(world)) => componentize_world(&core, Some((wit, world))),
+        (Some(wit), Some(world)) => componentize_world(&core, Chosen::Wit(wit, world)),
         _ => componentize(&core),
     }
     .with_context(|| format!("cannot make {} a component", a.core.display()))?;
@@ -60,16 +62,85 @@ pub fn run(a: ComponentizeArgs) -> anyhow::Result<ExitCode> {
 
 /// A core module made a persistent-process component.
 pub fn componentize(core: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let component = componentize_world(core, None)?;
-    // Say now what `spawn` would refuse.
-    phantom_runtime::inspect::inspect_component(&component)?;
+    let component = componentize_world(core, Chosen::Process)?;
+    check_process(&component)?;
     Ok(component)
 }
 
-/// A core module made a component of `world` in the WIT at `wit` (None:
-/// phantom:os's `persistent-process`, embedded unless the module carries
-/// its own world).
-fn componentize_world(core: &[u8], world: Option<(&PathBuf, &String)>) -> anyhow::Result<Vec<u8>> {
+/// Says now what `spawn` would refuse. Imports the host does not provide
+/// are what a library must, in a composition still to come: a note, not an
+/// error.
+pub fn check_process(component: &[u8]) -> anyhow::Result<()> {
+    match phantom_runtime::inspect::inspect_component(component) {
+        Ok(_) => Ok(()),
+        Err(phantom_runtime::inspect::InspectError::UnsupportedImports(imports)) => {
+            eprintln!(
+                "phantom: note: it imports {}, which the host does not provide: compose it with library components that export them (`phantom compose <it>.wasm --with <lib>.wasm -o <out>.wasm`) before spawning",
+                imports
+                    .iter()
+                    .map(|i| format!("`{i}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(
+            "the component cannot be a persistent process (a library component for `phantom compose` is built with --lib)",
+        )),
+    }
+}
+
+/// A core module made a library component: only the worlds its own
+/// component-type sections carry (wit-bindgen's `.o`), no phantom:os.
+pub fn componentize_library(core: &[u8]) -> anyhow::Result<Vec<u8>> {
+    if !has_component_type(core)? {
+        bail!(
+            "it carries no WIT world: link the `<world>_component_type.o` that `wit-bindgen c` writes (put it in the project directory), or use `phantom componentize --wit <wit> --world <world>`"
+        );
+    }
+    componentize_world(core, Chosen::OwnOnly)
+}
+
+/// Whether the worlds a core module carries (merged) export `init`, as a
+/// module built with phantom:os's own bindings object does.
+fn own_world_exports_init(core: &[u8]) -> anyhow::Result<bool> {
+    if !has_component_type(core)? {
+        return Ok(false);
+    }
+    let (_, bindgen) = wit_component::metadata::decode(core)
+        .context("its component-type sections (from wit-bindgen) do not decode")?;
+    let world = &bindgen.resolve.worlds[bindgen.world];
+    Ok(world
+        .exports
+        .keys()
+        .any(|k| bindgen.resolve.name_world_key(k) == "init"))
+}
+
+/// Whether a core module carries a component-type section.
+fn has_component_type(core: &[u8]) -> anyhow::Result<bool> {
+    for payload in wasmparser::Parser::new(0).parse_all(core) {
+        if let wasmparser::Payload::CustomSection(c) = payload.context("not a valid core module")?
+            && c.name().starts_with("component-type")
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Which WIT world a core module is made a component of.
+enum Chosen<'a> {
+    /// A persistent process: the worlds of its own component-type sections,
+    /// plus phantom:os's `persistent-process` unless those export `init`.
+    Process,
+    /// A library: only the worlds of its own component-type sections.
+    OwnOnly,
+    /// The world named in the WIT at a path (besides its own sections').
+    Wit(&'a PathBuf, &'a str),
+}
+
+/// A core module made a component of the world `chosen` says.
+fn componentize_world(core: &[u8], chosen: Chosen<'_>) -> anyhow::Result<Vec<u8>> {
     if core.len() < 8 || &core[..4] != b"\0asm" {
         bail!("not a WebAssembly file (it does not start with the `\\0asm` magic number)");
     }
@@ -77,42 +148,34 @@ fn componentize_world(core: &[u8], world: Option<(&PathBuf, &String)>) -> anyhow
         bail!("it is already a component: spawn it as it is");
     }
     let mut module = core.to_vec();
-    let mut has_metadata = false;
     let mut imports_preview1 = false;
     for payload in wasmparser::Parser::new(0).parse_all(core) {
-        match payload.context("not a valid core module")? {
-            wasmparser::Payload::CustomSection(c) if c.name().starts_with("component-type") => {
-                has_metadata = true;
-            }
-            wasmparser::Payload::ImportSection(s) => {
-                for import in s.into_imports() {
-                    if import?.module == WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME {
-                        imports_preview1 = true;
-                    }
+        if let wasmparser::Payload::ImportSection(s) = payload.context("not a valid core module")? {
+            for import in s.into_imports() {
+                if import?.module == WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME {
+                    imports_preview1 = true;
                 }
             }
-            _ => {}
         }
     }
-    // The world to embed: the one asked for, else phantom:os's unless the
-    // module carries its own.
+    // The world to embed, if any.
     let mut resolve = wit_parser::Resolve::default();
-    let chosen = match world {
-        Some((wit, name)) => {
+    let embed = match chosen {
+        Chosen::Wit(wit, name) => {
             let (pkg, _) = resolve
                 .push_path(wit)
                 .with_context(|| format!("cannot read the WIT at {}", wit.display()))?;
-            Some((pkg, name.as_str()))
+            Some((pkg, name))
         }
-        None if !has_metadata => {
+        Chosen::Process if !own_world_exports_init(core)? => {
             let pkg = resolve
                 .push_str("phantom-os.wit", PHANTOM_OS_WIT)
                 .context("the built-in phantom:os WIT does not parse")?;
             Some((pkg, "persistent-process"))
         }
-        None => None,
+        Chosen::Process | Chosen::OwnOnly => None,
     };
-    if let Some((pkg, name)) = chosen {
+    if let Some((pkg, name)) = embed {
         let world = resolve.select_world(&[pkg], Some(name))?;
         wit_component::embed_component_metadata(
             &mut module,

@@ -4,6 +4,7 @@ pub mod build;
 pub mod checkpoint;
 pub mod checkpoints;
 pub mod componentize;
+pub mod compose;
 pub mod fsck;
 pub mod new;
 pub mod ps;

@@ -30,7 +30,10 @@ use wasmparser::{
 /// A mutable global the accessor reaches, in accessor order (`j`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// Core module index (in the component's module index space).
+    /// The nested component the module is in: component indices from the
+    /// top level down (empty: the top level).
+    pub path: Vec<u32>,
+    /// Core module index (in its component's module index space).
     pub module: u32,
     /// Global index within the module.
     pub index: u32,
@@ -92,7 +95,7 @@ fn global_export(index: u32) -> String {
     format!("phantom-global-{index}")
 }
 
-/// Counts of the top-level index spaces the appended items extend.
+/// Counts of a component's index spaces the appended items extend.
 #[derive(Default)]
 struct Counts {
     modules: u32,
@@ -100,17 +103,37 @@ struct Counts {
     core_funcs: u32,
     types: u32,
     funcs: u32,
+    components: u32,
+    component_instances: u32,
     /// Module index → the core instances made from it.
     instantiated: BTreeMap<u32, Vec<u32>>,
+    /// Component index → the component instances made from it.
+    instantiated_components: BTreeMap<u32, Vec<u32>>,
 }
 
 /// Instruments `bytes` for the globals in `plan` (from inspection; empty:
 /// nothing to do). Returns the new component.
+///
+/// A nested component with planned globals is instrumented the same way
+/// (its accessors become its exports), and the component around it
+/// re-exports them from the nested component's instance, up to the top
+/// level, which exports global `j` of `plan` as `phantom-global-get-g<j>`.
 pub fn instrument(bytes: &[u8], plan: &[Plan]) -> Result<Vec<u8>, String> {
+    let refs: Vec<&Plan> = plan.iter().collect();
+    instrument_component(bytes, &refs, 0)
+}
+
+/// Instruments the component `bytes`, nested `depth` levels deep, for
+/// `plan` (the globals in it and in the components nested in it).
+fn instrument_component(bytes: &[u8], plan: &[&Plan], depth: usize) -> Result<Vec<u8>, String> {
     let err = |e: wasmparser::BinaryReaderError| format!("malformed component: {e}");
     let mut by_module: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    let mut nested: BTreeMap<u32, Vec<&Plan>> = BTreeMap::new();
     for p in plan {
-        by_module.entry(p.module).or_default().push(p.index);
+        match p.path.get(depth) {
+            None => by_module.entry(p.module).or_default().push(p.index),
+            Some(&k) => nested.entry(k).or_default().push(p),
+        }
     }
     let mut out = wasm_encoder::Component::new();
     let mut counts = Counts::default();
@@ -118,6 +141,35 @@ pub fn instrument(bytes: &[u8], plan: &[Plan]) -> Result<Vec<u8>, String> {
         let reader = || wasmparser::BinaryReader::new(data, at);
         let mut replaced = false;
         match id {
+            // Nested component.
+            4 => {
+                let k = counts.components;
+                counts.components += 1;
+                if let Some(sub) = nested.get(&k) {
+                    let instrumented = instrument_component(data, sub, depth + 1)?;
+                    out.section(&wasm_encoder::RawSection {
+                        id,
+                        data: &instrumented,
+                    });
+                    replaced = true;
+                }
+            }
+            // Component instances.
+            5 => {
+                for i in wasmparser::ComponentInstanceSectionReader::new(reader()).map_err(err)? {
+                    if let wasmparser::ComponentInstance::Instantiate {
+                        component_index, ..
+                    } = i.map_err(err)?
+                    {
+                        counts
+                            .instantiated_components
+                            .entry(component_index)
+                            .or_default()
+                            .push(counts.component_instances);
+                    }
+                    counts.component_instances += 1;
+                }
+            }
             // Core module.
             1 => {
                 let m = counts.modules;
@@ -150,12 +202,7 @@ pub fn instrument(bytes: &[u8], plan: &[Plan]) -> Result<Vec<u8>, String> {
             6 => {
                 for a in wasmparser::ComponentAliasSectionReader::new(reader()).map_err(err)? {
                     match a.map_err(err)? {
-                        ComponentAlias::InstanceExport { kind, .. } => match kind {
-                            ComponentExternalKind::Func => counts.funcs += 1,
-                            ComponentExternalKind::Type => counts.types += 1,
-                            ComponentExternalKind::Module => counts.modules += 1,
-                            _ => {}
-                        },
+                        ComponentAlias::InstanceExport { kind, .. } => counts.add(kind),
                         ComponentAlias::CoreInstanceExport { kind, .. } => {
                             if kind == wasmparser::ExternalKind::Func {
                                 counts.core_funcs += 1;
@@ -164,7 +211,8 @@ pub fn instrument(bytes: &[u8], plan: &[Plan]) -> Result<Vec<u8>, String> {
                         ComponentAlias::Outer { kind, .. } => match kind {
                             ComponentOuterAliasKind::Type => counts.types += 1,
                             ComponentOuterAliasKind::CoreModule => counts.modules += 1,
-                            _ => {}
+                            ComponentOuterAliasKind::Component => counts.components += 1,
+                            ComponentOuterAliasKind::CoreType => {}
                         },
                     }
                 }
@@ -191,19 +239,18 @@ pub fn instrument(bytes: &[u8], plan: &[Plan]) -> Result<Vec<u8>, String> {
                         wasmparser::ComponentTypeRef::Func(_) => counts.funcs += 1,
                         wasmparser::ComponentTypeRef::Type(_) => counts.types += 1,
                         wasmparser::ComponentTypeRef::Module(_) => counts.modules += 1,
-                        _ => {}
+                        wasmparser::ComponentTypeRef::Component(_) => counts.components += 1,
+                        wasmparser::ComponentTypeRef::Instance(_) => {
+                            counts.component_instances += 1
+                        }
+                        wasmparser::ComponentTypeRef::Value(_) => {}
                     }
                 }
             }
             // Exports.
             11 => {
                 for e in wasmparser::ComponentExportSectionReader::new(reader()).map_err(err)? {
-                    match e.map_err(err)?.kind {
-                        ComponentExternalKind::Func => counts.funcs += 1,
-                        ComponentExternalKind::Type => counts.types += 1,
-                        ComponentExternalKind::Module => counts.modules += 1,
-                        _ => {}
-                    }
+                    counts.add(e.map_err(err)?.kind);
                 }
             }
             _ => {}
@@ -212,8 +259,89 @@ pub fn instrument(bytes: &[u8], plan: &[Plan]) -> Result<Vec<u8>, String> {
             out.section(&wasm_encoder::RawSection { id, data });
         }
     }
-    append_accessor(&mut out, plan, &counts)?;
+    let local: Vec<&Plan> = plan
+        .iter()
+        .filter(|p| p.path.len() == depth)
+        .copied()
+        .collect();
+    append_accessor(&mut out, &local, &counts)?;
+    // The accessors' component functions: the local ones were just lifted,
+    // those of nested components are aliased from their instances.
+    let mut next = counts.funcs + 2 * local.len() as u32;
+    let mut aliases = wasm_encoder::ComponentAliasSection::new();
+    let mut nested_funcs: BTreeMap<u32, u32> = BTreeMap::new();
+    for (&k, sub) in &nested {
+        let instance = match counts.instantiated_components.get(&k).map(Vec::as_slice) {
+            Some([one]) => *one,
+            Some(many) => {
+                return Err(format!(
+                    "nested component {k} is instantiated {} times; the mutable globals of its modules cannot be told apart",
+                    many.len()
+                ));
+            }
+            None => return Err(format!("nested component {k} is never instantiated")),
+        };
+        nested_funcs.insert(k, next);
+        for i in 0..sub.len() {
+            for name in [getter_name(i), setter_name(i)] {
+                aliases.alias(wasm_encoder::Alias::InstanceExport {
+                    instance,
+                    kind: wasm_encoder::ComponentExportKind::Func,
+                    name: &name,
+                });
+            }
+            next += 2;
+        }
+    }
+    if !aliases.is_empty() {
+        out.section(&aliases);
+    }
+    if !plan.is_empty() {
+        let mut exports = wasm_encoder::ComponentExportSection::new();
+        let mut local_seen = 0u32;
+        let mut nested_seen: BTreeMap<u32, u32> = BTreeMap::new();
+        for (j, p) in plan.iter().enumerate() {
+            let f = match p.path.get(depth) {
+                None => {
+                    local_seen += 1;
+                    counts.funcs + 2 * (local_seen - 1)
+                }
+                Some(k) => {
+                    let seen = nested_seen.entry(*k).or_default();
+                    *seen += 1;
+                    nested_funcs[k] + 2 * (*seen - 1)
+                }
+            };
+            exports.export(
+                getter_name(j),
+                wasm_encoder::ComponentExportKind::Func,
+                f,
+                None,
+            );
+            exports.export(
+                setter_name(j),
+                wasm_encoder::ComponentExportKind::Func,
+                f + 1,
+                None,
+            );
+        }
+        out.section(&exports);
+    }
     Ok(out.finish())
+}
+
+impl Counts {
+    /// An item of `kind` was added (by an alias or an export).
+    fn add(&mut self, kind: ComponentExternalKind) {
+        match kind {
+            ComponentExternalKind::Func => self.funcs += 1,
+            ComponentExternalKind::Type => self.types += 1,
+            ComponentExternalKind::Module => self.modules += 1,
+            ComponentExternalKind::Component => self.components += 1,
+            ComponentExternalKind::Instance => self.component_instances += 1,
+            ComponentExternalKind::Value => {}
+        }
+    }
 }
 
 /// A top-level section: (id, offset of the contents, contents).
@@ -294,9 +422,12 @@ fn export_globals(module: &[u8], globals: &[u32]) -> Result<Vec<u8>, String> {
     Ok(out.finish())
 }
 
+/// Appends the accessor module of the component's own globals (`plan`),
+/// its instance and its functions, lifted as component functions
+/// `counts.funcs + 2i` (get) and `+ 1` (set).
 fn append_accessor(
     out: &mut wasm_encoder::Component,
-    plan: &[Plan],
+    plan: &[&Plan],
     counts: &Counts,
 ) -> Result<(), String> {
     use wasm_encoder::*;
@@ -432,12 +563,5 @@ fn append_accessor(
         canon.lift(counts.core_funcs + 2 * j as u32 + 1, base + 1, []);
     }
     out.section(&canon);
-    let mut cexports = ComponentExportSection::new();
-    for j in 0..plan.len() {
-        let f = counts.funcs + 2 * j as u32;
-        cexports.export(getter_name(j), ComponentExportKind::Func, f, None);
-        cexports.export(setter_name(j), ComponentExportKind::Func, f + 1, None);
-    }
-    out.section(&cexports);
     Ok(())
 }

@@ -26,8 +26,12 @@
 //! component model reserves `[method]R.f` for functions whose first
 //! parameter is `borrow<R>`.
 //!
-//! Only the top-level component is rewritten. A nested component that
-//! imports WASI (a composition made by `wac`) is refused by name for now.
+//! Every component is rewritten, the top level and each nested one (a
+//! composition made by `phantom compose`, `wac` or `wasm-tools compose`
+//! nests its parts): each has its own index spaces, kept in a `Scope`.
+//! The parts of a composition share the one host table, so their handles
+//! are numbered from one sequence instead of one table per part; a guest
+//! never sees the difference, as a handle is opaque.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -80,19 +84,11 @@ enum Tag {
 /// Rewrites `bytes` if it imports WASI; returns None when there is nothing
 /// to rewrite.
 pub fn rewrite(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let wasi_instance_types = scan_top_level(bytes)?;
-    if wasi_instance_types.is_empty() {
+    if !imports_wasi_anywhere(bytes)? {
         return Ok(None);
     }
     let mut r = Rewriter {
-        depth: 0,
-        wasi_instance_types,
-        types: Vec::new(),
-        instances: Vec::new(),
-        instance_type_resources: HashMap::new(),
-        func_map: Vec::new(),
-        next_func: 0,
-        drops: HashMap::new(),
+        scopes: vec![Scope::new(scan_component(bytes)?)],
         error: None,
     };
     let mut component = wasm_encoder::Component::new();
@@ -104,9 +100,25 @@ pub fn rewrite(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(component.finish()))
 }
 
-/// Finds, at the top level, which type indices are the instance types of
-/// WASI imports (and refuses nested components that import WASI).
-fn scan_top_level(bytes: &[u8]) -> Result<HashMap<u32, String>, String> {
+/// Whether the component or any component nested in it imports WASI.
+fn imports_wasi_anywhere(bytes: &[u8]) -> Result<bool, String> {
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Payload::ComponentImportSection(s) =
+            payload.map_err(|e| format!("malformed component: {e}"))?
+        {
+            for import in s {
+                if is_wasi(import.map_err(|e| e.to_string())?.name.name) {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Finds which type indices of one component (not of those nested in it)
+/// are the instance types of its WASI imports.
+fn scan_component(bytes: &[u8]) -> Result<HashMap<u32, String>, String> {
     let mut found = HashMap::new();
     let mut depth = 0u32;
     for payload in Parser::new(0).parse_all(bytes) {
@@ -114,19 +126,11 @@ fn scan_top_level(bytes: &[u8]) -> Result<HashMap<u32, String>, String> {
         match payload {
             Payload::ComponentSection { .. } | Payload::ModuleSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
-            Payload::ComponentImportSection(s) => {
+            Payload::ComponentImportSection(s) if depth == 0 => {
                 for import in s {
                     let import = import.map_err(|e| e.to_string())?;
                     let name = import.name.name;
-                    if !is_wasi(name) {
-                        continue;
-                    }
-                    if depth > 0 {
-                        return Err(format!(
-                            "a component nested inside it imports `{name}`; WASI imports are supported only at the top level of a persistent process for now (compose the parts so that the outer component imports WASI)"
-                        ));
-                    }
-                    if let PComponentTypeRef::Instance(t) = import.ty {
+                    if let (true, PComponentTypeRef::Instance(t)) = (is_wasi(name), import.ty) {
                         found.insert(t, unversioned(name).to_string());
                     }
                 }
@@ -137,24 +141,41 @@ fn scan_top_level(bytes: &[u8]) -> Result<HashMap<u32, String>, String> {
     Ok(found)
 }
 
-struct Rewriter {
-    /// Nesting of components (0: the top level, the only one rewritten).
-    depth: u32,
-    /// Top-level type index → WASI interface, for the instance types of
-    /// WASI imports.
+/// The index spaces of one component, as far as the rewrite cares.
+struct Scope {
+    /// Type index → WASI interface, for the instance types of WASI imports.
     wasi_instance_types: HashMap<u32, String>,
-    /// Top-level types.
+    /// Types.
     types: Vec<Tag>,
-    /// Top-level instances: the instance type of a WASI import.
+    /// Instances: the instance type of a WASI import.
     instances: Vec<Option<u32>>,
     /// For each rewritten instance type: its resource exports → the
     /// resource they are.
     instance_type_resources: HashMap<u32, BTreeMap<String, (String, String)>>,
-    /// Original top-level function index → new index.
+    /// Original function index → new index.
     func_map: Vec<u32>,
     next_func: u32,
     /// (interface, resource) → the new function that drops its handles.
     drops: HashMap<(String, String), u32>,
+}
+
+impl Scope {
+    fn new(wasi_instance_types: HashMap<u32, String>) -> Self {
+        Scope {
+            wasi_instance_types,
+            types: Vec::new(),
+            instances: Vec::new(),
+            instance_type_resources: HashMap::new(),
+            func_map: Vec::new(),
+            next_func: 0,
+            drops: HashMap::new(),
+        }
+    }
+}
+
+struct Rewriter {
+    /// The component being rewritten (last) and those it is nested in.
+    scopes: Vec<Scope>,
     error: Option<String>,
 }
 
@@ -163,9 +184,27 @@ impl Reencode for Rewriter {
 }
 
 impl Rewriter {
+    /// The component being rewritten.
+    fn sc(&mut self) -> &mut Scope {
+        self.scopes
+            .last_mut()
+            .expect("a scope per component being rewritten")
+    }
+
+    /// What type `index` of the component `count` levels out is.
+    fn outer_tag(&self, count: u32, index: u32) -> Tag {
+        self.scopes
+            .len()
+            .checked_sub(1 + count as usize)
+            .and_then(|s| self.scopes[s].types.get(index as usize))
+            .cloned()
+            .unwrap_or(Tag::Other)
+    }
+
     fn new_func(&mut self) {
-        self.func_map.push(self.next_func);
-        self.next_func += 1;
+        let sc = self.sc();
+        sc.func_map.push(sc.next_func);
+        sc.next_func += 1;
     }
 
     fn fail(&mut self, msg: String) {
@@ -206,18 +245,9 @@ impl Rewriter {
                     let tag = match a {
                         ComponentAlias::Outer {
                             kind: wasmparser::ComponentOuterAliasKind::Type,
-                            count: 1,
+                            count,
                             index,
-                        } => Some(
-                            self.types
-                                .get(index as usize)
-                                .cloned()
-                                .unwrap_or(Tag::Other),
-                        ),
-                        ComponentAlias::Outer {
-                            kind: wasmparser::ComponentOuterAliasKind::Type,
-                            ..
-                        } => Some(Tag::Other),
+                        } => Some(self.outer_tag(count.saturating_sub(1), index)),
                         ComponentAlias::InstanceExport {
                             kind: ComponentExternalKind::Type,
                             ..
@@ -277,11 +307,11 @@ impl Rewriter {
             out.export(drop_name(&resource), ComponentTypeRef::Func(ty));
         }
         self.pop_depth();
-        self.instance_type_resources.insert(index, resources);
+        self.sc().instance_type_resources.insert(index, resources);
         Ok(out)
     }
 
-    fn top_payload(
+    fn component_payload(
         &mut self,
         component: &mut wasm_encoder::Component,
         payload: Payload<'_>,
@@ -292,23 +322,23 @@ impl Rewriter {
                 let mut types = wasm_encoder::ComponentTypeSection::new();
                 for ty in section {
                     let ty = ty?;
-                    let index = self.types.len() as u32;
+                    let index = self.sc().types.len() as u32;
                     match ty {
                         ComponentType::Defined(
                             ComponentDefinedType::Own(r) | ComponentDefinedType::Borrow(r),
-                        ) if matches!(self.types.get(r as usize), Some(Tag::Wasi(..))) => {
+                        ) if matches!(self.sc().types.get(r as usize), Some(Tag::Wasi(..))) => {
                             types.defined_type().primitive(PrimitiveValType::U32);
                         }
                         ComponentType::Instance(decls)
-                            if self.wasi_instance_types.contains_key(&index) =>
+                            if self.sc().wasi_instance_types.contains_key(&index) =>
                         {
-                            let iface = self.wasi_instance_types[&index].clone();
+                            let iface = self.sc().wasi_instance_types[&index].clone();
                             let t = self.instance_type(index, &iface, decls)?;
                             types.instance(&t);
                         }
                         other => self.parse_component_type(types.ty(), other)?,
                     }
-                    self.types.push(Tag::Other);
+                    self.sc().types.push(Tag::Other);
                 }
                 component.section(&types);
             }
@@ -317,13 +347,14 @@ impl Rewriter {
                 for import in section {
                     let import = import?;
                     match import.ty {
-                        PComponentTypeRef::Instance(t) => self.instances.push(
-                            (is_wasi(import.name.name)
-                                && self.wasi_instance_types.contains_key(&t))
-                            .then_some(t),
-                        ),
+                        PComponentTypeRef::Instance(t) => {
+                            let sc = self.sc();
+                            let wasi = is_wasi(import.name.name)
+                                && sc.wasi_instance_types.contains_key(&t);
+                            sc.instances.push(wasi.then_some(t));
+                        }
                         PComponentTypeRef::Func(_) => self.new_func(),
-                        PComponentTypeRef::Type(_) => self.types.push(Tag::Other),
+                        PComponentTypeRef::Type(_) => self.sc().types.push(Tag::Other),
                         _ => {}
                     }
                     let ty = self.component_type_ref(import.ty)?;
@@ -340,7 +371,8 @@ impl Rewriter {
                         instance_index,
                         name,
                     } = alias
-                        && let Some(Some(ty)) = self.instances.get(instance_index as usize).copied()
+                        && let Some(Some(ty)) =
+                            self.sc().instances.get(instance_index as usize).copied()
                     {
                         match kind {
                             ComponentExternalKind::Func => {
@@ -354,6 +386,7 @@ impl Rewriter {
                             }
                             ComponentExternalKind::Type => {
                                 let tag = match self
+                                    .sc()
                                     .instance_type_resources
                                     .get(&ty)
                                     .and_then(|m| m.get(name))
@@ -361,7 +394,7 @@ impl Rewriter {
                                     Some((i, r)) => Tag::Wasi(i.clone(), r.clone()),
                                     None => Tag::Other,
                                 };
-                                self.types.push(tag);
+                                self.sc().types.push(tag);
                                 aliases.alias(self.component_alias(alias)?);
                                 continue;
                             }
@@ -371,14 +404,18 @@ impl Rewriter {
                     match alias {
                         ComponentAlias::InstanceExport { kind, .. } => match kind {
                             ComponentExternalKind::Func => self.new_func(),
-                            ComponentExternalKind::Type => self.types.push(Tag::Other),
-                            ComponentExternalKind::Instance => self.instances.push(None),
+                            ComponentExternalKind::Type => self.sc().types.push(Tag::Other),
+                            ComponentExternalKind::Instance => self.sc().instances.push(None),
                             _ => {}
                         },
                         ComponentAlias::Outer {
                             kind: wasmparser::ComponentOuterAliasKind::Type,
-                            ..
-                        } => self.types.push(Tag::Other),
+                            count,
+                            index,
+                        } => {
+                            let tag = self.outer_tag(count, index);
+                            self.sc().types.push(tag);
+                        }
                         _ => {}
                     }
                     aliases.alias(self.component_alias(alias)?);
@@ -392,8 +429,8 @@ impl Rewriter {
                 for f in &funcs {
                     if let wasmparser::CanonicalFunction::ResourceDrop { resource } = f
                         && let Some(Tag::Wasi(iface, res)) =
-                            self.types.get(*resource as usize).cloned()
-                        && !self.drops.contains_key(&(iface.clone(), res.clone()))
+                            self.sc().types.get(*resource as usize).cloned()
+                        && !self.sc().drops.contains_key(&(iface.clone(), res.clone()))
                     {
                         let Some(instance) = self.instance_of(&iface) else {
                             self.fail(format!(
@@ -406,8 +443,9 @@ impl Rewriter {
                             kind: ComponentExportKind::Func,
                             name: &drop_name(&res),
                         });
-                        self.drops.insert((iface, res), self.next_func);
-                        self.next_func += 1;
+                        let sc = self.sc();
+                        sc.drops.insert((iface, res), sc.next_func);
+                        sc.next_func += 1;
                     }
                 }
                 if !aliases.is_empty() {
@@ -417,14 +455,17 @@ impl Rewriter {
                 for f in funcs {
                     match f {
                         wasmparser::CanonicalFunction::ResourceDrop { resource }
-                            if matches!(self.types.get(resource as usize), Some(Tag::Wasi(..))) =>
+                            if matches!(
+                                self.sc().types.get(resource as usize),
+                                Some(Tag::Wasi(..))
+                            ) =>
                         {
                             let Some(Tag::Wasi(iface, res)) =
-                                self.types.get(resource as usize).cloned()
+                                self.sc().types.get(resource as usize).cloned()
                             else {
                                 unreachable!()
                             };
-                            let func = self.drops.get(&(iface, res)).copied().unwrap_or(0);
+                            let func = self.sc().drops.get(&(iface, res)).copied().unwrap_or(0);
                             canonical.lower(func, []);
                         }
                         wasmparser::CanonicalFunction::Lift { .. } => {
@@ -446,13 +487,14 @@ impl Rewriter {
                         ComponentExternalKind::Func => self.new_func(),
                         ComponentExternalKind::Type => {
                             let tag = self
+                                .sc()
                                 .types
                                 .get(index as usize)
                                 .cloned()
                                 .unwrap_or(Tag::Other);
-                            self.types.push(tag);
+                            self.sc().types.push(tag);
                         }
-                        ComponentExternalKind::Instance => self.instances.push(None),
+                        ComponentExternalKind::Instance => self.sc().instances.push(None),
                         _ => {}
                     }
                 }
@@ -462,7 +504,7 @@ impl Rewriter {
                 let mut instances = wasm_encoder::ComponentInstanceSection::new();
                 for instance in section {
                     self.parse_component_instance(&mut instances, instance?)?;
-                    self.instances.push(None);
+                    self.sc().instances.push(None);
                 }
                 component.section(&instances);
             }
@@ -471,12 +513,13 @@ impl Rewriter {
         Ok(())
     }
 
-    /// The top-level instance importing WASI interface `iface`.
-    fn instance_of(&self, iface: &str) -> Option<u32> {
-        self.instances
+    /// The instance importing WASI interface `iface`.
+    fn instance_of(&mut self, iface: &str) -> Option<u32> {
+        let sc = self.sc();
+        sc.instances
             .iter()
             .position(|i| {
-                i.and_then(|t| self.wasi_instance_types.get(&t))
+                i.and_then(|t| sc.wasi_instance_types.get(&t))
                     .is_some_and(|name| name == iface)
             })
             .map(|i| i as u32)
@@ -485,18 +528,14 @@ impl Rewriter {
 
 impl ReencodeComponent for Rewriter {
     fn component_func_index(&mut self, ty: u32) -> u32 {
-        if self.depth == 0 {
-            match self.func_map.get(ty as usize) {
-                Some(&i) => i,
-                None => {
-                    self.fail(format!(
-                        "it refers to component function {ty} before defining it"
-                    ));
-                    ty
-                }
+        match self.sc().func_map.get(ty as usize) {
+            Some(&i) => i,
+            None => {
+                self.fail(format!(
+                    "it refers to component function {ty} before defining it"
+                ));
+                ty
             }
-        } else {
-            ty
         }
     }
 
@@ -506,11 +545,7 @@ impl ReencodeComponent for Rewriter {
         payload: Payload<'_>,
         whole_component: &[u8],
     ) -> Result<(), ReError<Self::Error>> {
-        if self.depth == 0 {
-            self.top_payload(component, payload, whole_component)
-        } else {
-            component_utils::parse_component_payload(self, component, payload, whole_component)
-        }
+        self.component_payload(component, payload, whole_component)
     }
 
     fn parse_component_subcomponent(
@@ -520,7 +555,14 @@ impl ReencodeComponent for Rewriter {
         subcomponent: &[u8],
         whole_component: &[u8],
     ) -> Result<(), ReError<Self::Error>> {
-        self.depth += 1;
+        let wasi = match scan_component(subcomponent) {
+            Ok(w) => w,
+            Err(e) => {
+                self.fail(e);
+                HashMap::new()
+            }
+        };
+        self.scopes.push(Scope::new(wasi));
         let r = component_utils::parse_component_subcomponent(
             self,
             component,
@@ -528,7 +570,7 @@ impl ReencodeComponent for Rewriter {
             subcomponent,
             whole_component,
         );
-        self.depth -= 1;
+        self.scopes.pop();
         r
     }
 }

@@ -64,8 +64,10 @@ impl GlobalsCheck {
                 .find(|g| g.reason != crate::inspect::STACK_POINTER_REASON)
             {
                 Some(g) => Err(format!(
-                    "it holds no value for global {} of core module {}",
-                    g.index, g.module
+                    "it holds no value for global {} of core module {}{}",
+                    g.index,
+                    g.module,
+                    crate::inspect::nested_in(&g.component)
                 )),
                 None => Ok(()),
             },
@@ -104,6 +106,7 @@ mod tests {
 
     fn sp() -> CheckedGlobal {
         CheckedGlobal {
+            component: Vec::new(),
             module: 0,
             index: 0,
             name: Some("__stack_pointer".into()),
@@ -114,6 +117,7 @@ mod tests {
     #[test]
     fn round_trip_and_match() {
         let other = CheckedGlobal {
+            component: vec![2, 0],
             module: 1,
             index: 3,
             name: Some("state".into()),

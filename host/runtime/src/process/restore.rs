@@ -258,8 +258,10 @@ pub(crate) fn check_image_contents(
         for (j, (p, v)) in facts.global_plan.iter().zip(values).enumerate() {
             if !p.ty.wide() && *v > u64::from(u32::MAX) {
                 return Err(format!(
-                    "global {j} (global {} of core module {}) is 32 bits wide but its value {v:#x} is not",
-                    p.index, p.module
+                    "global {j} (global {} of core module {}{}) is 32 bits wide but its value {v:#x} is not",
+                    p.index,
+                    p.module,
+                    crate::inspect::nested_in(&p.path)
                 ));
             }
         }

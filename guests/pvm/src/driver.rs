@@ -1,0 +1,80 @@
+//! The PVM guest's driver, shared by every PVM guest (`guests/pvm`, and
+//! `guests/pvm-stats`, which includes this file with `#[path]`): `init`
+//! loads the class files and starts a thread; every `handle(resume)` runs
+//! one bounded slice of the VM's green threads; a slice where all threads
+//! sleep sets a one-shot timer for the earliest wake-up and goes idle.
+//!
+//! The including crate defines `static NATIVES: [NativeClass; N]`: its
+//! extra internal classes (none for the plain VM). The VM keeps a
+//! reference to that static in linear memory, which is checkpointed with
+//! the rest; a restore is refused unless the component is the same binary,
+//! so the function pointers in it stay valid.
+
+use phantom_sdk::{File, Process, Status, TimerId, clocks, console, timers};
+use pvm_vm::{PvmProcess, SliceOutcome, VmConfig};
+use std::time::Duration;
+
+/// Bytecodes per slice: small enough that a slice takes a few milliseconds,
+/// so the host can checkpoint and deliver events often.
+const SLICE_BUDGET: u64 = 200_000;
+
+/// The VM as a process.
+pub struct Pvm {
+    vm: PvmProcess,
+    status: Status,
+    wake: Option<TimerId>,
+}
+
+impl Pvm {
+    fn slice(&mut self) {
+        let now = clocks::monotonic_now().as_nanos() as u64;
+        let mut out = Vec::new();
+        let outcome = self.vm.run_slice(now, SLICE_BUDGET, &mut out);
+        console::write(&out);
+        self.status = match outcome {
+            SliceOutcome::Busy => Status::Busy,
+            SliceOutcome::Sleeping { until_ns } => {
+                let delay = Duration::from_nanos(until_ns.saturating_sub(now).max(1_000_000));
+                self.wake = timers::one_shot(delay).ok();
+                // Without a timer the VM could never wake: keep slicing.
+                if self.wake.is_some() {
+                    Status::Idle
+                } else {
+                    Status::Busy
+                }
+            }
+            SliceOutcome::Idle => Status::Idle,
+            SliceOutcome::Finished { exit_code } => Status::Exit(exit_code),
+            // The VM has already printed `Unhandled exception: ...` or
+            // `pvm panic: ...` into `out`.
+            SliceOutcome::Failed { .. } => Status::Exit(1),
+        };
+    }
+}
+
+impl Process for Pvm {
+    fn init(args: Vec<String>, files: Vec<File>) -> Result<Self, String> {
+        let files = files.into_iter().map(|f| (f.name, f.data)).collect();
+        let vm = PvmProcess::init_with_natives(&args, files, VmConfig::default(), &crate::NATIVES)?;
+        Ok(Pvm {
+            vm,
+            status: Status::Busy,
+            wake: None,
+        })
+    }
+
+    fn on_resume(&mut self) {
+        self.slice();
+    }
+
+    fn on_timer(&mut self, id: TimerId) {
+        if self.wake == Some(id) {
+            self.wake = None;
+            self.slice();
+        }
+    }
+
+    fn status(&self) -> Status {
+        self.status
+    }
+}
