@@ -53,12 +53,14 @@ interop-bindings:
 
 # Long runs kept out of `just test`: 1,000 kills, the image fuzzer for an
 # hour (each prints its case count), a longer PVM fuzz, 300 kills each of
-# the WASI and C guests, 50,000 mutated components through the
+# the WASI and C guests and of the interop compositions, 50,000 mutated
+# components (a composition among them) through the
 # instrumentation, 500 random handle sequences.
 soak: build
     PHANTOM_KILLS=1000 cargo test --release -p phantom-tests --test integration kill_loop -- --nocapture
     PHANTOM_FUZZ_SECS=3600 cargo test --release -p phantom-tests --test integration image_fuzz -- --nocapture
     PVM_FUZZ_CASES=200000 cargo test --release -p pvm-wasm --test pvm fuzz -- --nocapture
     PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration -- --nocapture wasi::a_rust_std c_guests::a_c_guest
+    PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration -- --nocapture interop::
     PHANTOM_FUZZ_CASES=50000 cargo test --release -p phantom-tests --test integration instrument_fuzz -- --nocapture
     PHANTOM_HANDLE_CASES=500 cargo test --release -p phantom-tests --test integration wasi::handles -- --nocapture

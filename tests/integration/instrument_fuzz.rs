@@ -71,6 +71,9 @@ fn instrumentation_never_panics_and_keeps_components_valid() {
             let result = result.unwrap_or_else(|_| {
                 let file = dir.path().join(format!("panic-{case}.wasm"));
                 std::fs::write(&file, &bytes).unwrap();
+                if let Ok(keep) = std::env::var("PHANTOM_FUZZ_KEEP") {
+                    std::fs::copy(&file, keep).unwrap();
+                }
                 panic!(
                     "{}: case {case} panicked (kept in {})",
                     path.display(),
@@ -83,9 +86,16 @@ fn instrumentation_never_panics_and_keeps_components_valid() {
                 && valid(&bytes).is_ok()
             {
                 valid(&out).unwrap_or_else(|e| {
+                    let file = dir.path().join(format!("invalid-{case}.wasm"));
+                    std::fs::write(&file, &bytes).unwrap();
+                    let kept = std::env::var("PHANTOM_FUZZ_KEEP").map(std::path::PathBuf::from);
+                    if let Ok(keep) = kept {
+                        std::fs::copy(&file, keep).unwrap();
+                    }
                     panic!(
-                        "{}: case {case}: valid input, invalid output: {e}",
-                        path.display()
+                        "{}: case {case}: valid input, invalid output: {e} (input kept in {})",
+                        path.display(),
+                        file.display()
                     )
                 });
                 instrumented_ok += 1;

@@ -204,7 +204,13 @@ fn instrument_component(bytes: &[u8], plan: &[&Plan], depth: usize) -> Result<Ve
                     match a.map_err(err)? {
                         ComponentAlias::InstanceExport { kind, .. } => counts.add(kind),
                         ComponentAlias::CoreInstanceExport { kind, .. } => {
-                            if kind == wasmparser::ExternalKind::Func {
+                            // `FuncExact` (custom descriptors) is a core
+                            // function too.
+                            if matches!(
+                                kind,
+                                wasmparser::ExternalKind::Func
+                                    | wasmparser::ExternalKind::FuncExact
+                            ) {
                                 counts.core_funcs += 1;
                             }
                         }
@@ -345,10 +351,10 @@ impl Counts {
 }
 
 /// A top-level section: (id, offset of the contents, contents).
-type RawTopSection<'a> = (u8, usize, &'a [u8]);
+pub(crate) type RawTopSection<'a> = (u8, usize, &'a [u8]);
 
 /// The top-level sections of a component.
-fn top_level_sections(bytes: &[u8]) -> Result<Vec<RawTopSection<'_>>, String> {
+pub(crate) fn top_level_sections(bytes: &[u8]) -> Result<Vec<RawTopSection<'_>>, String> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err("not a component".into());
     }

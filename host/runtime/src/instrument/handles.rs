@@ -87,8 +87,12 @@ pub fn rewrite(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
     if !imports_wasi_anywhere(bytes)? {
         return Ok(None);
     }
+    // Every section must lie within the file: the re-encoder slices by the
+    // sizes sections claim and panics past the end (wasm-encoder 0.254).
+    super::globals::top_level_sections(bytes)?;
     let mut r = Rewriter {
         scopes: vec![Scope::new(scan_component(bytes)?)],
+        nested_wasi: false,
         error: None,
     };
     let mut component = wasm_encoder::Component::new();
@@ -97,7 +101,20 @@ pub fn rewrite(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
         return Err(e);
     }
     result.map_err(|e| format!("cannot rewrite its WASI handles: {e}"))?;
-    Ok(Some(component.finish()))
+    let out = component.finish();
+    if r.nested_wasi {
+        // A nested component's WASI import is rewritten on the assumption
+        // that the host's WASI satisfies it, through the outer component.
+        // Something else may (a library exporting a virtualized
+        // `wasi:cli/environment`, say): the types then disagree. Say so
+        // rather than hand wasmtime an invalid component.
+        wasmparser::Validator::new().validate_all(&out).map_err(|e| {
+            format!(
+                "a nested component imports WASI that the host does not provide to it directly ({e}); a composition persists when every WASI import of its parts is passed through from the host's"
+            )
+        })?;
+    }
+    Ok(Some(out))
 }
 
 /// Whether the component or any component nested in it imports WASI.
@@ -176,6 +193,8 @@ impl Scope {
 struct Rewriter {
     /// The component being rewritten (last) and those it is nested in.
     scopes: Vec<Scope>,
+    /// Whether a nested component's WASI imports were rewritten.
+    nested_wasi: bool,
     error: Option<String>,
 }
 
@@ -555,13 +574,19 @@ impl ReencodeComponent for Rewriter {
         subcomponent: &[u8],
         whole_component: &[u8],
     ) -> Result<(), ReError<Self::Error>> {
-        let wasi = match scan_component(subcomponent) {
+        // A section running past the nested component's end is an error
+        // here; the re-encoder would slice past it and panic
+        // (wasm-encoder 0.254).
+        let wasi = match super::globals::top_level_sections(subcomponent)
+            .and_then(|_| scan_component(subcomponent))
+        {
             Ok(w) => w,
             Err(e) => {
                 self.fail(e);
-                HashMap::new()
+                return Ok(());
             }
         };
+        self.nested_wasi |= !wasi.is_empty();
         self.scopes.push(Scope::new(wasi));
         let r = component_utils::parse_component_subcomponent(
             self,
