@@ -24,15 +24,7 @@ fn instrumentation_never_panics_and_keeps_components_valid() {
     let dir = data_dir();
     let c = super::c_guests::build_c_example("c-counter", dir.path());
     // A composition: WASI handles and globals in nested components.
-    let composed = dir.path().join("composed.wasm");
-    ok(&run(&[
-        "compose",
-        phantom_tests::RUST_STATS_APP,
-        "--with",
-        phantom_tests::RUST_STATS,
-        "-o",
-        s(&composed),
-    ]));
+    let composed = super::interop::rust_app_with_rust_library(dir.path());
     let cases: usize = std::env::var("PHANTOM_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -31,6 +31,18 @@ fn check_interop_log(text: &str) {
     }
 }
 
+/// The Rust app composed with the Rust library, in `dir`: a composition
+/// for tests of the instrumentation (WASI handles and globals nested).
+pub fn rust_app_with_rust_library(dir: &Path) -> PathBuf {
+    let out = dir.join("composed.wasm");
+    compose(
+        Path::new(phantom_tests::RUST_STATS_APP),
+        Path::new(phantom_tests::RUST_STATS),
+        &out,
+    );
+    out
+}
+
 fn compose(app: &Path, lib: &Path, out: &Path) {
     ok(&run(&["compose", s(app), "--with", s(lib), "-o", s(out)]));
 }

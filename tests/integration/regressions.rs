@@ -121,15 +121,7 @@ fn an_exact_func_alias_counts_as_a_core_function() {
 #[test]
 fn a_composition_cut_inside_a_nested_component_is_an_error() {
     let dir = data_dir();
-    let composed = dir.path().join("composed.wasm");
-    ok(&run(&[
-        "compose",
-        phantom_tests::RUST_STATS_APP,
-        "--with",
-        phantom_tests::RUST_STATS,
-        "-o",
-        s(&composed),
-    ]));
+    let composed = super::interop::rust_app_with_rust_library(dir.path());
     let bytes = std::fs::read(&composed).unwrap();
     let nested = wasmparser::Parser::new(0)
         .parse_all(&bytes)
