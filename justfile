@@ -39,6 +39,8 @@ bench: build
     {{phantom}} bench wasi --component {{guests}}/wasi-handles.wasm --json
     {{phantom}} build guests/c-memtouch -o target/c-memtouch.wasm
     {{phantom}} bench guest-pause --rust {{guests}}/memtouch.wasm --c target/c-memtouch.wasm --memory-mib 64 --dirty-pages 655 --json
+    command -v redis-server >/dev/null || { echo "bench journal compares with Redis: installing redis-server (apt-get)"; apt-get install -y redis-server >/dev/null || echo "redis-server could not be installed: the comparison is skipped"; }
+    {{phantom}} bench journal --component {{guests}}/mailbox.wasm --json
 
 # Regenerates the C SDK's phantom:os bindings after wit/ changed (needs
 # `cargo install wit-bindgen-cli --version 0.63.0`).
@@ -58,6 +60,7 @@ interop-bindings:
 # instrumentation, 500 random handle sequences.
 soak: build
     PHANTOM_KILLS=1000 cargo test --release -p phantom-tests --test integration kill_loop -- --nocapture
+    PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration journal:: -- --nocapture
     PHANTOM_FUZZ_SECS=3600 cargo test --release -p phantom-tests --test integration image_fuzz -- --nocapture
     PVM_FUZZ_CASES=200000 cargo test --release -p pvm-wasm --test pvm fuzz -- --nocapture
     PHANTOM_KILLS=300 cargo test --release -p phantom-tests --test integration -- --nocapture wasi::a_rust_std c_guests::a_c_guest

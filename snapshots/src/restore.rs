@@ -28,6 +28,8 @@ use crate::image::{BlockDecompressor, ImageFile, block_name};
 pub struct Restored<R> {
     pub value: R,
     pub info: CheckpointInfo,
+    /// Files in its chain (1: a full image).
+    pub chain_len: usize,
     /// Newer checkpoints that were skipped, newest first, with why:
     /// unusable, or refused by `accept` (its reason).
     pub skipped: Vec<(u64, String)>,
@@ -42,6 +44,8 @@ pub struct LoadedCheckpoint {
     pub sections: BTreeMap<String, Vec<u8>>,
     /// Its memories, by index.
     pub memories: Vec<RestoredMemory>,
+    /// Files in its chain (1: a full image).
+    pub chain_len: usize,
     /// Newer checkpoints that were skipped, newest first, with why.
     pub skipped: Vec<(u64, String)>,
 }

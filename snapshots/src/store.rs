@@ -12,7 +12,7 @@
 //!  load_latest = restore_newest accepting every candidate
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -269,6 +269,7 @@ impl CheckpointStore {
         self.restore_with(accept).map(|(value, loaded)| Restored {
             value,
             info: loaded.info,
+            chain_len: loaded.chain_len,
             skipped: loaded.skipped,
         })
     }
@@ -327,6 +328,7 @@ impl CheckpointStore {
                 info: newest.info(),
                 sections,
                 memories,
+                chain_len: chain.len(),
                 skipped: std::mem::take(&mut skipped),
             };
             match accept(&loaded) {
@@ -343,10 +345,21 @@ impl CheckpointStore {
         })
     }
 
+    /// Ids of the checkpoint files present, oldest first (nothing verified).
+    pub fn ids(&self) -> Result<Vec<u64>, StoreError> {
+        self.scan()
+    }
+
+    /// The state sections of checkpoint `id` alone (its header, table of
+    /// contents and sections verified; its pages and chain not read).
+    pub fn sections_of(&self, id: u64) -> Result<BTreeMap<String, Vec<u8>>, ImageError> {
+        self.open_image(id)?.read_sections()
+    }
+
     /// The state sections of the newest restorable checkpoint.
     pub fn latest_sections(
         &self,
-    ) -> Result<(CheckpointInfo, std::collections::BTreeMap<String, Vec<u8>>), RestoreError> {
+    ) -> Result<(CheckpointInfo, BTreeMap<String, Vec<u8>>), RestoreError> {
         self.load_latest().map(|l| (l.info, l.sections))
     }
 

@@ -97,6 +97,8 @@ fn help_lists_the_commands() {
             "checkpoints",
             "checkpoint",
             "fsck",
+            "send",
+            "journal",
             "new",
             "build",
             "componentize",
@@ -116,7 +118,16 @@ fn help_lists_the_commands() {
             "command without a summary: {line:?}"
         );
     }
-    for command in ["spawn", "run", "ps", "checkpoints", "checkpoint", "fsck"] {
+    for command in [
+        "spawn",
+        "run",
+        "ps",
+        "checkpoints",
+        "checkpoint",
+        "fsck",
+        "send",
+        "journal",
+    ] {
         let help = stdout(ok(&run(&[command, "--help"])));
         assert!(help.contains("--data"), "{command} --help:\n{help}");
     }

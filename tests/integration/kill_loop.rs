@@ -1,4 +1,6 @@
-//! The kill loop: `counter` survives `kill -9` at random instants.
+//! The kill loop: `counter` survives `kill -9` at random instants, and
+//! with the journal nothing it printed is lost or printed twice (but an
+//! effect in flight at the instant of the kill).
 //!
 //! Each run's stdout and stderr go to one file through one open file
 //! description, so guest output (flushed after every call) and the host's
@@ -45,7 +47,8 @@ pub fn kills() -> usize {
 /// Runs the only process of `data` (one printing `count=<n>` lines, n from
 /// 1, one per event) and kills the host with SIGKILL at random instants,
 /// [`kills`] times, checking after every run that it restored the newest
-/// committed checkpoint and continued exactly after the count stored in it.
+/// committed checkpoint and, replaying its journal, continued right after
+/// the last count printed before the kill.
 /// `check` sees every run's whole log too.
 pub fn kill_cycles(data: &std::path::Path, check: &dyn Fn(&str)) {
     let kills = kills();
@@ -57,6 +60,7 @@ pub fn kill_cycles(data: &std::path::Path, check: &dyn Fn(&str)) {
     let mut highest_printed = 0u64;
     let mut restarts_that_progressed = 0;
     let mut killed_mid_write = 0;
+    let mut repeats = 0;
     for i in 0..kills {
         let log_path = data.join(format!("run-{i}.log"));
         let mut child = start_logged_run(data, "15ms", &log_path);
@@ -95,16 +99,23 @@ pub fn kill_cycles(data: &std::path::Path, check: &dyn Fn(&str)) {
             "run {i} restored checkpoint {} although {newest_committed} was committed",
             run.restored_from
         );
-        // And it continues exactly after the count stored in that checkpoint.
-        if let (Some(&stored), Some(&first)) =
-            (count_at.get(&run.restored_from), run.counts.first())
-        {
-            assert_eq!(
-                first,
-                stored + 1,
-                "run {i} restored checkpoint {} holding count {stored}",
-                run.restored_from
+        // The journal replays past the checkpoint: the run continues right
+        // after the last count printed before the kill. The one repeat
+        // allowed is an effect in flight at the kill (printed, its
+        // `released` entry not yet written): it is printed again
+        // (at-least-once for the console, see DESIGN.md), and only at the
+        // start of the next run.
+        if let Some(&first) = run.counts.first() {
+            assert!(
+                first <= highest_printed + 1,
+                "run {i} starts at {first}, but {highest_printed} was the last count printed: output was lost"
             );
+            let repeated = highest_printed + 1 - first;
+            assert!(
+                repeated <= 64,
+                "run {i} repeats {repeated} counts: more than the effects in flight at a kill"
+            );
+            repeats += repeated;
         }
         // Counts within a run are consecutive.
         for w in run.counts.windows(2) {
@@ -144,6 +155,7 @@ pub fn kill_cycles(data: &std::path::Path, check: &dyn Fn(&str)) {
         killed_mid_write >= kills / 6,
         "only {killed_mid_write} kills landed while a checkpoint was being written"
     );
+    eprintln!("{kills} kills, {repeats} counts printed again (in flight at a kill)");
     // The image is readable and consistent after all of it.
     ok(&run(&["fsck", "--data", s(data)]));
     // A graceful run then continues from where the last one was killed.

@@ -15,6 +15,7 @@ mod image_fuzz;
 mod incremental;
 mod instrument_fuzz;
 mod interop;
+mod journal;
 mod kill_loop;
 mod lazy_restore;
 mod newcomer;

@@ -221,11 +221,13 @@ fn phantom_program_survives_kill_9() {
         let Some(&first) = printed.first() else {
             continue;
         };
+        // The checkpoint plus the journal's tail: on from the last count
+        // printed (an effect in flight at the kill may repeat, see
+        // kill_loop.rs), never back before the checkpoint.
         if let Some(&stored) = count_at.get(&from) {
-            assert_eq!(
-                first,
-                stored + 1,
-                "run {i}: the Phantom thread resumed at {first} from checkpoint {from}"
+            assert!(
+                first > stored && first + 64 > last_seen,
+                "run {i}: the Phantom thread resumed at {first} from checkpoint {from} (stored {stored}, last printed {last_seen})"
             );
         }
         assert!(

@@ -7,7 +7,7 @@
 //!   export_process!(YourType)        defines the `init`/`handle` exports
 //!        │
 //!        ▼
-//!   bindings (wit-bindgen)           phantom:os@0.1.0, world persistent-process
+//!   bindings (wit-bindgen)           phantom:os@0.1.0, world messaging-process
 //!        ▲
 //!        │
 //!   console / clocks / timers /      thin wrappers over the imports;
@@ -42,6 +42,7 @@
 pub mod args;
 pub mod clocks;
 pub mod console;
+pub mod messages;
 pub mod process;
 pub mod timers;
 
@@ -50,13 +51,14 @@ pub mod timers;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "phantom:os/persistent-process",
+        world: "phantom:os/messaging-process",
         pub_export_macro: true,
         export_macro_name: "export_persistent_process",
         default_bindings_module: "::phantom_sdk::bindings",
     });
 }
 
+pub use bindings::phantom::os::messages::{Message, SendError};
 pub use bindings::phantom::os::timers::{TimerError, TimerId};
 pub use bindings::{Event, File, Status};
 
@@ -86,6 +88,12 @@ pub trait Process: Sized + 'static {
 
     /// Console input has ended.
     fn on_console_closed(&mut self) {}
+
+    /// A message arrived from another process ([`messages::send`]) or from
+    /// outside (`phantom send`). Each arrives exactly once.
+    fn on_message(&mut self, message: Message) {
+        let _ = message;
+    }
 
     /// The previous call reported [`Status::Busy`]: do the next slice of
     /// work.
@@ -125,6 +133,10 @@ macro_rules! export_process {
                 fn handle(event: $crate::Event) -> $crate::Status {
                     $crate::__private::handle::<$ty>(&STATE, event)
                 }
+
+                fn handle_message(message: $crate::Message) -> $crate::Status {
+                    $crate::__private::handle_message::<$ty>(&STATE, message)
+                }
             }
 
             $crate::bindings::export_persistent_process!(PhantomExports);
@@ -156,7 +168,7 @@ macro_rules! println {
 /// What [`export_process!`] expands to calls; not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    use super::{Event, File, Process, Status};
+    use super::{Event, File, Message, Process, Status};
     use std::cell::RefCell;
     use std::thread::LocalKey;
 
@@ -191,6 +203,14 @@ pub mod __private {
                 Event::ConsoleClosed => process.on_console_closed(),
                 Event::Resume => process.on_resume(),
             }
+            process.status()
+        })
+    }
+
+    pub fn handle_message<P: Process>(state: &'static StateCell<P>, message: Message) -> Status {
+        state.with_borrow_mut(|slot| {
+            let process = slot.as_mut().expect("message delivered before init");
+            process.on_message(message);
             process.status()
         })
     }

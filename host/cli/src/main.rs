@@ -45,8 +45,12 @@ enum Command {
     Checkpoints(cmd::checkpoints::CheckpointsArgs),
     /// Ask the host running a data directory to checkpoint every process now.
     Checkpoint(cmd::checkpoint::CheckpointArgs),
-    /// Verify every checkpoint file of every process (or of one).
+    /// Verify every checkpoint file and journal of every process (or of one).
     Fsck(cmd::fsck::FsckArgs),
+    /// Send a message to a process; returns once it is durable.
+    Send(cmd::send::SendArgs),
+    /// List the journal entries after a process's last checkpoint.
+    Journal(cmd::journal::JournalArgs),
     /// Create a guest project (Rust or C) ready for `phantom build`.
     New(cmd::new::NewArgs),
     /// Build a guest project into a component.
@@ -79,6 +83,10 @@ pub struct EngineArgs {
     /// background) or eager (all before the first event).
     #[arg(long, default_value = "lazy", value_parser = RestoreMode::parse)]
     restore: RestoreMode,
+    /// Run without the journal: a crash then loses what happened since the
+    /// last checkpoint, and output may repeat (for measurements).
+    #[arg(long)]
+    no_journal: bool,
 }
 
 impl EngineArgs {
@@ -97,6 +105,7 @@ impl EngineArgs {
             call_timeout: self.call_timeout,
             max_memory_bytes,
             restore: self.restore,
+            journal: !self.no_journal,
         })?)
     }
 }
@@ -159,6 +168,8 @@ fn main() -> ExitCode {
         Command::Checkpoints(a) => cmd::checkpoints::run(a),
         Command::Checkpoint(a) => cmd::checkpoint::run(a),
         Command::Fsck(a) => cmd::fsck::run(a),
+        Command::Send(a) => cmd::send::run(a),
+        Command::Journal(a) => cmd::journal::run(a),
         Command::Componentize(a) => cmd::componentize::run(a),
         Command::New(a) => cmd::new::run(a),
         Command::Build(a) => cmd::build::run(a),

@@ -41,7 +41,9 @@ impl Terminal {
 
 impl OutputSink for Terminal {
     fn emit(&mut self, process: &str, output: &Output) {
-        let Output::Console(bytes) = output;
+        let Output::Console(bytes) = output else {
+            return;
+        };
         if bytes.is_empty() {
             return;
         }
@@ -72,6 +74,18 @@ impl DriveHooks for Terminal {
                 if self.verbose {
                     eprintln!(
                         "phantom: restored '{name}' from checkpoint {checkpoint} (restore #{restore_count})"
+                    );
+                }
+            }
+            Note::Replayed { name, report } => {
+                if self.verbose {
+                    eprintln!(
+                        "phantom: replayed the journal of '{name}': {} entries, {} calls, {} inputs queued again, {} effects not repeated, {} to release",
+                        report.entries,
+                        report.calls,
+                        report.admitted,
+                        report.skipped_effects,
+                        report.pending_effects
                     );
                 }
             }

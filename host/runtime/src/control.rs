@@ -10,16 +10,19 @@
 //! Requests (`op`): `checkpoint` (every process that ran since its last
 //! checkpoint, replies once the checkpoints are durable), `adopt` (`name`: a
 //! process spawned into the directory while the host runs), `status` (what
-//! the host is running). Every reply has `ok`, and `error` when it is false.
-//! The drive loop answers between guest calls, so a reply can wait up to a
-//! call's timeout.
+//! the host is running), `send` (`name`, `messages`: texts, `timeout_ms`:
+//! messages into the process's journal, replied to once they are durable).
+//! Every reply has `ok`, and `error` when it is false. The drive loop
+//! answers between guest calls (a request wakes it), so a reply can wait up
+//! to a call's timeout; a `send` reply waits on the journal itself, not on
+//! the drive loop.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,11 +30,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::datadir::{DataDir, DataLock};
+use crate::journal::Log;
 
 /// The socket's name in the data directory.
 pub const SOCKET_NAME: &str = ".control.sock";
-/// Longest request line read (requests are small).
-const MAX_REQUEST_BYTES: usize = 64 << 10;
+/// Longest request line read (a `send` batch may be large).
+const MAX_REQUEST_BYTES: usize = 64 << 20;
 /// Longest a connection waits for the drive loop's reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the server looks at its stop flag.
@@ -52,6 +56,38 @@ pub enum Request {
     },
     /// What the host is running.
     Status,
+    /// Deliver messages to process `name`, in order.
+    Send {
+        /// The process.
+        name: String,
+        /// The messages' texts.
+        messages: Vec<String>,
+        /// How long a full queue may make the request wait (default 30 s).
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+}
+
+/// A reply from the drive loop.
+pub enum Reply {
+    /// Sent as it is.
+    Now(Value),
+    /// Sent once entry `seq` of `log` is durable (the acknowledgement of
+    /// what was appended up to it).
+    WhenDurable {
+        /// The journal.
+        log: Arc<Log>,
+        /// The last entry that must be durable.
+        seq: u64,
+        /// The reply.
+        value: Value,
+    },
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        Reply::Now(v)
+    }
 }
 
 /// A request waiting for the drive loop, with where its reply goes.
@@ -59,7 +95,34 @@ pub struct PendingRequest {
     /// The request.
     pub request: Request,
     /// The reply (`{"ok": ...}`).
-    pub reply: mpsc::Sender<Value>,
+    pub reply: mpsc::Sender<Reply>,
+}
+
+/// Wakes a sleeping drive loop (a request arrived, a journal became
+/// durable, input arrived).
+#[derive(Clone, Default)]
+pub struct Waker(Arc<(Mutex<bool>, Condvar)>);
+
+impl Waker {
+    /// Wakes the loop (or makes its next wait return at once).
+    pub fn wake(&self) {
+        let (flag, cv) = &*self.0;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    /// Waits until woken or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) {
+        let (flag, cv) = &*self.0;
+        let mut woken = flag.lock().unwrap_or_else(|e| e.into_inner());
+        if !*woken {
+            woken = cv
+                .wait_timeout(woken, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *woken = false;
+    }
 }
 
 /// The server side: a thread accepting connections until dropped.
@@ -108,6 +171,7 @@ impl ControlServer {
     pub fn start(
         data: &DataDir,
         _lock: &DataLock,
+        waker: Waker,
     ) -> std::io::Result<(ControlServer, mpsc::Receiver<PendingRequest>)> {
         let dir = data.path();
         let final_path = dir.join(SOCKET_NAME);
@@ -127,7 +191,7 @@ impl ControlServer {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("phantom-control".into())
-                .spawn(move || serve(listener, tx, stop))?
+                .spawn(move || serve(listener, tx, stop, waker))?
         };
         Ok((
             ControlServer {
@@ -150,14 +214,20 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve(listener: UnixListener, requests: mpsc::Sender<PendingRequest>, stop: Arc<AtomicBool>) {
+fn serve(
+    listener: UnixListener,
+    requests: mpsc::Sender<PendingRequest>,
+    stop: Arc<AtomicBool>,
+    waker: Waker,
+) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let requests = requests.clone();
+                let waker = waker.clone();
                 let _ = std::thread::Builder::new()
                     .name("phantom-control-conn".into())
-                    .spawn(move || connection(stream, requests));
+                    .spawn(move || connection(stream, requests, waker));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(ACCEPT_POLL);
@@ -167,18 +237,23 @@ fn serve(listener: UnixListener, requests: mpsc::Sender<PendingRequest>, stop: A
     }
 }
 
-fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>) {
+fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>, waker: Waker) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(stream).take(MAX_REQUEST_BYTES as u64);
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     loop {
         line.clear();
-        match reader.read_line(&mut line) {
+        match (&mut reader)
+            .take(MAX_REQUEST_BYTES as u64)
+            .read_line(&mut line)
+        {
             Ok(0) | Err(_) => return,
+            // A request longer than the limit: the connection ends.
+            Ok(_) if !line.ends_with('\n') && line.len() >= MAX_REQUEST_BYTES => return,
             Ok(_) => {}
         }
         let reply = match parse_request(line.trim()) {
@@ -192,8 +267,20 @@ fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>) {
                 {
                     stopping
                 } else {
+                    waker.wake();
                     match rx.recv_timeout(REPLY_TIMEOUT) {
-                        Ok(reply) => reply,
+                        Ok(Reply::Now(reply)) => reply,
+                        Ok(Reply::WhenDurable { log, seq, value }) => {
+                            match log.wait_durable(seq, REPLY_TIMEOUT) {
+                                Ok(true) => value,
+                                Ok(false) => json!({"ok": false, "error": format!(
+                                    "the journal did not become durable in time (entry {seq}): the messages may or may not have been delivered"
+                                )}),
+                                Err(e) => json!({"ok": false, "error": format!(
+                                    "the journal failed before the messages were durable (they may be lost): {e}"
+                                )}),
+                            }
+                        }
                         // The drive loop ended with the request unanswered.
                         Err(mpsc::RecvTimeoutError::Disconnected) => stopping,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -223,6 +310,61 @@ fn parse_request(line: &str) -> Result<Request, serde_json::Error> {
         map.insert("op".into(), op);
     }
     serde_json::from_value(value)
+}
+
+/// A connection to the host running a data directory, for many requests
+/// one after the other (the benchmarks' clients).
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    data: PathBuf,
+}
+
+impl Client {
+    /// Connects to the host running `data`.
+    pub fn connect(data: &Path) -> Result<Client, ControlError> {
+        let (addr, _handle) = socket_address(data, SOCKET_NAME)
+            .map_err(|_| ControlError::NoHost(data.to_path_buf()))?;
+        let stream =
+            UnixStream::connect(&addr).map_err(|_| ControlError::NoHost(data.to_path_buf()))?;
+        let writer = stream.try_clone().map_err(|e| ControlError::Broken {
+            data: data.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        Ok(Client {
+            reader: BufReader::new(stream),
+            writer,
+            data: data.to_path_buf(),
+        })
+    }
+
+    /// Sends one request and reads its reply (whose `ok` was true).
+    pub fn request(&mut self, request: &Request) -> Result<Value, ControlError> {
+        let broken = |why: String| ControlError::Broken {
+            data: self.data.clone(),
+            why,
+        };
+        let mut line = serde_json::to_string(request).map_err(|e| broken(e.to_string()))?;
+        line.push('\n');
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(|e| broken(e.to_string()))?;
+        let mut reply = String::new();
+        self.reader
+            .read_line(&mut reply)
+            .map_err(|e| broken(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(reply.trim()).map_err(|e| broken(format!("bad reply: {e}")))?;
+        if value["ok"] != json!(true) {
+            return Err(ControlError::Refused(
+                value["error"]
+                    .as_str()
+                    .unwrap_or("unknown error")
+                    .to_string(),
+            ));
+        }
+        Ok(value)
+    }
 }
 
 /// Sends `request` to the host running `data` and returns its reply (whose

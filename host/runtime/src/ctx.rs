@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::exit::Outbox;
 use crate::iface::wasi::WasiState;
+use crate::journal::JournalCtx;
 use crate::persist::{HostState, TimerTable};
 
 /// A process's clock: the time it has been running, across restores.
@@ -23,6 +24,12 @@ impl ProcessClock {
             base_ns,
             started: Instant::now(),
         }
+    }
+
+    /// Restarts the clock at `base_ns` (a replay sets it to each recorded
+    /// call's time).
+    pub fn reset_to(&mut self, base_ns: u64) {
+        *self = Self::starting_at(base_ns);
     }
 
     /// Nanoseconds of process time.
@@ -88,6 +95,13 @@ pub struct ProcessCtx {
     pub(crate) call_deadline: Option<Instant>,
     /// The runtime's call timeout, for messages.
     pub(crate) call_timeout: Duration,
+    /// Process time at which the current call began (timers set in it
+    /// count from here, live and in a replay alike).
+    pub(crate) call_time_ns: u64,
+    /// The journal, and the replay when one runs.
+    pub journal: JournalCtx,
+    /// The component exports `handle-message`.
+    pub(crate) takes_messages: bool,
 }
 
 impl ProcessCtx {
@@ -116,6 +130,9 @@ impl ProcessCtx {
             wasi,
             call_deadline: None,
             call_timeout: Duration::ZERO,
+            call_time_ns: 0,
+            journal: JournalCtx::default(),
+            takes_messages: false,
         }
     }
 }

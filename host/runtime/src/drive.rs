@@ -2,15 +2,21 @@
 //! `phantom pvm run` and the benchmarks.
 //!
 //! ```text
-//!   loop ─┬─ control requests (checkpoint, adopt, status) ─► replies
+//!   loop ─┬─ control requests (checkpoint, adopt, status, send) ─► replies
+//!         ├─ sends waiting for room ─► the target's gate (journaled; the
+//!         │                reply leaves once the journal is durable)
 //!         ├─ input feed ─► the target's gate, while it has room (backpressure:
 //!         │                a line that does not fit waits; none is dropped)
 //!         ├─ each process: due timers ─► gate; up to 64 inputs or 20 ms of
-//!         │                calls; outputs ─► the sink; failure ─► failed.json
+//!         │                calls; failure ─► failed.json
+//!         ├─ effects whose causes are durable ─► the sink (console) or the
+//!         │                receiver's gate (messages) ─► journal: released
 //!         ├─ stop? (signal, --for, idle, nothing left)
 //!         ├─ checkpoints: every `checkpoint_every`, when asked
-//!         └─ sleep until the next timer, checkpoint, input or 50 ms
-//!   end ─► final checkpoint of every process, writes waited for
+//!         └─ sleep until woken (request, input, journal durable), the next
+//!            timer or checkpoint, or 50 ms
+//!   end ─► journals synced, effects released, final checkpoint of every
+//!          process, writes waited for
 //! ```
 //! One thread runs every guest in turn, so a process's calls never overlap
 //! and a checkpoint is always taken between calls.
@@ -23,12 +29,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::control::{PendingRequest, Request};
+use crate::control::{PendingRequest, Reply, Request, Waker};
 use crate::datadir::{clear_failure, mark_failed, process_name, read_failure};
 use crate::error::{CheckpointError, Failure, RestoreError};
 use crate::exit::{Output, OutputSink};
 use crate::gate::{Input, InputRefused};
-use crate::process::{CaptureReport, Process};
+use crate::journal::Held;
+use crate::process::{CaptureReport, Process, ReplayReport};
 use crate::runtime::Runtime;
 
 /// Inputs one process may handle per round before the others get a turn.
@@ -38,6 +45,11 @@ const STEPS_PER_ROUND: usize = 64;
 const ROUND_TIME: Duration = Duration::from_millis(20);
 /// Longest the loop sleeps without looking at signals and requests.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// How long a `send` waits for room in a full queue unless it says.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the drive loop waits for a receiver's journal before it records
+/// a message as released.
+const RECEIVER_SYNC: Duration = Duration::from_secs(30);
 /// At the end, input still arriving is counted as not delivered for at most
 /// this long, and until it pauses for `DRAIN_GAP`.
 const DRAIN_TIME: Duration = Duration::from_secs(1);
@@ -88,6 +100,13 @@ pub enum Note<'a> {
         checkpoint: u64,
         /// Its restore count.
         restore_count: u64,
+    },
+    /// A process's journal was replayed after its restore.
+    Replayed {
+        /// The process.
+        name: &'a str,
+        /// What the replay did.
+        report: &'a ReplayReport,
     },
     /// A checkpoint was captured (the pause is over; the write goes on).
     Captured {
@@ -219,6 +238,17 @@ impl RunSummary {
     }
 }
 
+/// A `send` request still delivering (its target's queue was full).
+struct PendingSend {
+    name: String,
+    messages: std::collections::VecDeque<String>,
+    total: usize,
+    first: Option<u64>,
+    last: Option<u64>,
+    deadline: Instant,
+    reply: mpsc::Sender<Reply>,
+}
+
 struct Driven {
     process: Process,
     /// Ran anything since the last checkpoint.
@@ -234,6 +264,8 @@ pub struct Drive<'rt> {
     data: Option<PathBuf>,
     procs: Vec<Driven>,
     summary: RunSummary,
+    waker: Waker,
+    sends: Vec<PendingSend>,
 }
 
 impl<'rt> Drive<'rt> {
@@ -244,11 +276,24 @@ impl<'rt> Drive<'rt> {
             data,
             procs: Vec::new(),
             summary: RunSummary::default(),
+            waker: Waker::default(),
+            sends: Vec::new(),
         }
+    }
+
+    /// What wakes the loop from its sleep: give it to the control server
+    /// and to whatever fills the input feed.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
     }
 
     /// Adds a process.
     pub fn add(&mut self, process: Process) {
+        if let Some(log) = process.journal_log() {
+            // Effects wait for durability: wake the loop to release them.
+            let waker = self.waker.clone();
+            log.on_durable(Box::new(move |_| waker.wake()));
+        }
         let anchor = (Instant::now(), process.now_ns());
         self.procs.push(Driven {
             process,
@@ -284,6 +329,12 @@ impl<'rt> Drive<'rt> {
             checkpoint: process.state().checkpoint_id,
             restore_count: process.state().restore_count,
         });
+        if let Some(report) = process.last_replay() {
+            hooks.note(Note::Replayed {
+                name: process.name(),
+                report,
+            });
+        }
         self.add(process);
         Ok(true)
     }
@@ -305,14 +356,15 @@ impl<'rt> Drive<'rt> {
         loop {
             if let Some(control) = control {
                 while let Ok(pending) = control.try_recv() {
-                    let reply = self.answer(pending.request, hooks);
-                    let _ = pending.reply.send(reply);
+                    self.answer(pending, hooks);
                 }
             }
+            self.push_sends();
             if let Some(console) = console.as_mut() {
                 self.feed(console, &mut held, &mut input_open, hooks);
             }
             self.run_round(opts, hooks);
+            self.release_all(hooks);
             let now = Instant::now();
             if opts.stop.load(Ordering::Relaxed) {
                 break;
@@ -329,6 +381,7 @@ impl<'rt> Drive<'rt> {
             if self.procs.iter().any(|p| p.process.runnable()) {
                 continue;
             }
+            let sends_waiting = !self.sends.is_empty();
             let next_timer = self
                 .procs
                 .iter()
@@ -338,12 +391,13 @@ impl<'rt> Drive<'rt> {
                     Some(at + Duration::from_nanos(due.saturating_sub(ns)))
                 })
                 .min();
-            let input_waiting = input_open || held.is_some();
+            let input_waiting = input_open || held.is_some() || sends_waiting;
             if self.procs.is_empty() && (opts.stop_when_empty || !input_waiting && opts.until_idle)
             {
                 break;
             }
-            if opts.until_idle && next_timer.is_none() && !input_waiting {
+            let effects_waiting = self.procs.iter().any(|p| p.process.held_effects() > 0);
+            if opts.until_idle && next_timer.is_none() && !input_waiting && !effects_waiting {
                 break;
             }
             let mut wake = now + MAX_SLEEP;
@@ -353,13 +407,31 @@ impl<'rt> Drive<'rt> {
             {
                 wake = wake.min(t);
             }
+            if sends_waiting {
+                // A full queue drains as the guests run: look again soon.
+                wake = wake.min(now + Duration::from_millis(1));
+            }
             let timeout = wake.saturating_duration_since(Instant::now());
             match console.as_mut() {
                 Some(c) if input_open && held.is_none() => {
-                    held = c.feed.wait_next(timeout);
+                    held = c.feed.try_next();
+                    if held.is_none() {
+                        self.waker.wait(timeout.min(Duration::from_millis(5)));
+                    }
                 }
-                _ => std::thread::sleep(timeout),
+                _ => self.waker.wait(timeout),
             }
+        }
+        // What is durable leaves before the end; sends still waiting are
+        // answered with what was delivered.
+        for p in &self.procs {
+            if let Some(log) = p.process.journal_log() {
+                let _ = log.sync();
+            }
+        }
+        self.release_all(hooks);
+        for send in std::mem::take(&mut self.sends) {
+            self.finish_send(send, Some("the host stopped before they were delivered"));
         }
         // Input read but never delivered is reported, never silently lost.
         if let Some(console) = console.as_mut() {
@@ -493,12 +565,9 @@ impl<'rt> Drive<'rt> {
             let mut failed = None;
             let round = Instant::now();
             for _ in 0..STEPS_PER_ROUND {
-                match p.process.step(rt) {
-                    Ok(Some(outputs)) => {
+                match p.process.step_held(rt) {
+                    Ok(Some(())) => {
                         p.touched = true;
-                        for o in &outputs {
-                            hooks.emit(p.process.name(), o);
-                        }
                     }
                     Ok(None) => break,
                     Err(f) => {
@@ -527,8 +596,11 @@ impl<'rt> Drive<'rt> {
                         .undelivered_reason
                         .get_or_insert_with(|| format!("'{name}' failed before handling them"));
                 }
-                // Its last checkpoint stays what it was; a write in flight
-                // finishes (it holds state from before the failure).
+                // What its earlier calls sent out leaves (their entries are
+                // in the journal); its last checkpoint stays what it was; a
+                // write in flight finishes (it holds state from before the
+                // failure).
+                self.sync_and_release(i, hooks);
                 let mut gone = self.procs.remove(i);
                 settle(&mut gone.process, &name, &mut self.summary, hooks, true);
                 self.summary.failed.push((name, failure));
@@ -543,6 +615,7 @@ impl<'rt> Drive<'rt> {
                         .undelivered_reason
                         .get_or_insert_with(|| format!("'{name}' exited before handling them"));
                 }
+                self.sync_and_release(i, hooks);
                 if opts.final_checkpoint {
                     self.checkpoint_one(i, hooks);
                 }
@@ -594,9 +667,247 @@ impl<'rt> Drive<'rt> {
         }
     }
 
-    /// Answers a control request.
-    fn answer(&mut self, request: Request, hooks: &mut dyn DriveHooks) -> Value {
+    /// Answers a control request (a `send` may answer later).
+    fn answer(&mut self, pending: PendingRequest, hooks: &mut dyn DriveHooks) {
+        let PendingRequest { request, reply } = pending;
+        if let Request::Send {
+            name,
+            messages,
+            timeout_ms,
+        } = request
+        {
+            let timeout = timeout_ms.map_or(SEND_TIMEOUT, Duration::from_millis);
+            self.start_send(name, messages, timeout, reply);
+            return;
+        }
+        let value = self.answer_now(request, hooks);
+        let _ = reply.send(Reply::Now(value));
+    }
+
+    /// Starts delivering a `send` request's messages.
+    fn start_send(
+        &mut self,
+        name: String,
+        messages: Vec<String>,
+        timeout: Duration,
+        reply: mpsc::Sender<Reply>,
+    ) {
+        let refuse = |why: String| {
+            let _ = reply.send(Reply::Now(json!({"ok": false, "error": why})));
+        };
+        if !self.procs.iter().any(|p| p.process.name() == name) {
+            let why = if self.summary.exited.iter().any(|(n, _)| *n == name) {
+                format!("process '{name}' has exited: it takes no more messages")
+            } else if self.summary.failed.iter().any(|(n, _)| *n == name) {
+                format!(
+                    "process '{name}' has failed (see `phantom ps`): the messages were not delivered"
+                )
+            } else if self
+                .data
+                .as_ref()
+                .is_some_and(|d| d.join(&name).join("process.json").exists())
+            {
+                format!(
+                    "process '{name}' is not running on this host: the messages were not delivered"
+                )
+            } else {
+                format!("no process named '{name}' runs here")
+            };
+            return refuse(why);
+        }
+        if messages.is_empty() {
+            return refuse("no messages to send".into());
+        }
+        self.sends.push(PendingSend {
+            name,
+            total: messages.len(),
+            messages: messages.into(),
+            first: None,
+            last: None,
+            deadline: Instant::now() + timeout,
+            reply,
+        });
+        self.push_sends();
+    }
+
+    /// Delivers what the waiting sends can deliver now; answers those done
+    /// (once their journal is durable) or out of time.
+    fn push_sends(&mut self) {
+        if self.sends.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.sends.len() {
+            let send = &mut self.sends[i];
+            let Some(p) = self
+                .procs
+                .iter_mut()
+                .find(|p| p.process.name() == send.name)
+            else {
+                let send = self.sends.remove(i);
+                self.finish_send(send, Some("the process stopped running"));
+                continue;
+            };
+            let mut error = None;
+            while let Some(text) = send.messages.front() {
+                let id = p.process.journal_log().map_or(0, |l| l.next_seq());
+                let input = Input::Message {
+                    from: String::new(),
+                    id,
+                    data: text.as_bytes().to_vec(),
+                };
+                match p.process.offer(input) {
+                    Ok(()) => {
+                        send.messages.pop_front();
+                        send.first.get_or_insert(id);
+                        send.last = Some(id);
+                    }
+                    Err(InputRefused::QueueFull) => break,
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            let done = send.messages.is_empty();
+            let late = !done && Instant::now() >= send.deadline;
+            if done || late || error.is_some() {
+                let send = self.sends.remove(i);
+                let why = match (error, late) {
+                    (Some(e), _) => Some(e),
+                    (None, true) => Some("its queue stayed full (backpressure)".to_string()),
+                    _ => None,
+                };
+                self.finish_send(send, why.as_deref());
+                continue;
+            }
+            i += 1;
+        }
+    }
+
+    /// Answers a send: once what it delivered is durable.
+    fn finish_send(&self, send: PendingSend, error: Option<&str>) {
+        let delivered = send.total - send.messages.len();
+        let mut value = json!({
+            "ok": error.is_none(),
+            "process": send.name,
+            "messages": delivered,
+            "first_position": send.first,
+            "position": send.last,
+        });
+        if let Some(why) = error {
+            value["error"] = json!(format!(
+                "'{}': {why}; {delivered} of {} messages were delivered{}",
+                send.name,
+                send.total,
+                match (send.first, send.last) {
+                    (Some(f), Some(l)) => format!(" (journal entries {f} to {l})"),
+                    _ => String::new(),
+                }
+            ));
+        }
+        let log = self
+            .procs
+            .iter()
+            .find(|p| p.process.name() == send.name)
+            .and_then(|p| p.process.journal_log().cloned());
+        let reply = match (log, send.last) {
+            (Some(log), Some(seq)) => Reply::WhenDurable { log, seq, value },
+            _ => Reply::Now(value),
+        };
+        let _ = send.reply.send(reply);
+    }
+
+    /// Makes process `i`'s journal durable and releases its effects.
+    fn sync_and_release(&mut self, i: usize, hooks: &mut dyn DriveHooks) {
+        if let Some(log) = self.procs[i].process.journal_log() {
+            let _ = log.sync();
+        }
+        self.release(i, hooks);
+    }
+
+    /// Releases every process's effects whose causes are durable.
+    fn release_all(&mut self, hooks: &mut dyn DriveHooks) {
+        for i in 0..self.procs.len() {
+            self.release(i, hooks);
+        }
+    }
+
+    /// Releases process `i`'s ready effects in order: console output to the
+    /// sink, messages into their receivers' journals (durable before the
+    /// sender records them released, so a crash in between resends them and
+    /// the receiver drops the duplicate).
+    fn release(&mut self, i: usize, hooks: &mut dyn DriveHooks) {
+        let ready = self.procs[i].process.take_ready();
+        if ready.is_empty() {
+            return;
+        }
+        let sender = self.procs[i].process.name().to_string();
+        let mut receivers: Vec<(Arc<crate::journal::Log>, u64)> = Vec::new();
+        let mut stopped_at = None;
+        for (k, held) in ready.iter().enumerate() {
+            match &held.output {
+                out @ Output::Console(_) => hooks.emit(&sender, out),
+                Output::Message { to, id, data } => {
+                    let Some(j) = self.procs.iter().position(|p| p.process.name() == to) else {
+                        hooks.note(Note::Warning(&format!(
+                            "message {id} from '{sender}' to '{to}' was not delivered: no process '{to}' runs here"
+                        )));
+                        continue;
+                    };
+                    let input = Input::Message {
+                        from: sender.clone(),
+                        id: *id,
+                        data: data.clone(),
+                    };
+                    let receiver = &mut self.procs[j].process;
+                    match receiver.offer(input) {
+                        Ok(()) => {
+                            if let Some(log) = receiver.journal_log()
+                                && j != i
+                            {
+                                receivers.push((log.clone(), log.next_seq()));
+                            }
+                        }
+                        Err(InputRefused::QueueFull) => {
+                            stopped_at = Some(k);
+                            break;
+                        }
+                        Err(e) => hooks.note(Note::Warning(&format!(
+                            "message {id} from '{sender}' to '{to}' was not delivered: {e}"
+                        ))),
+                    }
+                }
+            }
+        }
+        // Everything up to the last call whose effects all left.
+        let (done, rest): (&[Held], Vec<Held>) = match stopped_at {
+            Some(k) => (&ready[..k], ready[k..].to_vec()),
+            None => (&ready[..], Vec::new()),
+        };
+        let upto = match rest.first() {
+            Some(next) => done.iter().rev().map(|h| h.call).find(|&c| c < next.call),
+            None => done.last().map(|h| h.call),
+        };
+        for (log, next) in receivers {
+            if next > 0 {
+                let _ = log.wait_durable(next - 1, RECEIVER_SYNC);
+            }
+        }
+        let p = &mut self.procs[i].process;
+        if !rest.is_empty() {
+            p.put_back(rest);
+        }
+        if let Some(call) = upto {
+            p.mark_released(call);
+        }
+        self.procs[i].touched = true;
+    }
+
+    /// Answers a control request now.
+    fn answer_now(&mut self, request: Request, hooks: &mut dyn DriveHooks) -> Value {
         match request {
+            Request::Send { .. } => json!({"ok": false, "error": "not here"}),
             Request::Checkpoint => {
                 self.checkpoint_touched(hooks);
                 let mut done = Vec::new();
@@ -638,12 +949,18 @@ impl<'rt> Drive<'rt> {
                     .iter()
                     .map(|p| {
                         let s = p.process.state();
+                        let journal = p
+                            .process
+                            .journal_log()
+                            .map(|l| json!({"next": l.next_seq(), "durable": l.durable()}));
                         json!({
                             "name": p.process.name(),
                             "state": "running",
                             "checkpoint": p.process.last_committed().map(|c| c.id),
                             "restores": s.restore_count,
                             "queued_inputs": s.pending.len(),
+                            "held_effects": p.process.held_effects(),
+                            "journal": journal,
                             "busy": s.busy,
                         })
                     })

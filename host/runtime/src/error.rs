@@ -20,8 +20,10 @@ pub enum FailureKind {
     OutOfMemory,
     /// Its image cannot be restored.
     BadImage,
-    /// The host failed around it (I/O, the image store).
+    /// The host failed around it (I/O, the image store, the journal).
     HostIo,
+    /// Replaying its journal did not reproduce what was recorded.
+    Divergence,
 }
 
 impl FailureKind {
@@ -33,6 +35,7 @@ impl FailureKind {
             FailureKind::OutOfMemory => "out-of-memory",
             FailureKind::BadImage => "bad-image",
             FailureKind::HostIo => "host-io",
+            FailureKind::Divergence => "divergence",
         }
     }
 }
@@ -173,6 +176,15 @@ pub enum RestoreError {
         /// Why.
         message: String,
     },
+    /// Its journal cannot be opened, or replaying it failed (a divergence,
+    /// an entry that is not valid): the process must not go on.
+    #[error("{}: {failure}", dir.display())]
+    Journal {
+        /// The process directory.
+        dir: PathBuf,
+        /// What happened.
+        failure: Failure,
+    },
 }
 
 impl RestoreError {
@@ -183,6 +195,7 @@ impl RestoreError {
                 FailureKind::BadImage
             }
             RestoreError::Io { .. } | RestoreError::Host { .. } => FailureKind::HostIo,
+            RestoreError::Journal { failure, .. } => failure.kind,
         }
     }
 }
@@ -201,6 +214,9 @@ pub enum CheckpointError {
     /// The image store refused or failed the write.
     #[error(transparent)]
     Write(#[from] phantom_snapshots::CheckpointWriteError),
+    /// The journal the checkpoint covers could not be made durable.
+    #[error("the journal failed: {0}")]
+    Journal(String),
     /// The writer thread is gone.
     #[error("the checkpoint writer has stopped")]
     WriterStopped,

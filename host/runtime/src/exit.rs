@@ -4,9 +4,9 @@
 //!   console.write ─► ProcessCtx::exit(Output::Console) ─► Outbox (this call)
 //!        step returns the call's outputs ─► the drive loop ─► OutputSink (stdout, a test, ...)
 //! ```
-//! A call's outputs are released only after it returns. The journal of a
-//! later issue holds them here until their causes are durable, and skips
-//! them on replay.
+//! A call's outputs are released only after it returns; with the journal
+//! on, the process holds them (`journal::Held`) until the call's entries
+//! are durable, and a replay skips those already released.
 
 use crate::ctx::ProcessCtx;
 
@@ -14,11 +14,24 @@ use crate::ctx::ProcessCtx;
 /// so a runaway guest cannot make the host buffer without bound.
 pub const MAX_OUTPUT_PER_CALL: usize = 1 << 20;
 
+/// Messages one call may send.
+pub const MAX_MESSAGES_PER_CALL: usize = 1024;
+
 /// Something a guest sent out.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Output {
     /// Bytes written to the console.
     Console(Vec<u8>),
+    /// A message to another process of the data directory.
+    Message {
+        /// The receiving process.
+        to: String,
+        /// The sender's id for it (increasing).
+        id: u64,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
 }
 
 /// What the guest sent out during one call.
@@ -26,12 +39,14 @@ pub enum Output {
 pub struct Outbox {
     outputs: Vec<Output>,
     console_bytes: usize,
+    messages: usize,
 }
 
 impl Outbox {
     /// Takes the outputs of the call that just returned.
     pub fn take(&mut self) -> Vec<Output> {
         self.console_bytes = 0;
+        self.messages = 0;
         std::mem::take(&mut self.outputs)
     }
 }
@@ -46,8 +61,9 @@ pub trait OutputSink {
 pub fn console_text(outputs: &[Output]) -> Vec<u8> {
     let mut out = Vec::new();
     for o in outputs {
-        let Output::Console(b) = o;
-        out.extend_from_slice(b);
+        if let Output::Console(b) = o {
+            out.extend_from_slice(b);
+        }
     }
     out
 }
@@ -57,7 +73,16 @@ impl ProcessCtx {
     pub fn exit(&mut self, output: Output) {
         match output {
             Output::Console(bytes) => self.exit_console(&bytes),
+            message @ Output::Message { .. } => {
+                self.outbox.messages += 1;
+                self.outbox.outputs.push(message);
+            }
         }
+    }
+
+    /// Messages the current call may still send.
+    pub(crate) fn messages_left(&self) -> usize {
+        MAX_MESSAGES_PER_CALL.saturating_sub(self.outbox.messages)
     }
 
     /// `exit(Output::Console(bytes))` for bytes the caller only borrows.
@@ -68,7 +93,7 @@ impl ProcessCtx {
             outbox.console_bytes += b.len();
             match outbox.outputs.last_mut() {
                 Some(Output::Console(last)) => last.extend_from_slice(b),
-                None => outbox.outputs.push(Output::Console(b.to_vec())),
+                _ => outbox.outputs.push(Output::Console(b.to_vec())),
             }
         };
         if bytes.len() <= room {

@@ -32,6 +32,7 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "phantom:os/clocks",
     "phantom:os/timers",
     "phantom:os/process",
+    "phantom:os/messages",
     "phantom:os/types",
 ];
 
@@ -143,6 +144,9 @@ pub struct ComponentFacts {
     /// order; None when the component's structure hides the order (nested
     /// components, imported or aliased core modules).
     pub memories: Option<Vec<MemoryLimits>>,
+    /// Names the component exports at its top level (`handle-message`
+    /// says it takes messages).
+    pub exports: Vec<String>,
 }
 
 /// Whether `name` is an import a persistent process may have.
@@ -179,6 +183,7 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
     let mut instantiated: Vec<u32> = Vec::new();
     let mut order_known = true;
     let mut plan = Vec::new();
+    let mut top_exports = Vec::new();
     // The components being read: the top level first, then each nested one
     // while its payloads are read (None: a core module's payloads).
     let mut frames: Vec<Option<Frame>> = Vec::new();
@@ -311,7 +316,11 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
             Payload::ComponentExportSection(reader) => {
                 // An export takes an index of its kind too.
                 for export in reader {
-                    match export.map_err(malformed)?.kind {
+                    let export = export.map_err(malformed)?;
+                    if top {
+                        top_exports.push(export.name.name.to_string());
+                    }
+                    match export.kind {
                         wasmparser::ComponentExternalKind::Module => frame.modules += 1,
                         wasmparser::ComponentExternalKind::Component => frame.components += 1,
                         _ => {}
@@ -343,6 +352,7 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
         globals,
         global_plan: plan,
         memories,
+        exports: top_exports,
     })
 }
 

@@ -7,7 +7,8 @@
 //!   Process (process/: spawn, restore, step, checkpoint)
 //!    ├─ Store<ProcessCtx> (ctx.rs) ── iface/* (phantom:os, one file per interface)
 //!    │     ├─ gate.rs: every input and nondeterministic read comes in here
-//!    │     └─ exit.rs: everything the guest sends out leaves here
+//!    │     │     └─ journal/: recorded before the guest sees it, replayed on restore
+//!    │     └─ exit.rs: everything the guest sends out leaves here (held until durable)
 //!    ├─ persist/: host state as image sections (host, timers, globals)
 //!    ├─ Memories (phantom-memory: memfds, dirty tracking, lazy fill; all unsafe)
 //!    └─ CheckpointStore (phantom-snapshots: image files; no wasmtime)
@@ -28,6 +29,7 @@ pub mod gate;
 mod iface;
 pub mod inspect;
 mod instrument;
+pub mod journal;
 pub mod persist;
 pub mod process;
 pub mod runtime;

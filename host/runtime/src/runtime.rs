@@ -39,6 +39,10 @@ pub struct RuntimeConfig {
     pub max_memory_bytes: usize,
     /// How a restore fills memories.
     pub restore: RestoreMode,
+    /// Keep a journal of inputs and nondeterministic reads (the default):
+    /// nothing acknowledged is lost and no effect happens twice. Off, a
+    /// crash loses what happened since the last checkpoint (benchmarks).
+    pub journal: bool,
 }
 
 /// How a restore puts the image's pages into the memories.
@@ -76,6 +80,7 @@ impl Default for RuntimeConfig {
             call_timeout: Duration::from_secs(10),
             max_memory_bytes: 2 << 30,
             restore: RestoreMode::Lazy,
+            journal: true,
         }
     }
 }
@@ -122,6 +127,7 @@ impl Runtime {
         PersistentProcess::add_to_linker::<ProcessCtx, HasSelf<ProcessCtx>>(&mut linker, |ctx| ctx)
             .map_err(err)?;
         crate::iface::wasi::add_to_linker(&mut linker).map_err(err)?;
+        crate::iface::messages::add_to_linker(&mut linker).map_err(err)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -166,5 +172,51 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A component instantiated by plain wasmtime: default engine, no memfds,
+/// no instrumentation, no gate or journal around the call (the dispatch
+/// benchmark's baseline).
+#[doc(hidden)]
+pub struct PlainInstance {
+    store: wasmtime::Store<ProcessCtx>,
+    bindings: PersistentProcess,
+}
+
+impl PlainInstance {
+    /// Instantiates `bytes` and runs its `init` with `args`.
+    pub fn new(bytes: &[u8], args: &[String]) -> Result<PlainInstance, RuntimeError> {
+        let err = |e: wasmtime::Error| RuntimeError(format!("{e:#}"));
+        let engine = Engine::default();
+        let component = wasmtime::component::Component::new(&engine, bytes).map_err(err)?;
+        let mut linker = Linker::new(&engine);
+        PersistentProcess::add_to_linker::<ProcessCtx, HasSelf<ProcessCtx>>(&mut linker, |ctx| ctx)
+            .map_err(err)?;
+        crate::iface::wasi::add_to_linker(&mut linker).map_err(err)?;
+        crate::iface::messages::add_to_linker(&mut linker).map_err(err)?;
+        let ctx = ProcessCtx::new(
+            crate::persist::HostState::default(),
+            Default::default(),
+            Default::default(),
+            usize::MAX,
+        );
+        let mut store = wasmtime::Store::new(&engine, ctx);
+        let bindings =
+            PersistentProcess::instantiate(&mut store, &component, &linker).map_err(err)?;
+        bindings
+            .call_init(&mut store, args, &[])
+            .map_err(err)?
+            .map_err(RuntimeError)?;
+        Ok(PlainInstance { store, bindings })
+    }
+
+    /// Calls `handle(event)`.
+    pub fn handle(&mut self, event: &crate::bindings::Event) -> Result<(), RuntimeError> {
+        self.bindings
+            .call_handle(&mut self.store, event)
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        self.store.data_mut().outbox.take();
+        Ok(())
     }
 }

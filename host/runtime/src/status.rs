@@ -197,6 +197,8 @@ pub struct FsckStatus {
     pub restorable_from: Option<u64>,
     /// Every problem found.
     pub problems: Vec<String>,
+    /// Journal entries a restore would replay.
+    pub journal_entries: Option<usize>,
 }
 
 /// Verifies every checkpoint file of the process in `dir`.
@@ -211,6 +213,7 @@ pub fn fsck(dir: &Path) -> FsckStatus {
                 restorable: false,
                 restorable_from: None,
                 problems: vec![e.to_string()],
+                journal_entries: None,
             };
         }
     };
@@ -234,13 +237,17 @@ pub fn fsck(dir: &Path) -> FsckStatus {
         .map_err(|e| format!("cannot read component.wasm: {e}"))
         .and_then(|b| inspect_component(&b).map_err(|e| e.to_string()));
     let mut from = None;
+    let mut position = None;
     match facts {
         Ok(facts) => {
             let mut refused = Vec::new();
             let _ = store.restore_newest(|c| {
                 match check_image_contents(&facts, u64::MAX, c) {
-                    Ok(_) => {
-                        from.get_or_insert(c.info.id);
+                    Ok(parts) => {
+                        if from.is_none() {
+                            from = Some(c.info.id);
+                            position = Some(parts.journal.position);
+                        }
                     }
                     Err(why) => refused.push((c.info.id, why)),
                 }
@@ -258,8 +265,15 @@ pub fn fsck(dir: &Path) -> FsckStatus {
         }
         Err(e) => problems.push(e),
     }
+    let mut journal_entries = None;
+    if let Some(position) = position {
+        let (journal_problems, entries) = crate::journal::offline::check(dir, position);
+        problems.extend(journal_problems);
+        journal_entries = Some(entries);
+    }
     let restorable = from.is_some();
     FsckStatus {
+        journal_entries,
         name,
         clean: problems.is_empty(),
         restorable,

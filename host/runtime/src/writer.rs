@@ -2,8 +2,9 @@
 //! commits captured checkpoints while the guests run on.
 //!
 //! ```text
-//!   Process::checkpoint ─ capture (pause) ─► WriteJob { store, NewCheckpoint, reply }
-//!        ─► writer thread: CheckpointStore::write ─► reply: Result<CheckpointInfo, CheckpointError>
+//!   Process::checkpoint ─ capture (pause) ─► WriteJob { store, NewCheckpoint, journal, reply }
+//!        ─► writer thread: the journal durable up to the checkpoint's position
+//!        ─► CheckpointStore::write ─► reply: Result<CheckpointInfo, CheckpointError>
 //! ```
 
 use std::sync::{Arc, mpsc};
@@ -11,6 +12,27 @@ use std::sync::{Arc, mpsc};
 use phantom_snapshots::{CheckpointInfo, CheckpointStore, NewCheckpoint};
 
 use crate::error::CheckpointError;
+use crate::journal::Log;
+
+/// Longest a checkpoint waits for the journal it covers to be durable.
+const JOURNAL_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until every journal entry before `position` is durable.
+fn journal_durable(journal: Option<&(Arc<Log>, u64)>) -> Result<(), CheckpointError> {
+    let Some((log, position)) = journal else {
+        return Ok(());
+    };
+    if *position == 0 {
+        return Ok(());
+    }
+    match log.wait_durable(position - 1, JOURNAL_WAIT) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CheckpointError::Journal(format!(
+            "the journal did not become durable up to entry {position} within {JOURNAL_WAIT:?}"
+        ))),
+        Err(e) => Err(CheckpointError::Journal(e.to_string())),
+    }
+}
 
 /// Where a write's result arrives.
 pub type WriteReceipt = mpsc::Receiver<Result<CheckpointInfo, CheckpointError>>;
@@ -19,6 +41,8 @@ pub type WriteReceipt = mpsc::Receiver<Result<CheckpointInfo, CheckpointError>>;
 struct WriteJob {
     store: Arc<CheckpointStore>,
     checkpoint: NewCheckpoint,
+    /// The journal and the position the checkpoint covers: durable first.
+    journal: Option<(Arc<Log>, u64)>,
     reply: mpsc::Sender<Result<CheckpointInfo, CheckpointError>>,
 }
 
@@ -35,10 +59,13 @@ impl CheckpointWriter {
             .name("phantom-writer".into())
             .spawn(move || {
                 for job in rx {
-                    let result = job
-                        .store
-                        .write(&job.checkpoint)
-                        .map_err(CheckpointError::from);
+                    let result = match journal_durable(job.journal.as_ref()) {
+                        Ok(()) => job
+                            .store
+                            .write(&job.checkpoint)
+                            .map_err(CheckpointError::from),
+                        Err(e) => Err(e),
+                    };
                     let _ = job.reply.send(result);
                 }
             })?;
@@ -46,11 +73,17 @@ impl CheckpointWriter {
     }
 
     /// Queues a checkpoint; its result arrives on the returned receipt.
-    pub fn submit(&self, store: Arc<CheckpointStore>, checkpoint: NewCheckpoint) -> WriteReceipt {
+    pub fn submit(
+        &self,
+        store: Arc<CheckpointStore>,
+        checkpoint: NewCheckpoint,
+        journal: Option<(Arc<Log>, u64)>,
+    ) -> WriteReceipt {
         let (reply, receipt) = mpsc::channel();
         if let Err(mpsc::SendError(job)) = self.jobs.send(WriteJob {
             store,
             checkpoint,
+            journal,
             reply,
         }) {
             let _ = job.reply.send(Err(CheckpointError::WriterStopped));

@@ -35,6 +35,7 @@ fn refused_newest_falls_back_to_the_middle_one() {
         info: restored.info,
         sections,
         memories,
+        chain_len: restored.chain_len,
         skipped: vec![],
     };
     assert_restores(&loaded, &models[2]);

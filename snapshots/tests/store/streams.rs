@@ -63,6 +63,7 @@ fn full_image_restores_from_a_stream() {
         info: image.info(),
         sections: image.sections().unwrap(),
         memories: image.memories(),
+        chain_len: 1,
         skipped: vec![],
     };
     assert_restores(&loaded, &model);

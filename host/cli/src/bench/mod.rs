@@ -7,10 +7,13 @@
 //!   pvm.rs         PVM bytecodes/s natively vs inside the component (drive loop)
 //!   wasi.rs        restore with 100 WASI handles vs none; println! vs console.write
 //!   guest_pause.rs checkpoint pause of a C guest vs a Rust guest, same dirty pages
+//!   journal.rs     durable messages/s vs Redis (appendfsync always), dispatch
+//!                  journal on/off vs plain wasmtime, recovery vs journal length
 //! ```
 
 mod checkpoint;
 mod guest_pause;
+mod journal;
 mod pvm;
 mod restore;
 mod wasi;
@@ -34,6 +37,8 @@ pub enum BenchCommand {
     Wasi(wasi::WasiBenchArgs),
     /// Checkpoint pause of a C guest vs a Rust guest, same dirty pages.
     GuestPause(guest_pause::GuestPauseBenchArgs),
+    /// Durable messages/s vs Redis, dispatch cost, recovery time.
+    Journal(journal::JournalBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -43,6 +48,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Restore(a) => restore::run(&a)?,
         BenchCommand::Wasi(a) => wasi::run(&a)?,
         BenchCommand::GuestPause(a) => guest_pause::run(&a)?,
+        BenchCommand::Journal(a) => journal::run(&a)?,
         BenchCommand::Pvm(a) => {
             let component = crate::pvm_component(a.component.clone())?;
             pvm::run(&a, &component)?

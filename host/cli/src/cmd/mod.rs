@@ -6,10 +6,12 @@ pub mod checkpoints;
 pub mod componentize;
 pub mod compose;
 pub mod fsck;
+pub mod journal;
 pub mod new;
 pub mod ps;
 pub mod pvm;
 pub mod run;
+pub mod send;
 pub mod spawn;
 
 use std::path::Path;

@@ -58,6 +58,10 @@ const RUST_FILES: &[(&str, &str)] = &[
         include_str!("../../../../guests/sdk/src/console.rs"),
     ),
     (
+        "phantom-sdk/src/messages.rs",
+        include_str!("../../../../guests/sdk/src/messages.rs"),
+    ),
+    (
         "phantom-sdk/src/process.rs",
         include_str!("../../../../guests/sdk/src/process.rs"),
     ),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use phantom_runtime::control::ControlServer;
+use phantom_runtime::control::{ControlServer, Waker};
 use phantom_runtime::datadir::DataDir;
 use phantom_runtime::drive::{ChannelFeed, Console, Drive, DriveOptions, FeedItem, restore_all};
 use phantom_runtime::gate::MAX_LINE_BYTES;
@@ -66,7 +66,7 @@ fn install_signals() -> std::io::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
 
 /// Reads stdin line by line on a thread; the bounded channel makes the
 /// thread wait while the guest is behind.
-fn stdin_feed() -> std::io::Result<ChannelFeed> {
+fn stdin_feed(waker: Waker) -> std::io::Result<ChannelFeed> {
     let (tx, rx) = mpsc::sync_channel(READ_AHEAD_LINES);
     std::thread::Builder::new()
         .name("phantom-stdin".into())
@@ -113,8 +113,10 @@ fn stdin_feed() -> std::io::Result<ChannelFeed> {
                 if tx.send(item).is_err() {
                     return;
                 }
+                waker.wake();
             }
             let _ = tx.send(FeedItem::Closed);
+            waker.wake();
         })?;
     Ok(ChannelFeed(rx))
 }
@@ -129,7 +131,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut terminal = Terminal::new(a.verbose);
     // Listening before the processes are restored: a spawn that hands its
     // process over meanwhile is answered once the loop runs.
-    let (server, requests) = match ControlServer::start(&data, &lock) {
+    let mut drive = Drive::new(&rt, Some(data.path().to_path_buf()));
+    let (server, requests) = match ControlServer::start(&data, &lock, drive.waker()) {
         Ok((s, r)) => (Some(s), Some(r)),
         Err(e) => {
             eprintln!(
@@ -139,7 +142,6 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             (None, None)
         }
     };
-    let mut drive = Drive::new(&rt, Some(data.path().to_path_buf()));
     restore_all(&mut drive, &data, a.retry_failed, &mut terminal)?;
     let names = drive.names();
     terminal.multi = names.len() > 1;
@@ -172,7 +174,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut feed = match &target {
-        Some(_) if !a.no_stdin => Some(stdin_feed()?),
+        Some(_) if !a.no_stdin => Some(stdin_feed(drive.waker())?),
         _ => None,
     };
     let console = match (&target, feed.as_mut()) {

@@ -2,6 +2,7 @@
 
 mod clocks;
 mod console;
+pub(crate) mod messages;
 mod process;
 mod timers;
 pub(crate) mod wasi;

@@ -2,6 +2,7 @@
 
 use crate::bindings::phantom::os::process::Host;
 use crate::ctx::ProcessCtx;
+use crate::journal::HostValue;
 
 impl Host for ProcessCtx {
     fn name(&mut self) -> String {
@@ -9,11 +10,11 @@ impl Host for ProcessCtx {
     }
 
     fn restore_count(&mut self) -> u64 {
-        self.state.restore_count
+        self.gate_host_value(HostValue::RestoreCount)
     }
 
     fn checkpoint_id(&mut self) -> u64 {
-        self.state.checkpoint_id
+        self.gate_host_value(HostValue::CheckpointId)
     }
 
     fn request_checkpoint(&mut self) {

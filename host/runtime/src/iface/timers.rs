@@ -14,12 +14,12 @@ fn timers_refusal(r: TimerRefused) -> TimerError {
 
 impl Host for ProcessCtx {
     fn one_shot(&mut self, delay_ns: u64) -> Result<TimerId, TimerError> {
-        let now = self.clock.now_ns();
+        let now = self.call_time_ns;
         self.timers.add(now, delay_ns, None).map_err(timers_refusal)
     }
 
     fn periodic(&mut self, period_ns: u64) -> Result<TimerId, TimerError> {
-        let now = self.clock.now_ns();
+        let now = self.call_time_ns;
         self.timers
             .add(now, period_ns, Some(period_ns))
             .map_err(timers_refusal)

@@ -34,6 +34,8 @@ pub struct HostState {
     pub busy: bool,
     /// Set when the guest returned `exit`.
     pub exit_code: Option<i32>,
+    /// The id of the last message the process sent.
+    pub next_message_id: u64,
     /// Timers as images written before the `timers` section kept them;
     /// read, never written.
     #[serde(rename = "timers", skip_serializing)]

@@ -8,6 +8,7 @@
 //!   TimerTable      "timers"    timers.rs    count, ids, periods (older images: in "host")
 //!   GlobalsCheck    "globals"   globals.rs   equal to what the component has
 //!   WasiState       "wasi"      wasi.rs      handle table consistent, env bounds (older images: empty)
+//!   JournalState    "journal"   journal/     held effects inside the covered journal, bounds (older: position 0)
 //! ```
 //! Adding a part adds a section (and a row here), never a format break: a
 //! reader ignores sections it does not know, and a part whose section an
@@ -24,6 +25,7 @@ mod wasi;
 use std::collections::BTreeMap;
 
 use crate::iface::wasi::WasiState;
+use crate::journal::JournalState;
 
 pub use globals::GlobalsCheck;
 pub use host::HostState;
@@ -63,6 +65,8 @@ pub struct HostParts {
     pub globals: GlobalsCheck,
     /// The `wasi` section.
     pub wasi: WasiState,
+    /// The `journal` section.
+    pub journal: JournalState,
 }
 
 impl HostParts {
@@ -73,6 +77,7 @@ impl HostParts {
             (TimerTable::NAME.to_string(), self.timers.save()),
             (GlobalsCheck::NAME.to_string(), self.globals.save()),
             (WasiState::NAME.to_string(), self.wasi.save()),
+            (JournalState::NAME.to_string(), self.journal.save()),
         ]
     }
 
@@ -94,6 +99,11 @@ impl HostParts {
                 .map_err(|e| format!("its `{}` section is bad: {e}", WasiState::NAME))?,
             None => WasiState::default(),
         };
+        let journal = match sections.get(JournalState::NAME) {
+            Some(bytes) => JournalState::restore(bytes)
+                .map_err(|e| format!("its `{}` section is bad: {e}", JournalState::NAME))?,
+            None => JournalState::default(),
+        };
         // Timers live in their own section from now on.
         host.legacy_timers = None;
         host.legacy_next_timer_id = None;
@@ -102,6 +112,7 @@ impl HostParts {
             timers,
             globals,
             wasi,
+            journal,
         })
     }
 }
@@ -138,11 +149,22 @@ mod tests {
         wasi.handles
             .insert(crate::iface::wasi::Resource::Stdout)
             .unwrap();
+        let journal = JournalState {
+            position: 40,
+            released: Some(31),
+            senders: [("a".to_string(), 3)].into_iter().collect(),
+            held: vec![crate::journal::Held {
+                call: 33,
+                end: 35,
+                output: crate::exit::Output::Console(b"hi".to_vec()),
+            }],
+        };
         HostParts {
             host,
             timers,
             globals: GlobalsCheck::default(),
             wasi,
+            journal,
         }
     }
 
@@ -150,7 +172,7 @@ mod tests {
     fn every_part_round_trips_through_its_section() {
         let p = parts();
         let sections: BTreeMap<String, Vec<u8>> = p.save().into_iter().collect();
-        assert_eq!(sections.len(), 4, "one section per part");
+        assert_eq!(sections.len(), 5, "one section per part");
         assert_eq!(HostParts::restore(&sections).unwrap(), p);
     }
 

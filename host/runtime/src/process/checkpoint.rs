@@ -39,7 +39,13 @@ impl Process {
         let chain = &self.chain;
         let full = chain.needs_full || chain.parent.is_none() || chain.since_full >= FULL_EVERY;
         let (report, checkpoint) = self.capture(full)?;
-        self.in_flight = Some(rt.writer.submit(self.images.clone(), checkpoint));
+        // The checkpoint commits only once the journal it covers is durable
+        // (the journal never ends before a checkpoint's position).
+        let journal = self.journal_log().map(|log| (log.clone(), log.next_seq()));
+        if let Some((_, position)) = &journal {
+            self.positions.insert(report.id, *position);
+        }
+        self.in_flight = Some(rt.writer.submit(self.images.clone(), checkpoint, journal));
         Ok(report)
     }
 
@@ -73,7 +79,10 @@ impl Process {
         result: Result<CheckpointInfo, CheckpointError>,
     ) -> Result<CheckpointInfo, CheckpointError> {
         match &result {
-            Ok(info) => self.last_committed = Some(info.clone()),
+            Ok(info) => {
+                self.last_committed = Some(info.clone());
+                self.truncate_journal();
+            }
             // The pages of the failed delta are no longer tracked as dirty,
             // so only a full image can follow it.
             Err(_) => self.chain.needs_full = true,

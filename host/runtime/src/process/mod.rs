@@ -15,6 +15,7 @@
 
 mod checkpoint;
 mod globals;
+mod journal;
 mod restore;
 mod spawn;
 mod step;
@@ -37,6 +38,7 @@ use crate::runtime::Runtime;
 use crate::writer::WriteReceipt;
 
 pub use checkpoint::CaptureReport;
+pub use journal::ReplayReport;
 pub(crate) use restore::check_image_contents;
 pub use spawn::{SpawnRequest, spawning_dir};
 
@@ -96,6 +98,12 @@ pub struct Process {
     chain: Chain,
     in_flight: Option<WriteReceipt>,
     last_committed: Option<CheckpointInfo>,
+    /// `handle-message`, if the component exports it.
+    handle_message: Option<journal::HandleMessage>,
+    /// Journal positions of the checkpoints this host wrote or restored.
+    positions: std::collections::BTreeMap<u64, u64>,
+    /// What the replay of the last restore did.
+    last_replay: Option<ReplayReport>,
 }
 
 impl Process {
@@ -124,6 +132,12 @@ impl Process {
         self.store.data().clock.now_ns()
     }
 
+    /// What the replay of the journal did at restore (None: nothing to
+    /// replay).
+    pub fn last_replay(&self) -> Option<&ReplayReport> {
+        self.last_replay.as_ref()
+    }
+
     /// The last checkpoint known to be on disk.
     pub fn last_committed(&self) -> Option<&CheckpointInfo> {
         self.last_committed.as_ref()
@@ -139,10 +153,14 @@ impl Process {
         self.state().exit_code
     }
 
-    /// Whether the process has work to do now: a queued input or a `busy`.
+    /// Whether the process has work to do now: a queued input or a `busy`
+    /// (and room to hold what it sends out).
     pub fn runnable(&self) -> bool {
-        let s = self.state();
-        s.exit_code.is_none() && (s.busy || !s.pending.is_empty())
+        let ctx = self.store.data();
+        let s = &ctx.state;
+        s.exit_code.is_none()
+            && (s.busy || !s.pending.is_empty())
+            && ctx.journal.state.held.len() < crate::journal::MAX_HELD
     }
 
     /// Copies of the memories' bytes (for tests and differential checks).
@@ -213,6 +231,9 @@ impl Process {
         let global_access =
             globals::GlobalAccess::find(&mut store, &instance, &loaded.facts.global_plan)
                 .map_err(|e| InstantiateError::Wasmtime(format!("{e:#}")))?;
+        let handle_message = journal::find_handle_message(&mut store, &instance)
+            .map_err(|e| InstantiateError::Wasmtime(format!("{e:#}")))?;
+        store.data_mut().takes_messages = handle_message.is_some();
         Ok(Process {
             name,
             dir,
@@ -225,6 +246,9 @@ impl Process {
             chain: Chain::default(),
             in_flight: None,
             last_committed: None,
+            handle_message,
+            positions: Default::default(),
+            last_replay: None,
         })
     }
 
@@ -255,6 +279,10 @@ impl Process {
                 values: globals,
             },
             wasi: ctx.wasi.clone(),
+            journal: crate::journal::JournalState {
+                position: ctx.journal.log.as_ref().map_or(0, |l| l.next_seq()),
+                ..ctx.journal.state.clone()
+            },
         }
     }
 }

@@ -102,9 +102,27 @@ impl Process {
             // that was skipped.
             parent: Some(id),
             needs_full: false,
-            since_full: 1,
+            // The chain restored from counts towards the next full image
+            // (else restarts that each write a few deltas would grow one
+            // chain without end).
+            since_full: restored.chain_len as u64,
         };
         process.last_committed = Some(restored.info);
+        let position = process.store.data().journal.state.position;
+        process.positions.insert(id, position);
+        // The journal's tail after the checkpoint: replayed, so the process
+        // is where it was when its last entry was written.
+        let journal_failed = |failure| RestoreError::Journal {
+            dir: dir.to_path_buf(),
+            failure,
+        };
+        let entries = process
+            .open_journal(rt, &mut warnings)
+            .map_err(journal_failed)?;
+        if !entries.is_empty() {
+            let report = process.replay(rt, entries).map_err(journal_failed)?;
+            process.last_replay = Some(report);
+        }
         Ok((process, warnings))
     }
 
@@ -163,6 +181,7 @@ impl Process {
             timers,
             wasi,
             globals,
+            journal,
         } = parts;
         host.restore_count += 1;
         host.checkpoint_id = candidate.info.id;
@@ -193,6 +212,7 @@ impl Process {
             ctx.wasi = wasi;
             ctx.outbox.take();
             ctx.checkpoint_requested = false;
+            ctx.journal.state = journal;
         }
         if process.memories.len() != expected {
             return Err(Refusal::Image(format!(

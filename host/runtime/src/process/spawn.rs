@@ -119,6 +119,15 @@ impl Process {
             Arc::new(CheckpointStore::open(&dir).map_err(|e| {
                 io(format!("cannot open {}", dir.display()))(std::io::Error::other(e))
             })?);
+        if let Some(id) = process.last_committed.as_ref().map(|c| c.id) {
+            process.positions.insert(id, 0);
+        }
+        process
+            .open_journal(rt, &mut Vec::new())
+            .map_err(|f| SpawnError::Io {
+                what: format!("cannot start the journal of '{name}'"),
+                source: std::io::Error::other(f.message),
+            })?;
         Ok((process, output))
     }
 

@@ -2,19 +2,24 @@
 //! the guest sent out back from the exit.
 //!
 //! ```text
-//!   offer(input) ─► ProcessCtx::admit ─► queue
-//!   step: queue empty and busy? admit(resume) ─► next input ─► handle(event)
-//!         ─► outbox (outputs of this call) ─► returned to the drive loop
+//!   offer(input) ─► ProcessCtx::admit ─► journal: admit ─► queue
+//!   step: next input (or resume for a busy guest) ─► journal: call
+//!         ─► handle(event) / handle-message ─► journal: call-end (digest)
+//!         ─► outbox (outputs of this call) ─► held until durable (journal
+//!         on) or returned to the drive loop (off)
 //!         trap / timeout / out of memory ─► Failure (the process stops; its
 //!         last checkpoint is intact)
 //! ```
 
 use super::Process;
+use super::journal::CallDone;
 use crate::bindings::Status;
 use crate::error::{Failure, FailureKind};
 use crate::exit::{Output, console_text};
 use crate::gate::{Input, InputRefused};
+use crate::iface::messages::GuestMessage;
 use crate::iface::wasi::GuestExit;
+use crate::journal::{CallKind, Ended, Entry};
 use crate::runtime::Runtime;
 
 impl Process {
@@ -55,38 +60,165 @@ impl Process {
         self.timers().next_due_ns()
     }
 
-    /// Runs one unit of work: the next queued input, else a `resume` for a
-    /// busy guest. Returns what the guest sent out, or `None` if there was
-    /// nothing to do. A failure stops the process (its last checkpoint
-    /// stays intact).
+    /// `step_held`, then releases what the guest sent out at once, without
+    /// waiting for the journal to be durable (tests, benchmarks and other
+    /// callers that drive a process by hand; the drive loop releases
+    /// effects only once their causes are durable). Returns the outputs, or
+    /// `None` if there was nothing to do.
     pub fn step(&mut self, rt: &Runtime) -> Result<Option<Vec<Output>>, Failure> {
+        if self.step_held(rt)?.is_none() {
+            return Ok(None);
+        }
+        let held = std::mem::take(&mut self.store.data_mut().journal.state.held);
+        if let Some(last) = held.last() {
+            self.mark_released(last.call);
+        }
+        Ok(Some(held.into_iter().map(|h| h.output).collect()))
+    }
+
+    /// Runs one unit of work: the next queued input, else a `resume` for a
+    /// busy guest. What the guest sends out is held (see `take_ready`)
+    /// until the call's journal entries are durable. Returns `None` if there
+    /// was nothing to do. A failure stops the process (its last checkpoint
+    /// stays intact).
+    pub fn step_held(&mut self, rt: &Runtime) -> Result<Option<()>, Failure> {
         if self.exited().is_some() {
             return Ok(None);
         }
         let ctx = self.store.data_mut();
-        if ctx.state.pending.is_empty() {
+        if ctx.journal.state.held.len() >= crate::journal::MAX_HELD {
+            // What it sent out has not left yet: no more work until it has.
+            return Ok(None);
+        }
+        let (kind, input) = if ctx.state.pending.is_empty() {
             if !ctx.state.busy {
                 return Ok(None);
             }
-            // A busy guest's next slice is an input like any other.
-            if let Err(e) = ctx.admit(Input::Resume) {
-                return Err(Failure::new(
-                    FailureKind::HostIo,
-                    format!("process '{}' cannot be resumed: {e}", self.name),
-                ));
+            // A busy guest's next slice.
+            (CallKind::Resume, Input::Resume)
+        } else {
+            match ctx.next_input() {
+                Some(input) => (CallKind::Next, input),
+                None => return Ok(None),
             }
-        }
-        let Some(input) = self.store.data_mut().next_input() else {
-            return Ok(None);
         };
-        self.deliver(rt, &input).map(Some)
+        let time_ns = ctx.clock.now_ns();
+        let call = ctx
+            .journal
+            .append(&Entry::Call { time_ns, kind })
+            .map_err(|e| {
+                Failure::new(
+                    FailureKind::HostIo,
+                    format!("process '{}' cannot run: {e}", self.name),
+                )
+            })?;
+        let done = match self.call(rt, kind, &input, time_ns) {
+            Ok(done) => done,
+            Err(failure) => {
+                // The input that made the guest fail is consumed: a replay
+                // skips this call, so the process comes back as it was
+                // before it (its checkpoint plus the journal up to here).
+                if let Some(call) = call
+                    && failure.kind != FailureKind::HostIo
+                {
+                    let j = &mut self.store.data_mut().journal;
+                    j.trouble = None;
+                    if j.append(&Entry::CallFailed { call }).is_ok()
+                        && let Some(log) = &j.log
+                    {
+                        let _ = log.sync();
+                    }
+                }
+                return Err(failure);
+            }
+        };
+        let Some(call) = call else {
+            // No journal: released at once.
+            self.hold(0, 0, done.outputs);
+            return Ok(Some(()));
+        };
+        let ctx = self.store.data_mut();
+        let end = ctx
+            .journal
+            .append(&Entry::CallEnd {
+                ended: done.ended,
+                digest: done.digest,
+            })
+            .map_err(|e| {
+                Failure::new(FailureKind::HostIo, format!("process '{}': {e}", self.name))
+            })?
+            .unwrap_or(call + 1);
+        self.hold(call, end, done.outputs);
+        Ok(Some(()))
+    }
+
+    /// One call: `input` handed to the guest at process time `time_ns`
+    /// (live or replayed), its digest computed, its status applied.
+    pub(super) fn call(
+        &mut self,
+        rt: &Runtime,
+        kind: CallKind,
+        input: &Input,
+        time_ns: u64,
+    ) -> Result<CallDone, Failure> {
+        {
+            let ctx = self.store.data_mut();
+            ctx.call_time_ns = time_ns;
+            let j = &mut ctx.journal;
+            j.digest.reset();
+            j.hash(&time_ns.to_le_bytes());
+            j.hash(&[kind as u8]);
+            j.hash(
+                &Entry::Admit {
+                    time_ns: 0,
+                    input: input.clone(),
+                }
+                .encode(),
+            );
+        }
+        let outputs = self.deliver(rt, input)?;
+        let ctx = self.store.data_mut();
+        if let Some(trouble) = ctx.journal.trouble.take() {
+            return Err(trouble);
+        }
+        let ended = match (ctx.state.exit_code, ctx.state.busy) {
+            (Some(code), _) => Ended::Exit(code),
+            (None, true) => Ended::Busy,
+            (None, false) => Ended::Idle,
+        };
+        ctx.journal.hash_outputs(&outputs);
+        ctx.journal
+            .hash(&Entry::CallEnd { ended, digest: 0 }.encode());
+        let digest = ctx.journal.digest.digest();
+        Ok(CallDone {
+            outputs,
+            ended,
+            digest,
+        })
     }
 
     fn deliver(&mut self, rt: &Runtime, input: &Input) -> Result<Vec<Output>, Failure> {
         self.begin_call(rt);
-        let result = self
-            .bindings
-            .call_handle(&mut self.store, &input.to_event());
+        let result = match input {
+            Input::Message { from, id, data } => match &self.handle_message {
+                Some(f) => f
+                    .call(
+                        &mut self.store,
+                        (GuestMessage {
+                            sender: from.clone(),
+                            id: *id,
+                            data: data.clone(),
+                        },),
+                    )
+                    .map(|(status,)| status),
+                None => Err(wasmtime::Error::msg(
+                    "a message arrived, but the component does not export `handle-message`",
+                )),
+            },
+            _ => self
+                .bindings
+                .call_handle(&mut self.store, &input.to_event()),
+        };
         let output = self.store.data_mut().outbox.take();
         if let Some(why) = self.memories.lazy_error() {
             // The guest may have read zeroes where its image had bytes:

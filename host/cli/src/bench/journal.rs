@@ -1,0 +1,515 @@
+//! `phantom bench journal`: what the journal costs and gives, each against
+//! a baseline measured in the same run (the `mailbox` guest):
+//!
+//! ```text
+//!   durable messages/s, batches through the control socket, 1 and 16
+//!     processes (a `phantom run` child), latency send → acknowledgement
+//!   one message at a time, 1 and 16 clients  vs  redis-server with
+//!     appendonly yes, appendfsync always, same disk, same clients
+//!   event dispatch, journal off and on  vs  a plain wasmtime call
+//!   recovery (restore + first new event) after 1k, 10k, 100k entries with
+//!     a checkpoint every second  vs  the same with no checkpoint since spawn
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use phantom_runtime::bindings::Event;
+use phantom_runtime::control::{Client, Request};
+use phantom_runtime::gate::Input;
+use phantom_runtime::process::{Process, SpawnRequest};
+use phantom_runtime::runtime::{PlainInstance, Runtime, RuntimeConfig};
+use serde_json::{Value, json};
+
+use super::{median, tempdir, us};
+
+/// Arguments of `phantom bench journal`.
+#[derive(Args, Debug)]
+pub struct JournalBenchArgs {
+    /// The mailbox guest component.
+    #[arg(long)]
+    pub component: PathBuf,
+    /// Seconds of each throughput measurement.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Messages per `send` request in the batched measurement.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Process counts of the batched measurement.
+    #[arg(long, default_value = "1,16", value_delimiter = ',')]
+    pub processes: Vec<usize>,
+    /// Client counts of the one-at-a-time measurement.
+    #[arg(long, default_value = "1,16", value_delimiter = ',')]
+    pub clients: Vec<usize>,
+    /// Events per dispatch measurement.
+    #[arg(long, default_value_t = 20000)]
+    pub events: usize,
+    /// Journal lengths of the recovery measurement.
+    #[arg(long, default_value = "1000,10000,100000", value_delimiter = ',')]
+    pub recovery_entries: Vec<u64>,
+    /// Entries per second written in the recovery measurement.
+    #[arg(long, default_value_t = 20000)]
+    pub recovery_rate: u64,
+    /// Skip the Redis comparison.
+    #[arg(long)]
+    pub no_redis: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the benchmark.
+pub fn run(a: &JournalBenchArgs) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(&a.component)
+        .with_context(|| format!("cannot read {}", a.component.display()))?;
+    let secs = Duration::from_secs_f64(a.seconds);
+    let mut batched = Vec::new();
+    for &n in &a.processes {
+        batched.push(batched_throughput(&bytes, n, a.batch, secs)?);
+    }
+    let mut single = Vec::new();
+    for &c in &a.clients {
+        let ours = one_at_a_time(&bytes, c, secs)?;
+        let redis = if a.no_redis {
+            json!({"skipped": true})
+        } else {
+            redis_one_at_a_time(c, secs).unwrap_or_else(|e| json!({"error": format!("{e:#}")}))
+        };
+        let ratio = match (ours["per_second"].as_f64(), redis["per_second"].as_f64()) {
+            (Some(o), Some(r)) if r > 0.0 => json!(o / r),
+            _ => Value::Null,
+        };
+        single.push(
+            json!({"clients": c, "phantom": ours, "redis_appendfsync_always": redis,
+                           "ratio_vs_redis": ratio}),
+        );
+    }
+    let dispatch = dispatch(&bytes, a.events)?;
+    let mut recovery = Vec::new();
+    for &n in &a.recovery_entries {
+        recovery.push(recovery_time(&bytes, n, a.recovery_rate, true)?);
+        recovery.push(recovery_time(&bytes, n, a.recovery_rate, false)?);
+    }
+    let out = json!({
+        "benchmark": "journal",
+        "durable_messages_batched": batched,
+        "one_message_at_a_time": single,
+        "dispatch": dispatch,
+        "recovery": recovery,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(out)
+}
+
+/// A `phantom run` over `data`, stopped (SIGTERM) when dropped.
+struct Host(Child);
+
+impl Host {
+    fn start(data: &Path) -> anyhow::Result<Host> {
+        let exe = std::env::current_exe()?;
+        let child = Command::new(exe)
+            .args(["run", "--data"])
+            .arg(data)
+            .args(["--no-stdin"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start phantom run")?;
+        let host = Host(child);
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = Client::connect(data)
+                && c.request(&Request::Status).is_ok()
+            {
+                return Ok(host);
+            }
+            if Instant::now() > until {
+                bail!("the host did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// A data directory with `n` mailboxes named `p0`, `p1`, ...
+fn mailboxes(bytes: &[u8], n: usize) -> anyhow::Result<PathBuf> {
+    let rt = Runtime::new(RuntimeConfig::default())?;
+    let data = tempdir()?;
+    for i in 0..n {
+        Process::spawn(
+            &rt,
+            bytes,
+            &data,
+            SpawnRequest {
+                name: format!("p{i}"),
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(data)
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `clients` threads, client i sending to process `i % processes`, each
+/// request `batch` messages, for `secs`: messages/s and request latencies.
+fn drive_clients(
+    data: &Path,
+    processes: usize,
+    clients: usize,
+    batch: usize,
+    secs: Duration,
+) -> anyhow::Result<(u64, Duration, Vec<Duration>)> {
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<(u64, Vec<Duration>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|i| {
+                s.spawn(move || -> anyhow::Result<(u64, Vec<Duration>)> {
+                    let mut client = Client::connect(data)?;
+                    let name = format!("p{}", i % processes);
+                    let messages: Vec<String> = (0..batch).map(|k| format!("m{k}")).collect();
+                    let mut sent = 0u64;
+                    let mut lat = Vec::new();
+                    while started.elapsed() < secs {
+                        let t = Instant::now();
+                        client.request(&Request::Send {
+                            name: name.clone(),
+                            messages: messages.clone(),
+                            timeout_ms: None,
+                        })?;
+                        lat.push(t.elapsed());
+                        sent += batch as u64;
+                    }
+                    Ok((sent, lat))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client panicked")))
+            })
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let mut total = 0;
+    let mut lat = Vec::new();
+    for r in results {
+        let (n, l) = r?;
+        total += n;
+        lat.extend(l);
+    }
+    Ok((total, elapsed, lat))
+}
+
+fn batched_throughput(
+    bytes: &[u8],
+    processes: usize,
+    batch: usize,
+    secs: Duration,
+) -> anyhow::Result<Value> {
+    let data = mailboxes(bytes, processes)?;
+    let host = Host::start(&data)?;
+    let (total, elapsed, lat) = drive_clients(&data, processes, processes, batch, secs)?;
+    drop(host);
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(json!({
+        "processes": processes,
+        "messages_per_request": batch,
+        "messages": total,
+        "per_second": total as f64 / elapsed.as_secs_f64(),
+        "latency_us_median": us(percentile(lat.clone(), 0.5)),
+        "latency_us_p99": us(percentile(lat, 0.99)),
+        "target_per_second": 100_000,
+    }))
+}
+
+fn one_at_a_time(bytes: &[u8], clients: usize, secs: Duration) -> anyhow::Result<Value> {
+    let data = mailboxes(bytes, 1)?;
+    let host = Host::start(&data)?;
+    let (total, elapsed, lat) = drive_clients(&data, 1, clients, 1, secs)?;
+    drop(host);
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(json!({
+        "messages": total,
+        "per_second": total as f64 / elapsed.as_secs_f64(),
+        "latency_us_median": us(percentile(lat.clone(), 0.5)),
+        "latency_us_p99": us(percentile(lat, 0.99)),
+    }))
+}
+
+/// redis-server with every write fsynced, on a loopback port, in a
+/// temporary directory on the same disk.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    fn start() -> anyhow::Result<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = tempdir()?;
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start redis-server (Debian: apt-get install redis-server)")?;
+        let redis = Redis { child, port, dir };
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(mut c) = redis.connect()
+                && c.command(&["PING"]).is_ok()
+            {
+                return Ok(redis);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("redis-server did not start");
+    }
+
+    fn connect(&self) -> anyhow::Result<RedisClient> {
+        let s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_nodelay(true)?;
+        Ok(RedisClient {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct RedisClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl RedisClient {
+    fn command(&mut self, args: &[&str]) -> anyhow::Result<String> {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.writer.write_all(req.as_bytes())?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        if line.starts_with('-') || line.is_empty() {
+            bail!("redis: {line}");
+        }
+        Ok(line)
+    }
+}
+
+fn redis_one_at_a_time(clients: usize, secs: Duration) -> anyhow::Result<Value> {
+    let redis = Redis::start()?;
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<(u64, Vec<Duration>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|i| {
+                let redis = &redis;
+                s.spawn(move || -> anyhow::Result<(u64, Vec<Duration>)> {
+                    let mut c = redis.connect()?;
+                    let mut n = 0u64;
+                    let mut lat = Vec::new();
+                    while started.elapsed() < secs {
+                        let t = Instant::now();
+                        let key = format!("k{i}-{n}");
+                        c.command(&["SET", &key, "m"])?;
+                        lat.push(t.elapsed());
+                        n += 1;
+                    }
+                    Ok((n, lat))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client panicked")))
+            })
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let mut total = 0;
+    let mut lat = Vec::new();
+    for r in results {
+        let (n, l) = r?;
+        total += n;
+        lat.extend(l);
+    }
+    Ok(json!({
+        "writes": total,
+        "per_second": total as f64 / elapsed.as_secs_f64(),
+        "latency_us_median": us(percentile(lat.clone(), 0.5)),
+        "latency_us_p99": us(percentile(lat, 0.99)),
+    }))
+}
+
+/// Per-event time of `handle(console-line)` with no output: plain wasmtime,
+/// a process with the journal off, and on.
+fn dispatch(bytes: &[u8], events: usize) -> anyhow::Result<Value> {
+    let rounds = 5;
+    let event = Event::ConsoleLine("x".into());
+    let mut plain = PlainInstance::new(bytes, &[])?;
+    let mut plain_t = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..events {
+            plain.handle(&event)?;
+        }
+        plain_t.push(t.elapsed() / events as u32);
+    }
+    let mut per = Vec::new();
+    for journal in [false, true] {
+        let rt = Runtime::new(RuntimeConfig {
+            journal,
+            ..RuntimeConfig::default()
+        })?;
+        let data = tempdir()?;
+        let (mut p, _) = Process::spawn(
+            &rt,
+            bytes,
+            &data,
+            SpawnRequest {
+                name: "d".into(),
+                ..Default::default()
+            },
+        )?;
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            for _ in 0..events {
+                p.offer(Input::ConsoleLine("x".into()))?;
+                p.step(&rt)?;
+            }
+            times.push(t.elapsed() / events as u32);
+        }
+        if let Some(log) = p.journal_log() {
+            log.sync()?;
+        }
+        drop(p);
+        let _ = std::fs::remove_dir_all(&data);
+        per.push(median(times));
+    }
+    let base = median(plain_t);
+    Ok(json!({
+        "events": events,
+        "plain_wasmtime_us": us(base),
+        "journal_off_us": us(per[0]),
+        "journal_on_us": us(per[1]),
+        "journal_off_overhead_us": us(per[0].saturating_sub(base)),
+        "journal_on_overhead_us": us(per[1].saturating_sub(base)),
+        "limits_us": {"journal_off": 20, "journal_on": 50},
+    }))
+}
+
+/// Writes `entries` journal entries at `rate` per second (four per
+/// message: admit, call, call-end, released), checkpointing every second
+/// (`checkpoints`) or never; then drops the process as a crash would and
+/// times restore + the first new event.
+fn recovery_time(
+    bytes: &[u8],
+    entries: u64,
+    rate: u64,
+    checkpoints: bool,
+) -> anyhow::Result<Value> {
+    let rt = Runtime::new(RuntimeConfig::default())?;
+    let data = tempdir()?;
+    let (mut p, _) = Process::spawn(
+        &rt,
+        bytes,
+        &data,
+        SpawnRequest {
+            name: "r".into(),
+            ..Default::default()
+        },
+    )?;
+    let started = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let mut written = 0u64;
+    let mut k = 0u64;
+    while written < entries {
+        p.offer(Input::Message {
+            from: String::new(),
+            id: k,
+            data: format!("m{k}").into_bytes(),
+        })?;
+        p.step(&rt)?;
+        k += 1;
+        written = p.journal_log().map_or(0, |l| l.next_seq());
+        if checkpoints {
+            if last_checkpoint.elapsed() >= Duration::from_secs(1) {
+                p.checkpoint(&rt)?;
+                last_checkpoint = Instant::now();
+            }
+            // Paced: a steady stream, not a burst between two checkpoints.
+            let due = started + Duration::from_secs_f64(written as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    if let Some(log) = p.journal_log() {
+        log.sync()?;
+    }
+    p.wait_for_write();
+    drop(p); // as a crash: no final checkpoint
+    let t = Instant::now();
+    let (mut p, _) = Process::restore(&rt, &data.join("r"))?;
+    p.offer(Input::ConsoleLine("count".into()))?;
+    p.step(&rt)?;
+    let elapsed = t.elapsed();
+    let tail = p.last_replay().map_or(0, |r| r.entries);
+    drop(p);
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(json!({
+        "journal_entries": written,
+        "checkpoint_every_s": if checkpoints { json!(1) } else { Value::Null },
+        "entries_per_second": if checkpoints { json!(rate) } else { Value::Null },
+        "replayed_entries": tail,
+        "restore_to_first_event_ms": elapsed.as_secs_f64() * 1e3,
+    }))
+}

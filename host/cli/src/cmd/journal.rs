@@ -1,0 +1,193 @@
+//! `phantom journal`: the entries of a process's journal after its newest
+//! checkpoint, what a restore would replay.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use phantom_runtime::datadir::DataDir;
+use phantom_runtime::gate::Input;
+use phantom_runtime::journal::offline;
+use phantom_runtime::journal::{CallKind, Ended, Entry, HostValue};
+use serde_json::{Value, json};
+
+/// Arguments of `phantom journal`.
+#[derive(Args)]
+pub struct JournalArgs {
+    /// The data directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// The process.
+    name: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn text(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    if s.len() > 80 {
+        let mut end = 77;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{:?}...", &s[..end])
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// An entry as one line of text and as JSON.
+fn describe(entry: &Entry) -> (String, Value) {
+    let kind = entry.kind_name();
+    match entry {
+        Entry::Admit { time_ns, input } => {
+            let (what, v) = match input {
+                Input::Timer(id) => (
+                    format!("timer {id}"),
+                    json!({"input": "timer", "timer": id}),
+                ),
+                Input::ConsoleLine(l) => (
+                    format!("console line {}", text(l.as_bytes())),
+                    json!({"input": "console-line", "line": l}),
+                ),
+                Input::ConsoleClosed => {
+                    ("console closed".into(), json!({"input": "console-closed"}))
+                }
+                Input::Resume => ("resume".into(), json!({"input": "resume"})),
+                Input::Message { from, id, data } => (
+                    format!(
+                        "message {id} from {} ({} bytes) {}",
+                        if from.is_empty() { "outside" } else { from },
+                        data.len(),
+                        text(data)
+                    ),
+                    json!({"input": "message", "from": from, "id": id,
+                           "bytes": data.len(), "text": String::from_utf8_lossy(data)}),
+                ),
+            };
+            let mut v = v;
+            v["time_ns"] = json!(time_ns);
+            (format!("{what} at {time_ns} ns"), v)
+        }
+        Entry::Call { time_ns, kind } => {
+            let k = match kind {
+                CallKind::Next => "next",
+                CallKind::Resume => "resume",
+            };
+            (
+                format!("{k} at {time_ns} ns"),
+                json!({"call": k, "time_ns": time_ns}),
+            )
+        }
+        Entry::CallEnd { ended, digest } => {
+            let e = match ended {
+                Ended::Idle => "idle".to_string(),
+                Ended::Busy => "busy".to_string(),
+                Ended::Exit(c) => format!("exit {c}"),
+            };
+            (
+                format!("{e}, digest {digest:016x}"),
+                json!({"ended": e, "digest": format!("{digest:016x}")}),
+            )
+        }
+        Entry::RandomBytes(b) => (format!("{} bytes", b.len()), json!({"bytes": b.len()})),
+        Entry::RandomU64(v) => (format!("{v}"), json!({"value": v})),
+        Entry::WallClock {
+            seconds,
+            nanoseconds,
+        } => (
+            format!("{seconds}.{nanoseconds:09}"),
+            json!({"seconds": seconds, "nanoseconds": nanoseconds}),
+        ),
+        Entry::Monotonic(v) => (format!("{v} ns"), json!({"value": v})),
+        Entry::HostValue(which, v) => {
+            let _ = matches!(which, HostValue::RestoreCount);
+            (format!("{v}"), json!({"value": v}))
+        }
+        Entry::Released { call } => (
+            format!("effects up to the call of entry {call}"),
+            json!({"call": call}),
+        ),
+        Entry::CallAbandoned { call } => (
+            format!("the call of entry {call} never finished: its input goes again"),
+            json!({"call": call}),
+        ),
+        Entry::CallFailed { call } => (
+            format!("the call of entry {call} failed: its input is consumed"),
+            json!({"call": call}),
+        ),
+    }
+    .pipe(|(line, mut v)| {
+        v["kind"] = json!(kind);
+        (line, v)
+    })
+}
+
+trait Pipe: Sized {
+    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+/// Runs `phantom journal`.
+pub fn run(a: JournalArgs) -> anyhow::Result<ExitCode> {
+    let data = DataDir::open(&a.data)?;
+    let dir = data.process_dir(&a.name)?;
+    let tail = offline::tail(&dir).map_err(anyhow::Error::msg)?;
+    let mut bad = false;
+    if a.json {
+        let entries: Vec<Value> = tail
+            .entries
+            .iter()
+            .map(|(seq, e)| match e {
+                Ok(e) => {
+                    let mut v = describe(e).1;
+                    v["seq"] = json!(seq);
+                    v
+                }
+                Err(why) => {
+                    bad = true;
+                    json!({"seq": seq, "kind": "invalid", "error": why})
+                }
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "process": a.name,
+                "checkpoint": tail.checkpoint,
+                "position": tail.position,
+                "entries": entries,
+                "damage": tail.damage,
+            }))?
+        );
+    } else {
+        println!(
+            "{}: checkpoint {} covers the journal up to entry {}; {} entr{} after it",
+            a.name,
+            tail.checkpoint,
+            tail.position,
+            tail.entries.len(),
+            if tail.entries.len() == 1 { "y" } else { "ies" }
+        );
+        for (seq, e) in &tail.entries {
+            match e {
+                Ok(e) => println!("{seq:>10}  {:<13} {}", e.kind_name(), describe(e).0),
+                Err(why) => {
+                    bad = true;
+                    println!("{seq:>10}  INVALID       {why}");
+                }
+            }
+        }
+        if let Some(d) = &tail.damage {
+            println!("damaged: {d}");
+        }
+    }
+    Ok(if bad || tail.damage.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

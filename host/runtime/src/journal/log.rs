@@ -1,0 +1,1183 @@
+//! The journal's log: checksummed, consecutively numbered entries in
+//! pre-allocated segment files, appended from the drive loop and made
+//! durable by a writer thread with group commit.
+//!
+//! ```text
+//!   DIR/seg-<first seq, 20 digits>.log       (pre-allocated with zeros)
+//!   ┌──────────────────────── header, 32 bytes ───────────────────────┐
+//!   │ "PHJOURN\0" │ version u32 = 1 │ header len u32 = 32 │ first seq u64 │ xxh3 of the 24 before u64 │
+//!   └─────────────────────────────────────────────────────────────────┘
+//!   frames, back to back:  len u32 │ seq u64 │ xxh3(len ‖ seq ‖ payload) u64 │ payload
+//!   then zeros: a zero length (or under 20 bytes left) ends the segment
+//!
+//!   append (any thread) ─► frame into the buffer ─► writer thread: the whole
+//!   buffer in one positioned write (rolling to a new segment at a frame
+//!   boundary), one fdatasync per file touched ─► durable = last seq + 1
+//!   ─► waiters and the on-durable callback
+//! ```
+//! Reading stops at the first frame that is not whole and valid (length,
+//! sequence number, checksum): a torn tail is cut, never misread. Opening
+//! for appending makes the cut real: the damaged segment is zeroed from
+//! the cut to its end and later segments are deleted, so stale frames can
+//! never be read as new ones. Numbers are little-endian.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// The largest payload of one entry.
+pub const MAX_ENTRY_BYTES: usize = 32 << 20;
+/// The segment format's version.
+pub const VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"PHJOURN\0";
+const HEADER: u64 = 32;
+const FRAME: u64 = 20;
+/// Zeros written at a time when a segment is pre-allocated or cut.
+const ZEROS: usize = 1 << 20;
+
+/// How a log is laid out.
+#[derive(Clone, Copy, Debug)]
+pub struct LogConfig {
+    /// Bytes of one segment file (a larger entry gets a segment of its own).
+    pub segment_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 8 << 20,
+        }
+    }
+}
+
+/// A log cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Entries asked for were truncated away.
+    #[error("the journal starts at entry {first_seq}, so entries {from_seq} to {} are gone", first_seq - 1)]
+    Gap {
+        /// The first entry asked for.
+        from_seq: u64,
+        /// The oldest entry present.
+        first_seq: u64,
+    },
+    /// The entry cannot be appended.
+    #[error("{0}")]
+    Refused(String),
+    /// The writer failed earlier; nothing more is appended.
+    #[error("the journal cannot be written: {0}")]
+    Failed(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LogError {
+    let what = what.into();
+    move |source| LogError::Io { what, source }
+}
+
+/// One entry read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// Where reading stopped early.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// The byte offset in it.
+    pub offset: u64,
+    /// The sequence number expected there.
+    pub seq: u64,
+    /// What is wrong.
+    pub why: String,
+    /// Segments after it, all ignored.
+    pub later_segments: usize,
+}
+
+/// What `scan` read.
+#[derive(Clone, Debug, Default)]
+pub struct Scan {
+    /// The oldest entry present (equal to `next_seq` when there is none).
+    pub first_seq: u64,
+    /// One past the last valid entry.
+    pub next_seq: u64,
+    /// The valid entries from the `from_seq` asked for, in order.
+    pub entries: Vec<Entry>,
+    /// Where reading stopped early, if it did.
+    pub damage: Option<Damage>,
+}
+
+fn segment_name(first: u64) -> String {
+    format!("seg-{first:020}.log")
+}
+
+/// The segment files of `dir`, by first sequence number.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(format!("cannot read {}", dir.display()))(e)),
+    };
+    for e in rd {
+        let e = e.map_err(io_err(format!("cannot read {}", dir.display())))?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(num) = name
+            .strip_prefix("seg-")
+            .and_then(|n| n.strip_suffix(".log"))
+        else {
+            continue;
+        };
+        if num.len() == 20
+            && let Ok(first) = num.parse::<u64>()
+        {
+            out.push((first, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn header(first: u64) -> [u8; HEADER as usize] {
+    let mut h = [0u8; HEADER as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(HEADER as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&first.to_le_bytes());
+    let sum = xxh3_64(&h[..24]);
+    h[24..32].copy_from_slice(&sum.to_le_bytes());
+    h
+}
+
+fn frame_checksum(len: &[u8], seq: &[u8], payload: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(len);
+    h.update(seq);
+    h.update(payload);
+    h.digest()
+}
+
+/// What reading one segment found.
+struct SegmentRead {
+    /// One past its last valid entry.
+    next_seq: u64,
+    /// The offset after its last valid frame.
+    end: u64,
+    /// Where and why it stopped early.
+    damage: Option<(u64, String)>,
+}
+
+/// Reads one segment; `expected`: the first seq it must hold.
+fn read_segment(
+    path: &Path,
+    named_first: u64,
+    expected: Option<u64>,
+    from_seq: u64,
+    out: &mut Vec<Entry>,
+) -> Result<SegmentRead, LogError> {
+    let bytes = fs::read(path).map_err(io_err(format!("cannot read {}", path.display())))?;
+    let start = expected.unwrap_or(named_first);
+    let bad = |why: String| SegmentRead {
+        next_seq: start,
+        end: 0,
+        damage: Some((0, why)),
+    };
+    if (bytes.len() as u64) < HEADER {
+        return Ok(bad(format!(
+            "it has {} bytes, less than a segment header",
+            bytes.len()
+        )));
+    }
+    if &bytes[..8] != MAGIC {
+        return Ok(bad("it is not a journal segment (wrong magic)".into()));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
+    if xxh3_64(&bytes[..24]).to_le_bytes() != bytes[24..32] {
+        return Ok(bad("its header checksum does not match".into()));
+    }
+    if version != VERSION {
+        return Ok(bad(format!(
+            "it is of journal format version {version}; this phantom reads version {VERSION}"
+        )));
+    }
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default());
+    if u64::from(header_len) != HEADER {
+        return Ok(bad(format!(
+            "its header says {header_len} bytes, not {HEADER}"
+        )));
+    }
+    let first = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
+    if first != named_first {
+        return Ok(bad(format!(
+            "its header starts at entry {first}, but its name says {named_first}"
+        )));
+    }
+    if let Some(e) = expected
+        && first != e
+    {
+        return Ok(bad(format!(
+            "it starts at entry {first}, but the segment before ends at entry {e}"
+        )));
+    }
+    let mut seq = first;
+    let mut at = HEADER as usize;
+    let total = bytes.len();
+    let damage = loop {
+        if total - at < FRAME as usize {
+            if bytes[at..].iter().any(|&b| b != 0) {
+                break Some((at as u64, "a frame header cut short".to_string()));
+            }
+            break None;
+        }
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
+        if len == 0 {
+            if bytes[at..at + FRAME as usize].iter().any(|&b| b != 0) {
+                break Some((at as u64, "a frame of length 0".to_string()));
+            }
+            break None;
+        }
+        if len > MAX_ENTRY_BYTES {
+            break Some((
+                at as u64,
+                format!("a frame of {len} bytes, over the limit of {MAX_ENTRY_BYTES}"),
+            ));
+        }
+        let body = at + FRAME as usize;
+        if total - body < len {
+            break Some((
+                at as u64,
+                format!("a frame of {len} bytes runs past the end of the file"),
+            ));
+        }
+        let got_seq = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap_or_default());
+        let sum = u64::from_le_bytes(bytes[at + 12..at + 20].try_into().unwrap_or_default());
+        let payload = &bytes[body..body + len];
+        if frame_checksum(&bytes[at..at + 4], &bytes[at + 4..at + 12], payload) != sum {
+            break Some((at as u64, "the frame's checksum does not match".to_string()));
+        }
+        if got_seq != seq {
+            break Some((
+                at as u64,
+                format!("the frame holds entry {got_seq} where entry {seq} belongs"),
+            ));
+        }
+        if seq >= from_seq {
+            out.push(Entry {
+                seq,
+                payload: payload.to_vec(),
+            });
+        }
+        seq += 1;
+        at = body + len;
+    };
+    Ok(SegmentRead {
+        next_seq: seq,
+        end: damage.as_ref().map_or(at as u64, |(o, _)| *o),
+        damage,
+    })
+}
+
+/// What `scan_full` knows about the last segment read.
+struct Last {
+    path: PathBuf,
+    first: u64,
+    end: u64,
+}
+
+fn scan_full(dir: &Path, from_seq: u64) -> Result<(Scan, Option<Last>), LogError> {
+    let segs = segments(dir)?;
+    let Some(&(first_named, _)) = segs.first() else {
+        return Ok((
+            Scan {
+                first_seq: from_seq,
+                next_seq: from_seq,
+                ..Scan::default()
+            },
+            None,
+        ));
+    };
+    let mut scan = Scan {
+        first_seq: first_named,
+        next_seq: first_named,
+        ..Scan::default()
+    };
+    let mut last = None;
+    for (i, (first, path)) in segs.iter().enumerate() {
+        let expected = (i > 0).then_some(scan.next_seq);
+        let read = read_segment(path, *first, expected, from_seq, &mut scan.entries)?;
+        scan.next_seq = read.next_seq;
+        last = Some(Last {
+            path: path.clone(),
+            first: *first,
+            end: read.end,
+        });
+        if let Some((offset, why)) = read.damage {
+            scan.damage = Some(Damage {
+                segment: path.clone(),
+                offset,
+                seq: read.next_seq,
+                why,
+                later_segments: segs.len() - i - 1,
+            });
+            break;
+        }
+    }
+    if from_seq < scan.first_seq {
+        return Err(LogError::Gap {
+            from_seq,
+            first_seq: scan.first_seq,
+        });
+    }
+    Ok((scan, last))
+}
+
+/// Reads the log in `dir` without changing anything: the valid entries
+/// from `from_seq` on. An empty or missing directory is an empty log.
+pub fn scan(dir: &Path, from_seq: u64) -> Result<Scan, LogError> {
+    scan_full(dir, from_seq).map(|(s, _)| s)
+}
+
+/// What `Log::open` found.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    /// The oldest entry present.
+    pub first_seq: u64,
+    /// The next entry's sequence number.
+    pub next_seq: u64,
+    /// A torn or damaged tail that was cut.
+    pub cut: Option<Damage>,
+    /// The log ended before `min_next_seq` and was started again there.
+    pub reset: bool,
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!("cannot sync {}", dir.display())))
+}
+
+fn write_zeros(file: &File, from: u64, to: u64, path: &Path) -> Result<(), LogError> {
+    let zeros = vec![0u8; ZEROS];
+    let mut at = from;
+    while at < to {
+        let n = ((to - at) as usize).min(ZEROS);
+        file.write_all_at(&zeros[..n], at)
+            .map_err(io_err(format!("cannot write {}", path.display())))?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// A segment being appended to.
+struct Segment {
+    file: File,
+    path: PathBuf,
+    first: u64,
+    offset: u64,
+    size: u64,
+}
+
+/// A pre-allocated file waiting to become the next segment.
+struct Spare {
+    file: File,
+    path: PathBuf,
+    size: u64,
+}
+
+/// What runs on the writer thread when entries become durable.
+pub type DurableHook = Box<dyn Fn(u64) + Send + Sync>;
+
+struct State {
+    buf: Vec<u8>,
+    /// (seq, offset in buf) of each frame in `buf`.
+    bounds: Vec<(u64, usize)>,
+    next_seq: u64,
+    durable: u64,
+    error: Option<String>,
+    closing: bool,
+    truncate: Option<u64>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    done: Condvar,
+    on_durable: Mutex<Option<DurableHook>>,
+    syncs: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A log open for appending.
+pub struct Log {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Log {
+    /// Opens (creating `dir` if missing) for appending: a torn or damaged
+    /// tail is cut for real; a log that ends before `min_next_seq` (entries
+    /// a checkpoint already covers were lost, or it is new) starts again
+    /// there.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        min_next_seq: u64,
+    ) -> Result<(Log, Opened), LogError> {
+        fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                if name
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(".seg-") && n.ends_with(".tmp"))
+                {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        let (scan, last) = match scan_full(dir, 0) {
+            Ok(r) => r,
+            Err(LogError::Gap { first_seq, .. }) => scan_full(dir, first_seq)?,
+            Err(e) => return Err(e),
+        };
+        let mut first_seq = scan.first_seq;
+        let mut next_seq = scan.next_seq;
+        let mut current = last;
+        let cut = scan.damage.clone();
+        if let Some(d) = &cut {
+            // Later segments first, so a crash part way leaves a log that
+            // still reads up to the cut.
+            let segs = segments(dir)?;
+            if let Some(k) = segs.iter().position(|(_, p)| *p == d.segment) {
+                for (_, path) in segs[k + 1..].iter().rev() {
+                    fs::remove_file(path)
+                        .map_err(io_err(format!("cannot remove {}", path.display())))?;
+                }
+            }
+            if d.offset < HEADER {
+                fs::remove_file(&d.segment)
+                    .map_err(io_err(format!("cannot remove {}", d.segment.display())))?;
+                current = None;
+            } else {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&d.segment)
+                    .map_err(io_err(format!("cannot open {}", d.segment.display())))?;
+                let len = file
+                    .metadata()
+                    .map_err(io_err(format!("cannot read {}", d.segment.display())))?
+                    .len();
+                write_zeros(&file, d.offset, len, &d.segment)?;
+                file.sync_data()
+                    .map_err(io_err(format!("cannot sync {}", d.segment.display())))?;
+            }
+            sync_dir(dir)?;
+            if segments(dir)?.is_empty() {
+                first_seq = next_seq;
+            }
+        }
+        let mut reset = false;
+        if next_seq < min_next_seq {
+            for (_, path) in segments(dir)? {
+                fs::remove_file(&path)
+                    .map_err(io_err(format!("cannot remove {}", path.display())))?;
+                reset = true;
+            }
+            sync_dir(dir)?;
+            first_seq = min_next_seq;
+            next_seq = min_next_seq;
+            current = None;
+        }
+        let segment = match current {
+            Some(last) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&last.path)
+                    .map_err(io_err(format!("cannot open {}", last.path.display())))?;
+                let size = file
+                    .metadata()
+                    .map_err(io_err(format!("cannot read {}", last.path.display())))?
+                    .len();
+                // What an earlier host wrote may not have been synced.
+                file.sync_data()
+                    .map_err(io_err(format!("cannot sync {}", last.path.display())))?;
+                Some(Segment {
+                    file,
+                    path: last.path,
+                    first: last.first,
+                    offset: last.end,
+                    size,
+                })
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                buf: Vec::new(),
+                bounds: Vec::new(),
+                next_seq,
+                durable: next_seq,
+                error: None,
+                closing: false,
+                truncate: None,
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            on_durable: Mutex::new(None),
+            syncs: AtomicU64::new(0),
+        });
+        let mut writer = Writer {
+            shared: shared.clone(),
+            dir: dir.to_path_buf(),
+            config,
+            segment,
+            spare: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("phantom-journal".into())
+            .spawn(move || writer.run())
+            .map_err(io_err("cannot start the journal writer"))?;
+        Ok((
+            Log {
+                shared,
+                dir: dir.to_path_buf(),
+                thread: Some(thread),
+            },
+            Opened {
+                first_seq,
+                next_seq,
+                cut,
+                reset,
+            },
+        ))
+    }
+
+    /// Buffers one entry and returns its sequence number; never waits for
+    /// the disk.
+    pub fn append(&self, payload: &[u8]) -> Result<u64, LogError> {
+        if payload.is_empty() {
+            return Err(LogError::Refused("an empty journal entry".into()));
+        }
+        if payload.len() > MAX_ENTRY_BYTES {
+            return Err(LogError::Refused(format!(
+                "a journal entry of {} bytes is over the limit of {MAX_ENTRY_BYTES}",
+                payload.len()
+            )));
+        }
+        let mut s = self.shared.lock();
+        if let Some(e) = &s.error {
+            return Err(LogError::Failed(e.clone()));
+        }
+        if s.closing {
+            return Err(LogError::Failed("the journal is closing".into()));
+        }
+        let seq = s.next_seq;
+        let len = (payload.len() as u32).to_le_bytes();
+        let seq_bytes = seq.to_le_bytes();
+        let sum = frame_checksum(&len, &seq_bytes, payload);
+        let was_empty = s.buf.is_empty();
+        let offset = s.buf.len();
+        s.bounds.push((seq, offset));
+        s.buf.extend_from_slice(&len);
+        s.buf.extend_from_slice(&seq_bytes);
+        s.buf.extend_from_slice(&sum.to_le_bytes());
+        s.buf.extend_from_slice(payload);
+        s.next_seq += 1;
+        drop(s);
+        if was_empty {
+            self.shared.work.notify_one();
+        }
+        Ok(seq)
+    }
+
+    /// One past the last sequence number handed out.
+    pub fn next_seq(&self) -> u64 {
+        self.shared.lock().next_seq
+    }
+
+    /// Every entry below this is durable.
+    pub fn durable(&self) -> u64 {
+        self.shared.lock().durable
+    }
+
+    /// fdatasync calls made so far.
+    pub fn syncs(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Waits until entry `seq` is durable: Ok(false) on timeout.
+    pub fn wait_durable(&self, seq: u64, timeout: Duration) -> Result<bool, LogError> {
+        let until = Instant::now() + timeout;
+        let mut s = self.shared.lock();
+        loop {
+            if s.durable > seq {
+                return Ok(true);
+            }
+            if let Some(e) = &s.error {
+                return Err(LogError::Failed(e.clone()));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            s = self
+                .shared
+                .done
+                .wait_timeout(s, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until everything appended so far is durable.
+    pub fn sync(&self) -> Result<(), LogError> {
+        let next = self.next_seq();
+        if next == 0 || self.durable() >= next {
+            return Ok(());
+        }
+        match self.wait_durable(next - 1, Duration::from_secs(120))? {
+            true => Ok(()),
+            false => Err(LogError::Failed(
+                "the journal did not become durable within 120 s".into(),
+            )),
+        }
+    }
+
+    /// Asks the writer to delete every segment all of whose entries are
+    /// below `seq` (never the one being appended to).
+    pub fn truncate_before(&self, seq: u64) -> Result<(), LogError> {
+        let mut s = self.shared.lock();
+        s.truncate = Some(s.truncate.map_or(seq, |t| t.max(seq)));
+        drop(s);
+        self.shared.work.notify_one();
+        Ok(())
+    }
+
+    /// Bytes the segment files take, and how many there are.
+    pub fn disk_usage(&self) -> (u64, usize) {
+        let segs = segments(&self.dir).unwrap_or_default();
+        let bytes = segs
+            .iter()
+            .filter_map(|(_, p)| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        (bytes, segs.len())
+    }
+
+    /// Runs `f` on the writer thread each time entries become durable.
+    pub fn on_durable(&self, f: DurableHook) {
+        *self
+            .shared
+            .on_durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.work.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    config: LogConfig,
+    segment: Option<Segment>,
+    spare: Option<Spare>,
+}
+
+impl Writer {
+    fn run(&mut self) {
+        loop {
+            let (buf, bounds, truncate) = {
+                let mut s = self.shared.lock();
+                while s.buf.is_empty() && !s.closing && s.truncate.is_none() {
+                    s = self.shared.work.wait(s).unwrap_or_else(|e| e.into_inner());
+                }
+                if s.buf.is_empty() && s.closing {
+                    return;
+                }
+                if s.error.is_some() {
+                    // Nothing more is written; appends fail.
+                    s.buf.clear();
+                    s.bounds.clear();
+                    s.truncate = None;
+                    if s.closing {
+                        return;
+                    }
+                    continue;
+                }
+                (
+                    std::mem::take(&mut s.buf),
+                    std::mem::take(&mut s.bounds),
+                    s.truncate.take(),
+                )
+            };
+            if let Some(seq) = truncate {
+                self.truncate(seq);
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            let last = bounds.last().map_or(0, |b| b.0);
+            match self.write(&buf, &bounds) {
+                Ok(()) => {
+                    self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                    let durable = last + 1;
+                    self.shared.lock().durable = durable;
+                    self.shared.done.notify_all();
+                    if let Some(f) = &*self
+                        .shared
+                        .on_durable
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                    {
+                        f(durable);
+                    }
+                    self.prepare_spare();
+                }
+                Err(e) => {
+                    self.shared.lock().error = Some(e.to_string());
+                    self.shared.done.notify_all();
+                }
+            }
+        }
+    }
+
+    /// Writes a batch of frames and syncs every file it touched.
+    fn write(&mut self, buf: &[u8], bounds: &[(u64, usize)]) -> Result<(), LogError> {
+        let mut to_sync: Vec<File> = Vec::new();
+        let mut i = 0;
+        while i < bounds.len() {
+            let (seq, start) = bounds[i];
+            let frame_end = |k: usize| bounds.get(k + 1).map_or(buf.len(), |b| b.1);
+            let first_len = (frame_end(i) - start) as u64;
+            let fits = self
+                .segment
+                .as_ref()
+                .is_some_and(|s| s.offset + first_len <= s.size);
+            if !fits {
+                if let Some(old) = self.segment.take()
+                    && let Ok(f) = old.file.try_clone()
+                {
+                    to_sync.push(f);
+                }
+                self.segment = Some(self.new_segment(seq, first_len)?);
+            }
+            let seg = self
+                .segment
+                .as_mut()
+                .ok_or_else(|| LogError::Failed("no segment to write to".into()))?;
+            // As many frames as fit.
+            let mut end = frame_end(i);
+            let mut k = i + 1;
+            while k < bounds.len() && seg.offset + (frame_end(k) - start) as u64 <= seg.size {
+                end = frame_end(k);
+                k += 1;
+            }
+            seg.file
+                .write_all_at(&buf[start..end], seg.offset)
+                .map_err(io_err(format!("cannot write {}", seg.path.display())))?;
+            seg.offset += (end - start) as u64;
+            i = k;
+        }
+        for f in &to_sync {
+            f.sync_data().map_err(io_err(format!(
+                "cannot sync a segment of {}",
+                self.dir.display()
+            )))?;
+        }
+        if let Some(seg) = &self.segment {
+            seg.file
+                .sync_data()
+                .map_err(io_err(format!("cannot sync {}", seg.path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// A pre-allocated file of `size` bytes under a temporary name.
+    fn allocate(&self, size: u64) -> Result<Spare, LogError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = self.dir.join(format!(
+            ".seg-{}-{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io_err(format!("cannot create {}", path.display())))?;
+        write_zeros(&file, 0, size, &path)?;
+        file.sync_all()
+            .map_err(io_err(format!("cannot sync {}", path.display())))?;
+        Ok(Spare { file, path, size })
+    }
+
+    /// Pre-allocates the next segment once the current one is half full.
+    fn prepare_spare(&mut self) {
+        if self.spare.is_some() {
+            return;
+        }
+        let half = self.segment.as_ref().is_none_or(|s| s.offset * 2 >= s.size);
+        if half && let Ok(spare) = self.allocate(self.config.segment_bytes) {
+            self.spare = Some(spare);
+        }
+    }
+
+    /// Makes the segment that starts at entry `first` (big enough for a
+    /// frame of `frame_len` bytes).
+    fn new_segment(&mut self, first: u64, frame_len: u64) -> Result<Segment, LogError> {
+        let need = HEADER + frame_len;
+        let spare = match self.spare.take() {
+            Some(s) if s.size >= need => s,
+            other => {
+                if let Some(s) = other {
+                    let _ = fs::remove_file(&s.path);
+                }
+                self.allocate(self.config.segment_bytes.max(need))?
+            }
+        };
+        let path = self.dir.join(segment_name(first));
+        spare
+            .file
+            .write_all_at(&header(first), 0)
+            .map_err(io_err(format!("cannot write {}", path.display())))?;
+        spare
+            .file
+            .sync_data()
+            .map_err(io_err(format!("cannot sync {}", path.display())))?;
+        fs::rename(&spare.path, &path)
+            .map_err(io_err(format!("cannot create {}", path.display())))?;
+        sync_dir(&self.dir)?;
+        Ok(Segment {
+            file: spare.file,
+            path,
+            first,
+            offset: HEADER,
+            size: spare.size,
+        })
+    }
+
+    /// Deletes segments whose entries are all below `seq`.
+    fn truncate(&mut self, seq: u64) {
+        let Ok(segs) = segments(&self.dir) else {
+            return;
+        };
+        let current = self.segment.as_ref().map(|s| s.first);
+        let mut removed = false;
+        for (i, (first, path)) in segs.iter().enumerate() {
+            let Some((next_first, _)) = segs.get(i + 1) else {
+                break;
+            };
+            if *next_first > seq || Some(*first) == current {
+                break;
+            }
+            removed |= fs::remove_file(path).is_ok();
+        }
+        if removed {
+            let _ = sync_dir(&self.dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> LogConfig {
+        LogConfig {
+            segment_bytes: 4096,
+        }
+    }
+
+    fn payload(i: u64) -> Vec<u8> {
+        let len = 1 + (i * 37 % 300) as usize;
+        (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
+    }
+
+    fn fill(dir: &Path, n: u64) {
+        let (log, _) = Log::open(dir, small(), 0).unwrap();
+        for i in 0..n {
+            assert_eq!(log.append(&payload(i)).unwrap(), i);
+        }
+        log.sync().unwrap();
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_across_segments_and_reopens() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("j");
+        fill(&dir, 200);
+        assert!(segments(&dir).unwrap().len() > 3, "rolled over segments");
+        let s = scan(&dir, 0).unwrap();
+        assert_eq!(s.damage, None);
+        assert_eq!((s.first_seq, s.next_seq), (0, 200));
+        for (i, e) in s.entries.iter().enumerate() {
+            assert_eq!((e.seq, &e.payload), (i as u64, &payload(i as u64)));
+        }
+        let (log, opened) = Log::open(&dir, small(), 0).unwrap();
+        assert_eq!((opened.next_seq, opened.cut.is_none()), (200, true));
+        assert_eq!(log.append(b"more").unwrap(), 200);
+        drop(log);
+        let s = scan(&dir, 150).unwrap();
+        assert_eq!(s.entries.len(), 51);
+        assert_eq!(s.entries[50].payload, b"more");
+    }
+
+    /// A torn tail, as a crash leaves it: the last entries cut at every byte
+    /// (the rest zero, as the file was pre-allocated, or the file shorter).
+    #[test]
+    fn a_tail_cut_at_every_byte_recovers_the_whole_entries() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("j");
+        fill(&dir, 40);
+        let segs = segments(&dir).unwrap();
+        let (last_first, last_path) = segs.last().unwrap().clone();
+        let bytes = fs::read(&last_path).unwrap();
+        // Frame starts in the last segment.
+        let mut starts = vec![];
+        let mut at = HEADER as usize;
+        for seq in last_first..40 {
+            starts.push((seq, at));
+            at += FRAME as usize + payload(seq).len();
+        }
+        let end = at;
+        let from = starts[starts.len().saturating_sub(3)].1;
+        for cut in from..end {
+            for zeroed in [true, false] {
+                let d = t.path().join(format!("c{cut}-{zeroed}"));
+                copy_dir(&dir, &d);
+                let p = d.join(last_path.file_name().unwrap());
+                if zeroed {
+                    let mut b = bytes.clone();
+                    b[cut..].iter_mut().for_each(|x| *x = 0);
+                    fs::write(&p, b).unwrap();
+                } else {
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&p)
+                        .unwrap()
+                        .set_len(cut as u64)
+                        .unwrap();
+                }
+                let whole = starts
+                    .iter()
+                    .filter(|(_, s)| {
+                        let seq = starts.iter().find(|x| x.1 == *s).unwrap().0;
+                        s + FRAME as usize + payload(seq).len() <= cut
+                    })
+                    .count() as u64
+                    + last_first;
+                let s = scan(&d, 0).unwrap();
+                assert_eq!(s.next_seq, whole, "cut at {cut}");
+                for e in &s.entries {
+                    assert_eq!(e.payload, payload(e.seq));
+                }
+                let (log, opened) = Log::open(&d, small(), 0).unwrap();
+                assert_eq!(opened.next_seq, whole);
+                log.append(b"after").unwrap();
+                drop(log);
+                let s = scan(&d, 0).unwrap();
+                assert_eq!(s.damage, None, "cut at {cut}");
+                assert_eq!(s.next_seq, whole + 1);
+                assert_eq!(s.entries.last().unwrap().payload, b"after");
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_bits_stop_reading_at_the_damaged_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("j");
+        fill(&dir, 30);
+        let (last_first, last_path) = segments(&dir).unwrap().last().unwrap().clone();
+        let bytes = fs::read(&last_path).unwrap();
+        let mut starts = vec![];
+        let mut at = HEADER as usize;
+        for seq in last_first..30 {
+            starts.push((seq, at));
+            at += FRAME as usize + payload(seq).len();
+        }
+        let (victim_seq, from) = starts[starts.len() - 2];
+        for byte in from..at {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[byte] ^= 1 << bit;
+                let d = t.path().join("f");
+                let _ = fs::remove_dir_all(&d);
+                copy_dir(&dir, &d);
+                fs::write(d.join(last_path.file_name().unwrap()), &b).unwrap();
+                let s = scan(&d, 0).unwrap();
+                let frame_of = |pos: usize| starts.iter().rev().find(|(_, s)| *s <= pos).unwrap().0;
+                let expect = frame_of(byte);
+                assert!(expect >= victim_seq);
+                assert_eq!(s.next_seq, expect, "bit {bit} of byte {byte}");
+                assert!(s.damage.is_some());
+                for e in &s.entries {
+                    assert_eq!(e.payload, payload(e.seq));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stale_frames_after_a_cut_are_never_read_again() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("j");
+        let big = LogConfig {
+            segment_bytes: 1 << 20,
+        };
+        let (log, _) = Log::open(&dir, big, 0).unwrap();
+        for i in 0..100u64 {
+            log.append(&[i as u8; 10]).unwrap();
+        }
+        drop(log);
+        let (_, path) = segments(&dir).unwrap()[0].clone();
+        let mut b = fs::read(&path).unwrap();
+        let at50 = HEADER as usize + 50 * (FRAME as usize + 10);
+        b[at50 + FRAME as usize] ^= 0xff;
+        fs::write(&path, b).unwrap();
+        let (log, opened) = Log::open(&dir, big, 0).unwrap();
+        assert_eq!(opened.next_seq, 50);
+        assert!(opened.cut.is_some());
+        for i in 50..100u64 {
+            log.append(&[200 + (i % 50) as u8; 10]).unwrap();
+        }
+        drop(log);
+        let s = scan(&dir, 0).unwrap();
+        assert_eq!(s.next_seq, 100);
+        assert_eq!(s.damage, None);
+        for e in &s.entries[50..] {
+            assert_eq!(e.payload, vec![200 + (e.seq % 50) as u8; 10]);
+        }
+    }
+
+    #[test]
+    fn group_commit_batches_many_entries_per_sync() {
+        let t = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(&t.path().join("j"), LogConfig::default(), 0).unwrap();
+        let started = Instant::now();
+        let n = 100_000u64;
+        for _ in 0..n {
+            log.append(&[7u8; 64]).unwrap();
+        }
+        log.sync().unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{n} entries in {secs:.3} s ({:.0}/s), {} syncs",
+            n as f64 / secs,
+            log.syncs()
+        );
+        assert!(log.syncs() < n / 10, "{} syncs", log.syncs());
+        assert_eq!(log.durable(), n);
+    }
+
+    #[test]
+    fn waiting_truncating_gaps_and_resets() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("j");
+        let (log, _) = Log::open(&dir, small(), 0).unwrap();
+        let log = Arc::new(log);
+        let waiters: Vec<_> = (0..4)
+            .map(|k| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    log.wait_durable(100 + k, Duration::from_secs(10)).unwrap()
+                })
+            })
+            .collect();
+        for i in 0..200 {
+            log.append(&payload(i)).unwrap();
+        }
+        for w in waiters {
+            assert!(w.join().unwrap());
+        }
+        log.sync().unwrap();
+        assert!(!log.wait_durable(500, Duration::from_millis(10)).unwrap());
+        let before = segments(&dir).unwrap();
+        log.truncate_before(150).unwrap();
+        log.append(b"x").unwrap();
+        log.sync().unwrap();
+        let after = segments(&dir).unwrap();
+        assert!(after.len() < before.len());
+        assert!(after[0].0 <= 150);
+        assert_eq!(scan(&dir, 150).unwrap().entries.len(), 51);
+        assert!(matches!(scan(&dir, 0), Err(LogError::Gap { .. })));
+        drop(Arc::try_unwrap(log).ok().unwrap());
+        let (log, opened) = Log::open(&dir, small(), 1000).unwrap();
+        assert!(opened.reset);
+        assert_eq!(log.append(b"y").unwrap(), 1000);
+        drop(log);
+        assert_eq!(scan(&dir, 1000).unwrap().entries.len(), 1);
+    }
+
+    #[test]
+    fn bad_headers_are_damage() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("j");
+        fill(&dir, 5);
+        let (_, path) = segments(&dir).unwrap()[0].clone();
+        let good = fs::read(&path).unwrap();
+        for (at, value, why) in [(0, b'X', "magic"), (8, 2, "checksum"), (16, 9, "checksum")] {
+            let mut b = good.clone();
+            b[at] = value;
+            fs::write(&path, &b).unwrap();
+            let s = scan(&dir, 0).unwrap();
+            let d = s.damage.expect("damage");
+            assert!(d.why.contains(why), "{}", d.why);
+            assert_eq!(s.entries.len(), 0);
+        }
+        // Version 2 with a valid checksum.
+        let mut b = good.clone();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let sum = xxh3_64(&b[..24]);
+        b[24..32].copy_from_slice(&sum.to_le_bytes());
+        fs::write(&path, &b).unwrap();
+        let d = scan(&dir, 0).unwrap().damage.unwrap();
+        assert!(d.why.contains("version 2"), "{}", d.why);
+    }
+}

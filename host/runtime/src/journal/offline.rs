@@ -1,0 +1,263 @@
+//! The journal without a running host: `phantom journal` (the entries after
+//! the last checkpoint), `phantom send` straight into a journal (the caller
+//! holds the data directory's lock), and the journal part of `fsck`.
+//!
+//! ```text
+//!   newest checkpoint whose chain verifies ─► its `journal` section: position P
+//!   journal/ ─► scan(P) ─► entries (or damage: where, why)
+//!   send: checks (exited? takes messages? room in the queue once replayed?)
+//!         ─► Log::open ─► admit entries ─► sync ─► durable: acknowledged
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use phantom_snapshots::CheckpointStore;
+
+use super::log::{self, Log, LogConfig};
+use super::{CallKind, Ended, Entry, JournalState, journal_dir};
+use crate::gate::{Input, MAX_LINE_BYTES, MAX_PENDING_BYTES, MAX_PENDING_INPUTS};
+use crate::persist::{HostParts, Section};
+
+/// A journal's entries after the newest checkpoint.
+#[derive(Debug)]
+pub struct Tail {
+    /// The checkpoint.
+    pub checkpoint: u64,
+    /// The position it covers.
+    pub position: u64,
+    /// The entries from there on, decoded (or why an entry is not valid).
+    pub entries: Vec<(u64, Result<Entry, String>)>,
+    /// Where reading stopped early, and why (a torn tail: a restore cuts it).
+    pub damage: Option<String>,
+    /// The host part of the checkpoint.
+    pub parts: HostParts,
+}
+
+/// Reads the journal tail of the process in `dir`.
+pub fn tail(dir: &Path) -> Result<Tail, String> {
+    let store = CheckpointStore::open(dir).map_err(|e| e.to_string())?;
+    let (info, sections) = store.latest_sections().map_err(|e| e.to_string())?;
+    let parts =
+        HostParts::restore(&sections).map_err(|e| format!("checkpoint {}: {e}", info.id))?;
+    let position = parts.journal.position;
+    let scan = log::scan(&journal_dir(dir), position).map_err(|e| e.to_string())?;
+    let damage = scan.damage.map(|d| {
+        format!(
+            "entry {} at {} byte {} is not whole or not valid ({}){}",
+            d.seq,
+            d.segment.display(),
+            d.offset,
+            d.why,
+            if d.later_segments > 0 {
+                format!("; {} later segment(s) are ignored", d.later_segments)
+            } else {
+                String::new()
+            }
+        )
+    });
+    let entries = scan
+        .entries
+        .into_iter()
+        .map(|e| (e.seq, Entry::decode(&e.payload)))
+        .collect();
+    Ok(Tail {
+        checkpoint: info.id,
+        position,
+        entries,
+        damage,
+        parts,
+    })
+}
+
+/// Where `send_offline` put the messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// The first message's journal entry (and id).
+    pub first: u64,
+    /// The last one's.
+    pub last: u64,
+}
+
+/// Appends `messages` to the journal of the process in `dir` (no host runs
+/// it: the caller holds the data directory's lock) and returns once they
+/// are durable. The process gets them when it runs next.
+pub fn send_offline(dir: &Path, messages: &[Vec<u8>]) -> Result<Delivered, String> {
+    let name = crate::datadir::process_name(dir);
+    if messages.is_empty() {
+        return Err("no messages to send".into());
+    }
+    let bytes = std::fs::read(dir.join("component.wasm"))
+        .map_err(|e| format!("cannot read the component of '{name}': {e}"))?;
+    let facts = crate::inspect::inspect_component(&bytes).map_err(|e| e.to_string())?;
+    if !facts.exports.iter().any(|e| e == "handle-message") {
+        return Err(format!(
+            "process '{name}' does not take messages: its component does not export `handle-message` (write it with the SDK's `on_message`)"
+        ));
+    }
+    let tail = tail(dir)?;
+    if let Some(why) = &tail.damage {
+        return Err(format!(
+            "the journal of '{name}' is damaged ({why}): run it once (which cuts a torn tail) or check it with `phantom fsck`"
+        ));
+    }
+    // The queue as a replay will rebuild it, and the latest process time.
+    let mut queued: Vec<usize> = tail.parts.host.pending.iter().map(Input::bytes).collect();
+    let mut head: usize = 0;
+    let mut time_ns = tail.parts.host.process_time_ns;
+    let mut exited = tail.parts.host.exit_code.is_some();
+    // A call the host died in (no end recorded): abandoned before anything
+    // is appended after it, its input back at the head of the queue.
+    let mut open_call: Option<(u64, CallKind)> = None;
+    for (seq, entry) in &tail.entries {
+        match entry {
+            Ok(Entry::CallEnd { .. } | Entry::CallFailed { .. } | Entry::CallAbandoned { .. }) => {
+                open_call = None;
+            }
+            Ok(Entry::Call { kind, .. }) => open_call = Some((*seq, *kind)),
+            _ => {}
+        }
+        match entry {
+            Ok(Entry::Admit { time_ns: t, input }) => {
+                time_ns = time_ns.max(*t);
+                queued.push(input.bytes());
+            }
+            Ok(Entry::Call { time_ns: t, kind }) => {
+                time_ns = time_ns.max(*t);
+                if *kind == CallKind::Next {
+                    head += 1;
+                }
+            }
+            Ok(Entry::CallEnd {
+                ended: Ended::Exit(_),
+                ..
+            }) => exited = true,
+            Ok(_) => {}
+            Err(why) => {
+                return Err(format!(
+                    "entry {seq} of the journal of '{name}' is not valid: {why}"
+                ));
+            }
+        }
+    }
+    if exited {
+        return Err(format!(
+            "process '{name}' has exited: it takes no more messages"
+        ));
+    }
+    if let Some((_, CallKind::Next)) = open_call {
+        head = head.saturating_sub(1);
+    }
+    let waiting = &queued[head.min(queued.len())..];
+    let mut count = waiting.len();
+    let mut total: usize = waiting.iter().sum();
+    for m in messages {
+        if m.len() > MAX_LINE_BYTES {
+            return Err(format!(
+                "a message of {} bytes is longer than the limit of {MAX_LINE_BYTES}",
+                m.len()
+            ));
+        }
+        count += 1;
+        total += m.len();
+    }
+    if count > MAX_PENDING_INPUTS || total > MAX_PENDING_BYTES {
+        return Err(format!(
+            "the queue of '{name}' is full ({} inputs waiting, at most {MAX_PENDING_INPUTS} and {} MiB): run the host so it catches up, then send again",
+            waiting.len(),
+            MAX_PENDING_BYTES >> 20
+        ));
+    }
+    let jdir = journal_dir(dir);
+    let (log, _) = Log::open(&jdir, LogConfig::default(), tail.position)
+        .map_err(|e| format!("cannot open the journal of '{name}': {e}"))?;
+    if let Some((call, _)) = open_call {
+        log.append(&Entry::CallAbandoned { call }.encode())
+            .map_err(|e| format!("cannot write the journal of '{name}': {e}"))?;
+    }
+    let mut first = None;
+    let mut last = 0;
+    for m in messages {
+        let id = log.next_seq();
+        let entry = Entry::Admit {
+            time_ns,
+            input: Input::Message {
+                from: String::new(),
+                id,
+                data: m.clone(),
+            },
+        };
+        last = log
+            .append(&entry.encode())
+            .map_err(|e| format!("cannot write the journal of '{name}': {e}"))?;
+        first.get_or_insert(last);
+    }
+    match log.wait_durable(last, Duration::from_secs(60)) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "the journal of '{name}' did not become durable in time"
+            ));
+        }
+        Err(e) => return Err(format!("the journal of '{name}' failed: {e}")),
+    }
+    Ok(Delivered {
+        first: first.unwrap_or(last),
+        last,
+    })
+}
+
+/// Checks the journal of the process in `dir` against the checkpoint it
+/// would restore from (position `position`): problems found, and how many
+/// entries a restore would replay.
+pub fn check(dir: &Path, position: u64) -> (Vec<String>, usize) {
+    let mut problems = Vec::new();
+    let jdir = journal_dir(dir);
+    if !jdir.exists() {
+        if position > 0 {
+            problems.push(format!(
+                "journal: missing, but the checkpoint covers it up to entry {position}"
+            ));
+        }
+        return (problems, 0);
+    }
+    match log::scan(&jdir, position) {
+        Ok(scan) => {
+            if let Some(d) = &scan.damage {
+                problems.push(format!(
+                    "journal: entry {} at {} byte {} is not whole or not valid ({}); a restore cuts the journal there{}",
+                    d.seq,
+                    d.segment.display(),
+                    d.offset,
+                    d.why,
+                    if d.later_segments > 0 {
+                        format!(" and drops {} later segment(s)", d.later_segments)
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            for e in &scan.entries {
+                if let Err(why) = Entry::decode(&e.payload) {
+                    problems.push(format!(
+                        "journal: entry {} is not a valid entry: {why}",
+                        e.seq
+                    ));
+                }
+            }
+            (problems, scan.entries.len())
+        }
+        Err(e) => {
+            problems.push(format!("journal: {e}"));
+            (problems, 0)
+        }
+    }
+}
+
+/// The journal position in a checkpoint's sections (0 when it has none).
+pub fn position_of(sections: &std::collections::BTreeMap<String, Vec<u8>>) -> u64 {
+    sections
+        .get(JournalState::NAME)
+        .and_then(|b| JournalState::restore(b).ok())
+        .map_or(0, |j| j.position)
+}

@@ -1,0 +1,435 @@
+//! A process's journal: opening it on restore, replaying its tail, holding
+//! effects until their causes are durable, and truncating it behind the
+//! oldest checkpoint kept.
+//!
+//! ```text
+//!   restore: checkpoint (position P) ─► Log::open (torn tail cut) ─► entries >= P
+//!     replay: admit ─► queue   released ─► skip those effects   call ─► the guest,
+//!             its reads fed from the entries that follow ─► call-end: status and
+//!             digest must match (else: divergence at that entry, process failed)
+//!     the journal ends inside a call: the call goes on live and is recorded
+//!   live:  step ─► held (call, call-end) ─► take_ready once call-end is durable
+//!          ─► the drive loop releases them ─► mark_released ─► journal: released
+//!   commit of checkpoint N ─► truncate_before(position of the oldest kept)
+//! ```
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::{Instance, TypedFunc};
+
+use super::Process;
+use crate::bindings::Status;
+use crate::ctx::ProcessCtx;
+use crate::error::{Failure, FailureKind};
+use crate::exit::Output;
+use crate::gate::Input;
+use crate::iface::messages::GuestMessage;
+use crate::journal::log::{self, Log, LogConfig};
+use crate::journal::{CallKind, Entry, Held, JournalState, journal_dir};
+use crate::persist::Section;
+use crate::runtime::Runtime;
+
+/// The guest's `handle-message` export.
+pub(crate) type HandleMessage = TypedFunc<(GuestMessage,), (Status,)>;
+
+/// What one call did.
+pub(crate) struct CallDone {
+    /// What it sent out.
+    pub outputs: Vec<Output>,
+    /// How it ended.
+    pub ended: crate::journal::Ended,
+    /// Its digest.
+    pub digest: u64,
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Entries after the checkpoint.
+    pub entries: usize,
+    /// Calls replayed.
+    pub calls: usize,
+    /// Inputs queued again.
+    pub admitted: usize,
+    /// Effects not performed again (released before the crash).
+    pub skipped_effects: usize,
+    /// Effects to release (not released before the crash).
+    pub pending_effects: usize,
+    /// Calls that had failed, whose inputs were consumed without running.
+    pub failed_calls: usize,
+}
+
+/// The `handle-message` export, if the component has one of the right type.
+pub(super) fn find_handle_message(
+    store: &mut Store<ProcessCtx>,
+    instance: &Instance,
+) -> wasmtime::Result<Option<HandleMessage>> {
+    let Some(func) = instance.get_func(&mut *store, "handle-message") else {
+        return Ok(None);
+    };
+    func.typed::<(GuestMessage,), (Status,)>(&*store)
+        .map(Some)
+        .map_err(|e| {
+            e.context("its `handle-message` export is not `func(message: message) -> status`")
+        })
+}
+
+fn divergence(seq: u64, why: impl std::fmt::Display) -> Failure {
+    Failure::new(
+        FailureKind::Divergence,
+        format!("replaying the journal diverged at entry {seq}: {why}"),
+    )
+}
+
+impl Process {
+    /// The journal's log, when the journal is on.
+    pub fn journal_log(&self) -> Option<&Arc<Log>> {
+        self.store.data().journal.log.as_ref()
+    }
+
+    /// Opens the journal (cutting a torn tail) and reads the entries after
+    /// the restored checkpoint's position.
+    pub(super) fn open_journal(
+        &mut self,
+        rt: &Runtime,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<(u64, Entry)>, Failure> {
+        if !rt.config.journal {
+            return Ok(Vec::new());
+        }
+        let dir = journal_dir(&self.dir);
+        let position = self.store.data().journal.state.position;
+        let name = self.name.clone();
+        let host_io = |e: log::LogError| {
+            Failure::new(
+                FailureKind::HostIo,
+                format!("cannot open the journal of '{name}': {e}"),
+            )
+        };
+        let existed = dir.exists();
+        let (log, opened) = Log::open(&dir, LogConfig::default(), position).map_err(host_io)?;
+        if let Some(d) = &opened.cut {
+            warnings.push(format!(
+                "{}: the journal's tail was cut at {} byte {}: entry {} and after were not whole ({}); they were never acknowledged",
+                self.dir.display(),
+                d.segment.display(),
+                d.offset,
+                d.seq,
+                d.why
+            ));
+        }
+        if position > 0 && (!existed || opened.reset) {
+            warnings.push(format!(
+                "{}: the journal {} before position {position}, which checkpoint {} covers: it starts again there",
+                self.dir.display(),
+                if existed { "ended" } else { "was missing, so it ended" },
+                self.state().checkpoint_id
+            ));
+        }
+        let scan = log::scan(&dir, position).map_err(|e| {
+            Failure::new(
+                FailureKind::BadImage,
+                format!("cannot replay the journal of '{}': {e}", self.name),
+            )
+        })?;
+        let mut entries = Vec::with_capacity(scan.entries.len());
+        for e in scan.entries {
+            let entry = Entry::decode(&e.payload).map_err(|why| {
+                Failure::new(
+                    FailureKind::BadImage,
+                    format!(
+                        "entry {} of the journal of '{}' is not a valid entry: {why}",
+                        e.seq, self.name
+                    ),
+                )
+            })?;
+            entries.push((e.seq, entry));
+        }
+        self.store.data_mut().journal.log = Some(Arc::new(log));
+        Ok(entries)
+    }
+
+    /// Replays the journal's tail: the process ends up where it was when
+    /// the last entry was written. A divergence fails it.
+    pub(super) fn replay(
+        &mut self,
+        rt: &Runtime,
+        entries: Vec<(u64, Entry)>,
+    ) -> Result<ReplayReport, Failure> {
+        let mut report = ReplayReport {
+            entries: entries.len(),
+            ..Default::default()
+        };
+        {
+            let j = &mut self.store.data_mut().journal;
+            let marked = entries
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Entry::Released { call } => Some(*call),
+                    _ => None,
+                })
+                .max();
+            j.state.released = j.state.released.max(marked);
+            let released = j.state.released;
+            let before = j.state.held.len();
+            j.state.held.retain(|h| released.is_none_or(|r| h.call > r));
+            report.skipped_effects += before - j.state.held.len();
+            j.replay = entries.into();
+            j.replaying = true;
+        }
+        let result = self.replay_entries(rt, &mut report);
+        let ctx = self.store.data_mut();
+        ctx.journal.replaying = false;
+        ctx.journal.replay.clear();
+        ctx.journal.trouble = None;
+        result?;
+        report.pending_effects = ctx.journal.state.held.len();
+        Ok(report)
+    }
+
+    fn replay_entries(&mut self, rt: &Runtime, report: &mut ReplayReport) -> Result<(), Failure> {
+        let mut latest_ns = self.store.data().state.process_time_ns;
+        loop {
+            let ctx = self.store.data_mut();
+            let Some((seq, entry)) = ctx.journal.replay.pop_front() else {
+                break;
+            };
+            match entry {
+                Entry::Admit { time_ns, input } => {
+                    latest_ns = latest_ns.max(time_ns);
+                    if let Input::Timer(id) = input {
+                        ctx.timers.fired(id, time_ns);
+                    }
+                    ctx.admit_recorded(input).map_err(|e| {
+                        divergence(seq, format!("the recorded input was refused: {e}"))
+                    })?;
+                    report.admitted += 1;
+                }
+                Entry::Released { .. } => {}
+                Entry::Call { time_ns, kind } => {
+                    latest_ns = latest_ns.max(time_ns);
+                    // A call that failed: its input is consumed, the call
+                    // not run (nor its recorded reads).
+                    let reads = ctx
+                        .journal
+                        .replay
+                        .iter()
+                        .take_while(|(_, e)| e.is_read())
+                        .count();
+                    match ctx.journal.replay.get(reads) {
+                        Some((_, Entry::CallFailed { call })) if *call == seq => {
+                            ctx.journal.replay.drain(..=reads);
+                            if kind == CallKind::Next && ctx.next_input().is_none() {
+                                return Err(divergence(
+                                    seq,
+                                    "a call was recorded with no input queued",
+                                ));
+                            }
+                            report.failed_calls += 1;
+                            continue;
+                        }
+                        // Never finished: its input stays at the head.
+                        Some((_, Entry::CallAbandoned { call })) if *call == seq => {
+                            ctx.journal.replay.drain(..=reads);
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    ctx.clock.reset_to(time_ns);
+                    let input = match kind {
+                        CallKind::Next => ctx.next_input().ok_or_else(|| {
+                            divergence(seq, "a call was recorded with no input queued")
+                        })?,
+                        CallKind::Resume if ctx.state.busy => Input::Resume,
+                        CallKind::Resume => {
+                            return Err(divergence(
+                                seq,
+                                "a `resume` was recorded for a guest that is not busy",
+                            ));
+                        }
+                    };
+                    if ctx.state.exit_code.is_some() {
+                        return Err(divergence(
+                            seq,
+                            "a call was recorded after the guest exited",
+                        ));
+                    }
+                    let done = match self.call(rt, kind, &input, time_ns) {
+                        Ok(done) => done,
+                        Err(failure) => {
+                            // The journal's last call (the host died in it)
+                            // failed again: recorded, so a retry skips it.
+                            let j = &mut self.store.data_mut().journal;
+                            if j.replay.is_empty() && failure.kind != FailureKind::Divergence {
+                                j.trouble = None;
+                                let _ = j.append(&Entry::CallFailed { call: seq });
+                                if let Some(log) = &j.log {
+                                    let _ = log.sync();
+                                }
+                            }
+                            return Err(failure);
+                        }
+                    };
+                    report.calls += 1;
+                    self.end_replayed_call(seq, done, report)?;
+                }
+                other => {
+                    return Err(divergence(
+                        seq,
+                        format!("a {} entry outside a call", other.kind_name()),
+                    ));
+                }
+            }
+        }
+        let clock = &mut self.store.data_mut().clock;
+        if clock.now_ns() < latest_ns {
+            clock.reset_to(latest_ns);
+        }
+        Ok(())
+    }
+
+    /// Checks a replayed call against its recorded end and holds or skips
+    /// its effects.
+    fn end_replayed_call(
+        &mut self,
+        call: u64,
+        done: CallDone,
+        report: &mut ReplayReport,
+    ) -> Result<(), Failure> {
+        let ctx = self.store.data_mut();
+        let end = match ctx.journal.replay.front() {
+            Some((end, Entry::CallEnd { ended, digest })) => {
+                let end = *end;
+                if *ended != done.ended {
+                    return Err(divergence(
+                        end,
+                        format!(
+                            "the call of entry {call} ended {:?}, but the journal recorded {:?}",
+                            done.ended, ended
+                        ),
+                    ));
+                }
+                if *digest != done.digest {
+                    return Err(divergence(
+                        end,
+                        format!(
+                            "the call of entry {call} did not reproduce what was recorded (its digest of inputs, reads and outputs differs: the guest behaved differently, or a recorded value was changed)"
+                        ),
+                    ));
+                }
+                ctx.journal.replay.pop_front();
+                end
+            }
+            Some((s, e)) if e.is_read() => {
+                return Err(divergence(
+                    *s,
+                    format!(
+                        "the call of entry {call} ended without reading the recorded {}",
+                        e.kind_name()
+                    ),
+                ));
+            }
+            Some((s, e)) => {
+                return Err(divergence(
+                    *s,
+                    format!(
+                        "the call of entry {call} has no call-end before this {} entry",
+                        e.kind_name()
+                    ),
+                ));
+            }
+            None => {
+                // The journal ended inside this call (the host stopped
+                // during it): the call went on live; record its end.
+                ctx.journal
+                    .append(&Entry::CallEnd {
+                        ended: done.ended,
+                        digest: done.digest,
+                    })
+                    .map_err(|e| Failure::new(FailureKind::HostIo, e))?
+                    .unwrap_or(call + 1)
+            }
+        };
+        let released = ctx.journal.state.released;
+        if released.is_some_and(|r| call <= r) {
+            report.skipped_effects += done.outputs.len();
+        } else {
+            self.hold(call, end, done.outputs);
+        }
+        Ok(())
+    }
+
+    /// Holds a call's effects until its call-end `end` is durable.
+    pub(super) fn hold(&mut self, call: u64, end: u64, outputs: Vec<Output>) {
+        let held = &mut self.store.data_mut().journal.state.held;
+        held.extend(outputs.into_iter().map(|output| Held { call, end, output }));
+    }
+
+    /// Effects whose causes are durable, in order, taken for release. What
+    /// cannot be released now goes back with `put_back`; once released,
+    /// `mark_released`.
+    pub fn take_ready(&mut self) -> Vec<Held> {
+        let j = &mut self.store.data_mut().journal;
+        if j.state.held.is_empty() {
+            return Vec::new();
+        }
+        let durable = j.log.as_ref().map_or(u64::MAX, |l| l.durable());
+        let n = j.state.held.iter().take_while(|h| h.end < durable).count();
+        j.state.held.drain(..n).collect()
+    }
+
+    /// Effects taken by `take_ready` that could not be released yet, back
+    /// at the front of the queue.
+    pub fn put_back(&mut self, mut rest: Vec<Held>) {
+        let held = &mut self.store.data_mut().journal.state.held;
+        rest.append(held);
+        *held = rest;
+    }
+
+    /// Every effect of the calls up to `call` has left: recorded, so a
+    /// replay does not perform them again.
+    pub fn mark_released(&mut self, call: u64) {
+        let j = &mut self.store.data_mut().journal;
+        if j.state.released.is_some_and(|r| r >= call) {
+            return;
+        }
+        j.state.released = Some(call);
+        // A lost marker only means the effect may happen again after a
+        // crash (at-least-once); a failing journal fails the next call.
+        let _ = j.append(&Entry::Released { call });
+    }
+
+    /// Effects held, not yet released.
+    pub fn held_effects(&self) -> usize {
+        self.store.data().journal.state.held.len()
+    }
+
+    /// Deletes journal segments every kept checkpoint covers.
+    pub(super) fn truncate_journal(&mut self) {
+        let Some(log) = self.store.data().journal.log.clone() else {
+            return;
+        };
+        let Ok(ids) = self.images.ids() else {
+            return;
+        };
+        let Some(&oldest) = ids.first() else {
+            return;
+        };
+        let position = match self.positions.get(&oldest) {
+            Some(p) => *p,
+            None => match self.images.sections_of(oldest) {
+                Ok(sections) => match sections.get(JournalState::NAME) {
+                    Some(bytes) => match JournalState::restore(bytes) {
+                        Ok(j) => j.position,
+                        Err(_) => return,
+                    },
+                    None => 0,
+                },
+                Err(_) => return,
+            },
+        };
+        self.positions.retain(|id, _| *id >= oldest);
+        let _ = log.truncate_before(position);
+    }
+}

@@ -1,0 +1,412 @@
+//! The journal: nothing acknowledged is lost and no effect happens twice,
+//! across real `kill -9`s; torn tails are cut; a changed recorded value is
+//! a divergence. (Console output across kills: `kill_loop.rs`.)
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use phantom_runtime::error::{FailureKind, RestoreError};
+use phantom_runtime::process::Process;
+use phantom_runtime::runtime::Runtime;
+
+use super::common::*;
+use super::kill_loop::kills;
+
+/// A small deterministic generator for kill instants.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Kills hosts of `data` at random instants until `done` and at least
+/// `min_kills` kills; returns the kills made.
+fn kill_hosts(data: &Path, done: &AtomicBool, min_kills: usize, seed: u64) -> usize {
+    let mut seed = seed;
+    let mut killed = 0;
+    while !done.load(Ordering::Relaxed) || killed < min_kills {
+        let mut child = HostChild(
+            phantom()
+                .args([
+                    "run",
+                    "--data",
+                    s(data),
+                    "--no-stdin",
+                    "--checkpoint-every",
+                    "20ms",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start phantom run"),
+        );
+        std::thread::sleep(Duration::from_millis(20 + next(&mut seed) % 250));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed += 1;
+        // Sometimes no host runs for a while: sends go straight into the
+        // journal then.
+        if next(&mut seed).is_multiple_of(3) {
+            std::thread::sleep(Duration::from_millis(next(&mut seed) % 60));
+        }
+    }
+    killed
+}
+
+/// The messages a mailbox holds, as `(sender, text)`, read with `dump`.
+fn dump(data: &Path, name: &str) -> Vec<(String, String)> {
+    let ps = ps_json(data);
+    assert!(
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["state"] != "failed"),
+        "a process failed: {ps:#}"
+    );
+    let o = run_with_input(
+        &["run", "--data", s(data), "--input", name, "--until-idle"],
+        "dump\n",
+    );
+    ok(&o);
+    let out = stdout(&o);
+    let mut msgs = Vec::new();
+    let mut end = None;
+    for line in out.lines() {
+        let line = line.strip_prefix(&format!("[{name}] ")).unwrap_or(line);
+        if let Some(rest) = line.strip_prefix("msg ") {
+            let mut f = rest.splitn(3, ' ');
+            let _i = f.next();
+            let from = f.next().unwrap_or("").to_string();
+            let text = f.next().unwrap_or("").to_string();
+            msgs.push((from, text));
+        } else if let Some(n) = line.strip_prefix("end ") {
+            end = n.trim().parse::<usize>().ok();
+        }
+    }
+    assert_eq!(end, Some(msgs.len()), "dump incomplete:\n{out}");
+    msgs
+}
+
+/// 500 messages sent with `phantom send` while hosts are killed at random
+/// instants (some in checkpoints, some in group commits, some with no host
+/// at all): every acknowledged message is in the guest's list exactly once,
+/// in order; one whose send failed is there at most once.
+#[test]
+fn acknowledged_messages_survive_kill_9() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MAILBOX, "box", &[]);
+    let total = 500;
+    let done = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let sender = {
+        let data = data.path().to_path_buf();
+        let done = done.clone();
+        let acked = acked.clone();
+        std::thread::spawn(move || {
+            for i in 0..total {
+                let text = format!("m{i}");
+                let o = run(&["send", "--data", s(&data), "box", &text, "--timeout", "5s"]);
+                if o.status.success() {
+                    acked.lock().unwrap().push(i);
+                }
+            }
+            done.store(true, Ordering::Relaxed);
+        })
+    };
+    let killed = kill_hosts(data.path(), &done, kills().max(30), 0x5eed_1234_abcd_0001);
+    sender.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(killed >= 30, "{killed} kills");
+    assert!(
+        acked.len() >= total * 9 / 10,
+        "only {} of {total} sends were acknowledged",
+        acked.len()
+    );
+    let got: Vec<usize> = dump(data.path(), "box")
+        .into_iter()
+        .map(|(from, text)| {
+            assert_eq!(from, "-", "a message from outside");
+            text.strip_prefix('m').unwrap().parse().unwrap()
+        })
+        .collect();
+    // In order (sends were one after the other), none twice.
+    for w in got.windows(2) {
+        assert!(w[0] < w[1], "out of order or twice: {} then {}", w[0], w[1]);
+    }
+    for i in &acked {
+        assert!(got.contains(i), "acknowledged message m{i} is lost");
+    }
+    eprintln!(
+        "{killed} kills, {} of {total} acknowledged, {} delivered",
+        acked.len(),
+        got.len()
+    );
+    ok(&run(&["fsck", "--data", s(data.path())]));
+}
+
+/// Two processes, one sending `ping 1..N` to the other on a timer, the
+/// host killed again and again: every message arrives exactly once, in
+/// order.
+#[test]
+fn messages_between_processes_arrive_exactly_once_across_kills() {
+    let data = data_dir();
+    let n = 300;
+    spawn(data.path(), phantom_tests::MAILBOX, "b", &[]);
+    spawn(
+        data.path(),
+        phantom_tests::MAILBOX,
+        "a",
+        &[
+            "--send-to",
+            "b",
+            "--period-ms",
+            "2",
+            "--limit",
+            &n.to_string(),
+        ],
+    );
+    // `done` from the start: exactly this many kills.
+    let done = AtomicBool::new(true);
+    let killed = kill_hosts(data.path(), &done, kills().max(20), 0x77);
+    // Let it finish without kills.
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--no-stdin",
+        "--until-idle",
+    ]);
+    ok(&o);
+    let got = dump(data.path(), "b");
+    let want: Vec<(String, String)> = (1..=n).map(|k| ("a".into(), format!("ping {k}"))).collect();
+    assert_eq!(got.len(), want.len(), "{killed} kills");
+    assert_eq!(got, want, "{killed} kills");
+    ok(&run(&["fsck", "--data", s(data.path())]));
+}
+
+/// The frames of a journal segment: (offset, seq, payload range).
+fn frames(bytes: &[u8]) -> Vec<(usize, u64, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut at = 32;
+    while at + 20 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        let seq = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap());
+        out.push((at, seq, at + 20..at + 20 + len));
+        at += 20 + len;
+    }
+    out
+}
+
+/// Recomputes a frame's checksum (as DESIGN.md documents it).
+fn reseal(bytes: &mut [u8], at: usize, payload: std::ops::Range<usize>) {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&bytes[at..at + 12]);
+    h.update(&bytes[payload]);
+    let sum = h.digest();
+    bytes[at + 12..at + 20].copy_from_slice(&sum.to_le_bytes());
+}
+
+fn segment(dir: &Path) -> PathBuf {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segs.sort();
+    segs.pop().expect("a journal segment")
+}
+
+fn copy_process(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("journal")).unwrap();
+    for sub in ["", "journal"] {
+        for e in std::fs::read_dir(from.join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), to.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+/// A mailbox that got messages after its last checkpoint, as a crash
+/// leaves it: returns its directory, and a runtime.
+fn mailbox_with_tail(data: &Path, args: &[&str], messages: usize) -> (PathBuf, Runtime) {
+    spawn(data, phantom_tests::MAILBOX, "box", args);
+    for i in 0..messages {
+        ok(&run(&["send", "--data", s(data), "box", &format!("m{i}")]));
+    }
+    let rt = Runtime::new(Default::default()).unwrap();
+    let dir = data.join("box");
+    // Restore (replaying the admits), deliver them, and stop without a
+    // checkpoint: the journal holds the calls and their reads.
+    let (mut p, _) = Process::restore(&rt, &dir).unwrap();
+    while p.step(&rt).unwrap().is_some() {}
+    p.journal_log().unwrap().sync().unwrap();
+    drop(p);
+    (dir, rt)
+}
+
+/// A journal cut at every byte of its last entries, or with its last
+/// entries zeroed from any byte on (a torn write), restores to the last
+/// whole entry: the messages whose admits are whole, no others.
+#[test]
+fn a_torn_journal_tail_restores_to_the_last_whole_entry() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MAILBOX, "box", &[]);
+    for i in 0..6 {
+        ok(&run(&[
+            "send",
+            "--data",
+            s(data.path()),
+            "box",
+            &format!("m{i}"),
+        ]));
+    }
+    let dir = data.path().join("box");
+    let seg = segment(&dir);
+    let bytes = std::fs::read(&seg).unwrap();
+    let fr = frames(&bytes);
+    assert_eq!(fr.len(), 6);
+    let rt = Runtime::new(Default::default()).unwrap();
+    let from = fr[3].0;
+    let end = fr[5].2.end;
+    for cut in (from..=end).step_by(1) {
+        let whole = fr.iter().filter(|f| f.2.end <= cut).count();
+        for zero in [false, true] {
+            let copy = data_dir();
+            let d = copy.path().join("box");
+            copy_process(&dir, &d);
+            let seg_copy = d.join("journal").join(seg.file_name().unwrap());
+            let mut b = bytes.clone();
+            if zero {
+                b[cut..].iter_mut().for_each(|x| *x = 0);
+            } else {
+                b.truncate(cut);
+            }
+            std::fs::write(&seg_copy, &b).unwrap();
+            let (p, warnings) = Process::restore(&rt, &d)
+                .unwrap_or_else(|e| panic!("cut at {cut} (zeroed {zero}): {e}"));
+            assert_eq!(
+                p.state().pending.len(),
+                whole,
+                "cut at {cut} (zeroed {zero}): {warnings:?}"
+            );
+            let torn = cut < end && fr.iter().all(|f| f.0 != cut);
+            if torn {
+                assert!(
+                    warnings.iter().any(|w| w.contains("was cut")),
+                    "cut at {cut}: {warnings:?}"
+                );
+            }
+        }
+    }
+    // Flipped bits in the last entry: it is cut, the others stay.
+    let last = &fr[5];
+    for byte in last.0..last.2.end {
+        let copy = data_dir();
+        let d = copy.path().join("box");
+        copy_process(&dir, &d);
+        let mut b = bytes.clone();
+        b[byte] ^= 0x10;
+        std::fs::write(d.join("journal").join(seg.file_name().unwrap()), &b).unwrap();
+        let (p, _) = Process::restore(&rt, &d).unwrap();
+        assert_eq!(p.state().pending.len(), 5, "bit flipped in byte {byte}");
+    }
+}
+
+/// A recorded value changed, with the frame's checksum recomputed so it
+/// reads as valid: the replay reports a divergence at that call's end,
+/// and `phantom run` marks the process failed (kind `divergence`).
+#[test]
+fn a_changed_recorded_value_is_a_divergence() {
+    for (what, kind) in [("wall clock", 6u8), ("message", 1u8)] {
+        let data = data_dir();
+        let (dir, rt) = mailbox_with_tail(data.path(), &["--random", "1"], 3);
+        let seg = segment(&dir);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let fr = frames(&bytes);
+        let (at, seq, payload) = fr
+            .iter()
+            .find(|f| bytes[f.2.start] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {what} entry"));
+        // The last byte of the payload: the wall clock's nanoseconds (kept
+        // below a second) or the message's text.
+        let i = if kind == 6 {
+            payload.end - 5
+        } else {
+            payload.end - 1
+        };
+        bytes[i] ^= 1;
+        reseal(&mut bytes, at, payload);
+        std::fs::write(&seg, &bytes).unwrap();
+        let e = match Process::restore(&rt, &dir) {
+            Ok(_) => panic!("{what}: a changed entry {seq} was accepted"),
+            Err(e) => e,
+        };
+        let RestoreError::Journal { failure, .. } = &e else {
+            panic!("{what}: {e}");
+        };
+        assert_eq!(failure.kind, FailureKind::Divergence, "{what}: {e}");
+        assert!(failure.message.contains("diverged at entry"), "{e}");
+        // The CLI: the process is marked failed, the others run on.
+        let o = run(&["run", "--data", s(data.path()), "--no-stdin", "--for", "1"]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("diverged at entry"), "{}", stderr(&o));
+        let ps = ps_json(data.path());
+        let p = &ps[0];
+        assert_eq!(p["state"], "failed", "{ps}");
+        assert_eq!(p["failure"]["kind"], "divergence", "{ps}");
+    }
+}
+
+/// `phantom journal` lists the entries after the checkpoint; `--json`
+/// gives their kinds and positions; `send --json` gives the position.
+#[test]
+fn journal_and_send_report_positions() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MAILBOX, "box", &[]);
+    let o = run(&["send", "--data", s(data.path()), "box", "hello", "--json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["position"], 0);
+    let o = run_with_input(
+        &["send", "--data", s(data.path()), "box", "-", "--json"],
+        "a\nb\nc\n",
+    );
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (v["first_position"].as_u64(), v["position"].as_u64()),
+        (Some(1), Some(3))
+    );
+    let o = run(&["journal", "--data", s(data.path()), "box", "--json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries[3]["kind"], "admit");
+    assert_eq!(entries[3]["text"], "c");
+    let text = stdout(&ok(&run(&["journal", "--data", s(data.path()), "box"])).clone());
+    assert!(text.contains("4 entries after it"), "{text}");
+    // Refusals: a process that takes no messages (a component built before
+    // messages existed), a missing one.
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1-data/counter/component.wasm");
+    spawn(data.path(), s(&old), "c", &[]);
+    fails_with(
+        &run(&["send", "--data", s(data.path()), "c", "x"]),
+        "does not take messages",
+    );
+    fails_with(
+        &run(&["send", "--data", s(data.path()), "nobody", "x"]),
+        "no process named",
+    );
+}
