@@ -146,20 +146,21 @@ impl Drop for Host {
     }
 }
 
+/// Spawns `bytes` as process `name` of `data`.
+fn spawn(rt: &Runtime, bytes: &[u8], data: &Path, name: &str) -> anyhow::Result<Process> {
+    let request = SpawnRequest {
+        name: name.into(),
+        ..Default::default()
+    };
+    Ok(Process::spawn(rt, bytes, data, request)?.0)
+}
+
 /// A data directory with `n` mailboxes named `p0`, `p1`, ...
 fn mailboxes(bytes: &[u8], n: usize) -> anyhow::Result<PathBuf> {
     let rt = Runtime::new(RuntimeConfig::default())?;
     let data = tempdir()?;
     for i in 0..n {
-        Process::spawn(
-            &rt,
-            bytes,
-            &data,
-            SpawnRequest {
-                name: format!("p{i}"),
-                ..Default::default()
-            },
-        )?;
+        spawn(&rt, bytes, &data, &format!("p{i}"))?;
     }
     Ok(data)
 }
@@ -172,36 +173,31 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// `clients` threads, client i sending to process `i % processes`, each
-/// request `batch` messages, for `secs`: messages/s and request latencies.
-fn drive_clients(
-    data: &Path,
-    processes: usize,
+/// `clients` threads for `secs`, each with its own connection from
+/// `connect(i)`, calling `op(connection, i, calls so far)` in a loop (it
+/// returns the writes it made): total writes, time taken, call latencies.
+fn run_clients<C>(
     clients: usize,
-    batch: usize,
     secs: Duration,
+    connect: impl Fn(usize) -> anyhow::Result<C> + Sync,
+    op: impl Fn(&mut C, usize, u64) -> anyhow::Result<u64> + Sync,
 ) -> anyhow::Result<(u64, Duration, Vec<Duration>)> {
     let started = Instant::now();
     let results: Vec<anyhow::Result<(u64, Vec<Duration>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|i| {
+                let (connect, op) = (&connect, &op);
                 s.spawn(move || -> anyhow::Result<(u64, Vec<Duration>)> {
-                    let mut client = Client::connect(data)?;
-                    let name = format!("p{}", i % processes);
-                    let messages: Vec<String> = (0..batch).map(|k| format!("m{k}")).collect();
-                    let mut sent = 0u64;
+                    let mut c = connect(i)?;
+                    let (mut writes, mut calls) = (0u64, 0u64);
                     let mut lat = Vec::new();
                     while started.elapsed() < secs {
                         let t = Instant::now();
-                        client.request(&Request::Send {
-                            name: name.clone(),
-                            messages: messages.clone(),
-                            timeout_ms: None,
-                        })?;
+                        writes += op(&mut c, i, calls)?;
                         lat.push(t.elapsed());
-                        sent += batch as u64;
+                        calls += 1;
                     }
-                    Ok((sent, lat))
+                    Ok((writes, lat))
                 })
             })
             .collect();
@@ -222,6 +218,31 @@ fn drive_clients(
         lat.extend(l);
     }
     Ok((total, elapsed, lat))
+}
+
+/// `clients` clients, client i sending to process `i % processes`, each
+/// request `batch` messages, for `secs`.
+fn drive_clients(
+    data: &Path,
+    processes: usize,
+    clients: usize,
+    batch: usize,
+    secs: Duration,
+) -> anyhow::Result<(u64, Duration, Vec<Duration>)> {
+    let messages: Vec<String> = (0..batch).map(|k| format!("m{k}")).collect();
+    run_clients(
+        clients,
+        secs,
+        |_| Ok(Client::connect(data)?),
+        |client, i, _| {
+            client.request(&Request::Send {
+                name: format!("p{}", i % processes),
+                messages: messages.clone(),
+                timeout_ms: None,
+            })?;
+            Ok(batch as u64)
+        },
+    )
 }
 
 fn batched_throughput(
@@ -344,42 +365,15 @@ impl RedisClient {
 
 fn redis_one_at_a_time(clients: usize, secs: Duration) -> anyhow::Result<Value> {
     let redis = Redis::start()?;
-    let started = Instant::now();
-    let results: Vec<anyhow::Result<(u64, Vec<Duration>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|i| {
-                let redis = &redis;
-                s.spawn(move || -> anyhow::Result<(u64, Vec<Duration>)> {
-                    let mut c = redis.connect()?;
-                    let mut n = 0u64;
-                    let mut lat = Vec::new();
-                    while started.elapsed() < secs {
-                        let t = Instant::now();
-                        let key = format!("k{i}-{n}");
-                        c.command(&["SET", &key, "m"])?;
-                        lat.push(t.elapsed());
-                        n += 1;
-                    }
-                    Ok((n, lat))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client panicked")))
-            })
-            .collect()
-    });
-    let elapsed = started.elapsed();
-    let mut total = 0;
-    let mut lat = Vec::new();
-    for r in results {
-        let (n, l) = r?;
-        total += n;
-        lat.extend(l);
-    }
+    let (total, elapsed, lat) = run_clients(
+        clients,
+        secs,
+        |_| redis.connect(),
+        |c, i, n| {
+            c.command(&["SET", &format!("k{i}-{n}"), "m"])?;
+            Ok(1)
+        },
+    )?;
     Ok(json!({
         "writes": total,
         "per_second": total as f64 / elapsed.as_secs_f64(),
@@ -409,15 +403,7 @@ fn dispatch(bytes: &[u8], events: usize) -> anyhow::Result<Value> {
             ..RuntimeConfig::default()
         })?;
         let data = tempdir()?;
-        let (mut p, _) = Process::spawn(
-            &rt,
-            bytes,
-            &data,
-            SpawnRequest {
-                name: "d".into(),
-                ..Default::default()
-            },
-        )?;
+        let mut p = spawn(&rt, bytes, &data, "d")?;
         let mut times = Vec::new();
         for _ in 0..rounds {
             let t = Instant::now();
@@ -458,15 +444,7 @@ fn recovery_time(
 ) -> anyhow::Result<Value> {
     let rt = Runtime::new(RuntimeConfig::default())?;
     let data = tempdir()?;
-    let (mut p, _) = Process::spawn(
-        &rt,
-        bytes,
-        &data,
-        SpawnRequest {
-            name: "r".into(),
-            ..Default::default()
-        },
-    )?;
+    let mut p = spawn(&rt, bytes, &data, "r")?;
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut written = 0u64;

@@ -39,6 +39,9 @@ pub const VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"PHJOURN\0";
 const HEADER: u64 = 32;
 const FRAME: u64 = 20;
+/// Longest entries stay written but not synced when nobody waits for them
+/// (a waiter, an effect held, a checkpoint makes the writer sync at once).
+const MAX_UNSYNCED: Duration = Duration::from_millis(5);
 /// Zeros written at a time when a segment is pre-allocated or cut.
 const ZEROS: usize = 1 << 20;
 
@@ -111,6 +114,23 @@ pub struct Damage {
     pub why: String,
     /// Segments after it, all ignored.
     pub later_segments: usize,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "entry {} at {} byte {} is not whole or not valid ({})",
+            self.seq,
+            self.segment.display(),
+            self.offset,
+            self.why
+        )?;
+        if self.later_segments > 0 {
+            write!(f, "; {} later segment(s) are ignored", self.later_segments)?;
+        }
+        Ok(())
+    }
 }
 
 /// What `scan` read.
@@ -412,7 +432,11 @@ struct State {
     /// (seq, offset in buf) of each frame in `buf`.
     bounds: Vec<(u64, usize)>,
     next_seq: u64,
+    /// Every entry below this is in the files (maybe not yet synced).
+    written: u64,
     durable: u64,
+    /// Someone waits for every entry below this to be durable.
+    demand: u64,
     error: Option<String>,
     closing: bool,
     truncate: Option<u64>,
@@ -543,7 +567,9 @@ impl Log {
                 buf: Vec::new(),
                 bounds: Vec::new(),
                 next_seq,
+                written: next_seq,
                 durable: next_seq,
+                demand: 0,
                 error: None,
                 closing: false,
                 truncate: None,
@@ -636,6 +662,10 @@ impl Log {
     pub fn wait_durable(&self, seq: u64, timeout: Duration) -> Result<bool, LogError> {
         let until = Instant::now() + timeout;
         let mut s = self.shared.lock();
+        if s.durable <= seq && s.demand <= seq {
+            s.demand = seq + 1;
+            self.shared.work.notify_one();
+        }
         loop {
             if s.durable > seq {
                 return Ok(true);
@@ -653,6 +683,17 @@ impl Log {
                 .wait_timeout(s, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+    }
+
+    /// Asks for entry `seq` to become durable soon, without waiting (the
+    /// drive loop, for effects it holds).
+    pub fn request_durable(&self, seq: u64) {
+        let mut s = self.shared.lock();
+        if s.durable <= seq && s.demand <= seq {
+            s.demand = seq + 1;
+            drop(s);
+            self.shared.work.notify_one();
         }
     }
 
@@ -721,14 +762,30 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self) {
+        // Files written but not yet synced, and since when.
+        let mut unsynced: Vec<File> = Vec::new();
+        let mut unsynced_since: Option<Instant> = None;
         loop {
-            let (buf, bounds, truncate) = {
+            let (buf, bounds, truncate, sync_now) = {
                 let mut s = self.shared.lock();
-                while s.buf.is_empty() && !s.closing && s.truncate.is_none() {
-                    s = self.shared.work.wait(s).unwrap_or_else(|e| e.into_inner());
-                }
-                if s.buf.is_empty() && s.closing {
-                    return;
+                loop {
+                    let pending = s.written > s.durable;
+                    let overdue = unsynced_since.is_some_and(|t| t.elapsed() >= MAX_UNSYNCED);
+                    let sync_now = pending && (s.demand > s.durable || s.closing || overdue);
+                    if !s.buf.is_empty() || sync_now || s.truncate.is_some() || s.closing {
+                        break;
+                    }
+                    s = match unsynced_since {
+                        Some(t) if pending => {
+                            let left = MAX_UNSYNCED.saturating_sub(t.elapsed());
+                            self.shared
+                                .work
+                                .wait_timeout(s, left)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0
+                        }
+                        _ => self.shared.work.wait(s).unwrap_or_else(|e| e.into_inner()),
+                    };
                 }
                 if s.error.is_some() {
                     // Nothing more is written; appends fail.
@@ -738,26 +795,49 @@ impl Writer {
                     if s.closing {
                         return;
                     }
+                    s = self.shared.work.wait(s).unwrap_or_else(|e| e.into_inner());
+                    drop(s);
                     continue;
+                }
+                if s.buf.is_empty() && s.closing && s.written == s.durable {
+                    return;
                 }
                 (
                     std::mem::take(&mut s.buf),
                     std::mem::take(&mut s.bounds),
                     s.truncate.take(),
+                    s.closing,
                 )
             };
             if let Some(seq) = truncate {
                 self.truncate(seq);
             }
-            if buf.is_empty() {
-                continue;
-            }
-            let last = bounds.last().map_or(0, |b| b.0);
-            match self.write(&buf, &bounds) {
-                Ok(()) => {
+            let result = (|| -> Result<(), LogError> {
+                if let Some(&(last, _)) = bounds.last() {
+                    unsynced.extend(self.write(&buf, &bounds)?);
+                    unsynced_since.get_or_insert_with(Instant::now);
+                    self.shared.lock().written = last + 1;
+                }
+                let s = self.shared.lock();
+                let overdue = unsynced_since.is_some_and(|t| t.elapsed() >= MAX_UNSYNCED);
+                let sync = s.written > s.durable && (s.demand > s.durable || sync_now || overdue);
+                let written = s.written;
+                drop(s);
+                if sync {
+                    for f in unsynced.drain(..) {
+                        f.sync_data().map_err(io_err(format!(
+                            "cannot sync a segment of {}",
+                            self.dir.display()
+                        )))?;
+                    }
+                    if let Some(seg) = &self.segment {
+                        seg.file
+                            .sync_data()
+                            .map_err(io_err(format!("cannot sync {}", seg.path.display())))?;
+                    }
+                    unsynced_since = None;
                     self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-                    let durable = last + 1;
-                    self.shared.lock().durable = durable;
+                    self.shared.lock().durable = written;
                     self.shared.done.notify_all();
                     if let Some(f) = &*self
                         .shared
@@ -765,20 +845,22 @@ impl Writer {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                     {
-                        f(durable);
+                        f(written);
                     }
                     self.prepare_spare();
                 }
-                Err(e) => {
-                    self.shared.lock().error = Some(e.to_string());
-                    self.shared.done.notify_all();
-                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                self.shared.lock().error = Some(e.to_string());
+                self.shared.done.notify_all();
             }
         }
     }
 
-    /// Writes a batch of frames and syncs every file it touched.
-    fn write(&mut self, buf: &[u8], bounds: &[(u64, usize)]) -> Result<(), LogError> {
+    /// Writes a batch of frames (not synced); returns the segments it
+    /// left behind, which still need a sync.
+    fn write(&mut self, buf: &[u8], bounds: &[(u64, usize)]) -> Result<Vec<File>, LogError> {
         let mut to_sync: Vec<File> = Vec::new();
         let mut i = 0;
         while i < bounds.len() {
@@ -814,18 +896,7 @@ impl Writer {
             seg.offset += (end - start) as u64;
             i = k;
         }
-        for f in &to_sync {
-            f.sync_data().map_err(io_err(format!(
-                "cannot sync a segment of {}",
-                self.dir.display()
-            )))?;
-        }
-        if let Some(seg) = &self.segment {
-            seg.file
-                .sync_data()
-                .map_err(io_err(format!("cannot sync {}", seg.path.display())))?;
-        }
-        Ok(())
+        Ok(to_sync)
     }
 
     /// A pre-allocated file of `size` bytes under a temporary name.

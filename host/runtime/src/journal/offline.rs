@@ -15,9 +15,9 @@ use std::time::Duration;
 use phantom_snapshots::CheckpointStore;
 
 use super::log::{self, Log, LogConfig};
-use super::{CallKind, Ended, Entry, JournalState, journal_dir};
+use super::{CallKind, Ended, Entry, journal_dir};
 use crate::gate::{Input, MAX_LINE_BYTES, MAX_PENDING_BYTES, MAX_PENDING_INPUTS};
-use crate::persist::{HostParts, Section};
+use crate::persist::HostParts;
 
 /// A journal's entries after the newest checkpoint.
 #[derive(Debug)]
@@ -42,20 +42,7 @@ pub fn tail(dir: &Path) -> Result<Tail, String> {
         HostParts::restore(&sections).map_err(|e| format!("checkpoint {}: {e}", info.id))?;
     let position = parts.journal.position;
     let scan = log::scan(&journal_dir(dir), position).map_err(|e| e.to_string())?;
-    let damage = scan.damage.map(|d| {
-        format!(
-            "entry {} at {} byte {} is not whole or not valid ({}){}",
-            d.seq,
-            d.segment.display(),
-            d.offset,
-            d.why,
-            if d.later_segments > 0 {
-                format!("; {} later segment(s) are ignored", d.later_segments)
-            } else {
-                String::new()
-            }
-        )
-    });
+    let damage = scan.damage.map(|d| d.to_string());
     let entries = scan
         .entries
         .into_iter()
@@ -224,18 +211,7 @@ pub fn check(dir: &Path, position: u64) -> (Vec<String>, usize) {
     match log::scan(&jdir, position) {
         Ok(scan) => {
             if let Some(d) = &scan.damage {
-                problems.push(format!(
-                    "journal: entry {} at {} byte {} is not whole or not valid ({}); a restore cuts the journal there{}",
-                    d.seq,
-                    d.segment.display(),
-                    d.offset,
-                    d.why,
-                    if d.later_segments > 0 {
-                        format!(" and drops {} later segment(s)", d.later_segments)
-                    } else {
-                        String::new()
-                    }
-                ));
+                problems.push(format!("journal: {d}; a restore cuts the journal there"));
             }
             for e in &scan.entries {
                 if let Err(why) = Entry::decode(&e.payload) {
@@ -252,12 +228,4 @@ pub fn check(dir: &Path, position: u64) -> (Vec<String>, usize) {
             (problems, 0)
         }
     }
-}
-
-/// The journal position in a checkpoint's sections (0 when it has none).
-pub fn position_of(sections: &std::collections::BTreeMap<String, Vec<u8>>) -> u64 {
-    sections
-        .get(JournalState::NAME)
-        .and_then(|b| JournalState::restore(b).ok())
-        .map_or(0, |j| j.position)
 }

@@ -376,6 +376,13 @@ impl Process {
         }
         let durable = j.log.as_ref().map_or(u64::MAX, |l| l.durable());
         let n = j.state.held.iter().take_while(|h| h.end < durable).count();
+        if let (Some(log), Some(last)) = (&j.log, j.state.held.last()) {
+            // The writer syncs only what someone waits for: ask for all of
+            // the held effects' causes.
+            if last.end >= durable {
+                log.request_durable(last.end);
+            }
+        }
         j.state.held.drain(..n).collect()
     }
 
