@@ -907,7 +907,10 @@ impl<'rt> Drive<'rt> {
     /// Answers a control request now.
     fn answer_now(&mut self, request: Request, hooks: &mut dyn DriveHooks) -> Value {
         match request {
-            Request::Send { .. } => json!({"ok": false, "error": "not here"}),
+            // `answer` starts sends (their reply waits for the journal).
+            Request::Send { .. } => {
+                json!({"ok": false, "error": "a send is answered once it is durable, not here"})
+            }
             Request::Checkpoint => {
                 self.checkpoint_touched(hooks);
                 let mut done = Vec::new();

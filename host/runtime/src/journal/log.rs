@@ -459,7 +459,6 @@ impl Shared {
 /// A log open for appending.
 pub struct Log {
     shared: Arc<Shared>,
-    dir: PathBuf,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -593,7 +592,6 @@ impl Log {
         Ok((
             Log {
                 shared,
-                dir: dir.to_path_buf(),
                 thread: Some(thread),
             },
             Opened {
@@ -719,17 +717,6 @@ impl Log {
         drop(s);
         self.shared.work.notify_one();
         Ok(())
-    }
-
-    /// Bytes the segment files take, and how many there are.
-    pub fn disk_usage(&self) -> (u64, usize) {
-        let segs = segments(&self.dir).unwrap_or_default();
-        let bytes = segs
-            .iter()
-            .filter_map(|(_, p)| fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
-        (bytes, segs.len())
     }
 
     /// Runs `f` on the writer thread each time entries become durable.
