@@ -111,7 +111,7 @@ impl Process {
         let (log, opened) = Log::open(&dir, LogConfig::default(), position).map_err(host_io)?;
         if let Some(d) = &opened.cut {
             warnings.push(format!(
-                "{}: the journal's tail was cut at {} byte {}: entry {} and after were not whole ({}); they were never acknowledged",
+                "{}: the journal's tail was cut at {} byte {}: entry {} and after were not whole ({}); a tail torn by a crash was never acknowledged, but if this is damage, those entries are lost",
                 self.dir.display(),
                 d.segment.display(),
                 d.offset,
