@@ -24,11 +24,13 @@
 //!  store.rs    naming, commit, chains, fallback, retention, fsck
 //!  restore.rs  LoadedCheckpoint, Restored, RestoredMemory::write_into, PageReader
 //!  raw.rs      parts ⇄ bytes with no checks, for fuzzing
+//!  bundle.rs   the container export/import stream records into
 //! ```
 
 #![forbid(unsafe_code)]
 
 mod backend;
+pub mod bundle;
 mod error;
 mod format;
 mod image;

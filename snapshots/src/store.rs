@@ -356,6 +356,63 @@ impl CheckpointStore {
         self.open_image(id)?.read_sections()
     }
 
+    /// The chain of checkpoint `at` (or of the newest checkpoint whose chain
+    /// verifies), oldest first: the ids of the files a copy of it needs,
+    /// every one verified (checksums of header, table of contents,
+    /// sections and blocks).
+    pub fn usable_chain(&self, at: Option<u64>) -> Result<Vec<u64>, RestoreError> {
+        let ids = self.scan()?;
+        let mut verified = HashMap::new();
+        let mut skipped = Vec::new();
+        let candidates: Vec<u64> = match at {
+            Some(id) if ids.binary_search(&id).is_ok() => vec![id],
+            Some(id) => {
+                return Err(RestoreError::NoneUsable {
+                    dir: self.dir().to_path_buf(),
+                    reasons: vec![(id, "there is no such checkpoint".into())],
+                });
+            }
+            None => ids.iter().rev().copied().collect(),
+        };
+        if candidates.is_empty() {
+            return Err(RestoreError::NoCheckpoints {
+                dir: self.dir().to_path_buf(),
+            });
+        }
+        for id in candidates {
+            match self.chain(id, &ids, &mut verified) {
+                Ok(chain) => {
+                    return Ok(chain.iter().rev().map(|f| f.header.id).collect());
+                }
+                Err(why) => skipped.push((id, why)),
+            }
+        }
+        Err(RestoreError::NoneUsable {
+            dir: self.dir().to_path_buf(),
+            reasons: skipped,
+        })
+    }
+
+    /// Opens checkpoint file `id` as raw bytes (for copying it whole) with
+    /// its length.
+    pub fn open_raw(&self, id: u64) -> std::io::Result<(Box<dyn crate::ImageSource>, u64)> {
+        use std::io::{Seek, SeekFrom};
+        let mut source = self.backend.open(&checkpoint_name(id))?;
+        let len = source.seek(SeekFrom::End(0))?;
+        source.seek(SeekFrom::Start(0))?;
+        Ok((source, len))
+    }
+
+    /// The file name of checkpoint `id` (`ckpt-<id>.phi`).
+    pub fn file_name(id: u64) -> String {
+        checkpoint_name(id)
+    }
+
+    /// The checkpoint id a file name names, if it is a checkpoint's name.
+    pub fn id_of_name(name: &str) -> Option<u64> {
+        parse_name(name)
+    }
+
     /// The state sections of the newest restorable checkpoint.
     pub fn latest_sections(
         &self,

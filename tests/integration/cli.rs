@@ -82,6 +82,8 @@ const DATA_COMMANDS: &[&str] = &[
     "fsck",
     "send",
     "journal",
+    "export",
+    "import",
 ];
 
 /// `--help` lists exactly the commands, each with its one-line summary, and

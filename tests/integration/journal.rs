@@ -59,7 +59,7 @@ fn kill_hosts(data: &Path, done: &AtomicBool, min_kills: usize, seed: u64) -> us
 }
 
 /// The messages a mailbox holds, as `(sender, text)`, read with `dump`.
-fn dump(data: &Path, name: &str) -> Vec<(String, String)> {
+pub(crate) fn dump(data: &Path, name: &str) -> Vec<(String, String)> {
     let ps = ps_json(data);
     assert!(
         ps.as_array()

@@ -22,4 +22,5 @@ mod newcomer;
 mod pvm;
 mod regressions;
 mod trackers;
+mod travel;
 mod wasi;

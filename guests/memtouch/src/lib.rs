@@ -8,6 +8,8 @@
 //! | `touch <k> <s>`  | writes one byte into each of k distinct pages spread |
 //! |                  | evenly across the buffer, values derived from seed s;|
 //! |                  | prints `touched <k>` (k capped at the page count)    |
+//! | `fill <s>`       | fills the whole buffer with pseudo-random bytes from |
+//! |                  | seed s (incompressible); prints `filled <bytes>`     |
 //! | `sum`            | prints `sum=<hex>`, FNV-1a 64 of the whole buffer    |
 //! | `info`           | prints `bytes=<size> pages=<count>`                  |
 //!
@@ -55,6 +57,10 @@ impl Process for MemTouch {
                 (Ok(k), Ok(seed)) => println!("touched {}", self.touch(k, seed)),
                 _ => println!("error: usage: touch <pages> <seed>"),
             },
+            ["fill", seed] => match seed.parse::<u64>() {
+                Ok(seed) => println!("filled {}", self.fill(seed)),
+                _ => println!("error: usage: fill <seed>"),
+            },
             ["sum"] => println!("sum={:016x}", fnv1a64(self.buffer)),
             ["info"] => println!(
                 "bytes={} pages={}",
@@ -68,6 +74,21 @@ impl Process for MemTouch {
 }
 
 impl MemTouch {
+    /// Fills the whole buffer with pseudo-random bytes from `seed`
+    /// (xorshift64): memory that does not compress, as a busy process's
+    /// heap; returns the bytes written.
+    fn fill(&mut self, seed: u64) -> usize {
+        let mut x = seed | 1;
+        for chunk in self.buffer.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+        self.buffer.len()
+    }
+
     /// Writes one byte into each of `k` distinct pages spread evenly across the
     /// buffer; returns how many pages were touched.
     fn touch(&mut self, k: usize, seed: u64) -> usize {

@@ -51,6 +51,10 @@ enum Command {
     Send(cmd::send::SendArgs),
     /// List the journal entries after a process's last checkpoint.
     Journal(cmd::journal::JournalArgs),
+    /// Write a process as one bundle, to restore it on another host with `import`.
+    Export(cmd::export::ExportArgs),
+    /// Make a bundle a process of a data directory, after checking all of it.
+    Import(cmd::import::ImportArgs),
     /// Create a guest project (Rust or C) ready for `phantom build`.
     New(cmd::new::NewArgs),
     /// Build a guest project into a component.
@@ -170,6 +174,8 @@ fn main() -> ExitCode {
         Command::Fsck(a) => cmd::fsck::run(a),
         Command::Send(a) => cmd::send::run(a),
         Command::Journal(a) => cmd::journal::run(a),
+        Command::Export(a) => cmd::export::run(a),
+        Command::Import(a) => cmd::import::run(a),
         Command::Componentize(a) => cmd::componentize::run(a),
         Command::New(a) => cmd::new::run(a),
         Command::Build(a) => cmd::build::run(a),

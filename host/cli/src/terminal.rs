@@ -129,3 +129,77 @@ impl DriveHooks for Terminal {
         }
     }
 }
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal
+/// (at most ten times a second); `finish` clears it.
+pub struct Progress {
+    verb: &'static str,
+    total: Option<u64>,
+    start: std::time::Instant,
+    last: Option<std::time::Instant>,
+    shown: bool,
+}
+
+impl Progress {
+    /// A bar for `verb` over `total` bytes (if known); silent unless stderr
+    /// is a terminal.
+    pub fn new(verb: &'static str, total: Option<u64>) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            verb,
+            total,
+            start: std::time::Instant::now(),
+            last: (!std::io::stderr().is_terminal()).then(std::time::Instant::now),
+            shown: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// `done` bytes so far.
+    pub fn update(&mut self, done: u64) {
+        if !self.shown {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < std::time::Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last = Some(now);
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let secs = now.duration_since(self.start).as_secs_f64().max(1e-3);
+        let line = match self.total {
+            Some(total) if total > 0 => {
+                let frac = (done as f64 / total as f64).min(1.0);
+                let width = 30;
+                let filled = (frac * width as f64) as usize;
+                format!(
+                    "{} [{}{}] {:.1}/{:.1} MiB {:3.0}% {:.0} MiB/s",
+                    self.verb,
+                    "#".repeat(filled),
+                    " ".repeat(width - filled),
+                    mib(done),
+                    mib(total),
+                    frac * 100.0,
+                    mib(done) / secs
+                )
+            }
+            _ => format!(
+                "{} {:.1} MiB {:.0} MiB/s",
+                self.verb,
+                mib(done),
+                mib(done) / secs
+            ),
+        };
+        eprint!("\r{line}\x1b[K");
+    }
+
+    /// Clears the bar.
+    pub fn finish(&mut self) {
+        if self.shown && self.last.is_some() {
+            eprint!("\r\x1b[K");
+        }
+        self.shown = false;
+    }
+}

@@ -274,7 +274,6 @@ pub fn spawn_process(
     component: &[u8],
     request: crate::process::SpawnRequest,
 ) -> Result<Spawned, SpawnIntoError> {
-    use crate::control::{self, ControlError, Request};
     let data = DataDir::create(data)?;
     if data.lock_holder().is_none() {
         data.clean_stale_spawns();
@@ -287,10 +286,17 @@ pub fn spawn_process(
         outputs,
         handed_over,
     };
-    let Some(pid) = data.lock_holder() else {
-        return Ok(spawned(None));
+    Ok(spawned(hand_over(&data, &name)))
+}
+
+/// Hands the new process `name` (already in place in `data`) to the host
+/// running the directory, if one does, through the control socket.
+pub fn hand_over(data: &DataDir, name: &str) -> Option<HandOver> {
+    use crate::control::{self, ControlError, Request};
+    let pid = data.lock_holder()?;
+    let adopt = Request::Adopt {
+        name: name.to_string(),
     };
-    let adopt = Request::Adopt { name };
     let mut answer = control::request(data.path(), &adopt);
     for _ in 0..40 {
         // A host that is just starting may not listen yet.
@@ -300,11 +306,11 @@ pub fn spawn_process(
         std::thread::sleep(std::time::Duration::from_millis(50));
         answer = control::request(data.path(), &adopt);
     }
-    Ok(spawned(Some(match answer {
+    Some(match answer {
         Ok(_) => HandOver::Started(pid),
         Err(ControlError::NoHost(_)) => HandOver::HostGone,
         Err(e) => HandOver::Refused(pid, e.to_string()),
-    })))
+    })
 }
 
 /// `spawn_process` failed; nothing is left in the data directory.

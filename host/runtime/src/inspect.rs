@@ -147,6 +147,9 @@ pub struct ComponentFacts {
     /// Names the component exports at its top level (`handle-message`
     /// says it takes messages).
     pub exports: Vec<String>,
+    /// XXH3-64 of the component's bytes: checkpoints record it, so an
+    /// image is never restored under another component.
+    pub digest: u64,
 }
 
 /// Whether `name` is an import a persistent process may have.
@@ -353,6 +356,7 @@ pub fn inspect_component(bytes: &[u8]) -> Result<ComponentFacts, InspectError> {
         global_plan: plan,
         memories,
         exports: top_exports,
+        digest: xxhash_rust::xxh3::xxh3_64(bytes),
     })
 }
 

@@ -34,6 +34,7 @@ pub mod persist;
 pub mod process;
 pub mod runtime;
 pub mod status;
+pub mod travel;
 mod writer;
 
 pub use phantom_memory::{LazyStats, TrackerKind};

@@ -9,6 +9,7 @@
 //!   guest_pause.rs checkpoint pause of a C guest vs a Rust guest, same dirty pages
 //!   journal.rs     durable messages/s vs Redis (appendfsync always), dispatch
 //!                  journal on/off vs plain wasmtime, recovery vs journal length
+//!   travel.rs      export and import throughput vs cp of the same bytes
 //! ```
 
 mod checkpoint;
@@ -16,6 +17,7 @@ mod guest_pause;
 mod journal;
 mod pvm;
 mod restore;
+mod travel;
 mod wasi;
 
 use std::path::PathBuf;
@@ -39,6 +41,8 @@ pub enum BenchCommand {
     GuestPause(guest_pause::GuestPauseBenchArgs),
     /// Durable messages/s vs Redis, dispatch cost, recovery time.
     Journal(journal::JournalBenchArgs),
+    /// Export and import throughput against cp of the same bytes.
+    Travel(travel::TravelBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -49,6 +53,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Wasi(a) => wasi::run(&a)?,
         BenchCommand::GuestPause(a) => guest_pause::run(&a)?,
         BenchCommand::Journal(a) => journal::run(&a)?,
+        BenchCommand::Travel(a) => travel::run(&a)?,
         BenchCommand::Pvm(a) => {
             let component = crate::pvm_component(a.component.clone())?;
             pvm::run(&a, &component)?

@@ -36,6 +36,10 @@ pub struct HostState {
     pub exit_code: Option<i32>,
     /// The id of the last message the process sent.
     pub next_message_id: u64,
+    /// XXH3-64 of the component the process was spawned with (images
+    /// written before it was recorded have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component_digest: Option<u64>,
     /// Timers as images written before the `timers` section kept them;
     /// read, never written.
     #[serde(rename = "timers", skip_serializing)]

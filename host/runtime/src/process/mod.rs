@@ -40,6 +40,7 @@ use crate::writer::WriteReceipt;
 pub use checkpoint::CaptureReport;
 pub use journal::ReplayReport;
 pub(crate) use restore::check_image_contents;
+pub(crate) use spawn::unix_ns;
 pub use spawn::{SpawnRequest, spawning_dir};
 
 /// A full image is written at least this often (in checkpoints), so restore

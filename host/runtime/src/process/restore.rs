@@ -185,6 +185,9 @@ impl Process {
         } = parts;
         host.restore_count += 1;
         host.checkpoint_id = candidate.info.id;
+        // A process is named by its directory (an import or fork may have
+        // given it a new name).
+        host.name = crate::datadir::process_name(dir);
         let mut process = Self::instantiate(
             rt,
             loaded,
@@ -271,6 +274,14 @@ pub(crate) fn check_image_contents(
     candidate: &LoadedCheckpoint,
 ) -> Result<HostParts, String> {
     let parts = HostParts::restore(&candidate.sections)?;
+    if let Some(d) = parts.host.component_digest
+        && d != facts.digest
+    {
+        return Err(format!(
+            "it was made by another component: component.wasm was replaced (XXH3 {d:016x} when checkpointed, {:016x} now)",
+            facts.digest
+        ));
+    }
     parts
         .globals
         .matches(&facts.globals, parts.host.exit_code.is_some())?;

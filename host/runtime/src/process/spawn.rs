@@ -165,6 +165,7 @@ impl Process {
         let state = HostState {
             name: name.to_string(),
             args: args.clone(),
+            component_digest: Some(loaded.facts.digest),
             ..Default::default()
         };
         let seed =

@@ -1,0 +1,131 @@
+//! Images that travel: a process leaves its data directory as one bundle
+//! (`phantom export`) and arrives in another, on this host or another one
+//! (`phantom import`). The container is `phantom_snapshots::bundle`; this
+//! module decides what goes in and checks everything that comes out before
+//! the process becomes visible.
+//!
+//! ```text
+//!  export.rs  ExportPlan::prepare: the chain of the chosen checkpoint (every
+//!             file verified, all opened first), its journal tail, metadata
+//!             ─► write: metadata | component | ckpt (oldest first) | journal
+//!                        | failure ─► end record
+//!  import.rs  records ─► .import.spawning-PID/NAME (a private data directory)
+//!             ─► checks: one of each, names, metadata, every image deep
+//!                (fsck), the journal tail starts where the newest
+//!                checkpoint ends, a trial restore that replays the tail
+//!             ─► rename into DATA/NAME ─► hand over to a running host
+//! ```
+
+mod export;
+mod import;
+
+pub use export::{ExportPlan, ExportReport};
+pub use import::{ImportReport, import};
+
+use std::path::PathBuf;
+
+use phantom_snapshots::bundle::BundleError;
+
+use crate::datadir::DataDirError;
+
+/// The record names of the files a bundle carries.
+const METADATA: &str = "process.json";
+const COMPONENT: &str = "component.wasm";
+const FAILURE: &str = "failed.json";
+const JOURNAL: &str = "journal";
+
+/// An export or an import failed. An import that fails leaves the target
+/// data directory as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum TravelError {
+    /// The data directory or the process cannot be used.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The bundle's container is damaged, truncated or from the future.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The process has no checkpoint that can be exported.
+    #[error("'{name}' has nothing to export: {source}")]
+    NothingToExport {
+        /// The process.
+        name: String,
+        /// Why its checkpoints cannot be used.
+        source: phantom_snapshots::RestoreError,
+    },
+    /// The bundle's container is whole, but what it holds is not a process
+    /// this phantom can run.
+    #[error("the bundle is not valid: {0}")]
+    Invalid(String),
+    /// The bundle was made by a newer phantom.
+    #[error(
+        "the bundle was written by phantom {producer}, newer than this one ({ours}); import it with phantom {producer} or later"
+    )]
+    Newer {
+        /// The version that wrote it.
+        producer: String,
+        /// This version.
+        ours: &'static str,
+    },
+    /// The target already has a process of that name.
+    #[error(
+        "{} already has a process named '{name}' (import it under another name with --as NEW)",
+        data.display()
+    )]
+    Exists {
+        /// The name.
+        name: String,
+        /// The data directory.
+        data: PathBuf,
+    },
+    /// A name that cannot be a process name.
+    #[error(
+        "'{0}' is not a valid process name (1 to 64 of A-Z a-z 0-9 . - _, not starting with '.')"
+    )]
+    InvalidName(String),
+    /// A file could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TravelError {
+    let what = what.into();
+    move |source| TravelError::Io { what, source }
+}
+
+/// `a` is a newer version than `b` (dotted numbers; anything after a `-`
+/// or `+` ignored; a part that is not a number counts as 0).
+fn newer_version(a: &str, b: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.split(['-', '+'])
+            .next()
+            .unwrap_or("")
+            .split('.')
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    };
+    let (mut a, mut b) = (parts(a), parts(b));
+    let n = a.len().max(b.len());
+    a.resize(n, 0);
+    b.resize(n, 0);
+    a > b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newer_version;
+
+    #[test]
+    fn versions_compare_by_number() {
+        assert!(newer_version("0.2.0", "0.1.9"));
+        assert!(newer_version("0.10.0", "0.9.0"));
+        assert!(newer_version("1.0", "0.99.99"));
+        assert!(!newer_version("0.1.0", "0.1.0"));
+        assert!(!newer_version("0.1.0-dev", "0.1.0"));
+        assert!(!newer_version("0.0.9", "0.1.0"));
+    }
+}

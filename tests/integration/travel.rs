@@ -1,0 +1,551 @@
+//! Images that travel: `phantom export` and `phantom import` move a process
+//! (its checkpoint chain, its journal tail, its component) to another data
+//! directory, where it runs on from where it was; damaged, truncated,
+//! crafted or future bundles are refused and change nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use phantom_runtime::process::Process;
+use phantom_runtime::runtime::Runtime;
+use phantom_snapshots::bundle::{BundleReader, BundleWriter, RecordKind};
+
+use super::common::*;
+use super::journal::dump;
+
+/// The memories of the process in `dir`, restored in this test process
+/// (its journal tail replayed).
+fn memory_of(dir: &Path) -> Vec<Vec<u8>> {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let (mut p, _) = Process::restore(&rt, dir).unwrap();
+    p.memory_bytes().unwrap()
+}
+
+fn export(data: &Path, name: &str, out: &Path) -> serde_json::Value {
+    let o = run(&["export", "--data", s(data), name, "-o", s(out), "--json"]);
+    ok(&o);
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+fn import(bundle: &Path, data: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["import", s(bundle), "--data", s(data)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Every file under `dir` with its bytes (the lock and socket excepted).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), Vec::new());
+                stack.push(p);
+            } else if t.is_file() && e.file_name() != ".lock" {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A process with a journal tail: a mailbox sent three messages while no
+/// host ran (they are in its journal, after its only checkpoint).
+fn mailbox_with_tail(data: &Path) {
+    spawn(data, phantom_tests::MAILBOX, "box", &[]);
+    for m in ["m1", "m2", "m3"] {
+        ok(&run(&["send", "--data", s(data), "box", m]));
+    }
+}
+
+#[test]
+fn a_bundle_carries_the_image_and_the_journal_tail() {
+    let src = data_dir();
+    let dst = data_dir();
+    mailbox_with_tail(src.path());
+    let bundle = src.path().join("box.phb");
+    let report = export(src.path(), "box", &bundle);
+    assert_eq!(report["journal_entries"], 3, "{report:#}");
+    assert_eq!(
+        report["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&bundle).unwrap().len()
+    );
+    let o = import(&bundle, dst.path(), &["--json"]);
+    ok(&o);
+    let imported: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(imported["name"], "box");
+    assert_eq!(imported["journal_entries"], 3);
+    assert_eq!(imported["checkpoint"], report["checkpoint"]);
+    let (a, b) = (src.path().join("box"), dst.path().join("box"));
+    assert!(
+        memory_of(&a) == memory_of(&b),
+        "the imported process's memory differs from the source's"
+    );
+    ok(&run(&["fsck", "--data", s(dst.path())]));
+    let want = |texts: &[&str]| -> Vec<(String, String)> {
+        texts
+            .iter()
+            .map(|t| ("-".to_string(), t.to_string()))
+            .collect()
+    };
+    assert_eq!(dump(dst.path(), "box"), want(&["m1", "m2", "m3"]));
+    // The two run on independently.
+    ok(&run(&["send", "--data", s(src.path()), "box", "only-src"]));
+    ok(&run(&["send", "--data", s(dst.path()), "box", "only-dst"]));
+    assert_eq!(
+        dump(src.path(), "box"),
+        want(&["m1", "m2", "m3", "only-src"])
+    );
+    assert_eq!(
+        dump(dst.path(), "box"),
+        want(&["m1", "m2", "m3", "only-dst"])
+    );
+}
+
+#[test]
+fn a_kv_store_and_a_counter_go_on_where_they_were() {
+    let src = data_dir();
+    let dst = data_dir();
+    spawn(src.path(), phantom_tests::KV, "kv", &[]);
+    ok(&run_with_input(
+        &["run", "--data", s(src.path()), "--until-idle"],
+        "set a 1\nset b two words\n",
+    ));
+    spawn(
+        src.path(),
+        phantom_tests::COUNTER,
+        "count",
+        &["--period-ms", "10"],
+    );
+    let o = run_for(src.path(), "0.4");
+    ok(&o);
+    let last = *counts(&stdout(&o).replace("[count] ", ""))
+        .last()
+        .expect("the counter counted");
+
+    // Through a pipe: export to stdout, import from stdin (each into a
+    // directory of its own: a counter never lets a run go idle).
+    let dst_count = data_dir();
+    for (name, new, to) in [
+        ("kv", "kv2", dst.path()),
+        ("count", "count", dst_count.path()),
+    ] {
+        let mut exp = phantom()
+            .args(["export", "--data", s(src.path()), name, "-o", "-"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pipe = exp.stdout.take().unwrap();
+        let imp = phantom()
+            .args(["import", "-", "--data", s(to), "--as", new])
+            .stdin(pipe)
+            .output()
+            .unwrap();
+        assert!(exp.wait().unwrap().success());
+        ok(&imp);
+        assert!(
+            stderr(&imp).contains(&format!("imported '{new}'")),
+            "{}",
+            stderr(&imp)
+        );
+    }
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(dst.path()),
+            "--input",
+            "kv2",
+            "--until-idle",
+        ],
+        "get b\nkeys\n",
+    );
+    ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("two words"), "{out}");
+    assert!(out.contains("a b"), "{out}");
+
+    let o = run_for(dst_count.path(), "0.3");
+    ok(&o);
+    let next = counts(&stdout(&o));
+    assert_eq!(
+        next.first().copied(),
+        Some(last + 1),
+        "the counter did not go on from {last}: {next:?}"
+    );
+    // The source is untouched by all this.
+    ok(&run(&["fsck", "--data", s(src.path())]));
+}
+
+/// The records of a bundle, to rewrite them.
+type Records = Vec<(RecordKind, String, Vec<u8>)>;
+
+fn records(bundle: &[u8]) -> (String, Records) {
+    let mut r = BundleReader::new(bundle).unwrap();
+    let producer = r.header().producer.clone();
+    let mut out = Vec::new();
+    while let Some(h) = r.next_record().unwrap() {
+        let mut payload = Vec::new();
+        r.copy_payload(&mut payload, &mut |_| {}).unwrap();
+        out.push((h.kind, h.name, payload));
+    }
+    (producer, out)
+}
+
+/// A bundle of `records`, every checksum valid.
+fn encode(producer: &str, records: &Records) -> Vec<u8> {
+    let mut w = BundleWriter::new(Vec::new(), producer, 0).unwrap();
+    for (kind, name, payload) in records {
+        w.record(
+            *kind,
+            name,
+            payload.len() as u64,
+            &mut &payload[..],
+            &mut |_| {},
+        )
+        .unwrap();
+    }
+    w.finish().unwrap().0
+}
+
+fn reseal_header(b: &mut [u8]) {
+    let sum = xxhash_rust::xxh3::xxh3_64(&b[..56]);
+    b[56..64].copy_from_slice(&sum.to_le_bytes());
+}
+
+#[test]
+fn damaged_crafted_and_future_bundles_are_refused_and_change_nothing() {
+    let src = data_dir();
+    mailbox_with_tail(src.path());
+    let bundle_path = src.path().join("box.phb");
+    export(src.path(), "box", &bundle_path);
+    let good = std::fs::read(&bundle_path).unwrap();
+
+    let dst = data_dir();
+    spawn(dst.path(), phantom_tests::KV, "other", &[]);
+    let before = tree(dst.path());
+    let missing = dst.path().join("not-yet");
+
+    let mut cases: Vec<(String, Vec<u8>, &str)> = Vec::new();
+    let len = good.len();
+    for cut in [
+        0,
+        1,
+        7,
+        8,
+        40,
+        63,
+        64,
+        65,
+        100,
+        len / 3,
+        len / 2,
+        len - 41,
+        len - 40,
+        len - 9,
+        len - 1,
+    ] {
+        cases.push((format!("cut at {cut}"), good[..cut].to_vec(), ""));
+    }
+    let mut longer = good.clone();
+    longer.extend_from_slice(b"junk");
+    cases.push(("trailing bytes".into(), longer, "after its end record"));
+    for i in 0..24 {
+        let at = 3 + i * (len - 4) / 24;
+        let mut b = good.clone();
+        b[at] ^= 0x10;
+        cases.push((format!("bit flipped at {at}"), b, ""));
+    }
+    let mut future = good.clone();
+    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    reseal_header(&mut future);
+    cases.push(("format version 2".into(), future, "newer phantom"));
+    let mut newer = good.clone();
+    newer[24..56].fill(0);
+    newer[24..30].copy_from_slice(b"99.0.0");
+    reseal_header(&mut newer);
+    cases.push((
+        "written by phantom 99.0.0".into(),
+        newer,
+        "newer than this one",
+    ));
+
+    // Crafted: the container is whole (every checksum recomputed), the
+    // contents are wrong.
+    let (producer, recs) = records(&good);
+    let find = |kind: RecordKind| recs.iter().position(|r| r.0 == kind).unwrap();
+    let mut crafted = |what: &str, needle: &'static str, f: &dyn Fn(&mut Records)| {
+        let mut r = recs.clone();
+        f(&mut r);
+        cases.push((what.to_string(), encode(&producer, &r), needle));
+    };
+    let ck = find(RecordKind::Checkpoint);
+    crafted(
+        "a byte of a checkpoint image changed",
+        "checkpoints are damaged",
+        &|r| {
+            let n = r[ck].2.len();
+            r[ck].2[n / 2] ^= 0xff;
+        },
+    );
+    crafted(
+        "a checkpoint named ../escape.phi",
+        "not a checkpoint file name",
+        &|r| {
+            r[ck].1 = "../escape.phi".into();
+        },
+    );
+    crafted("no checkpoint", "no checkpoint", &|r| {
+        r.retain(|x| x.0 != RecordKind::Checkpoint)
+    });
+    crafted("two components", "second component", &|r| {
+        let c = r[find(RecordKind::Component)].clone();
+        r.push(c);
+    });
+    crafted("metadata not first", "not the process metadata", &|r| {
+        r.swap(0, 1)
+    });
+    crafted(
+        "journal moved to another position",
+        "starts at entry",
+        &|r| {
+            let j = find(RecordKind::Journal);
+            let first = u64::from_le_bytes(r[j].2[..8].try_into().unwrap());
+            r[j].2[..8].copy_from_slice(&(first + 1).to_le_bytes());
+        },
+    );
+    crafted("a journal entry cut short", "its journal", &|r| {
+        let j = find(RecordKind::Journal);
+        r[j].2.pop();
+    });
+    let kv = std::fs::read(phantom_tests::KV).unwrap();
+    crafted(
+        "another component under the image",
+        "made by another component",
+        &|r| {
+            let c = find(RecordKind::Component);
+            r[c].2 = kv.clone();
+            let m = find(RecordKind::Metadata);
+            let mut meta: serde_json::Value = serde_json::from_slice(&r[m].2).unwrap();
+            meta["component_bytes"] = kv.len().into();
+            r[m].2 = serde_json::to_vec(&meta).unwrap();
+        },
+    );
+    crafted(
+        "metadata that is not JSON",
+        "process.json cannot be read",
+        &|r| {
+            r[0].2 = b"{not json".to_vec();
+        },
+    );
+    crafted(
+        "a process name that climbs out",
+        "not a valid process name",
+        &|r| {
+            let mut meta: serde_json::Value = serde_json::from_slice(&r[0].2).unwrap();
+            meta["name"] = "../../x".into();
+            r[0].2 = serde_json::to_vec(&meta).unwrap();
+        },
+    );
+
+    let scratch = dst.path().join(".case.phb");
+    for (what, bytes, needle) in &cases {
+        std::fs::write(&scratch, bytes).unwrap();
+        for target in [dst.path(), missing.as_path()] {
+            let o = import(&scratch, target, &[]);
+            let err = stderr(&o);
+            assert!(!o.status.success(), "{what}: accepted\n{err}");
+            assert!(!host_panicked(&err), "{what}: {err}");
+            assert!(err.contains("cannot import"), "{what}: {err}");
+            assert!(err.contains(needle), "{what}: wanted '{needle}' in: {err}");
+        }
+        std::fs::remove_file(&scratch).unwrap();
+        assert!(tree(dst.path()) == before, "{what}: the target changed");
+        assert!(!missing.exists(), "{what}: the missing target was created");
+    }
+    // And the good bundle still goes in.
+    ok(&import(&bundle_path, dst.path(), &[]));
+}
+
+#[test]
+fn import_into_a_running_host_starts_it_and_names_do_not_collide() {
+    let src = data_dir();
+    let dst = data_dir();
+    mailbox_with_tail(src.path());
+    let bundle = src.path().join("box.phb");
+    export(src.path(), "box", &bundle);
+
+    let mut host = HostChild(
+        phantom()
+            .args([
+                "run",
+                "--data",
+                s(dst.path()),
+                "--no-stdin",
+                "--checkpoint-every",
+                "50ms",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let o = import(&bundle, dst.path(), &[]);
+    ok(&o);
+    assert!(stderr(&o).contains("has started it"), "{}", stderr(&o));
+    ok(&run(&["send", "--data", s(dst.path()), "box", "m4"]));
+    let o = import(&bundle, dst.path(), &[]);
+    fails_with(&o, "already has a process named 'box'");
+    ok(&import(&bundle, dst.path(), &["--as", "box2"]));
+    fails_with(
+        &import(&bundle, dst.path(), &["--as", "../x"]),
+        "not a valid process name",
+    );
+    sigterm(&mut host.0);
+    host.0.wait().unwrap();
+    let want: Vec<(String, String)> = ["m1", "m2", "m3", "m4"]
+        .iter()
+        .map(|t| ("-".to_string(), t.to_string()))
+        .collect();
+    assert_eq!(dump(dst.path(), "box"), want);
+    assert_eq!(dump(dst.path(), "box2"), want[..3].to_vec());
+}
+
+#[test]
+fn export_while_the_host_runs_gives_whole_bundles() {
+    let src = data_dir();
+    spawn(
+        src.path(),
+        phantom_tests::COUNTER,
+        "count",
+        &["--period-ms", "2"],
+    );
+    let mut host = HostChild(
+        phantom()
+            .args([
+                "run",
+                "--data",
+                s(src.path()),
+                "--no-stdin",
+                "--checkpoint-every",
+                "15ms",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let mut last = 0;
+    for i in 0..8 {
+        let bundle = src.path().join(format!("b{i}.phb"));
+        let report = export(src.path(), "count", &bundle);
+        let dst = data_dir();
+        ok(&import(&bundle, dst.path(), &[]));
+        ok(&run(&["fsck", "--data", s(dst.path())]));
+        let o = run_for(dst.path(), "0.1");
+        ok(&o);
+        let first = counts(&stdout(&o))[0];
+        assert!(
+            first > last,
+            "bundle {i} went back in time: {first} after {last}"
+        );
+        last = first;
+        let _ = report;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    sigterm(&mut host.0);
+    host.0.wait().unwrap();
+}
+
+#[test]
+fn export_at_an_older_checkpoint_and_bad_arguments() {
+    let src = data_dir();
+    spawn(src.path(), phantom_tests::KV, "kv", &[]);
+    ok(&run_with_input(
+        &["run", "--data", s(src.path()), "--until-idle"],
+        "set a 1\n",
+    ));
+    ok(&run_with_input(
+        &["run", "--data", s(src.path()), "--until-idle"],
+        "set a 2\n",
+    ));
+    let first = run(&["checkpoints", "--data", s(src.path()), "kv", "--json"]);
+    ok(&first);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
+    let ids: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect();
+    let oldest = *ids.iter().min().unwrap();
+    let bundle = src.path().join("old.phb");
+    let o = run(&[
+        "export",
+        "--data",
+        s(src.path()),
+        "kv",
+        "-o",
+        s(&bundle),
+        "--at",
+        &oldest.to_string(),
+    ]);
+    ok(&o);
+    assert!(stderr(&o).contains("not the newest"), "{}", stderr(&o));
+    let dst = data_dir();
+    ok(&import(&bundle, dst.path(), &[]));
+    let o = run_with_input(&["run", "--data", s(dst.path()), "--until-idle"], "get a\n");
+    ok(&o);
+    assert!(stdout(&o).contains("(nil)"), "{}", stdout(&o));
+
+    fails_with(
+        &run(&[
+            "export",
+            "--data",
+            s(src.path()),
+            "kv",
+            "-o",
+            s(&bundle),
+            "--at",
+            "999999",
+        ]),
+        "no such checkpoint",
+    );
+    fails_with(
+        &run(&["export", "--data", s(src.path()), "nope", "-o", s(&bundle)]),
+        "nope",
+    );
+    let o = run(&[
+        "import",
+        s(&src.path().join("absent.phb")),
+        "--data",
+        s(dst.path()),
+    ]);
+    fails_with(&o, "cannot open");
+    let not = src.path().join("kv").join("component.wasm");
+    fails_with(&import(&not, dst.path(), &[]), "not a Phantom bundle");
+    // A failed export leaves no partial file behind.
+    assert!(
+        !Command::new("ls")
+            .arg(src.path())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains(".tmp"))
+            .unwrap()
+    );
+}
