@@ -60,6 +60,27 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// A `phantom run` of `data` that prints nothing, checkpointing every
+/// `every`.
+fn quiet_host(data: &Path, every: &str) -> HostChild {
+    HostChild(
+        phantom()
+            .args([
+                "run",
+                "--data",
+                s(data),
+                "--no-stdin",
+                "--checkpoint-every",
+                every,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// A process with a journal tail: a mailbox sent three messages while no
 /// host ran (they are in its journal, after its only checkpoint).
 fn mailbox_with_tail(data: &Path) {
@@ -387,22 +408,7 @@ fn import_into_a_running_host_starts_it_and_names_do_not_collide() {
     let bundle = src.path().join("box.phb");
     export(src.path(), "box", &bundle);
 
-    let mut host = HostChild(
-        phantom()
-            .args([
-                "run",
-                "--data",
-                s(dst.path()),
-                "--no-stdin",
-                "--checkpoint-every",
-                "50ms",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut host = quiet_host(dst.path(), "50ms");
     std::thread::sleep(Duration::from_millis(300));
     let o = import(&bundle, dst.path(), &[]);
     ok(&o);
@@ -434,22 +440,7 @@ fn export_while_the_host_runs_gives_whole_bundles() {
         "count",
         &["--period-ms", "2"],
     );
-    let mut host = HostChild(
-        phantom()
-            .args([
-                "run",
-                "--data",
-                s(src.path()),
-                "--no-stdin",
-                "--checkpoint-every",
-                "15ms",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut host = quiet_host(src.path(), "15ms");
     std::thread::sleep(Duration::from_millis(200));
     let mut last = 0;
     for i in 0..8 {

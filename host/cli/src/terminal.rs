@@ -130,6 +130,34 @@ impl DriveHooks for Terminal {
     }
 }
 
+/// Says what became of a new process (spawned or imported) and of its
+/// hand-over to a host running the directory; false when the host refused
+/// it (the command then fails).
+pub fn report_hand_over(
+    what: &str,
+    handed_over: &Option<phantom_runtime::datadir::HandOver>,
+    quiet: bool,
+) -> bool {
+    use phantom_runtime::datadir::HandOver;
+    match handed_over {
+        None if !quiet => eprintln!("phantom: {what}"),
+        None => {}
+        Some(HandOver::Started(pid)) => {
+            eprintln!("phantom: {what}; the host running it (pid {pid}) has started it")
+        }
+        Some(HandOver::HostGone) => {
+            eprintln!("phantom: {what}; it starts with the next `phantom run`")
+        }
+        Some(HandOver::Refused(pid, why)) => {
+            eprintln!(
+                "phantom: {what}, but the host running the directory (pid {pid}) could not start it: {why}"
+            );
+            return false;
+        }
+    }
+    true
+}
+
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal
 /// (at most ten times a second); `finish` clears it.
 pub struct Progress {

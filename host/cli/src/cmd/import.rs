@@ -80,21 +80,8 @@ pub fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
-    match &report.handed_over {
-        None if !a.json => eprintln!("phantom: {what}"),
-        None => {}
-        Some(HandOver::Started(pid)) => {
-            eprintln!("phantom: {what}; the host running it (pid {pid}) has started it")
-        }
-        Some(HandOver::HostGone) => {
-            eprintln!("phantom: {what}; it starts with the next `phantom run`")
-        }
-        Some(HandOver::Refused(pid, why)) => {
-            eprintln!(
-                "phantom: {what}, but the host running the directory (pid {pid}) could not start it: {why}"
-            );
-            return Ok(ExitCode::FAILURE);
-        }
+    if !crate::terminal::report_hand_over(&what, &report.handed_over, a.json) {
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

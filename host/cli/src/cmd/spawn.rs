@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use phantom_runtime::datadir::{HandOver, spawn_process};
+use phantom_runtime::datadir::spawn_process;
 use phantom_runtime::exit::OutputSink;
 use phantom_runtime::process::SpawnRequest;
 
@@ -87,20 +87,8 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
         spawned.dir.display(),
         spawned.checkpoint
     );
-    match spawned.handed_over {
-        None => eprintln!("phantom: {what}"),
-        Some(HandOver::Started(pid)) => {
-            eprintln!("phantom: {what}; the host running it (pid {pid}) has started it")
-        }
-        Some(HandOver::HostGone) => {
-            eprintln!("phantom: {what}; it starts with the next `phantom run`")
-        }
-        Some(HandOver::Refused(pid, why)) => {
-            eprintln!(
-                "phantom: {what}, but the host running the directory (pid {pid}) could not start it: {why}"
-            );
-            return Ok(ExitCode::FAILURE);
-        }
+    if !crate::terminal::report_hand_over(&what, &spawned.handed_over, false) {
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
