@@ -84,6 +84,7 @@ const DATA_COMMANDS: &[&str] = &[
     "journal",
     "export",
     "import",
+    "fork",
 ];
 
 /// `--help` lists exactly the commands, each with its one-line summary, and

@@ -540,3 +540,166 @@ fn export_at_an_older_checkpoint_and_bad_arguments() {
             .unwrap()
     );
 }
+
+/// The memories of checkpoint `id` of the process in `dir`, read by the
+/// image store alone (no guest runs).
+fn checkpoint_memory(dir: &Path, id: u64) -> Vec<Vec<u8>> {
+    use std::io::Read;
+    let store = phantom_snapshots::CheckpointStore::open(dir).unwrap();
+    let restored = store
+        .restore_newest(|c| {
+            if c.info.id == id {
+                Ok(c.memories.clone())
+            } else {
+                Err("not the one".into())
+            }
+        })
+        .unwrap();
+    restored
+        .value
+        .iter()
+        .map(|m| {
+            let mut f = tempfile::tempfile().unwrap();
+            f.set_len(m.size_bytes).unwrap();
+            m.write_into(&f).unwrap();
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+        .collect()
+}
+
+fn checkpoint_ids(data: &Path, name: &str) -> Vec<u64> {
+    let o = run(&["checkpoints", "--data", s(data), name, "--json"]);
+    ok(&o);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut ids: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn a_fork_starts_where_its_parent_was_and_runs_on_independently() {
+    use std::os::unix::fs::MetadataExt;
+    let data = data_dir();
+    mailbox_with_tail(data.path());
+    let o = run(&[
+        "fork",
+        "--data",
+        s(data.path()),
+        "box",
+        "--as",
+        "twin",
+        "--json",
+    ]);
+    ok(&o);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["journal_entries"], 3, "{report:#}");
+    assert_eq!(
+        report["copied_bytes"], 0,
+        "the chain was copied, not linked: {report:#}"
+    );
+    for id in checkpoint_ids(data.path(), "twin") {
+        let f = data
+            .path()
+            .join("twin")
+            .join(phantom_snapshots::CheckpointStore::file_name(id));
+        assert!(
+            std::fs::metadata(&f).unwrap().nlink() >= 2,
+            "{} is not shared",
+            f.display()
+        );
+    }
+    assert!(memory_of(&data.path().join("box")) == memory_of(&data.path().join("twin")));
+    ok(&run(&["send", "--data", s(data.path()), "box", "parent"]));
+    ok(&run(&["send", "--data", s(data.path()), "twin", "child"]));
+    let texts = |name| -> Vec<String> {
+        dump(data.path(), name)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    };
+    assert_eq!(texts("box"), ["m1", "m2", "m3", "parent"]);
+    assert_eq!(texts("twin"), ["m1", "m2", "m3", "child"]);
+    // Both keep checkpointing on their own; fsck is clean on both.
+    ok(&run(&["fsck", "--data", s(data.path())]));
+    fails_with(
+        &run(&["fork", "--data", s(data.path()), "box", "--as", "twin"]),
+        "already has a process named 'twin'",
+    );
+    fails_with(
+        &run(&["fork", "--data", s(data.path()), "nope", "--as", "x"]),
+        "nope",
+    );
+}
+
+#[test]
+fn a_fork_at_a_checkpoint_has_exactly_its_memory() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::KV, "kv", &[]);
+    for v in ["1", "2", "3"] {
+        ok(&run_with_input(
+            &["run", "--data", s(data.path()), "--until-idle"],
+            &format!("set a {v}\nset k{v} x\n"),
+        ));
+    }
+    let ids = checkpoint_ids(data.path(), "kv");
+    assert!(ids.len() >= 3, "{ids:?}");
+    let at = ids[ids.len() / 2];
+    let o = run(&[
+        "fork",
+        "--data",
+        s(data.path()),
+        "kv",
+        "--as",
+        "old",
+        "--at",
+        &at.to_string(),
+        "--json",
+    ]);
+    ok(&o);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["checkpoint"], at);
+    assert_eq!(report["journal_entries"], 0);
+    let want = checkpoint_memory(&data.path().join("kv"), at);
+    let got = memory_of(&data.path().join("old"));
+    assert_eq!(want.len(), got.len());
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert!(
+            w == g,
+            "memory {i} of the fork differs from checkpoint {at}"
+        );
+    }
+    // The parent is untouched: it still holds the newest value.
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "kv",
+            "--until-idle",
+        ],
+        "get a\n",
+    );
+    ok(&o);
+    assert!(stdout(&o).contains('3'), "{}", stdout(&o));
+    fails_with(
+        &run(&[
+            "fork",
+            "--data",
+            s(data.path()),
+            "kv",
+            "--as",
+            "x",
+            "--at",
+            "999999",
+        ]),
+        "no such checkpoint",
+    );
+}

@@ -55,6 +55,8 @@ enum Command {
     Export(cmd::export::ExportArgs),
     /// Make a bundle a process of a data directory, after checking all of it.
     Import(cmd::import::ImportArgs),
+    /// A new process that starts as another is (or was) and runs on its own.
+    Fork(cmd::fork::ForkArgs),
     /// Create a guest project (Rust or C) ready for `phantom build`.
     New(cmd::new::NewArgs),
     /// Build a guest project into a component.
@@ -176,6 +178,7 @@ fn main() -> ExitCode {
         Command::Journal(a) => cmd::journal::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Import(a) => cmd::import::run(a),
+        Command::Fork(a) => cmd::fork::run(a),
         Command::Componentize(a) => cmd::componentize::run(a),
         Command::New(a) => cmd::new::run(a),
         Command::Build(a) => cmd::build::run(a),

@@ -6,6 +6,7 @@ pub mod checkpoints;
 pub mod componentize;
 pub mod compose;
 pub mod export;
+pub mod fork;
 pub mod fsck;
 pub mod import;
 pub mod journal;

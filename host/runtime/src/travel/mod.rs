@@ -14,12 +14,16 @@
 //!                (fsck), the journal tail starts where the newest
 //!                checkpoint ends, a trial restore that replays the tail
 //!             ─► rename into DATA/NAME ─► hand over to a running host
+//!  fork.rs    the chain hard-linked into DATA/.NEW.spawning-PID, the journal
+//!             tail appended to a new journal ─► rename to DATA/NEW
 //! ```
 
 mod export;
+mod fork;
 mod import;
 
 pub use export::{ExportPlan, ExportReport};
+pub use fork::{ForkReport, fork};
 pub use import::{ImportReport, import};
 
 use std::path::PathBuf;
@@ -34,7 +38,7 @@ const COMPONENT: &str = "component.wasm";
 const FAILURE: &str = "failed.json";
 const JOURNAL: &str = "journal";
 
-/// An export or an import failed. An import that fails leaves the target
+/// An export, import or fork failed. An import that fails leaves the target
 /// data directory as it was.
 #[derive(Debug, thiserror::Error)]
 pub enum TravelError {

@@ -1,0 +1,187 @@
+//! `phantom fork`: a new process of the same data directory that starts as
+//! another one is (or was, at a chosen checkpoint) and then runs on its
+//! own. Cheap: checkpoint files never change once committed, so the fork
+//! hard-links the chain it starts from instead of copying it (a copy only
+//! where the filesystem has no links); the two processes share those bytes
+//! until retention drops them from one side.
+//!
+//! ```text
+//!  NAME: chain of the chosen checkpoint (verified) ─► hard links into
+//!        DATA/.NEW.spawning-PID/ + component.wasm (linked) + process.json
+//!        (renamed NEW) + the journal after the checkpoint (newest only,
+//!        appended to a new journal) ─► rename to DATA/NEW ─► hand over
+//! ```
+
+use std::fs::{self, File};
+use std::path::Path;
+
+use phantom_snapshots::CheckpointStore;
+use serde::Serialize;
+
+use super::{COMPONENT, METADATA, TravelError, io};
+use crate::datadir::{DataDir, HandOver, hand_over};
+use crate::journal::journal_dir;
+use crate::journal::log::{self, Log, LogConfig};
+use crate::persist::HostParts;
+use crate::process::{ProcessMeta, spawning_dir, valid_name};
+
+/// What a fork made.
+#[derive(Debug, Serialize)]
+pub struct ForkReport {
+    /// The new process.
+    pub name: String,
+    /// The process it was forked from.
+    pub from: String,
+    /// The checkpoint it starts from, and the files of its chain.
+    pub checkpoint: u64,
+    pub chain: Vec<u64>,
+    /// Journal entries after the checkpoint it carries (only when forked
+    /// from the newest checkpoint).
+    pub journal_entries: u64,
+    /// Bytes shared with the parent through hard links, and bytes copied.
+    pub linked_bytes: u64,
+    pub copied_bytes: u64,
+    /// A host was running the data directory: what became of the hand-over.
+    #[serde(skip)]
+    pub handed_over: Option<HandOver>,
+}
+
+/// Forks process `name` of `data` as `new`: from checkpoint `at`, or from
+/// the newest checkpoint with the journal after it (so the fork is where
+/// `name` was at its last durable input).
+pub fn fork(
+    data: &Path,
+    name: &str,
+    at: Option<u64>,
+    new: &str,
+) -> Result<ForkReport, TravelError> {
+    let data_dir = DataDir::open(data)?;
+    let dir = data_dir.process_dir(name)?;
+    if !valid_name(new) {
+        return Err(TravelError::InvalidName(new.into()));
+    }
+    let exists = || TravelError::Exists {
+        name: new.into(),
+        data: data.to_path_buf(),
+    };
+    if data.join(new).exists() {
+        return Err(exists());
+    }
+    let nothing = |source| TravelError::NothingToExport {
+        name: name.into(),
+        source,
+    };
+    let store = CheckpointStore::open(&dir).map_err(|e| nothing(e.into()))?;
+    let chain = store.usable_chain(at).map_err(nothing)?;
+    let checkpoint = *chain.last().expect("a chain has a file");
+    let with_tail = store.usable_chain(None).map_err(nothing)?.last() == Some(&checkpoint);
+
+    let stage = spawning_dir(data, new, std::process::id());
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir(&stage).map_err(io(format!("cannot create {}", stage.display())))?;
+    let result = fork_into(&dir, &store, &chain, with_tail, &stage, new);
+    let (journal_entries, linked_bytes, copied_bytes) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&stage);
+            return Err(e);
+        }
+    };
+    let dest = data.join(new);
+    if dest.exists() {
+        let _ = fs::remove_dir_all(&stage);
+        return Err(exists());
+    }
+    if let Err(e) = fs::rename(&stage, &dest) {
+        let _ = fs::remove_dir_all(&stage);
+        return Err(io(format!("cannot move the fork into {}", dest.display()))(
+            e,
+        ));
+    }
+    File::open(data)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("cannot sync {}", data.display())))?;
+    Ok(ForkReport {
+        name: new.into(),
+        from: name.into(),
+        checkpoint,
+        chain,
+        journal_entries,
+        linked_bytes,
+        copied_bytes,
+        handed_over: hand_over(&data_dir, new),
+    })
+}
+
+/// Links (or copies) `from` to `to`; returns (linked, copied) bytes.
+fn link_or_copy(from: &Path, to: &Path) -> Result<(u64, u64), TravelError> {
+    if fs::hard_link(from, to).is_ok() {
+        let len = fs::metadata(to)
+            .map_err(io(format!("cannot read {}", to.display())))?
+            .len();
+        return Ok((len, 0));
+    }
+    let len = fs::copy(from, to).map_err(io(format!(
+        "cannot copy {} to {}",
+        from.display(),
+        to.display()
+    )))?;
+    File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(io(format!("cannot sync {}", to.display())))?;
+    Ok((0, len))
+}
+
+/// Fills the staging directory; returns (journal entries, linked, copied).
+fn fork_into(
+    dir: &Path,
+    store: &CheckpointStore,
+    chain: &[u64],
+    with_tail: bool,
+    stage: &Path,
+    new: &str,
+) -> Result<(u64, u64, u64), TravelError> {
+    let (mut linked, mut copied) = link_or_copy(&dir.join(COMPONENT), &stage.join(COMPONENT))?;
+    for &id in chain {
+        let file = CheckpointStore::file_name(id);
+        let (l, c) = link_or_copy(&store.checkpoint_path(id), &stage.join(&file))?;
+        linked += l;
+        copied += c;
+    }
+    let meta_path = dir.join(METADATA);
+    let bytes = fs::read(&meta_path).map_err(io(format!("cannot read {}", meta_path.display())))?;
+    let mut meta: ProcessMeta = serde_json::from_slice(&bytes).map_err(|e| {
+        TravelError::Invalid(format!("{} cannot be read: {e}", meta_path.display()))
+    })?;
+    meta.name = new.into();
+    let out = stage.join(METADATA);
+    let json = serde_json::to_vec_pretty(&meta).expect("metadata serialises");
+    fs::write(&out, json).map_err(io(format!("cannot write {}", out.display())))?;
+    File::open(&out)
+        .and_then(|f| f.sync_all())
+        .map_err(io(format!("cannot sync {}", out.display())))?;
+
+    let mut entries = 0;
+    if with_tail {
+        let checkpoint = *chain.last().expect("a chain has a file");
+        let sections = store
+            .sections_of(checkpoint)
+            .map_err(|e| TravelError::Invalid(format!("checkpoint {checkpoint}: {e}")))?;
+        let position = HostParts::restore(&sections)
+            .map_err(|e| TravelError::Invalid(format!("checkpoint {checkpoint}: {e}")))?
+            .journal
+            .position;
+        let journal_err = |e: log::LogError| TravelError::Invalid(format!("the journal: {e}"));
+        let scan = log::scan(&journal_dir(dir), position).map_err(journal_err)?;
+        if !scan.entries.is_empty() {
+            let (log, _) = Log::open(&journal_dir(stage), LogConfig::default(), position)
+                .map_err(journal_err)?;
+            for e in &scan.entries {
+                log.append(&e.payload).map_err(journal_err)?;
+            }
+            log.sync().map_err(journal_err)?;
+            entries = scan.entries.len() as u64;
+        }
+    }
+    Ok((entries, linked, copied))
+}
