@@ -85,6 +85,7 @@ const DATA_COMMANDS: &[&str] = &[
     "export",
     "import",
     "fork",
+    "rollback",
 ];
 
 /// `--help` lists exactly the commands, each with its one-line summary, and

@@ -703,3 +703,163 @@ fn a_fork_at_a_checkpoint_has_exactly_its_memory() {
         "no such checkpoint",
     );
 }
+
+#[test]
+fn rollback_gives_the_checkpoints_memory_keeps_what_it_left_and_undoes() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::KV, "kv", &[]);
+    for v in ["1", "2", "3"] {
+        ok(&run_with_input(
+            &["run", "--data", s(data.path()), "--until-idle"],
+            &format!("set a {v}\n"),
+        ));
+    }
+    let dir = data.path().join("kv");
+    let ids = checkpoint_ids(data.path(), "kv");
+    let newest = *ids.last().unwrap();
+    // The checkpoint whose state is `a = 1`: the first after the spawn.
+    let at = ids[1];
+    let want = checkpoint_memory(&dir, at);
+    let get = |data: &Path| -> String {
+        let o = run_with_input(&["run", "--data", s(data), "--until-idle"], "get a\n");
+        ok(&o);
+        stdout(&o)
+    };
+
+    // Not while a host runs the directory.
+    let mut host = quiet_host(data.path(), "50ms");
+    std::thread::sleep(Duration::from_millis(300));
+    fails_with(
+        &run(&[
+            "rollback",
+            "--data",
+            s(data.path()),
+            "kv",
+            "--to",
+            &at.to_string(),
+        ]),
+        "another phantom host is using",
+    );
+    sigterm(&mut host.0);
+    host.0.wait().unwrap();
+    let newest = checkpoint_ids(data.path(), "kv")
+        .last()
+        .copied()
+        .unwrap_or(newest);
+
+    let o = run(&[
+        "rollback",
+        "--data",
+        s(data.path()),
+        "kv",
+        "--to",
+        &at.to_string(),
+        "--json",
+    ]);
+    ok(&o);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["to"], at);
+    assert!(
+        report["checkpoint"].as_u64().unwrap() > newest,
+        "{report:#}"
+    );
+    let got = memory_of(&dir);
+    assert_eq!(want.len(), got.len());
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert!(
+            w == g,
+            "memory {i} after the rollback differs from checkpoint {at}"
+        );
+    }
+    assert!(get(data.path()).contains('1'), "not rolled back");
+    ok(&run(&["fsck", "--data", s(data.path())]));
+    // It runs on from there; then the undo brings back a = 3.
+    ok(&run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "set b after\n",
+    ));
+    ok(&run(&[
+        "rollback",
+        "--data",
+        s(data.path()),
+        "kv",
+        "--undo",
+    ]));
+    assert!(
+        get(data.path()).contains('3'),
+        "the undo did not bring a = 3 back"
+    );
+    ok(&run(&[
+        "rollback",
+        "--data",
+        s(data.path()),
+        "kv",
+        "--undo",
+    ]));
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "get a\nget b\n",
+    );
+    ok(&o);
+    assert!(stdout(&o).contains("after"), "{}", stdout(&o));
+    fails_with(
+        &run(&["rollback", "--data", s(data.path()), "kv", "--to", "999999"]),
+        "no such checkpoint",
+    );
+}
+
+#[test]
+fn a_rolled_back_sender_is_still_heard() {
+    // Receivers drop message ids they have seen from a sender; a rollback
+    // must not make its next messages look like old ones.
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MAILBOX, "rx", &[]);
+    spawn(data.path(), phantom_tests::MAILBOX, "tx", &[]);
+    ok(&run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "tx",
+            "--until-idle",
+        ],
+        "send rx one\n",
+    ));
+    let at = checkpoint_ids(data.path(), "tx")[0];
+    ok(&run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "tx",
+            "--until-idle",
+        ],
+        "send rx two\nsend rx three\n",
+    ));
+    ok(&run(&[
+        "rollback",
+        "--data",
+        s(data.path()),
+        "tx",
+        "--to",
+        &at.to_string(),
+    ]));
+    ok(&run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "tx",
+            "--until-idle",
+        ],
+        "send rx four\n",
+    ));
+    let texts: Vec<String> = dump(data.path(), "rx")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(texts, ["one", "two", "three", "four"]);
+}

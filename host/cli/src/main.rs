@@ -57,6 +57,8 @@ enum Command {
     Import(cmd::import::ImportArgs),
     /// A new process that starts as another is (or was) and runs on its own.
     Fork(cmd::fork::ForkArgs),
+    /// Take a process back to one of its checkpoints (undoable).
+    Rollback(cmd::rollback::RollbackArgs),
     /// Create a guest project (Rust or C) ready for `phantom build`.
     New(cmd::new::NewArgs),
     /// Build a guest project into a component.
@@ -179,6 +181,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(a),
         Command::Import(a) => cmd::import::run(a),
         Command::Fork(a) => cmd::fork::run(a),
+        Command::Rollback(a) => cmd::rollback::run(a),
         Command::Componentize(a) => cmd::componentize::run(a),
         Command::New(a) => cmd::new::run(a),
         Command::Build(a) => cmd::build::run(a),

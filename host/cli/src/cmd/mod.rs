@@ -13,6 +13,7 @@ pub mod journal;
 pub mod new;
 pub mod ps;
 pub mod pvm;
+pub mod rollback;
 pub mod run;
 pub mod send;
 pub mod spawn;

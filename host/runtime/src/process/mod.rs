@@ -113,6 +113,19 @@ impl Process {
         &self.name
     }
 
+    /// Makes this restored process the start of a rollback: its message
+    /// ids go on after `next_message_id` (receivers ignore ids they have
+    /// seen from a sender, so reused ids would be dropped), the effects
+    /// its checkpoint held are forgotten (they left before the rollback),
+    /// its next checkpoint is a full image numbered after `last_id`.
+    pub(crate) fn prepare_rollback(&mut self, next_message_id: u64, last_id: u64) {
+        let ctx = self.store.data_mut();
+        ctx.state.next_message_id = ctx.state.next_message_id.max(next_message_id);
+        ctx.journal.state.held.clear();
+        self.chain.last_id = self.chain.last_id.max(last_id);
+        self.require_full();
+    }
+
     /// The process directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -133,7 +133,7 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(u64, u64), TravelError> {
 }
 
 /// Fills the staging directory; returns (journal entries, linked, copied).
-fn fork_into(
+pub(super) fn fork_into(
     dir: &Path,
     store: &CheckpointStore,
     chain: &[u64],

@@ -16,15 +16,19 @@
 //!             ─► rename into DATA/NAME ─► hand over to a running host
 //!  fork.rs    the chain hard-linked into DATA/.NEW.spawning-PID, the journal
 //!             tail appended to a new journal ─► rename to DATA/NEW
+//!  rollback.rs a fork of NAME at ID, checkpointed once, exchanged with NAME
+//!             (renameat2); the state left kept for --undo
 //! ```
 
 mod export;
 mod fork;
 mod import;
+mod rollback;
 
 pub use export::{ExportPlan, ExportReport};
 pub use fork::{ForkReport, fork};
 pub use import::{ImportReport, import};
+pub use rollback::{RollbackReport, kept_states, rollback, undo_rollback};
 
 use std::path::PathBuf;
 
