@@ -203,6 +203,24 @@ impl DataDir {
     }
 }
 
+/// Renames a new process directory into place, failing with
+/// `AlreadyExists` if `to` exists in any form (a plain rename would replace
+/// an empty directory another spawn just made).
+pub fn move_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // A filesystem without renameat2 flags: check, then rename.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if to.exists() {
+                return Err(std::io::ErrorKind::AlreadyExists.into());
+            }
+            fs::rename(from, to)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Name of a process directory.
 pub fn process_name(dir: &Path) -> String {
     dir.file_name()

@@ -97,7 +97,7 @@ impl Process {
             }
         };
         let io = |what: String| move |source| SpawnError::Io { what, source };
-        if let Err(e) = fs::rename(&tmp, &dir) {
+        if let Err(e) = crate::datadir::move_into_place(&tmp, &dir) {
             let _ = fs::remove_dir_all(&tmp);
             // Another spawn of the same name won the race.
             if dir.exists() {

@@ -92,8 +92,11 @@ pub fn fork(
         let _ = fs::remove_dir_all(&stage);
         return Err(exists());
     }
-    if let Err(e) = fs::rename(&stage, &dest) {
+    if let Err(e) = crate::datadir::move_into_place(&stage, &dest) {
         let _ = fs::remove_dir_all(&stage);
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(exists());
+        }
         return Err(io(format!("cannot move the fork into {}", dest.display()))(
             e,
         ));

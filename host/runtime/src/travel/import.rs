@@ -330,10 +330,19 @@ fn import_into(
             data: data.path().to_path_buf(),
         });
     }
-    fs::rename(&stage, &dest).map_err(io(format!(
-        "cannot move the imported process into {}",
-        dest.display()
-    )))?;
+    crate::datadir::move_into_place(&stage, &dest).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            TravelError::Exists {
+                name: meta.name.clone(),
+                data: data.path().to_path_buf(),
+            }
+        } else {
+            io(format!(
+                "cannot move the imported process into {}",
+                dest.display()
+            ))(e)
+        }
+    })?;
     File::open(data.path())
         .and_then(|d| d.sync_all())
         .map_err(io(format!("cannot sync {}", data.path().display())))?;
