@@ -569,6 +569,26 @@ fn checkpoint_memory(dir: &Path, id: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Spawns a kv store `kv` and runs it three times, setting `a` to 1, 2, 3
+/// (one checkpoint per run).
+fn kv_history(data: &Path) {
+    spawn(data, phantom_tests::KV, "kv", &[]);
+    for v in ["1", "2", "3"] {
+        ok(&run_with_input(
+            &["run", "--data", s(data), "--until-idle"],
+            &format!("set a {v}\n"),
+        ));
+    }
+}
+
+/// Memories equal, memory by memory.
+fn same_memory(want: &[Vec<u8>], got: &[Vec<u8>], what: &str) {
+    assert_eq!(want.len(), got.len(), "{what}: memory count");
+    for (i, (w, g)) in want.iter().zip(got).enumerate() {
+        assert!(w == g, "{what}: memory {i} differs from the checkpoint's");
+    }
+}
+
 fn checkpoint_ids(data: &Path, name: &str) -> Vec<u64> {
     let o = run(&["checkpoints", "--data", s(data), name, "--json"]);
     ok(&o);
@@ -641,13 +661,7 @@ fn a_fork_starts_where_its_parent_was_and_runs_on_independently() {
 #[test]
 fn a_fork_at_a_checkpoint_has_exactly_its_memory() {
     let data = data_dir();
-    spawn(data.path(), phantom_tests::KV, "kv", &[]);
-    for v in ["1", "2", "3"] {
-        ok(&run_with_input(
-            &["run", "--data", s(data.path()), "--until-idle"],
-            &format!("set a {v}\nset k{v} x\n"),
-        ));
-    }
+    kv_history(data.path());
     let ids = checkpoint_ids(data.path(), "kv");
     assert!(ids.len() >= 3, "{ids:?}");
     let at = ids[ids.len() / 2];
@@ -667,14 +681,7 @@ fn a_fork_at_a_checkpoint_has_exactly_its_memory() {
     assert_eq!(report["checkpoint"], at);
     assert_eq!(report["journal_entries"], 0);
     let want = checkpoint_memory(&data.path().join("kv"), at);
-    let got = memory_of(&data.path().join("old"));
-    assert_eq!(want.len(), got.len());
-    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-        assert!(
-            w == g,
-            "memory {i} of the fork differs from checkpoint {at}"
-        );
-    }
+    same_memory(&want, &memory_of(&data.path().join("old")), "the fork");
     // The parent is untouched: it still holds the newest value.
     let o = run_with_input(
         &[
@@ -707,13 +714,7 @@ fn a_fork_at_a_checkpoint_has_exactly_its_memory() {
 #[test]
 fn rollback_gives_the_checkpoints_memory_keeps_what_it_left_and_undoes() {
     let data = data_dir();
-    spawn(data.path(), phantom_tests::KV, "kv", &[]);
-    for v in ["1", "2", "3"] {
-        ok(&run_with_input(
-            &["run", "--data", s(data.path()), "--until-idle"],
-            &format!("set a {v}\n"),
-        ));
-    }
+    kv_history(data.path());
     let dir = data.path().join("kv");
     let ids = checkpoint_ids(data.path(), "kv");
     let newest = *ids.last().unwrap();
@@ -763,14 +764,7 @@ fn rollback_gives_the_checkpoints_memory_keeps_what_it_left_and_undoes() {
         report["checkpoint"].as_u64().unwrap() > newest,
         "{report:#}"
     );
-    let got = memory_of(&dir);
-    assert_eq!(want.len(), got.len());
-    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-        assert!(
-            w == g,
-            "memory {i} after the rollback differs from checkpoint {at}"
-        );
-    }
+    same_memory(&want, &memory_of(&dir), "after the rollback");
     assert!(get(data.path()).contains('1'), "not rolled back");
     ok(&run(&["fsck", "--data", s(data.path())]));
     // It runs on from there; then the undo brings back a = 3.

@@ -17,7 +17,6 @@ use serde::Serialize;
 use super::{COMPONENT, FAILURE, JOURNAL, METADATA, TravelError, io};
 use crate::datadir::DataDir;
 use crate::journal::{journal_dir, log};
-use crate::persist::HostParts;
 
 /// Bytes of a bundle's header, a record's head and checksum, the end record.
 const HEADER: u64 = phantom_snapshots::bundle::BUNDLE_HEADER as u64;
@@ -144,13 +143,7 @@ impl ExportPlan {
             });
         }
 
-        let sections = store
-            .sections_of(checkpoint)
-            .map_err(|e| TravelError::Invalid(format!("checkpoint {checkpoint}: {e}")))?;
-        let position = HostParts::restore(&sections)
-            .map_err(|e| TravelError::Invalid(format!("checkpoint {checkpoint}: {e}")))?
-            .journal
-            .position;
+        let position = super::journal_position(&store, checkpoint)?;
         let mut journal_entries = 0;
         if with_tail {
             let jdir = journal_dir(&dir);

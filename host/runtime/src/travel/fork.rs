@@ -22,7 +22,6 @@ use super::{COMPONENT, METADATA, TravelError, io};
 use crate::datadir::{DataDir, HandOver, hand_over};
 use crate::journal::journal_dir;
 use crate::journal::log::{self, Log, LogConfig};
-use crate::persist::HostParts;
 use crate::process::{ProcessMeta, spawning_dir, valid_name};
 
 /// What a fork made.
@@ -167,13 +166,7 @@ pub(super) fn fork_into(
     let mut entries = 0;
     if with_tail {
         let checkpoint = *chain.last().expect("a chain has a file");
-        let sections = store
-            .sections_of(checkpoint)
-            .map_err(|e| TravelError::Invalid(format!("checkpoint {checkpoint}: {e}")))?;
-        let position = HostParts::restore(&sections)
-            .map_err(|e| TravelError::Invalid(format!("checkpoint {checkpoint}: {e}")))?
-            .journal
-            .position;
+        let position = super::journal_position(store, checkpoint)?;
         let journal_err = |e: log::LogError| TravelError::Invalid(format!("the journal: {e}"));
         let scan = log::scan(&journal_dir(dir), position).map_err(journal_err)?;
         if !scan.entries.is_empty() {

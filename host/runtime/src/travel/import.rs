@@ -20,7 +20,6 @@ use crate::component::cache_dir;
 use crate::datadir::{DataDir, HandOver, hand_over};
 use crate::journal::log::{Log, LogConfig, MAX_ENTRY_BYTES};
 use crate::journal::{Entry, journal_dir};
-use crate::persist::HostParts;
 use crate::process::{Process, ProcessMeta, spawning_dir, valid_name};
 use crate::runtime::Runtime;
 
@@ -297,13 +296,7 @@ fn import_into(
     // The journal tail: it starts where the newest checkpoint ends.
     let mut journal_entries = 0;
     if let Some(path) = &journal {
-        let sections = store
-            .sections_of(newest)
-            .map_err(|e| invalid(format!("checkpoint {newest}: {e}")))?;
-        let position = HostParts::restore(&sections)
-            .map_err(|e| invalid(format!("checkpoint {newest}: {e}")))?
-            .journal
-            .position;
+        let position = super::journal_position(&store, newest)?;
         journal_entries = write_journal(path, &journal_dir(&stage), position)?;
     }
 

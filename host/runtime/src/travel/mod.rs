@@ -100,6 +100,20 @@ pub enum TravelError {
     },
 }
 
+/// The journal position checkpoint `id` of `store` covers (where its
+/// journal tail starts).
+fn journal_position(
+    store: &phantom_snapshots::CheckpointStore,
+    id: u64,
+) -> Result<u64, TravelError> {
+    let bad = |e: String| TravelError::Invalid(format!("checkpoint {id}: {e}"));
+    let sections = store.sections_of(id).map_err(|e| bad(e.to_string()))?;
+    Ok(crate::persist::HostParts::restore(&sections)
+        .map_err(bad)?
+        .journal
+        .position)
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TravelError {
     let what = what.into();
     move |source| TravelError::Io { what, source }
