@@ -857,3 +857,61 @@ fn a_rolled_back_sender_is_still_heard() {
         .collect();
     assert_eq!(texts, ["one", "two", "three", "four"]);
 }
+
+#[test]
+fn an_import_killed_part_way_leaves_nothing_visible() {
+    let src = data_dir();
+    spawn(src.path(), phantom_tests::MEMTOUCH, "big", &["--mib", "48"]);
+    ok(&run_with_input(
+        &["run", "--data", s(src.path()), "--until-idle"],
+        "fill 7\n",
+    ));
+    let bundle = src.path().join("big.phb");
+    export(src.path(), "big", &bundle);
+    let dst = data_dir();
+    spawn(dst.path(), phantom_tests::KV, "other", &[]);
+    for (i, ms) in [5u64, 30, 80, 150, 250].iter().enumerate() {
+        let mut child = HostChild(
+            phantom()
+                .args(["import", s(&bundle), "--data", s(dst.path())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(*ms));
+        child.kill().unwrap();
+        let finished = child.wait().unwrap().success();
+        let names: Vec<String> = ps_json(dst.path())
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        if finished {
+            // It got all the way: then it is whole.
+            assert_eq!(names, ["big", "other"], "kill {i}");
+            ok(&run(&["fsck", "--data", s(dst.path())]));
+            std::fs::remove_dir_all(dst.path().join("big")).unwrap();
+        } else {
+            assert!(
+                names == ["other"] || names == ["big", "other"],
+                "kill {i}: {names:?}"
+            );
+            if names.len() == 2 {
+                ok(&run(&["fsck", "--data", s(dst.path())]));
+                std::fs::remove_dir_all(dst.path().join("big")).unwrap();
+            }
+        }
+    }
+    // What the killed imports left is removed by the next one, which works.
+    ok(&import(&bundle, dst.path(), &[]));
+    let hidden: Vec<String> = std::fs::read_dir(dst.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".spawning-"))
+        .collect();
+    assert!(hidden.is_empty(), "left behind: {hidden:?}");
+    ok(&run(&["fsck", "--data", s(dst.path())]));
+}
