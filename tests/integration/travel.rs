@@ -915,3 +915,119 @@ fn an_import_killed_part_way_leaves_nothing_visible() {
     assert!(hidden.is_empty(), "left behind: {hidden:?}");
     ok(&run(&["fsck", "--data", s(dst.path())]));
 }
+
+#[test]
+fn a_persistent_error_is_rolled_back_past_and_the_process_runs_on() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MISBEHAVE, "m", &[]);
+    ok(&run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "echo fine\n",
+    ));
+    let good = *checkpoint_ids(data.path(), "m").last().unwrap();
+    // From this checkpoint on, every event traps: the error lives in the
+    // image.
+    ok(&run_with_input(
+        &["run", "--data", s(data.path()), "--until-idle"],
+        "poison\n",
+    ));
+    let poisoned = *checkpoint_ids(data.path(), "m").last().unwrap();
+    assert!(poisoned > good);
+
+    // Without the policy it just fails.
+    let plain = data_dir();
+    std::fs::remove_dir_all(plain.path()).unwrap();
+    ok(&run(&["fork", "--data", s(data.path()), "m", "--as", "m2"]));
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "m2",
+            "--until-idle",
+        ],
+        "echo x\n",
+    );
+    assert!(!o.status.success());
+    let ps = ps_json(data.path());
+    let m2 = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "m2")
+        .unwrap();
+    assert_eq!(m2["state"], "failed", "{ps:#}");
+
+    // With it: two retries from the poisoned checkpoint, then a rollback
+    // past it; every decision is logged.
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "m",
+            "--until-idle",
+            "--fallback",
+            "--fallback-tries",
+            "2",
+        ],
+        "echo a\necho b\necho c\n",
+    );
+    let err = stderr(&o);
+    assert!(!host_panicked(&err), "{err}");
+    assert!(err.contains("rolled back to checkpoint"), "{err}");
+    let ps = ps_json(data.path());
+    let m = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "m")
+        .unwrap();
+    assert_ne!(m["state"], "failed", "{ps:#}");
+    let decisions = m["fallback"]["decisions"]
+        .as_array()
+        .expect("decisions in ps --json");
+    let actions: Vec<&str> = decisions
+        .iter()
+        .map(|d| d["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["retry", "retry", "rollback"], "{ps:#}");
+    assert_eq!(decisions[2]["to"], good, "{ps:#}");
+    assert!(
+        m["fallback"]["bad"]
+            .as_array()
+            .unwrap()
+            .contains(&poisoned.into()),
+        "{ps:#}"
+    );
+    // It keeps running from the good state.
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "m",
+            "--until-idle",
+        ],
+        "echo alive\n",
+    );
+    ok(&o);
+    assert!(stdout(&o).contains("alive"), "{}", stdout(&o));
+    // And the rollback can be undone: the poisoned state comes back.
+    ok(&run(&["rollback", "--data", s(data.path()), "m", "--undo"]));
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "m",
+            "--until-idle",
+        ],
+        "echo again\n",
+    );
+    assert!(!stdout(&o).contains("again"), "{}", stdout(&o));
+}

@@ -9,6 +9,8 @@
 //! | `panic`    | panics (prints `panicked at ...`, then traps)         |
 //! | `exit N`   | returns `exit(N)`                                     |
 //! | `echo x`   | prints x                                              |
+//! | `poison`   | from now on every line traps (a persistent error: the |
+//! |            | flag lives in memory, so every restore brings it back)|
 //!
 //! Init argument `--panic-in-init` makes `init` itself panic.
 
@@ -20,6 +22,8 @@ const EAT_BLOCK: usize = 1 << 20;
 
 struct Misbehave {
     exit: Option<i32>,
+    /// Set by `poison`: every later line traps.
+    poisoned: bool,
     /// Where `eat` keeps its blocks, so nothing is freed or optimised away.
     eaten: Vec<Vec<u8>>,
 }
@@ -31,13 +35,21 @@ impl Process for Misbehave {
         }
         Ok(Misbehave {
             exit: None,
+            poisoned: false,
             eaten: Vec::new(),
         })
     }
 
     fn on_line(&mut self, line: String) {
         let (command, rest) = line.split_once(' ').unwrap_or((&line, ""));
+        if self.poisoned {
+            panic!("misbehave is poisoned");
+        }
         match command {
+            "poison" => {
+                self.poisoned = true;
+                println!("poisoned");
+            }
             "spin" => {
                 let mut i: u64 = 0;
                 loop {

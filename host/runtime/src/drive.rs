@@ -73,6 +73,9 @@ pub struct DriveOptions {
     pub stop: Arc<AtomicBool>,
     /// Set from outside to checkpoint now (SIGUSR1).
     pub checkpoint_now: Arc<AtomicBool>,
+    /// Retry, then roll back, a process that fails right after it resumes
+    /// (None: a failed process stays failed).
+    pub fallback: Option<crate::travel::fallback::FallbackPolicy>,
 }
 
 impl Default for DriveOptions {
@@ -85,6 +88,7 @@ impl Default for DriveOptions {
             final_checkpoint: true,
             stop: Arc::default(),
             checkpoint_now: Arc::default(),
+            fallback: None,
         }
     }
 }
@@ -255,6 +259,9 @@ struct Driven {
     touched: bool,
     /// Wall instant at which the process clock was read, with its value.
     clock_anchor: (Instant, u64),
+    /// Events handled since it resumed (the fallback policy's measure of
+    /// health).
+    handled: u64,
 }
 
 /// Runs processes.
@@ -299,6 +306,7 @@ impl<'rt> Drive<'rt> {
             process,
             touched: true,
             clock_anchor: anchor,
+            handled: 0,
         });
     }
 
@@ -337,6 +345,60 @@ impl<'rt> Drive<'rt> {
         }
         self.add(process);
         Ok(true)
+    }
+
+    /// Applies the fallback policy to a process that failed (already marked
+    /// failed and settled); true when the failure was dealt with (it runs
+    /// again, or its resume failed and that failure is recorded).
+    fn fall_back(
+        &mut self,
+        gone: Driven,
+        policy: crate::travel::fallback::FallbackPolicy,
+        failure: &Failure,
+        hooks: &mut dyn DriveHooks,
+    ) -> bool {
+        use crate::travel::fallback::{Fallback, after_failure};
+        let Some(data) = self.data.clone() else {
+            return false;
+        };
+        let Ok(data) = crate::datadir::DataDir::open(&data) else {
+            return false;
+        };
+        let dir = gone.process.dir().to_path_buf();
+        let name = gone.process.name().to_string();
+        let handled = gone.handled;
+        drop(gone);
+        let decision = match after_failure(self.rt, &data, &dir, policy, failure, handled) {
+            Fallback::GiveUp(d) => {
+                hooks.note(Note::Warning(&format!("'{name}' stays failed: {}", d.why)));
+                return false;
+            }
+            Fallback::Retry(d) => format!(
+                "'{name}' failed; resuming it from checkpoint {}: {}",
+                d.checkpoint, d.why
+            ),
+            Fallback::RolledBack(d) => format!(
+                "'{name}' keeps failing; rolled back to checkpoint {} (now checkpoint {}): {}",
+                d.to.unwrap_or(0),
+                d.new_checkpoint.unwrap_or(0),
+                d.why
+            ),
+        };
+        hooks.note(Note::Warning(&decision));
+        clear_failure(&dir);
+        match self.restore(&dir, hooks) {
+            Ok(_) => true,
+            Err(e) => {
+                let failure = Failure::new(e.kind(), format!("cannot resume '{name}': {e}"));
+                hooks.note(Note::Failed {
+                    name: &name,
+                    failure: &failure,
+                });
+                mark_failed(&dir, &failure);
+                self.summary.failed.push((name, failure));
+                true
+            }
+        }
     }
 
     /// Runs until the options say stop; returns how it went (also kept for
@@ -568,6 +630,7 @@ impl<'rt> Drive<'rt> {
                 match p.process.step_held(rt) {
                     Ok(Some(())) => {
                         p.touched = true;
+                        p.handled += 1;
                     }
                     Ok(None) => break,
                     Err(f) => {
@@ -603,6 +666,11 @@ impl<'rt> Drive<'rt> {
                 self.sync_and_release(i, hooks);
                 let mut gone = self.procs.remove(i);
                 settle(&mut gone.process, &name, &mut self.summary, hooks, true);
+                if let Some(policy) = opts.fallback
+                    && self.fall_back(gone, policy, &failure, hooks)
+                {
+                    continue;
+                }
                 self.summary.failed.push((name, failure));
                 continue;
             }

@@ -47,6 +47,10 @@ pub struct ProcessStatus {
     pub failure: Option<Failure>,
     /// Newer checkpoints it would skip, with why.
     pub skipped: Vec<String>,
+    /// What `run --fallback` decided about it (retries, rollbacks, the
+    /// checkpoints it marked bad), if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<crate::travel::fallback::FallbackState>,
 }
 
 /// The status of every process of `data`.
@@ -108,6 +112,10 @@ pub fn disk_status(dir: &Path) -> ProcessStatus {
         error: None,
         failure: None,
         skipped: Vec::new(),
+        fallback: dir
+            .join(crate::travel::fallback::FALLBACK_FILE)
+            .exists()
+            .then(|| crate::travel::fallback::read_state(dir)),
     };
     match CheckpointStore::open(dir).and_then(|s| Ok((s.list()?, s))) {
         Ok((list, store)) => {

@@ -16,6 +16,7 @@ use phantom_runtime::control::{ControlServer, Waker};
 use phantom_runtime::datadir::DataDir;
 use phantom_runtime::drive::{ChannelFeed, Console, Drive, DriveOptions, FeedItem, restore_all};
 use phantom_runtime::gate::MAX_LINE_BYTES;
+use phantom_runtime::travel::fallback::FallbackPolicy;
 
 use crate::terminal::Terminal;
 use crate::{EngineArgs, parse_duration};
@@ -47,6 +48,19 @@ pub struct RunArgs {
     /// Resume processes that failed earlier.
     #[arg(long)]
     retry_failed: bool,
+    /// Keep failing processes running: a guest fault is retried from the
+    /// newest checkpoint, and a process that fails again right after it
+    /// resumes (a persistent error) is rolled back to an earlier checkpoint
+    /// (`phantom rollback --undo` reverses it; `ps --json` shows every
+    /// decision).
+    #[arg(long)]
+    fallback: bool,
+    /// With --fallback: resumes from the newest checkpoint before a rollback.
+    #[arg(long, default_value_t = 2)]
+    fallback_tries: u32,
+    /// With --fallback: most checkpoints a rollback steps back past.
+    #[arg(long, default_value_t = 8)]
+    fallback_depth: u32,
     /// Log restores and checkpoints to stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -202,6 +216,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         final_checkpoint: true,
         stop,
         checkpoint_now,
+        fallback: a.fallback.then_some(FallbackPolicy {
+            tries: a.fallback_tries,
+            depth: a.fallback_depth.max(1),
+        }),
     };
     let summary = drive.run(&opts, console, requests.as_ref(), &mut terminal);
     // Requests that came too late are answered "stopping" at once.

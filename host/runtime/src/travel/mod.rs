@@ -18,9 +18,12 @@
 //!             tail appended to a new journal ─► rename to DATA/NEW
 //!  rollback.rs a fork of NAME at ID, checkpointed once, exchanged with NAME
 //!             (renameat2); the state left kept for --undo
+//!  fallback.rs the host's policy after a guest fault: retry, then roll back
+//!             past a persistent error (`run --fallback`)
 //! ```
 
 mod export;
+pub mod fallback;
 mod fork;
 mod import;
 mod rollback;

@@ -94,6 +94,18 @@ pub fn rollback(
 ) -> Result<RollbackReport, TravelError> {
     let data_dir = DataDir::open(data)?;
     let _lock = data_dir.lock()?;
+    rollback_locked(rt, &data_dir, name, to)
+}
+
+/// `rollback`, by the holder of the data directory's lock (the host's
+/// automatic fallback).
+pub(crate) fn rollback_locked(
+    rt: &Runtime,
+    data_dir: &DataDir,
+    name: &str,
+    to: u64,
+) -> Result<RollbackReport, TravelError> {
+    let data = data_dir.path();
     let dir = data_dir.process_dir(name)?;
     let nothing = |source| TravelError::NothingToExport {
         name: name.into(),
