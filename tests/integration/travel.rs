@@ -81,6 +81,19 @@ fn quiet_host(data: &Path, every: &str) -> HostChild {
     )
 }
 
+/// `phantom run --until-idle` with `text` as input for process `name`.
+fn feed(data: &Path, name: &str, text: &str) -> std::process::Output {
+    run_with_input(
+        &["run", "--data", s(data), "--input", name, "--until-idle"],
+        text,
+    )
+}
+
+/// `phantom run --until-idle` with `text` as input (one process in `data`).
+fn feed_all(data: &Path, text: &str) -> std::process::Output {
+    run_with_input(&["run", "--data", s(data), "--until-idle"], text)
+}
+
 /// A process with a journal tail: a mailbox sent three messages while no
 /// host ran (they are in its journal, after its only checkpoint).
 fn mailbox_with_tail(data: &Path) {
@@ -139,10 +152,7 @@ fn a_kv_store_and_a_counter_go_on_where_they_were() {
     let src = data_dir();
     let dst = data_dir();
     spawn(src.path(), phantom_tests::KV, "kv", &[]);
-    ok(&run_with_input(
-        &["run", "--data", s(src.path()), "--until-idle"],
-        "set a 1\nset b two words\n",
-    ));
+    ok(&feed_all(src.path(), "set a 1\nset b two words\n"));
     spawn(
         src.path(),
         phantom_tests::COUNTER,
@@ -182,17 +192,7 @@ fn a_kv_store_and_a_counter_go_on_where_they_were() {
             stderr(&imp)
         );
     }
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(dst.path()),
-            "--input",
-            "kv2",
-            "--until-idle",
-        ],
-        "get b\nkeys\n",
-    );
+    let o = feed(dst.path(), "kv2", "get b\nkeys\n");
     ok(&o);
     let out = stdout(&o);
     assert!(out.contains("two words"), "{out}");
@@ -468,14 +468,8 @@ fn export_while_the_host_runs_gives_whole_bundles() {
 fn export_at_an_older_checkpoint_and_bad_arguments() {
     let src = data_dir();
     spawn(src.path(), phantom_tests::KV, "kv", &[]);
-    ok(&run_with_input(
-        &["run", "--data", s(src.path()), "--until-idle"],
-        "set a 1\n",
-    ));
-    ok(&run_with_input(
-        &["run", "--data", s(src.path()), "--until-idle"],
-        "set a 2\n",
-    ));
+    ok(&feed_all(src.path(), "set a 1\n"));
+    ok(&feed_all(src.path(), "set a 2\n"));
     let first = run(&["checkpoints", "--data", s(src.path()), "kv", "--json"]);
     ok(&first);
     let list: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
@@ -501,7 +495,7 @@ fn export_at_an_older_checkpoint_and_bad_arguments() {
     assert!(stderr(&o).contains("not the newest"), "{}", stderr(&o));
     let dst = data_dir();
     ok(&import(&bundle, dst.path(), &[]));
-    let o = run_with_input(&["run", "--data", s(dst.path()), "--until-idle"], "get a\n");
+    let o = feed_all(dst.path(), "get a\n");
     ok(&o);
     assert!(stdout(&o).contains("(nil)"), "{}", stdout(&o));
 
@@ -574,10 +568,7 @@ fn checkpoint_memory(dir: &Path, id: u64) -> Vec<Vec<u8>> {
 fn kv_history(data: &Path) {
     spawn(data, phantom_tests::KV, "kv", &[]);
     for v in ["1", "2", "3"] {
-        ok(&run_with_input(
-            &["run", "--data", s(data), "--until-idle"],
-            &format!("set a {v}\n"),
-        ));
+        ok(&feed_all(data, &format!("set a {v}\n")));
     }
 }
 
@@ -683,17 +674,7 @@ fn a_fork_at_a_checkpoint_has_exactly_its_memory() {
     let want = checkpoint_memory(&data.path().join("kv"), at);
     same_memory(&want, &memory_of(&data.path().join("old")), "the fork");
     // The parent is untouched: it still holds the newest value.
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(data.path()),
-            "--input",
-            "kv",
-            "--until-idle",
-        ],
-        "get a\n",
-    );
+    let o = feed(data.path(), "kv", "get a\n");
     ok(&o);
     assert!(stdout(&o).contains('3'), "{}", stdout(&o));
     fails_with(
@@ -722,7 +703,7 @@ fn rollback_gives_the_checkpoints_memory_keeps_what_it_left_and_undoes() {
     let at = ids[1];
     let want = checkpoint_memory(&dir, at);
     let get = |data: &Path| -> String {
-        let o = run_with_input(&["run", "--data", s(data), "--until-idle"], "get a\n");
+        let o = feed_all(data, "get a\n");
         ok(&o);
         stdout(&o)
     };
@@ -768,10 +749,7 @@ fn rollback_gives_the_checkpoints_memory_keeps_what_it_left_and_undoes() {
     assert!(get(data.path()).contains('1'), "not rolled back");
     ok(&run(&["fsck", "--data", s(data.path())]));
     // It runs on from there; then the undo brings back a = 3.
-    ok(&run_with_input(
-        &["run", "--data", s(data.path()), "--until-idle"],
-        "set b after\n",
-    ));
+    ok(&feed_all(data.path(), "set b after\n"));
     ok(&run(&[
         "rollback",
         "--data",
@@ -790,10 +768,7 @@ fn rollback_gives_the_checkpoints_memory_keeps_what_it_left_and_undoes() {
         "kv",
         "--undo",
     ]));
-    let o = run_with_input(
-        &["run", "--data", s(data.path()), "--until-idle"],
-        "get a\nget b\n",
-    );
+    let o = feed_all(data.path(), "get a\nget b\n");
     ok(&o);
     assert!(stdout(&o).contains("after"), "{}", stdout(&o));
     fails_with(
@@ -809,29 +784,9 @@ fn a_rolled_back_sender_is_still_heard() {
     let data = data_dir();
     spawn(data.path(), phantom_tests::MAILBOX, "rx", &[]);
     spawn(data.path(), phantom_tests::MAILBOX, "tx", &[]);
-    ok(&run_with_input(
-        &[
-            "run",
-            "--data",
-            s(data.path()),
-            "--input",
-            "tx",
-            "--until-idle",
-        ],
-        "send rx one\n",
-    ));
+    ok(&feed(data.path(), "tx", "send rx one\n"));
     let at = checkpoint_ids(data.path(), "tx")[0];
-    ok(&run_with_input(
-        &[
-            "run",
-            "--data",
-            s(data.path()),
-            "--input",
-            "tx",
-            "--until-idle",
-        ],
-        "send rx two\nsend rx three\n",
-    ));
+    ok(&feed(data.path(), "tx", "send rx two\nsend rx three\n"));
     ok(&run(&[
         "rollback",
         "--data",
@@ -840,17 +795,7 @@ fn a_rolled_back_sender_is_still_heard() {
         "--to",
         &at.to_string(),
     ]));
-    ok(&run_with_input(
-        &[
-            "run",
-            "--data",
-            s(data.path()),
-            "--input",
-            "tx",
-            "--until-idle",
-        ],
-        "send rx four\n",
-    ));
+    ok(&feed(data.path(), "tx", "send rx four\n"));
     let texts: Vec<String> = dump(data.path(), "rx")
         .into_iter()
         .map(|(_, t)| t)
@@ -862,10 +807,7 @@ fn a_rolled_back_sender_is_still_heard() {
 fn an_import_killed_part_way_leaves_nothing_visible() {
     let src = data_dir();
     spawn(src.path(), phantom_tests::MEMTOUCH, "big", &["--mib", "48"]);
-    ok(&run_with_input(
-        &["run", "--data", s(src.path()), "--until-idle"],
-        "fill 7\n",
-    ));
+    ok(&feed_all(src.path(), "fill 7\n"));
     let bundle = src.path().join("big.phb");
     export(src.path(), "big", &bundle);
     let dst = data_dir();
@@ -920,17 +862,11 @@ fn an_import_killed_part_way_leaves_nothing_visible() {
 fn a_persistent_error_is_rolled_back_past_and_the_process_runs_on() {
     let data = data_dir();
     spawn(data.path(), phantom_tests::MISBEHAVE, "m", &[]);
-    ok(&run_with_input(
-        &["run", "--data", s(data.path()), "--until-idle"],
-        "echo fine\n",
-    ));
+    ok(&feed_all(data.path(), "echo fine\n"));
     let good = *checkpoint_ids(data.path(), "m").last().unwrap();
     // From this checkpoint on, every event traps: the error lives in the
     // image.
-    ok(&run_with_input(
-        &["run", "--data", s(data.path()), "--until-idle"],
-        "poison\n",
-    ));
+    ok(&feed_all(data.path(), "poison\n"));
     let poisoned = *checkpoint_ids(data.path(), "m").last().unwrap();
     assert!(poisoned > good);
 
@@ -938,17 +874,7 @@ fn a_persistent_error_is_rolled_back_past_and_the_process_runs_on() {
     let plain = data_dir();
     std::fs::remove_dir_all(plain.path()).unwrap();
     ok(&run(&["fork", "--data", s(data.path()), "m", "--as", "m2"]));
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(data.path()),
-            "--input",
-            "m2",
-            "--until-idle",
-        ],
-        "echo x\n",
-    );
+    let o = feed(data.path(), "m2", "echo x\n");
     assert!(!o.status.success());
     let ps = ps_json(data.path());
     let m2 = ps
@@ -1003,31 +929,11 @@ fn a_persistent_error_is_rolled_back_past_and_the_process_runs_on() {
         "{ps:#}"
     );
     // It keeps running from the good state.
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(data.path()),
-            "--input",
-            "m",
-            "--until-idle",
-        ],
-        "echo alive\n",
-    );
+    let o = feed(data.path(), "m", "echo alive\n");
     ok(&o);
     assert!(stdout(&o).contains("alive"), "{}", stdout(&o));
     // And the rollback can be undone: the poisoned state comes back.
     ok(&run(&["rollback", "--data", s(data.path()), "m", "--undo"]));
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(data.path()),
-            "--input",
-            "m",
-            "--until-idle",
-        ],
-        "echo again\n",
-    );
+    let o = feed(data.path(), "m", "echo again\n");
     assert!(!stdout(&o).contains("again"), "{}", stdout(&o));
 }
