@@ -201,6 +201,40 @@ impl Drop for HostChild {
     }
 }
 
+/// A `phantom run` of `data` that prints nothing, checkpointing every
+/// `every`.
+pub fn quiet_host(data: &Path, every: &str) -> HostChild {
+    HostChild(
+        phantom()
+            .args([
+                "run",
+                "--data",
+                s(data),
+                "--no-stdin",
+                "--checkpoint-every",
+                every,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `phantom run --until-idle` with `text` as input for process `name`.
+pub fn feed(data: &Path, name: &str, text: &str) -> std::process::Output {
+    run_with_input(
+        &["run", "--data", s(data), "--input", name, "--until-idle"],
+        text,
+    )
+}
+
+/// `phantom run --until-idle` with `text` as input (one process in `data`).
+pub fn feed_all(data: &Path, text: &str) -> std::process::Output {
+    run_with_input(&["run", "--data", s(data), "--until-idle"], text)
+}
+
 /// Starts a verbose `phantom run` whose stdout and stderr both go to
 /// `log` through one open file description.
 pub fn start_logged_run(data: &Path, checkpoint_every: &str, log: &Path) -> HostChild {

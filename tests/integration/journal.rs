@@ -3,7 +3,6 @@
 //! a divergence. (Console output across kills: `kill_loop.rs`.)
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,22 +28,7 @@ fn kill_hosts(data: &Path, done: &AtomicBool, min_kills: usize, seed: u64) -> us
     let mut seed = seed;
     let mut killed = 0;
     while !done.load(Ordering::Relaxed) || killed < min_kills {
-        let mut child = HostChild(
-            phantom()
-                .args([
-                    "run",
-                    "--data",
-                    s(data),
-                    "--no-stdin",
-                    "--checkpoint-every",
-                    "20ms",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start phantom run"),
-        );
+        let mut child = quiet_host(data, "20ms");
         std::thread::sleep(Duration::from_millis(20 + next(&mut seed) % 250));
         child.kill().unwrap();
         child.wait().unwrap();

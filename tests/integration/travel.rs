@@ -60,40 +60,6 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// A `phantom run` of `data` that prints nothing, checkpointing every
-/// `every`.
-fn quiet_host(data: &Path, every: &str) -> HostChild {
-    HostChild(
-        phantom()
-            .args([
-                "run",
-                "--data",
-                s(data),
-                "--no-stdin",
-                "--checkpoint-every",
-                every,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// `phantom run --until-idle` with `text` as input for process `name`.
-fn feed(data: &Path, name: &str, text: &str) -> std::process::Output {
-    run_with_input(
-        &["run", "--data", s(data), "--input", name, "--until-idle"],
-        text,
-    )
-}
-
-/// `phantom run --until-idle` with `text` as input (one process in `data`).
-fn feed_all(data: &Path, text: &str) -> std::process::Output {
-    run_with_input(&["run", "--data", s(data), "--until-idle"], text)
-}
-
 /// A process with a journal tail: a mailbox sent three messages while no
 /// host ran (they are in its journal, after its only checkpoint).
 fn mailbox_with_tail(data: &Path) {
