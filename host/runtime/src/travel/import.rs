@@ -420,22 +420,18 @@ fn write_journal(record: &Path, dir: &Path, position: u64) -> Result<u64, Travel
 /// again (cache entries are replaced by rename, never written in place, so
 /// a link never sees a change).
 fn seed_cache(from: &Path, to: &Path) {
-    let Ok(entries) = fs::read_dir(from) else {
-        return;
-    };
-    if fs::create_dir_all(to).is_err() {
-        return;
-    }
-    for e in entries.flatten() {
-        if e.file_name().to_string_lossy().ends_with(".cwasm") {
-            let _ = fs::hard_link(e.path(), to.join(e.file_name()));
-        }
-    }
+    each_cached(from, to, |from, to| fs::hard_link(from, to));
 }
 
 /// Moves compiled components from the import's private cache into the
 /// data directory's (best effort: a missing entry is only recompiled).
 fn adopt_cache(from: &Path, to: &Path) {
+    each_cached(from, to, |from, to| fs::rename(from, to));
+}
+
+/// Applies `op` to each compiled component in cache `from` that cache `to`
+/// lacks (best effort: errors are ignored).
+fn each_cached(from: &Path, to: &Path, op: impl Fn(&Path, &Path) -> std::io::Result<()>) {
     let Ok(entries) = fs::read_dir(from) else {
         return;
     };
@@ -444,8 +440,8 @@ fn adopt_cache(from: &Path, to: &Path) {
     }
     for e in entries.flatten() {
         let dest = to.join(e.file_name());
-        if !dest.exists() {
-            let _ = fs::rename(e.path(), dest);
+        if e.file_name().to_string_lossy().ends_with(".cwasm") && !dest.exists() {
+            let _ = op(&e.path(), &dest);
         }
     }
 }
