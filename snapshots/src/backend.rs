@@ -61,6 +61,13 @@ pub trait StoreBackend: Send + Sync + fmt::Debug {
     /// Removes temporaries whose writer is gone (it crashed). Errors are
     /// ignored: a temporary is never read, so one left behind is harmless.
     fn remove_stale_temps(&self);
+
+    /// Excludes other processes sharing the store (writers, collection,
+    /// pins) until the returned guard is dropped. Local: `flock` on the
+    /// directory. Within one process the store's own mutex serialises.
+    fn lock(&self) -> io::Result<Option<Box<dyn std::any::Any + Send>>> {
+        Ok(None)
+    }
 }
 
 /// An image being written under a temporary name.
@@ -80,7 +87,7 @@ const IMAGE_SUFFIX: &str = ".phi";
 /// Temporary files are `.<name without .phi>.<writer pid>.tmp`, so
 /// `.ckpt-<id>.<pid>.tmp`: hidden, and named after their writer so only
 /// those whose writer is gone are removed.
-const TEMP_PREFIX: &str = ".ckpt-";
+const TEMP_PREFIXES: [&str; 4] = [".ckpt-", ".pack-", ".pins.", ".keep."];
 const TEMP_SUFFIX: &str = ".tmp";
 /// A temporary file this old is stale even if its writer's pid is alive
 /// (pids are reused; no write takes this long).
@@ -179,6 +186,12 @@ impl StoreBackend for LocalDir {
         sync_dir(&self.dir)
     }
 
+    fn lock(&self) -> io::Result<Option<Box<dyn std::any::Any + Send>>> {
+        let dir = File::open(&self.dir)?;
+        dir.lock()?;
+        Ok(Some(Box::new(dir)))
+    }
+
     fn remove_stale_temps(&self) {
         let Ok(rd) = fs::read_dir(&self.dir) else {
             return;
@@ -186,15 +199,17 @@ impl StoreBackend for LocalDir {
         for entry in rd.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(middle) = name
-                .strip_prefix(TEMP_PREFIX)
+            let Some(middle) = TEMP_PREFIXES
+                .iter()
+                .find_map(|p| name.strip_prefix(p))
                 .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
             else {
                 continue;
             };
             let pid = middle
-                .rsplit_once('.')
-                .and_then(|(_, pid)| pid.parse::<u32>().ok());
+                .rsplit('.')
+                .next()
+                .and_then(|pid| pid.parse::<u32>().ok());
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())

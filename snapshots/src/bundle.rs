@@ -58,6 +58,9 @@ pub enum RecordKind {
     Journal,
     /// `failed.json`: the process is marked failed.
     Failure,
+    /// One page pack (`pack-<seq>.php`) holding pages of format 2
+    /// checkpoints, byte for byte.
+    Pages,
 }
 
 impl RecordKind {
@@ -68,6 +71,7 @@ impl RecordKind {
             RecordKind::Checkpoint => 3,
             RecordKind::Journal => 4,
             RecordKind::Failure => 5,
+            RecordKind::Pages => 6,
         }
     }
 
@@ -78,6 +82,7 @@ impl RecordKind {
             3 => RecordKind::Checkpoint,
             4 => RecordKind::Journal,
             5 => RecordKind::Failure,
+            6 => RecordKind::Pages,
             _ => return None,
         })
     }
@@ -89,7 +94,7 @@ impl RecordKind {
             RecordKind::Metadata | RecordKind::Failure => 1 << 20,
             // wasmtime's own limit on a module is far below this.
             RecordKind::Component => 1 << 30,
-            RecordKind::Checkpoint => crate::MAX_FILE_BYTES,
+            RecordKind::Checkpoint | RecordKind::Pages => crate::MAX_FILE_BYTES,
             // A tail of at most MAX entries of 32 MiB is unbounded in
             // principle; 16 GiB is far beyond any checkpoint interval.
             RecordKind::Journal => 16 << 30,
@@ -104,6 +109,7 @@ impl RecordKind {
             RecordKind::Checkpoint => "checkpoint",
             RecordKind::Journal => "journal",
             RecordKind::Failure => "failure",
+            RecordKind::Pages => "page pack",
         }
     }
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::format::{FORMAT_VERSION, HEADER_SIZE};
+use crate::format::{FORMAT_VERSION, HEADER_SIZE, OLDEST_VERSION};
 
 /// Opening, creating or scanning a process directory failed.
 #[derive(Debug, Error)]
@@ -125,7 +125,7 @@ pub enum ImageError {
     #[error("{} is not a Phantom image (bad magic number)", path.display())]
     NotAnImage { path: PathBuf },
     #[error(
-        "{} has format version {version}, which this build cannot read (it reads version {FORMAT_VERSION})",
+        "{} has format version {version}, which this build cannot read (it reads versions {OLDEST_VERSION} to {FORMAT_VERSION})",
         path.display()
     )]
     UnsupportedVersion { path: PathBuf, version: u32 },

@@ -20,8 +20,14 @@ use crate::{CheckpointInfo, PageRun};
 pub const PAGE_SIZE: usize = 4096;
 
 /// Version of the on-disk format, independent of the crate version. Bump it
-/// for any change an older reader would misread.
-pub const FORMAT_VERSION: u32 = 1;
+/// for any change an older reader would misread. Version 1 images hold
+/// their pages (a FULL image, or a DELTA of its parent); version 2 images
+/// are manifests naming content-addressed pages in pack files (`pages.rs`).
+/// Both are read; the store writes version 2.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version still read.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// First eight bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"PHANTIMG";
@@ -79,6 +85,8 @@ pub fn page_count(size_bytes: u64) -> u64 {
 /// The fixed header at offset 0.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// 1 or 2.
+    pub version: u32,
     pub id: u64,
     pub parent: Option<u64>,
     pub created_unix_ns: u64,
@@ -89,6 +97,10 @@ pub struct Header {
     pub toc_offset: u64,
     pub toc_size: u64,
     pub toc_checksum: u64,
+    /// Version 2: bytes of the pack holding the pages this checkpoint
+    /// added (0 if none; always 0 in version 1, where bytes 104..112 are
+    /// reserved).
+    pub pack_bytes: u64,
 }
 
 /// Why a header does not decode.
@@ -112,14 +124,14 @@ impl Header {
             pause_us: self.pause_us,
             dirty_pages: self.dirty_pages,
             bytes_uncompressed: self.bytes_uncompressed,
-            bytes_written: self.file_size,
+            bytes_written: self.file_size + self.pack_bytes,
         }
     }
 
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut b = [0u8; HEADER_SIZE];
         b[0..8].copy_from_slice(&MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         let pre = xxh3_64(&b[0..12]) as u32;
         b[12..16].copy_from_slice(&pre.to_le_bytes());
         b[16..20].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
@@ -144,7 +156,8 @@ impl Header {
         for (i, v) in fields.iter().enumerate() {
             b[24 + 8 * i..32 + 8 * i].copy_from_slice(&v.to_le_bytes());
         }
-        // 104..120 reserved, zero.
+        b[104..112].copy_from_slice(&self.pack_bytes.to_le_bytes());
+        // 112..120 reserved, zero.
         let sum = xxh3_64(&b[0..120]);
         b[120..128].copy_from_slice(&sum.to_le_bytes());
         b
@@ -167,7 +180,7 @@ impl Header {
             return Err(HeaderProblem::PreambleChecksum);
         }
         let version = le_u32(&bytes[8..12]);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(HeaderProblem::UnsupportedVersion(version));
         }
         if bytes.len() < HEADER_SIZE {
@@ -189,6 +202,7 @@ impl Header {
         }
         let f = |i: usize| le_u64(&bytes[24 + 8 * i..32 + 8 * i]);
         let h = Header {
+            version,
             id: f(0),
             parent: (flags & FLAG_HAS_PARENT != 0).then(|| f(1)),
             created_unix_ns: f(2),
@@ -199,6 +213,7 @@ impl Header {
             toc_offset: f(7),
             toc_size: f(8),
             toc_checksum: f(9),
+            pack_bytes: if version >= 2 { f(10) } else { 0 },
         };
         if let Some(p) = h.parent
             && p >= h.id
@@ -254,12 +269,25 @@ pub struct BlockEntry {
     pub pages: u32,
 }
 
-/// One memory: its size and the blocks holding its stored pages.
+/// One memory: its size and the blocks holding its stored pages
+/// (version 1), or its page table (version 2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryEntry {
     pub index: u32,
     pub size_bytes: u64,
     pub blocks: Vec<BlockEntry>,
+    pub table: Option<TableEntry>,
+}
+
+/// Where a version 2 memory's page table is: runs of pages, each page
+/// named by its content hash (`manifest.rs` decodes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableEntry {
+    pub offset: u64,
+    pub len: u64,
+    pub checksum: u64,
+    /// Pages the table names (all non-zero pages of the memory).
+    pub pages: u64,
 }
 
 /// The table of contents at the end of the file.
@@ -272,6 +300,7 @@ pub struct Toc {
 const SECTION_FIXED: usize = 2 + 8 + 8 + 8;
 const MEMORY_FIXED: usize = 4 + 4 + 8;
 const BLOCK_FIXED: usize = 8 + 4 + 4 + 8;
+const TABLE_FIXED: usize = 8 + 8 + 8 + 8;
 const RUN_SIZE: usize = 8 + 4;
 
 impl Toc {
@@ -287,6 +316,7 @@ impl Toc {
                 .iter()
                 .map(|m| {
                     MEMORY_FIXED
+                        + m.table.as_ref().map_or(0, |_| TABLE_FIXED)
                         + m.blocks
                             .iter()
                             .map(|b| BLOCK_FIXED + RUN_SIZE * b.runs.len())
@@ -310,6 +340,11 @@ impl Toc {
             out.extend_from_slice(&m.index.to_le_bytes());
             out.extend_from_slice(&(m.blocks.len() as u32).to_le_bytes());
             out.extend_from_slice(&m.size_bytes.to_le_bytes());
+            if let Some(t) = &m.table {
+                for v in [t.offset, t.len, t.checksum, t.pages] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
             for b in &m.blocks {
                 out.extend_from_slice(&b.offset.to_le_bytes());
                 out.extend_from_slice(&b.len.to_le_bytes());
@@ -325,10 +360,15 @@ impl Toc {
         out
     }
 
-    /// Decodes and checks a table of contents whose payloads must tile
-    /// `payload_start..payload_end` exactly, in order. Returns what is
-    /// wrong as a phrase for "is malformed: ...".
-    pub fn decode(bytes: &[u8], payload_start: u64, payload_end: u64) -> Result<Toc, String> {
+    /// Decodes and checks a table of contents of format `version` whose
+    /// payloads must tile `payload_start..payload_end` exactly, in order.
+    /// Returns what is wrong as a phrase for "is malformed: ...".
+    pub fn decode(
+        bytes: &[u8],
+        payload_start: u64,
+        payload_end: u64,
+        version: u32,
+    ) -> Result<Toc, String> {
         let mut r = Cursor { buf: bytes, pos: 0 };
         let section_count = r.u32()? as usize;
         let memory_count = r.u32()? as usize;
@@ -397,6 +437,36 @@ impl Toc {
                 ));
             }
             let pages = page_count(size_bytes);
+            let table = if version >= 2 {
+                let (offset, len, checksum, table_pages) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+                if block_count != 0 {
+                    return Err(format!(
+                        "memory {index} of a version {version} image claims {block_count} page blocks"
+                    ));
+                }
+                if table_pages > pages {
+                    return Err(format!(
+                        "memory {index} claims {table_pages} stored pages of its {pages}"
+                    ));
+                }
+                let min = table_pages * 16 + if table_pages > 0 { 12 } else { 0 };
+                if len < min || len > table_pages * 28 {
+                    return Err(format!(
+                        "the page table of memory {index} claims {len} bytes for {table_pages} pages"
+                    ));
+                }
+                next = place(offset, len, next, payload_end, || {
+                    format!("the page table of memory {index}")
+                })?;
+                Some(TableEntry {
+                    offset,
+                    len,
+                    checksum,
+                    pages: table_pages,
+                })
+            } else {
+                None
+            };
             // Every block takes at least BLOCK_FIXED bytes of the TOC, so
             // this bounds the allocation by the TOC's real size.
             if block_count > r.remaining() / BLOCK_FIXED {
@@ -463,6 +533,7 @@ impl Toc {
                 index,
                 size_bytes,
                 blocks,
+                table,
             });
         }
         if r.remaining() != 0 {
@@ -549,6 +620,7 @@ mod tests {
 
     fn header() -> Header {
         Header {
+            version: 1,
             id: 7,
             parent: Some(3),
             created_unix_ns: 11,
@@ -558,6 +630,7 @@ mod tests {
             file_size: 1000,
             toc_offset: 900,
             toc_size: 100,
+            pack_bytes: 0,
             toc_checksum: 15,
         }
     }
@@ -584,12 +657,12 @@ mod tests {
         assert_eq!(Header::decode(&v), Err(HeaderProblem::PreambleChecksum));
         // A real newer version (preamble check recomputed) is named as such.
         let mut v = b;
-        v[8..12].copy_from_slice(&2u32.to_le_bytes());
+        v[8..12].copy_from_slice(&3u32.to_le_bytes());
         let pre = xxh3_64(&v[0..12]) as u32;
         v[12..16].copy_from_slice(&pre.to_le_bytes());
         assert_eq!(
             Header::decode(&v),
-            Err(HeaderProblem::UnsupportedVersion(2))
+            Err(HeaderProblem::UnsupportedVersion(3))
         );
         let mut v = b;
         v[30] ^= 1;
@@ -652,6 +725,7 @@ mod tests {
                     ],
                     pages: 3,
                 }],
+                table: None,
             }],
         }
     }
@@ -659,7 +733,7 @@ mod tests {
     #[test]
     fn toc_round_trips() {
         let t = toc();
-        assert_eq!(Toc::decode(&t.encode(), 128, 188), Ok(t));
+        assert_eq!(Toc::decode(&t.encode(), 128, 188, 1), Ok(t));
     }
 
     #[test]
@@ -667,50 +741,50 @@ mod tests {
         let t = toc();
         let bytes = t.encode();
         assert!(
-            Toc::decode(&bytes, 128, 189)
+            Toc::decode(&bytes, 128, 189, 1)
                 .unwrap_err()
                 .contains("belong to no section")
         );
         assert!(
-            Toc::decode(&bytes, 120, 188)
+            Toc::decode(&bytes, 120, 188, 1)
                 .unwrap_err()
                 .contains("expected 120")
         );
         for cut in 0..bytes.len() {
-            assert!(Toc::decode(&bytes[..cut], 128, 188).is_err());
+            assert!(Toc::decode(&bytes[..cut], 128, 188, 1).is_err());
         }
         let mut bad = t.clone();
         bad.memories[0].size_bytes = MAX_MEMORY_BYTES + 1;
         assert!(
-            Toc::decode(&bad.encode(), 128, 188)
+            Toc::decode(&bad.encode(), 128, 188, 1)
                 .unwrap_err()
                 .contains("over the cap")
         );
         let mut bad = t.clone();
         bad.memories[0].size_bytes = 5 * 4096;
         assert!(
-            Toc::decode(&bad.encode(), 128, 188)
+            Toc::decode(&bad.encode(), 128, 188, 1)
                 .unwrap_err()
                 .contains("beyond the memory")
         );
         let mut bad = t.clone();
         bad.memories[0].blocks[0].runs[1].first = 1;
         assert!(
-            Toc::decode(&bad.encode(), 128, 188)
+            Toc::decode(&bad.encode(), 128, 188, 1)
                 .unwrap_err()
                 .contains("repeats or reorders")
         );
         let mut bad = t.clone();
         bad.sections[0].len = MAX_SECTION_BYTES + 1;
         assert!(
-            Toc::decode(&bad.encode(), 128, 188)
+            Toc::decode(&bad.encode(), 128, 188, 1)
                 .unwrap_err()
                 .contains("over the cap")
         );
         let mut bad = t.clone();
         bad.memories[0].blocks[0].runs[0].count = BLOCK_PAGES as u64;
         assert!(
-            Toc::decode(&bad.encode(), 128, 188)
+            Toc::decode(&bad.encode(), 128, 188, 1)
                 .unwrap_err()
                 .contains("more than 256 pages")
         );
@@ -722,7 +796,7 @@ mod tests {
         b.extend_from_slice(&u32::MAX.to_le_bytes());
         b.extend_from_slice(&4096u64.to_le_bytes());
         assert!(
-            Toc::decode(&b, 128, 128)
+            Toc::decode(&b, 128, 128, 1)
                 .unwrap_err()
                 .contains("blocks, more than its table holds")
         );
@@ -730,7 +804,7 @@ mod tests {
         b.extend_from_slice(&u32::MAX.to_le_bytes());
         b.extend_from_slice(&0u32.to_le_bytes());
         assert!(
-            Toc::decode(&b, 128, 128)
+            Toc::decode(&b, 128, 128, 1)
                 .unwrap_err()
                 .contains("sections, over the cap")
         );

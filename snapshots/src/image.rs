@@ -23,8 +23,10 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::CheckpointInfo;
 use crate::error::ImageError;
 use crate::format::{
-    BLOCK_BYTES, BlockEntry, HEADER_SIZE, Header, HeaderProblem, PAGE_SIZE, SectionEntry, Toc,
+    BLOCK_BYTES, BlockEntry, HEADER_SIZE, Header, HeaderProblem, MemoryEntry, PAGE_SIZE,
+    SectionEntry, TableEntry, Toc, page_count,
 };
+use crate::manifest::{PageTable, decode_table};
 use crate::restore::RestoredMemory;
 
 /// Where an image's bytes are read from: a file, a `Cursor`, a network
@@ -155,8 +157,13 @@ impl ImageFile {
                 what: "the table of contents".into(),
             });
         }
-        let toc =
-            Toc::decode(&toc_bytes, HEADER_SIZE as u64, header.toc_offset).map_err(malformed)?;
+        let toc = Toc::decode(
+            &toc_bytes,
+            HEADER_SIZE as u64,
+            header.toc_offset,
+            header.version,
+        )
+        .map_err(malformed)?;
         Ok(ImageFile {
             path,
             source: Mutex::new(source),
@@ -183,6 +190,9 @@ impl ImageFile {
         };
         let mut dec = BlockDecompressor::new(&self.path)?;
         for m in &self.toc.memories {
+            if m.table.is_some() {
+                self.read_table(m)?;
+            }
             for (i, b) in m.blocks.iter().enumerate() {
                 self.read_block(m.index, i, b, &mut buf)?;
                 if deep {
@@ -209,6 +219,34 @@ impl ImageFile {
     pub fn read_section_into(&self, s: &SectionEntry, buf: &mut Vec<u8>) -> Result<(), ImageError> {
         self.read_checked(s.offset, s.len as usize, s.checksum, buf, || {
             format!("section '{}'", s.name)
+        })
+    }
+
+    /// Reads the page table of memory `memory` (version 2; checksum
+    /// checked) into `buf`.
+    pub fn read_table_into(
+        &self,
+        memory: u32,
+        t: &TableEntry,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), ImageError> {
+        self.read_checked(t.offset, t.len as usize, t.checksum, buf, || {
+            format!("the page table of memory {memory}")
+        })
+    }
+
+    /// Reads and decodes the page table of memory entry `m` (version 2).
+    pub fn read_table(&self, m: &MemoryEntry) -> Result<PageTable, ImageError> {
+        let Some(t) = &m.table else {
+            return Ok(Vec::new());
+        };
+        let mut buf = Vec::new();
+        self.read_table_into(m.index, t, &mut buf)?;
+        decode_table(&buf, page_count(m.size_bytes), t.pages).map_err(|what| {
+            ImageError::Malformed {
+                path: self.path.clone(),
+                what: format!("memory {}: {what}", m.index),
+            }
         })
     }
 
@@ -379,6 +417,7 @@ impl ImageReader {
             .iter()
             .enumerate()
             .map(|(mi, m)| RestoredMemory {
+                paged: None,
                 index: m.index,
                 size_bytes: m.size_bytes,
                 layers: vec![(self.image.clone(), mi)],

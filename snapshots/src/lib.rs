@@ -34,6 +34,8 @@ pub mod bundle;
 mod error;
 mod format;
 mod image;
+mod manifest;
+pub mod pages;
 pub mod raw;
 mod restore;
 mod store;
@@ -49,8 +51,17 @@ pub use format::{
 };
 pub use image::{ImageReader, ImageSource, read_image_from};
 pub use restore::{LoadedCheckpoint, PageReader, Restored, RestoredMemory};
-pub use store::{CheckpointListing, CheckpointStore, FsckProblem, FsckReport};
+pub use store::{
+    CheckpointListing, CheckpointStore, FsckProblem, FsckReport, GcReport, KeepPolicy,
+};
 pub use write::write_image_to;
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
 
 /// A run of consecutive pages: page numbers, not bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

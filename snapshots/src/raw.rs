@@ -24,8 +24,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::PageRun;
 use crate::format::{
-    BLOCK_PAGES, BlockEntry, HEADER_SIZE, Header, MemoryEntry, PAGE_SIZE, SectionEntry, Toc,
-    ZSTD_LEVEL,
+    BLOCK_PAGES, BlockEntry, HEADER_SIZE, Header, MemoryEntry, PAGE_SIZE, SectionEntry, TableEntry,
+    Toc, ZSTD_LEVEL,
 };
 use crate::image::ImageFile;
 
@@ -35,12 +35,16 @@ use crate::image::ImageFile;
 /// block's pages) and `encode` writes them as given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawImage {
+    /// Format version: 1 (memories hold blocks) or 2 (page tables).
+    pub version: u32,
     pub id: u64,
     pub parent: Option<u64>,
     pub created_unix_ns: u64,
     pub pause_us: u64,
     pub dirty_pages: u64,
     pub bytes_uncompressed: u64,
+    /// Version 2: bytes of the pack the checkpoint added.
+    pub pack_bytes: u64,
     /// In file order (a valid image has them in name order).
     pub sections: Vec<(String, Vec<u8>)>,
     /// In file order (a valid image has them by index).
@@ -53,6 +57,9 @@ pub struct RawMemory {
     pub index: u32,
     pub size_bytes: u64,
     pub blocks: Vec<RawBlock>,
+    /// Version 2: the page table's bytes and the page count the table of
+    /// contents claims for it.
+    pub table: Option<(u64, Vec<u8>)>,
 }
 
 /// One page block: the pages its runs name and its zstd frame.
@@ -97,20 +104,31 @@ impl RawImage {
                     compressed,
                 });
             }
+            let table = match &m.table {
+                Some(t) => {
+                    let mut buf = Vec::new();
+                    image.read_table_into(m.index, t, &mut buf).map_err(err)?;
+                    Some((t.pages, buf))
+                }
+                None => None,
+            };
             memories.push(RawMemory {
                 index: m.index,
                 size_bytes: m.size_bytes,
                 blocks,
+                table,
             });
         }
         let h = &image.header;
         Ok(RawImage {
+            version: h.version,
             id: h.id,
             parent: h.parent,
             created_unix_ns: h.created_unix_ns,
             pause_us: h.pause_us,
             dirty_pages: h.dirty_pages,
             bytes_uncompressed: h.bytes_uncompressed,
+            pack_bytes: h.pack_bytes,
             sections,
             memories,
         })
@@ -139,6 +157,16 @@ impl RawImage {
                 index: m.index,
                 size_bytes: m.size_bytes,
                 blocks: Vec::with_capacity(m.blocks.len()),
+                table: m.table.as_ref().map(|(pages, bytes)| {
+                    let t = TableEntry {
+                        offset: out.len() as u64,
+                        len: bytes.len() as u64,
+                        checksum: xxh3_64(bytes),
+                        pages: *pages,
+                    };
+                    out.extend_from_slice(bytes);
+                    t
+                }),
             };
             for b in &m.blocks {
                 entry.blocks.push(BlockEntry {
@@ -156,6 +184,7 @@ impl RawImage {
         let toc_bytes = toc.encode();
         out.extend_from_slice(&toc_bytes);
         let header = Header {
+            version: self.version,
             id: self.id,
             parent: self.parent,
             created_unix_ns: self.created_unix_ns,
@@ -166,6 +195,7 @@ impl RawImage {
             toc_offset,
             toc_size: toc_bytes.len() as u64,
             toc_checksum: xxh3_64(&toc_bytes),
+            pack_bytes: self.pack_bytes,
         };
         out[..HEADER_SIZE].copy_from_slice(&header.encode());
         out
@@ -220,12 +250,14 @@ mod tests {
     #[test]
     fn absurd_parts_encode_without_panicking() {
         let image = RawImage {
+            version: 1,
             id: 0,
             parent: Some(u64::MAX),
             created_unix_ns: u64::MAX,
             pause_us: 0,
             dirty_pages: u64::MAX,
             bytes_uncompressed: 0,
+            pack_bytes: 0,
             sections: vec![
                 ("x".repeat(70_000), vec![1; 3]),
                 (String::new(), vec![]),
@@ -245,6 +277,7 @@ mod tests {
                     pages: u32::MAX,
                     compressed: vec![],
                 }],
+                table: None,
             }],
         };
         let bytes = image.encode();

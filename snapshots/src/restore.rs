@@ -19,8 +19,10 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use crate::CheckpointInfo;
+use crate::backend::StoreBackend;
 use crate::format::{BLOCK_BYTES, PAGE_SIZE, page_count};
 use crate::image::{BlockDecompressor, ImageFile, block_name};
+use crate::pages::{PageHash, PageLoc, RecordReader};
 
 /// What `CheckpointStore::restore_newest` returns: the value `accept`
 /// made of the first checkpoint it accepted.
@@ -56,8 +58,43 @@ pub struct RestoredMemory {
     pub index: u32,
     pub size_bytes: u64,
     /// The files holding this memory's pages, newest first, each with the
-    /// position of this memory in its table of contents.
+    /// position of this memory in its table of contents (version 1).
     pub(crate) layers: Vec<(Arc<ImageFile>, usize)>,
+    /// Version 2: the memory's pages in the store's packs.
+    pub(crate) paged: Option<Arc<PagedPages>>,
+}
+
+/// A version 2 memory's pages, each resolved to its record in a pack.
+pub(crate) struct PagedPages {
+    /// Sorted by page.
+    pub entries: Vec<(u64, PageHash, PageLoc)>,
+    pub backend: Arc<dyn StoreBackend>,
+}
+
+impl std::fmt::Debug for PagedPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagedPages")
+            .field("pages", &self.entries.len())
+            .finish()
+    }
+}
+
+impl PagedPages {
+    /// Writes every page into `dest`, reading packs in file order.
+    fn write_into(&self, size_bytes: u64, dest: &File) -> io::Result<u64> {
+        let mut order: Vec<usize> = (0..self.entries.len()).collect();
+        order.sort_unstable_by_key(|&i| (self.entries[i].2.pack, self.entries[i].2.offset));
+        let mut reader = RecordReader::new(self.backend.clone())?;
+        let mut page = [0u8; PAGE_SIZE];
+        for i in order {
+            let (p, hash, loc) = &self.entries[i];
+            reader.read_page(hash, *loc, &mut page)?;
+            let at = p * PAGE_SIZE as u64;
+            let len = (size_bytes - at).min(PAGE_SIZE as u64) as usize;
+            dest.write_all_at(&page[..len], at)?;
+        }
+        Ok(self.entries.len() as u64)
+    }
 }
 
 impl RestoredMemory {
@@ -73,6 +110,9 @@ impl RestoredMemory {
     /// at a time, newest file first; a block whose pages all came from a
     /// newer file is not read at all.
     pub fn write_into(&self, dest: &File) -> io::Result<u64> {
+        if let Some(paged) = &self.paged {
+            return paged.write_into(self.size_bytes, dest);
+        }
         let pages = self.page_count();
         let mut done = PageSet::new(pages);
         let mut compressed = Vec::new();
@@ -134,6 +174,10 @@ impl RestoredMemory {
     /// reader owns what it needs (it can move to another thread and outlive
     /// `self`).
     pub fn page_reader(&self) -> io::Result<PageReader> {
+        let paged = match &self.paged {
+            Some(p) => Some((p.clone(), RecordReader::new(p.backend.clone())?)),
+            None => None,
+        };
         let mut layers = Vec::with_capacity(self.layers.len());
         for (image, mi) in &self.layers {
             let mem = &image.toc.memories[*mi];
@@ -153,6 +197,7 @@ impl RestoredMemory {
         let path = self.layers.first().map(|(i, _)| i.path.clone());
         Ok(PageReader {
             pages: self.page_count(),
+            paged,
             layers,
             dec: BlockDecompressor::new(path.as_deref().unwrap_or(std::path::Path::new("")))
                 .map_err(|e| e.into_io())?,
@@ -169,6 +214,8 @@ impl RestoredMemory {
 /// keeping the last few blocks decompressed.
 pub struct PageReader {
     pages: u64,
+    /// Version 2: the pages and a reader of their packs.
+    paged: Option<(Arc<PagedPages>, RecordReader)>,
     /// Newest first, like `RestoredMemory::layers`.
     layers: Vec<Layer>,
     dec: BlockDecompressor,
@@ -249,6 +296,16 @@ impl PageReader {
                 io::ErrorKind::InvalidInput,
                 format!("page {page} is past the memory's {} pages", self.pages),
             ));
+        }
+        if let Some((paged, reader)) = &mut self.paged {
+            let Ok(i) = paged.entries.binary_search_by_key(&page, |e| e.0) else {
+                buf.fill(0);
+                return Ok(false);
+            };
+            let (_, hash, loc) = &paged.entries[i];
+            reader.read_page(hash, *loc, buf)?;
+            self.blocks_read += 1;
+            return Ok(true);
         }
         let Some((li, bi, slot)) = self.locate(page) else {
             buf.fill(0);

@@ -21,8 +21,8 @@ use crate::error::CheckpointWriteError;
 use crate::format::{
     BLOCK_BYTES, BLOCK_PAGES, BlockEntry, HEADER_SIZE, Header, MAX_BLOCK_COMPRESSED,
     MAX_FILE_BYTES, MAX_MEMORIES, MAX_MEMORY_BYTES, MAX_SECTION_BYTES, MAX_SECTION_NAME,
-    MAX_SECTIONS, MAX_SECTIONS_TOTAL, MAX_TOC_BYTES, MemoryEntry, PAGE_SIZE, SectionEntry, Toc,
-    ZSTD_LEVEL, page_count,
+    MAX_SECTIONS, MAX_SECTIONS_TOTAL, MAX_TOC_BYTES, MemoryEntry, PAGE_SIZE, SectionEntry,
+    TableEntry, Toc, ZSTD_LEVEL, page_count,
 };
 use crate::image::read_full_at;
 use crate::{CheckpointInfo, NewCheckpoint, PageRun};
@@ -50,7 +50,7 @@ pub fn write_image_to<W: Write + Seek>(
     ckpt: &NewCheckpoint,
 ) -> Result<CheckpointInfo, CheckpointWriteError> {
     let plan = plan(ckpt)?;
-    write_planned(out, Path::new(STREAM_NAME), &plan).map(|h| h.info())
+    write_planned(out, Path::new(STREAM_NAME), &plan, None).map(|h| h.info())
 }
 
 static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
@@ -60,16 +60,16 @@ static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 pub struct Plan<'a> {
     who: Identity,
     sections: Vec<(&'a str, &'a [u8])>,
-    memories: Vec<PlannedMemory<'a>>,
+    pub(crate) memories: Vec<PlannedMemory<'a>>,
     /// Pages named by the dirty runs, after merging.
     pub dirty_pages: u64,
 }
 
-struct PlannedMemory<'a> {
-    index: u32,
-    size_bytes: u64,
-    runs: Vec<PageRun>,
-    source: &'a File,
+pub(crate) struct PlannedMemory<'a> {
+    pub index: u32,
+    pub size_bytes: u64,
+    pub runs: Vec<PageRun>,
+    pub source: &'a File,
 }
 
 fn invalid(what: String) -> CheckpointWriteError {
@@ -189,12 +189,23 @@ struct Identity {
     pause_us: u64,
 }
 
+/// What a version 2 manifest holds besides the plan: one encoded page
+/// table and its page count per planned memory, and the pack it added.
+pub struct V2Parts {
+    pub tables: Vec<(u64, Vec<u8>)>,
+    pub pack_bytes: u64,
+    pub new_pages: u64,
+}
+
 /// Writes a planned checkpoint into `out` from its byte 0 and flushes it;
-/// `name` names `out` in errors. Returns the header written.
+/// `name` names `out` in errors. Returns the header written. With
+/// `tables` (one encoded page table and its page count per planned
+/// memory), a version 2 manifest: the pages live in packs.
 pub fn write_planned<W: Write + Seek + ?Sized>(
     out: &mut W,
     name: &Path,
     plan: &Plan<'_>,
+    tables: Option<&V2Parts>,
 ) -> Result<Header, CheckpointWriteError> {
     let werr = |source| CheckpointWriteError::Write {
         path: name.to_path_buf(),
@@ -236,11 +247,32 @@ pub fn write_planned<W: Write + Seek + ?Sized>(
         pos,
         stored_pages: 0,
     };
-    for m in &plan.memories {
+    let mut table_bytes = 0u64;
+    for (mi, m) in plan.memories.iter().enumerate() {
+        if let Some(v2) = tables {
+            let (pages, bytes) = &v2.tables[mi];
+            let len = bytes.len() as u64;
+            blocks.out.write_all(bytes).map_err(werr)?;
+            toc.memories.push(MemoryEntry {
+                index: m.index,
+                size_bytes: m.size_bytes,
+                blocks: Vec::new(),
+                table: Some(TableEntry {
+                    offset: blocks.pos,
+                    len,
+                    checksum: xxh3_64(bytes),
+                    pages: *pages,
+                }),
+            });
+            blocks.pos += len;
+            table_bytes += len;
+            continue;
+        }
         let mut entry = MemoryEntry {
             index: m.index,
             size_bytes: m.size_bytes,
             blocks: Vec::new(),
+            table: None,
         };
         for run in &m.runs {
             let mut page = run.first;
@@ -270,6 +302,7 @@ pub fn write_planned<W: Write + Seek + ?Sized>(
     }
     out.write_all(&toc_bytes).map_err(werr)?;
     let header = Header {
+        version: if tables.is_some() { 2 } else { 1 },
         id: who.id,
         parent: who.parent,
         created_unix_ns: who.created_unix_ns,
@@ -278,11 +311,14 @@ pub fn write_planned<W: Write + Seek + ?Sized>(
         bytes_uncompressed: HEADER_SIZE as u64
             + section_bytes
             + toc_bytes.len() as u64
+            + table_bytes
+            + tables.map_or(0, |v2| v2.new_pages) * PAGE_SIZE as u64
             + stored_pages * PAGE_SIZE as u64,
         file_size: pos + toc_bytes.len() as u64,
         toc_offset: pos,
         toc_size: toc_bytes.len() as u64,
         toc_checksum: xxh3_64(&toc_bytes),
+        pack_bytes: tables.map_or(0, |v2| v2.pack_bytes),
     };
     if header.file_size > MAX_FILE_BYTES {
         return Err(invalid(format!(

@@ -86,6 +86,9 @@ const DATA_COMMANDS: &[&str] = &[
     "import",
     "fork",
     "rollback",
+    "pin",
+    "keep",
+    "gc",
 ];
 
 /// `--help` lists exactly the commands, each with its one-line summary, and

@@ -111,6 +111,21 @@ pub fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
     ids.iter().map(|id| store.checkpoint_path(*id)).collect()
 }
 
+/// The page packs (format 2) of the process in `dir`, oldest first.
+pub fn pack_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("process dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            phantom_snapshots::pages::parse_pack_name(&p.file_name().unwrap().to_string_lossy())
+                .is_some()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Counts printed as `count=<n>` lines.
 pub fn counts(text: &str) -> Vec<u64> {
     text.lines()

@@ -81,6 +81,9 @@ fn cases() -> Vec<(&'static str, Edit, &'static str, &'static [&'static str])> {
             |r| {
                 r.memories[0].size_bytes = 65536;
                 r.memories[0].blocks.clear();
+                if r.memories[0].table.is_some() {
+                    r.memories[0].table = Some((0, Vec::new()));
+                }
             },
             "less than the component's minimum",
             &[],
@@ -88,10 +91,12 @@ fn cases() -> Vec<(&'static str, Edit, &'static str, &'static [&'static str])> {
         (
             "a memory the component does not have",
             |r| {
+                let table = (r.version >= 2).then(|| (0, Vec::new()));
                 r.memories.push(RawMemory {
                     index: 1,
                     size_bytes: 65536,
                     blocks: Vec::new(),
+                    table,
                 })
             },
             "but the component creates 1",

@@ -160,10 +160,12 @@ fn mutate(rng: &mut Rng, raw: &mut RawImage) -> String {
         2 => {
             let index = raw.memories.len() as u32 + rng.below(2) as u32;
             let size = rng.below(64) * 65536;
+            let table = (raw.version >= 2).then(|| (0, Vec::new()));
             raw.memories.push(RawMemory {
                 index,
                 size_bytes: size,
                 blocks: Vec::new(),
+                table,
             });
             format!("extra memory {index} of {size} bytes")
         }
@@ -237,12 +239,46 @@ fn mutate(rng: &mut Rng, raw: &mut RawImage) -> String {
 }
 
 /// Mutates a page block: its runs, its page count, or its contents.
+/// Format 2: a page table's bytes (page numbers, run counts, hashes), or
+/// its claimed page count, with every checksum recomputed.
+fn mutate_table(rng: &mut Rng, raw: &mut RawImage) -> String {
+    let with_tables: Vec<usize> = (0..raw.memories.len())
+        .filter(|&m| raw.memories[m].table.is_some())
+        .collect();
+    if with_tables.is_empty() {
+        return "no block or page table to mutate".into();
+    }
+    let m = *rng.pick(&with_tables);
+    let (pages, bytes) = raw.memories[m].table.as_mut().expect("picked");
+    match rng.below(4) {
+        0 if !bytes.is_empty() => {
+            let i = rng.below(bytes.len() as u64) as usize;
+            bytes[i] ^= 1 << rng.below(8);
+            format!("memory {m}: a flipped bit at byte {i} of its page table")
+        }
+        1 if bytes.len() >= 8 => {
+            let v = interesting(rng, u64::from_le_bytes(bytes[0..8].try_into().unwrap()));
+            bytes[0..8].copy_from_slice(&v.to_le_bytes());
+            format!("memory {m}: first run moved to page {v}")
+        }
+        2 => {
+            *pages = interesting(rng, *pages);
+            format!("memory {m}: page table claims {pages} pages")
+        }
+        _ => {
+            let cut = rng.below(bytes.len() as u64 + 1) as usize;
+            bytes.truncate(cut);
+            format!("memory {m}: page table cut to {cut} bytes")
+        }
+    }
+}
+
 fn mutate_block(rng: &mut Rng, raw: &mut RawImage) -> String {
     let with_blocks: Vec<usize> = (0..raw.memories.len())
         .filter(|&m| !raw.memories[m].blocks.is_empty())
         .collect();
     if with_blocks.is_empty() {
-        return "no block to mutate".into();
+        return mutate_table(rng, raw);
     }
     let m = *rng.pick(&with_blocks);
     let b = rng.below(raw.memories[m].blocks.len() as u64) as usize;
@@ -334,6 +370,9 @@ fn copy_process(from: &Path, to: &Path) {
         let e = e.unwrap();
         if e.file_type().unwrap().is_file() {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        } else if e.file_type().unwrap().is_dir() {
+            // The journal.
+            copy_process(&e.path(), &to.join(e.file_name()));
         }
     }
 }
@@ -412,13 +451,55 @@ fn mutated_images_restore_or_fail_clearly() {
         } else {
             rng.pick(&files).clone()
         };
-        let name = target.file_name().unwrap().to_owned();
-        let mut raw = RawImage::parse(&std::fs::read(&target).unwrap()).unwrap();
+        let packs = pack_files(&original);
         let mut did = Vec::new();
-        for _ in 0..1 + rng.below(4) {
-            did.push(mutate(&mut rng, &mut raw));
-        }
-        std::fs::write(dir.join(&name), raw.encode()).unwrap();
+        let name = if !packs.is_empty() && rng.chance(25) {
+            // Format 2: the page packs every checkpoint shares. A flipped
+            // header or index byte makes the pack unreadable (its pages
+            // missing); a flipped record byte fails that page's hash.
+            let pack = rng.pick(&packs).clone();
+            let name = pack.file_name().unwrap().to_owned();
+            let mut bytes = std::fs::read(&pack).unwrap();
+            let index = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
+            for _ in 0..1 + rng.below(3) {
+                // Half in the header or index, half anywhere.
+                let i = if rng.chance(50) {
+                    let meta = 64 + (bytes.len() - index);
+                    let k = rng.below(meta as u64) as usize;
+                    if k < 64 { k } else { index + k - 64 }
+                } else {
+                    rng.below(bytes.len() as u64) as usize
+                };
+                bytes[i] ^= 1 << rng.below(8);
+                did.push(format!("pack byte {i} flipped"));
+            }
+            if rng.chance(20) {
+                let cut = rng.below(bytes.len() as u64) as usize;
+                bytes.truncate(cut);
+                did.push(format!("pack cut to {cut} bytes"));
+            }
+            std::fs::write(dir.join(&name), bytes).unwrap();
+            if rng.chance(25) {
+                // Every pack's header damaged: no checkpoint has its pages.
+                for other in &packs {
+                    let path = dir.join(other.file_name().unwrap());
+                    let mut b = std::fs::read(&path).unwrap();
+                    let i = rng.below(64.min(b.len() as u64)) as usize;
+                    b[i] ^= 1 << rng.below(8);
+                    std::fs::write(&path, b).unwrap();
+                }
+                did.push("every pack's header damaged".into());
+            }
+            name
+        } else {
+            let name = target.file_name().unwrap().to_owned();
+            let mut raw = RawImage::parse(&std::fs::read(&target).unwrap()).unwrap();
+            for _ in 0..1 + rng.below(4) {
+                did.push(mutate(&mut rng, &mut raw));
+            }
+            std::fs::write(dir.join(&name), raw.encode()).unwrap();
+            name
+        };
         let what = format!(
             "case {seed} ({}): {} (replay with PHANTOM_FUZZ_SEED={seed})",
             name.to_string_lossy(),

@@ -179,6 +179,20 @@ fn image_unreadable_after_a_lazy_restore_fails_the_process_not_the_host() {
         f.write_all_at(&vec![0x5A; (len - 256) as usize], 128)
             .unwrap();
     }
+    // Format 2: the pages are in packs; their records change too.
+    for path in pack_files(&dir) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut head = [0u8; 64];
+        f.read_exact_at(&mut head, 0).unwrap();
+        let index = u64::from_le_bytes(head[32..40].try_into().unwrap());
+        f.write_all_at(&vec![0x5A; (index - 64) as usize], 64)
+            .unwrap();
+    }
     p.offer(Input::ConsoleLine("sum".into())).unwrap();
     let err = p.step(&rt).expect_err("the guest read pages that are gone");
     assert!(

@@ -11,6 +11,7 @@ mod crafted_images;
 mod differential;
 mod fixture;
 mod globals;
+mod history;
 mod image_fuzz;
 mod incremental;
 mod instrument_fuzz;

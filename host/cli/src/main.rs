@@ -59,6 +59,12 @@ enum Command {
     Fork(cmd::fork::ForkArgs),
     /// Take a process back to one of its checkpoints (undoable).
     Rollback(cmd::rollback::RollbackArgs),
+    /// Keep a checkpoint whatever the keep policy says (or --unpin it).
+    Pin(cmd::pin::PinArgs),
+    /// Show or set which checkpoints a process keeps.
+    Keep(cmd::keep::KeepCmdArgs),
+    /// Apply the keep policy and collect pages no kept checkpoint names.
+    Gc(cmd::gc::GcArgs),
     /// Create a guest project (Rust or C) ready for `phantom build`.
     New(cmd::new::NewArgs),
     /// Build a guest project into a component.
@@ -182,6 +188,9 @@ fn main() -> ExitCode {
         Command::Import(a) => cmd::import::run(a),
         Command::Fork(a) => cmd::fork::run(a),
         Command::Rollback(a) => cmd::rollback::run(a),
+        Command::Pin(a) => cmd::pin::run(a),
+        Command::Keep(a) => cmd::keep::run(a),
+        Command::Gc(a) => cmd::gc::run(a),
         Command::Componentize(a) => cmd::componentize::run(a),
         Command::New(a) => cmd::new::run(a),
         Command::Build(a) => cmd::build::run(a),

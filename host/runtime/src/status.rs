@@ -207,6 +207,12 @@ pub struct FsckStatus {
     pub problems: Vec<String>,
     /// Journal entries a restore would replay.
     pub journal_entries: Option<usize>,
+    /// Checkpoints that can still be restored (files whole, pages present,
+    /// contents fit the component), newest first.
+    pub usable: Vec<u64>,
+    /// Checkpoint files and page packs examined.
+    pub checkpoints_checked: usize,
+    pub packs_checked: usize,
 }
 
 /// Verifies every checkpoint file of the process in `dir`.
@@ -222,19 +228,30 @@ pub fn fsck(dir: &Path) -> FsckStatus {
                 restorable_from: None,
                 problems: vec![e.to_string()],
                 journal_entries: None,
+                usable: Vec::new(),
+                checkpoints_checked: 0,
+                packs_checked: 0,
             };
         }
     };
     let mut problems = Vec::new();
     let mut damaged = Vec::new();
+    let mut usable = Vec::new();
+    let mut packs = 0;
     match store.fsck() {
         Ok(report) => {
             for p in report.problems() {
-                let (phantom_snapshots::FsckProblem::Unreadable { id, .. }
-                | phantom_snapshots::FsckProblem::BrokenChain { id, .. }) = p;
-                damaged.push(*id);
+                use phantom_snapshots::FsckProblem as P;
+                if let P::Unreadable { id, .. }
+                | P::BrokenChain { id, .. }
+                | P::MissingPages { id, .. } = p
+                {
+                    damaged.push(*id);
+                }
                 problems.push(p.to_string());
             }
+            usable = report.usable().to_vec();
+            packs = report.packs();
         }
         Err(e) => problems.push(e.to_string()),
     }
@@ -266,6 +283,7 @@ pub fn fsck(dir: &Path) -> FsckStatus {
                 if !damaged.contains(&id) {
                     problems.push(format!("checkpoint {id}: {why}"));
                 }
+                usable.retain(|&u| u != id);
             }
             if from.is_none() {
                 problems.push("no checkpoint can be restored".into());
@@ -281,6 +299,9 @@ pub fn fsck(dir: &Path) -> FsckStatus {
     }
     let restorable = from.is_some();
     FsckStatus {
+        usable,
+        checkpoints_checked: store.ids().map_or(0, |i| i.len()),
+        packs_checked: packs,
         journal_entries,
         name,
         clean: problems.is_empty(),
@@ -295,7 +316,10 @@ pub fn fsck(dir: &Path) -> FsckStatus {
 pub struct CheckpointRow {
     /// Its id.
     pub id: u64,
-    /// The checkpoint it is a delta of (None: a full image).
+    /// The checkpoint it was made from: in format 1 the one it is a delta
+    /// of (None: a full image); in format 2 the one it shares unchanged
+    /// pages with (None: the first, or the first after a rollback or
+    /// import). The tree `phantom checkpoints` draws.
     pub parent: Option<u64>,
     /// When it was captured.
     pub time_unix_ns: Option<u64>,
@@ -309,6 +333,8 @@ pub struct CheckpointRow {
     pub pause_us: Option<u64>,
     /// Whether the file verifies.
     pub valid: bool,
+    /// Kept until unpinned, whatever the keep policy says.
+    pub pinned: bool,
     /// Why not.
     pub error: Option<String>,
 }
@@ -316,6 +342,7 @@ pub struct CheckpointRow {
 /// The checkpoint files of the process in `dir`, newest first, each verified.
 pub fn checkpoints(dir: &Path) -> Result<Vec<CheckpointRow>, phantom_snapshots::StoreError> {
     let store = CheckpointStore::open(dir)?;
+    let pins = store.pins();
     Ok(store
         .list()?
         .into_iter()
@@ -329,6 +356,7 @@ pub fn checkpoints(dir: &Path) -> Result<Vec<CheckpointRow>, phantom_snapshots::
                 bytes_written: Some(i.bytes_written),
                 pause_us: Some(i.pause_us),
                 valid: true,
+                pinned: pins.contains(&i.id),
                 error: None,
             },
             Err(e) => CheckpointRow {
@@ -340,6 +368,7 @@ pub fn checkpoints(dir: &Path) -> Result<Vec<CheckpointRow>, phantom_snapshots::
                 bytes_written: None,
                 pause_us: None,
                 valid: false,
+                pinned: pins.contains(&l.id),
                 error: Some(e.to_string()),
             },
         })

@@ -104,6 +104,7 @@ impl TempImage for MemoryTemp {
 fn store_round_trip_over_an_in_memory_backend() {
     let backend = MemoryBackend::default();
     let store = CheckpointStore::with_backend(Box::new(backend.clone()));
+    store.set_write_version(1);
     assert_eq!(store.dir(), Path::new("mem:"));
     let models = small_chain(&store);
     assert_eq!(
@@ -171,6 +172,7 @@ fn store_round_trip_over_an_in_memory_backend() {
 fn failed_write_leaves_the_backend_unchanged() {
     let backend = MemoryBackend::default();
     let store = CheckpointStore::with_backend(Box::new(backend.clone()));
+    store.set_write_version(1);
     small_chain(&store);
     let before = backend.objects.lock().unwrap().clone();
     // A source that cannot be read fails the write part way.

@@ -79,6 +79,7 @@ impl Toc {
 fn error_of(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let store = CheckpointStore::create(dir.path()).unwrap();
+    store.set_write_version(1);
     fs::write(store.checkpoint_path(1), bytes).unwrap();
     let listed = store.list().unwrap();
     let err = listed[0]
@@ -96,6 +97,7 @@ fn crafted_file_without_claims_is_accepted() {
     // The encoder above is right: an empty image and a one-page image load.
     let dir = tempfile::tempdir().unwrap();
     let store = CheckpointStore::create(dir.path()).unwrap();
+    store.set_write_version(1);
     fs::write(store.checkpoint_path(1), image(1, &[], &Toc::new(0, 0).0)).unwrap();
     let page = vec![7u8; PAGE_SIZE];
     let block = zstd::bulk::compress(&page, 1).unwrap();
@@ -257,6 +259,7 @@ fn block_that_inflates_beyond_its_pages_is_refused() {
         .u32(1);
     let dir = tempfile::tempdir().unwrap();
     let store = CheckpointStore::create(dir.path()).unwrap();
+    store.set_write_version(1);
     fs::write(store.checkpoint_path(1), image(1, &big, &toc.0)).unwrap();
     let report = store.fsck().unwrap();
     let problems: Vec<String> = report.problems().iter().map(|p| p.to_string()).collect();
@@ -286,7 +289,9 @@ fn unknown_version_is_named() {
     b[12..16].copy_from_slice(&pre.to_le_bytes());
     let err = error_of(&b);
     assert!(
-        err.contains("has format version 9, which this build cannot read (it reads version 1)"),
+        err.contains(
+            "has format version 9, which this build cannot read (it reads versions 1 to 2)"
+        ),
         "{err}"
     );
     let err = error_of(b"GIF89a and some more bytes to pass the preamble");

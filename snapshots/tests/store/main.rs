@@ -10,6 +10,7 @@ mod common;
 mod corruption;
 mod crash;
 mod fixture;
+mod pages;
 mod raw;
 mod retention;
 mod round_trip;

@@ -30,8 +30,9 @@ fn step() -> impl Strategy<Value = Step> {
         })
 }
 
-fn run_steps(initial: [u64; 2], steps: &[Step]) {
+fn run_steps(initial: [u64; 2], steps: &[Step], version: u32) {
     let (_dir, store) = store();
+    store.set_write_version(version);
     let mut model = Model::default();
     for (i, pages) in initial.iter().enumerate() {
         model
@@ -100,7 +101,12 @@ proptest! {
 
     #[test]
     fn random_pages_round_trip(initial in [0u64..40, 1u64..600], steps in prop::collection::vec(step(), 1..7)) {
-        run_steps(initial, &steps);
+        run_steps(initial, &steps, 1);
+    }
+
+    #[test]
+    fn random_pages_round_trip_v2(initial in [0u64..40, 1u64..600], steps in prop::collection::vec(step(), 1..7)) {
+        run_steps(initial, &steps, 2);
     }
 }
 

@@ -39,6 +39,8 @@ pub struct SpawnArgs {
     env: Vec<(String, String)>,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    keep: super::keep::KeepArgs,
     /// Arguments for `init`.
     #[arg(last = true)]
     args: Vec<String>,
@@ -68,6 +70,7 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &a.files_dir {
         files.extend(super::read_dir_files(dir)?);
     }
+    let policy = a.keep.apply(phantom_snapshots::KeepPolicy::default())?;
     let rt = a.engine.runtime()?;
     let request = SpawnRequest {
         name: a.name.clone(),
@@ -77,6 +80,9 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
     };
     let spawned = spawn_process(&rt, &a.data, &bytes, request)
         .with_context(|| format!("cannot spawn {}", a.component.display()))?;
+    if a.keep.given() {
+        phantom_snapshots::CheckpointStore::open(&spawned.dir)?.save_policy(policy)?;
+    }
     let mut terminal = Terminal::new(false);
     for o in &spawned.outputs {
         terminal.emit(&a.name, o);

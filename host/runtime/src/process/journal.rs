@@ -417,10 +417,10 @@ impl Process {
         let Some(log) = self.store.data().journal.log.clone() else {
             return;
         };
-        let Ok(ids) = self.images.ids() else {
-            return;
-        };
-        let Some(&oldest) = ids.first() else {
+        // Back to the oldest checkpoint of the recovery window; older ones
+        // kept by the policy are rollback targets, which discard later
+        // inputs anyway.
+        let Some(oldest) = self.images.recovery_floor() else {
             return;
         };
         let position = match self.positions.get(&oldest) {

@@ -10,8 +10,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
+use phantom_snapshots::CheckpointStore;
 use phantom_snapshots::bundle::{BundleSummary, BundleWriter, RecordKind};
-use phantom_snapshots::{CheckpointStore, ImageSource};
 use serde::Serialize;
 
 use super::{COMPONENT, FAILURE, JOURNAL, METADATA, TravelError, io};
@@ -35,7 +35,6 @@ struct Part {
 enum Source {
     Bytes(Vec<u8>),
     File(File),
-    Image(Box<dyn ImageSource>),
 }
 
 impl Source {
@@ -43,7 +42,6 @@ impl Source {
         match self {
             Source::Bytes(b) => Box::new(&b[..]),
             Source::File(f) => Box::new(f),
-            Source::Image(i) => Box::new(i),
         }
     }
 }
@@ -130,16 +128,24 @@ impl ExportPlan {
             len,
             source: Source::File(component),
         });
-        for &id in &chain {
-            let (image, len) = store.open_raw(id).map_err(io(format!(
-                "cannot open {}",
-                store.checkpoint_path(id).display()
-            )))?;
+        // The chain's images, and the page packs of format 2 ones.
+        for file in store.files_for(&chain).map_err(nothing)? {
+            let path = store.dir().join(&file);
+            let f = File::open(&path).map_err(io(format!("cannot open {}", path.display())))?;
+            let len = f
+                .metadata()
+                .map_err(io(format!("cannot read {}", path.display())))?
+                .len();
+            let kind = if CheckpointStore::id_of_name(&file).is_some() {
+                RecordKind::Checkpoint
+            } else {
+                RecordKind::Pages
+            };
             parts.push(Part {
-                kind: RecordKind::Checkpoint,
-                name: CheckpointStore::file_name(id),
+                kind,
+                name: file,
                 len,
-                source: Source::Image(image),
+                source: Source::File(f),
             });
         }
 

@@ -144,9 +144,16 @@ pub(super) fn fork_into(
     new: &str,
 ) -> Result<(u64, u64, u64), TravelError> {
     let (mut linked, mut copied) = link_or_copy(&dir.join(COMPONENT), &stage.join(COMPONENT))?;
-    for &id in chain {
-        let file = CheckpointStore::file_name(id);
-        let (l, c) = link_or_copy(&store.checkpoint_path(id), &stage.join(&file))?;
+    // The chain's images and, for format 2, the packs holding their pages
+    // (hard links: the fork shares every page with its parent).
+    let files = store
+        .files_for(chain)
+        .map_err(|source| TravelError::NothingToExport {
+            name: new.into(),
+            source,
+        })?;
+    for file in files {
+        let (l, c) = link_or_copy(&store.dir().join(&file), &stage.join(&file))?;
         linked += l;
         copied += c;
     }

@@ -149,6 +149,7 @@ fn import_into(
     let mut meta: Option<(ProcessMeta, PathBuf)> = None;
     let mut component = false;
     let mut checkpoints: Vec<u64> = Vec::new();
+    let mut packs = std::collections::BTreeSet::new();
     let mut journal: Option<PathBuf> = None;
     let mut failed = false;
     while let Some(head) = reader.next_record()? {
@@ -157,7 +158,7 @@ fn import_into(
             RecordKind::Component => Some(COMPONENT),
             RecordKind::Journal => Some(JOURNAL),
             RecordKind::Failure => Some(FAILURE),
-            RecordKind::Checkpoint => None,
+            RecordKind::Checkpoint | RecordKind::Pages => None,
         };
         if let Some(n) = expected_name
             && head.name != n
@@ -226,6 +227,23 @@ fn import_into(
                 }
                 write_file(&mut reader, &stage.join(&head.name), progress)?;
                 checkpoints.push(id);
+            }
+            RecordKind::Pages => {
+                let seq = phantom_snapshots::pages::parse_pack_name(&head.name)
+                    .filter(|&s| phantom_snapshots::pages::pack_name(s) == head.name)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "record {} is a page pack named '{}', which is not a pack file name",
+                            head.index, head.name
+                        ))
+                    })?;
+                if !packs.insert(seq) {
+                    return Err(invalid(format!(
+                        "it holds page pack {seq} twice (record {})",
+                        head.index
+                    )));
+                }
+                write_file(&mut reader, &stage.join(&head.name), progress)?;
             }
             RecordKind::Journal => {
                 once(journal.is_some())?;

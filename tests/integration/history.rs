@@ -1,0 +1,175 @@
+//! History (issue 11, item 1) through the CLI: the keep policy, pins, the
+//! checkpoint tree, `gc`, and collection killed with `kill -9` at random
+//! points (no named page lost: `fsck` clean, memory bytes unchanged).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use phantom_runtime::process::Process;
+use phantom_runtime::runtime::Runtime;
+
+use super::common::*;
+
+fn memory_of(dir: &Path) -> Vec<Vec<u8>> {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let (mut p, _) = Process::restore(&rt, dir).unwrap();
+    p.memory_bytes().unwrap()
+}
+
+fn ids(data: &Path, name: &str) -> Vec<u64> {
+    let o = ok(&run(&["checkpoints", "--data", s(data), name, "--json"])).clone();
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut v: Vec<u64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn keep_policy_pins_and_gc_through_the_cli() {
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::MEMTOUCH, "m", &["--mib", "2"]);
+    ok(&run(&[
+        "keep",
+        "--data",
+        s(d),
+        "m",
+        "--keep-last",
+        "3",
+        "--keep-hourly",
+        "0",
+        "--keep-daily",
+        "0",
+    ]));
+    ok(&feed(d, "m", "fill 1\n"));
+    let pinned = *ids(d, "m").last().unwrap();
+    let pinned_memory = memory_of(&d.join("m"));
+    let o = ok(&run(&[
+        "pin",
+        "--data",
+        s(d),
+        "m",
+        &pinned.to_string(),
+        "--json",
+    ]))
+    .clone();
+    assert!(stdout(&o).contains(&pinned.to_string()), "{}", stdout(&o));
+    for seed in 2..9 {
+        ok(&feed(d, "m", &format!("touch 5 {seed}\n")));
+    }
+    let kept = ids(d, "m");
+    assert_eq!(kept.len(), 4, "pinned + the last 3: {kept:?}");
+    assert_eq!(kept[0], pinned);
+    // The tree and the pin show.
+    let text = stdout(ok(&run(&["checkpoints", "--data", s(d), "m"]))).to_string();
+    assert!(text.contains("TREE") && text.contains("pinned"), "{text}");
+    let o = ok(&run(&["gc", "--data", s(d), "--json"])).clone();
+    let gc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        gc[0]["bytes_after"].as_u64() <= gc[0]["bytes_before"].as_u64(),
+        "{gc}"
+    );
+    ok(&run(&["fsck", "--data", s(d)]));
+    // The pinned checkpoint still has exactly its bytes.
+    let fork = ok(&run(&[
+        "fork",
+        "--data",
+        s(d),
+        "m",
+        "--at",
+        &pinned.to_string(),
+        "--as",
+        "old",
+    ]))
+    .clone();
+    drop(fork);
+    assert_eq!(memory_of(&d.join("old")), pinned_memory);
+    // Pinning what is gone is a clear error; --keep-last 0 is refused.
+    let o = run(&["pin", "--data", s(d), "m", "1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("checkpoint 1"), "{}", stderr(&o));
+    let o = run(&["keep", "--data", s(d), "m", "--keep-last", "0"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
+    // Unpinned, it goes with the next checkpoint.
+    ok(&run(&[
+        "pin",
+        "--data",
+        s(d),
+        "m",
+        &pinned.to_string(),
+        "--unpin",
+    ]));
+    ok(&feed(d, "m", "touch 1 99\n"));
+    assert!(!ids(d, "m").contains(&pinned));
+}
+
+#[test]
+fn gc_killed_at_random_points_loses_no_named_page() {
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::MEMTOUCH, "m", &["--mib", "8"]);
+    ok(&run(&[
+        "keep",
+        "--data",
+        s(d),
+        "m",
+        "--keep-last",
+        "1000",
+        "--keep-hourly",
+        "0",
+        "--keep-daily",
+        "0",
+    ]));
+    ok(&feed(d, "m", "fill 7\n"));
+    for seed in 0..12 {
+        ok(&feed(
+            d,
+            "m",
+            &format!("touch 200 {seed}\nfill {}\n", seed + 100),
+        ));
+    }
+    // Only the last 2 stay: most packs become dead or sparse.
+    ok(&run(&[
+        "keep",
+        "--data",
+        s(d),
+        "m",
+        "--keep-last",
+        "2",
+        "--keep-hourly",
+        "0",
+        "--keep-daily",
+        "0",
+    ]));
+    let expected = memory_of(&d.join("m"));
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for round in 0..12 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut child = phantom()
+            .args(["gc", "--data", s(d), "m"])
+            .env("PHANTOM_TEST_GC_PAUSE_MS", "40")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5 + rng % 200));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let o = run(&["fsck", "--data", s(d), "--json"]);
+        assert!(o.status.success(), "round {round}: {}", stdout(&o));
+        assert_eq!(memory_of(&d.join("m")), expected, "round {round}");
+    }
+    ok(&run(&["gc", "--data", s(d)]));
+    ok(&run(&["fsck", "--data", s(d)]));
+    assert_eq!(memory_of(&d.join("m")), expected);
+    assert_eq!(ids(d, "m").len(), 2);
+}
