@@ -14,6 +14,7 @@
 
 mod checkpoint;
 mod guest_pause;
+mod history;
 mod journal;
 mod pvm;
 mod restore;
@@ -43,6 +44,8 @@ pub enum BenchCommand {
     Journal(journal::JournalBenchArgs),
     /// Export and import throughput against cp of the same bytes.
     Travel(travel::TravelBenchArgs),
+    /// Bytes of 100 kept checkpoints (1% change): content addressing vs chains.
+    History(history::HistoryBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -54,6 +57,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::GuestPause(a) => guest_pause::run(&a)?,
         BenchCommand::Journal(a) => journal::run(&a)?,
         BenchCommand::Travel(a) => travel::run(&a)?,
+        BenchCommand::History(a) => history::run(&a)?,
         BenchCommand::Pvm(a) => {
             let component = crate::pvm_component(a.component.clone())?;
             pvm::run(&a, &component)?

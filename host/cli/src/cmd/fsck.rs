@@ -46,6 +46,17 @@ pub fn run(a: FsckArgs) -> anyhow::Result<ExitCode> {
             for p in &r.problems {
                 println!("    {p}");
             }
+            if !r.clean {
+                let usable: Vec<String> = r.usable.iter().map(u64::to_string).collect();
+                println!(
+                    "    usable checkpoints: {}",
+                    if usable.is_empty() {
+                        "none".into()
+                    } else {
+                        usable.join(", ")
+                    }
+                );
+            }
         }
     }
     Ok(if all_ok {
