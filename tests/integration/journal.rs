@@ -349,6 +349,35 @@ fn a_changed_recorded_value_is_a_divergence() {
         let p = &ps[0];
         assert_eq!(p["state"], "failed", "{ps}");
         assert_eq!(p["failure"]["kind"], "divergence", "{ps}");
+        // With --fallback, the process goes back to its newest checkpoint
+        // without the tail that does not replay, says so, and runs.
+        let o = run(&[
+            "run",
+            "--data",
+            s(data.path()),
+            "--no-stdin",
+            "--for",
+            "1",
+            "--retry-failed",
+            "--fallback",
+        ]);
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        assert!(stderr(&o).contains("does not replay"), "{}", stderr(&o));
+        let ps = ps_json(data.path());
+        assert_ne!(ps[0]["state"], "failed", "{ps}");
+        let decisions = &ps[0]["fallback"]["decisions"];
+        assert_eq!(decisions[0]["action"], "rollback", "{ps}");
+        Process::restore(&rt, &dir).expect("it restores without the tail");
+        let o = run(&["journal", "--data", s(data.path()), "box", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
+        assert!(
+            !v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "admit"),
+            "the tail's inputs were dropped: {v}"
+        );
     }
 }
 

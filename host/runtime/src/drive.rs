@@ -368,7 +368,7 @@ impl<'rt> Drive<'rt> {
         let name = gone.process.name().to_string();
         let handled = gone.handled;
         drop(gone);
-        let decision = match after_failure(self.rt, &data, &dir, policy, failure, handled) {
+        let decision = match after_failure(self.rt, &data, &dir, policy, failure, handled, false) {
             Fallback::GiveUp(d) => {
                 hooks.note(Note::Warning(&format!("'{name}' stays failed: {}", d.why)));
                 return false;
@@ -1096,6 +1096,20 @@ pub fn restore_all(
     retry_failed: bool,
     hooks: &mut dyn DriveHooks,
 ) -> Result<Vec<(String, Failure)>, crate::datadir::DataDirError> {
+    restore_all_with(drive, data, retry_failed, None, hooks)
+}
+
+/// `restore_all`, with the fallback policy of `run --fallback`: a process
+/// whose restore fails because its replay traps or diverges is rolled back
+/// to an earlier checkpoint (each decision in its `fallback.json`) and
+/// restored from there.
+pub fn restore_all_with(
+    drive: &mut Drive<'_>,
+    data: &crate::datadir::DataDir,
+    retry_failed: bool,
+    fallback: Option<crate::travel::fallback::FallbackPolicy>,
+    hooks: &mut dyn DriveHooks,
+) -> Result<Vec<(String, Failure)>, crate::datadir::DataDirError> {
     let mut failed = Vec::new();
     for dir in data.process_dirs()? {
         let name = process_name(&dir);
@@ -1108,7 +1122,34 @@ pub fn restore_all(
             }
             clear_failure(&dir);
         }
-        if let Err(e) = drive.restore(&dir, hooks) {
+        let mut result = drive.restore(&dir, hooks);
+        // Each rollback steps back at least one checkpoint; `depth` bounds
+        // how far, so this ends.
+        let mut rollbacks = 0;
+        while let (Err(e), Some(policy)) = (&result, fallback) {
+            use crate::travel::fallback::{Fallback, after_failure};
+            let failure = Failure::new(e.kind(), format!("cannot resume '{name}': {e}"));
+            if rollbacks > policy.depth {
+                break;
+            }
+            match after_failure(drive.rt, data, &dir, policy, &failure, 0, true) {
+                Fallback::RolledBack(d) => {
+                    rollbacks += 1;
+                    hooks.note(Note::Warning(&format!(
+                        "'{name}' does not resume; rolled back to checkpoint {} (now checkpoint {}): {}",
+                        d.to.unwrap_or(0),
+                        d.new_checkpoint.unwrap_or(0),
+                        d.why
+                    )));
+                    result = drive.restore(&dir, hooks);
+                }
+                Fallback::GiveUp(d) | Fallback::Retry(d) => {
+                    hooks.note(Note::Warning(&format!("'{name}' stays failed: {}", d.why)));
+                    break;
+                }
+            }
+        }
+        if let Err(e) = result {
             let failure = Failure::new(e.kind(), format!("cannot resume '{name}': {e}"));
             hooks.note(Note::Failed {
                 name: &name,

@@ -14,7 +14,9 @@ use anyhow::bail;
 use clap::Args;
 use phantom_runtime::control::{ControlServer, Waker};
 use phantom_runtime::datadir::DataDir;
-use phantom_runtime::drive::{ChannelFeed, Console, Drive, DriveOptions, FeedItem, restore_all};
+use phantom_runtime::drive::{
+    ChannelFeed, Console, Drive, DriveOptions, FeedItem, restore_all_with,
+};
 use phantom_runtime::gate::MAX_LINE_BYTES;
 use phantom_runtime::travel::fallback::FallbackPolicy;
 
@@ -156,7 +158,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             (None, None)
         }
     };
-    restore_all(&mut drive, &data, a.retry_failed, &mut terminal)?;
+    let fallback = a.fallback.then_some(FallbackPolicy {
+        tries: a.fallback_tries,
+        depth: a.fallback_depth.max(1),
+    });
+    restore_all_with(&mut drive, &data, a.retry_failed, fallback, &mut terminal)?;
     let names = drive.names();
     terminal.multi = names.len() > 1;
     let target = match &a.input {

@@ -14,6 +14,8 @@
 //!                     streak's first was rolled back from), at most
 //!                     `depth` checkpoints back
 //!                     ─► resume from there; `rollback --undo` reverses it
+//!   restore fails (its replay traps or diverges) ─► straight to the rollback
+//!                     (a retry would replay the same entries)
 //!   nothing to go back to ─► failed, as without the policy
 //!  every decision ─► DIR/fallback.json (`ps --json` shows it) and a note
 //! ```
@@ -116,6 +118,7 @@ pub fn after_failure(
     policy: FallbackPolicy,
     failure: &Failure,
     handled: u64,
+    at_restore: bool,
 ) -> Fallback {
     let mut state = read_state(dir);
     let newest = CheckpointStore::open(dir)
@@ -131,10 +134,12 @@ pub fn after_failure(
         new_checkpoint: None,
         why: first_line.clone(),
     };
+    // At restore, a replay that diverged (or trapped) does so again from
+    // the same checkpoint: an older one is the only way on.
     let guest_fault = matches!(
         failure.kind,
         FailureKind::Trap | FailureKind::Timeout | FailureKind::OutOfMemory
-    );
+    ) || (at_restore && failure.kind == FailureKind::Divergence);
     let record = |mut state: FallbackState, dir: &Path, d: &Decision| {
         state.decisions.push(d.clone());
         let excess = state.decisions.len().saturating_sub(100);
@@ -151,6 +156,38 @@ pub fn after_failure(
         state.streak_from = Some(newest);
     }
     state.streak += 1;
+    let name = crate::datadir::process_name(dir);
+    if at_restore && !state.bad.contains(&newest) {
+        // The newest image is whole; its journal tail does not replay. Go
+        // back to exactly that checkpoint, dropping the tail's inputs (the
+        // least that can be lost); if that fails too, older ones follow.
+        state.bad.insert(newest);
+        return match rollback_locked(rt, data, &name, newest) {
+            Ok(report) => {
+                decision.action = "rollback".into();
+                decision.to = Some(newest);
+                decision.new_checkpoint = Some(report.checkpoint);
+                decision.why = format!(
+                    "{first_line} (its journal tail after checkpoint {newest} does not replay: the inputs it holds are dropped; the state it left is in {}, `phantom rollback --undo` brings it back)",
+                    report.kept.display()
+                );
+                state.origins.insert(report.checkpoint, newest);
+                state.streak = 0;
+                state.streak_from = None;
+                record(state, dir, &decision);
+                Fallback::RolledBack(decision)
+            }
+            Err(e) => {
+                decision.why = format!("{first_line} (the rollback to {newest} failed: {e})");
+                record(state, dir, &decision);
+                Fallback::GiveUp(decision)
+            }
+        };
+    }
+    if at_restore {
+        // Retrying a restore replays the same entries: it fails the same way.
+        state.streak = state.streak.max(policy.tries + 1);
+    }
     if state.streak <= policy.tries {
         decision.action = "retry".into();
         decision.why = format!(
@@ -212,7 +249,6 @@ pub fn after_failure(
         record(state, dir, &decision);
         return Fallback::GiveUp(decision);
     };
-    let name = crate::datadir::process_name(dir);
     match rollback_locked(rt, data, &name, target) {
         Ok(report) => {
             decision.action = "rollback".into();
