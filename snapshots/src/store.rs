@@ -298,7 +298,14 @@ impl CheckpointStore {
             last_tables: Mutex::new(None),
             policy: Mutex::new(KeepPolicy::default()),
             removed_since_gc: Mutex::new(0),
-            write_version: Mutex::new(crate::format::FORMAT_VERSION),
+            // `PHANTOM_IMAGE_FORMAT=1` writes format 1 (to compare the two
+            // in benchmarks, or to hand images to an older build).
+            write_version: Mutex::new(
+                match std::env::var("PHANTOM_IMAGE_FORMAT").ok().as_deref() {
+                    Some("1") => 1,
+                    _ => crate::format::FORMAT_VERSION,
+                },
+            ),
         }
     }
 
