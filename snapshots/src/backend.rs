@@ -68,6 +68,12 @@ pub trait StoreBackend: Send + Sync + fmt::Debug {
     fn lock(&self) -> io::Result<Option<Box<dyn std::any::Any + Send>>> {
         Ok(None)
     }
+
+    /// Like `lock`, shared: readers (restore, fsck, copies) exclude
+    /// collection and writers, not each other.
+    fn lock_shared(&self) -> io::Result<Option<Box<dyn std::any::Any + Send>>> {
+        Ok(None)
+    }
 }
 
 /// An image being written under a temporary name.
@@ -189,6 +195,12 @@ impl StoreBackend for LocalDir {
     fn lock(&self) -> io::Result<Option<Box<dyn std::any::Any + Send>>> {
         let dir = File::open(&self.dir)?;
         dir.lock()?;
+        Ok(Some(Box::new(dir)))
+    }
+
+    fn lock_shared(&self) -> io::Result<Option<Box<dyn std::any::Any + Send>>> {
+        let dir = File::open(&self.dir)?;
+        dir.lock_shared()?;
         Ok(Some(Box::new(dir)))
     }
 

@@ -793,7 +793,7 @@ impl CheckpointStore {
         let _dir = self.backend.lock().map_err(io_err)?;
         let mut pins = self.pins();
         if pinned {
-            self.usable_chain(Some(id))?;
+            self.usable_chain_locked(Some(id))?;
             pins.insert(id);
         } else {
             pins.remove(&id);
@@ -1044,6 +1044,20 @@ impl CheckpointStore {
         &self,
         mut accept: impl FnMut(&LoadedCheckpoint) -> Result<R, String>,
     ) -> Result<(R, LoadedCheckpoint), RestoreError> {
+        // Collection in another process waits until the candidates are
+        // chosen (a page it moves meanwhile is found again when read).
+        let _shared = self.backend.lock_shared().map_err(|source| {
+            RestoreError::Store(StoreError::ReadDir {
+                path: self.dir().to_path_buf(),
+                source,
+            })
+        })?;
+        self.refresh_pool().map_err(|source| {
+            RestoreError::Store(StoreError::ReadDir {
+                path: self.dir().to_path_buf(),
+                source,
+            })
+        })?;
         let ids = self.scan()?;
         if ids.is_empty() {
             return Err(RestoreError::NoCheckpoints {
@@ -1138,6 +1152,23 @@ impl CheckpointStore {
     /// every one verified (checksums of header, table of contents,
     /// sections and blocks).
     pub fn usable_chain(&self, at: Option<u64>) -> Result<Vec<u64>, RestoreError> {
+        let _shared = self.backend.lock_shared().map_err(|source| {
+            RestoreError::Store(StoreError::ReadDir {
+                path: self.dir().to_path_buf(),
+                source,
+            })
+        })?;
+        self.usable_chain_locked(at)
+    }
+
+    /// `usable_chain` by a caller holding the store's lock.
+    fn usable_chain_locked(&self, at: Option<u64>) -> Result<Vec<u64>, RestoreError> {
+        self.refresh_pool().map_err(|source| {
+            RestoreError::Store(StoreError::ReadDir {
+                path: self.dir().to_path_buf(),
+                source,
+            })
+        })?;
         let ids = self.scan()?;
         let mut verified = HashMap::new();
         let mut skipped = Vec::new();
@@ -1246,6 +1277,13 @@ impl CheckpointStore {
     /// against its hash), every chain and every manifest's pages. Says
     /// exactly what is damaged and which checkpoints are still usable.
     pub fn fsck(&self) -> Result<FsckReport, StoreError> {
+        let _shared = self
+            .backend
+            .lock_shared()
+            .map_err(|source| StoreError::ReadDir {
+                path: self.dir().to_path_buf(),
+                source,
+            })?;
         let ids = self.scan()?;
         let mut problems = Vec::new();
         self.reload_pool();

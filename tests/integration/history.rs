@@ -173,3 +173,45 @@ fn gc_killed_at_random_points_loses_no_named_page() {
     assert_eq!(memory_of(&d.join("m")), expected);
     assert_eq!(ids(d, "m").len(), 2);
 }
+
+/// `phantom gc` and `phantom pin` while a host runs and checkpoints every
+/// 20 ms: the store's lock orders them against the host's writes; nothing
+/// breaks and the counter goes on.
+#[test]
+fn gc_and_pin_while_a_host_runs() {
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::COUNTER, "c", &["--period-ms", "2"]);
+    ok(&run(&[
+        "keep",
+        "--data",
+        s(d),
+        "c",
+        "--keep-last",
+        "3",
+        "--keep-hourly",
+        "0",
+        "--keep-daily",
+        "0",
+    ]));
+    let mut host = quiet_host(d, "20ms");
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..15 {
+        ok(&run(&["gc", "--data", s(d), "c"]));
+        let newest = *ids(d, "c").last().unwrap();
+        // The newest may be deleted by the host between the two commands:
+        // then pinning it is a clear refusal, never a broken store.
+        let o = run(&["pin", "--data", s(d), "c", &newest.to_string()]);
+        assert!(
+            o.status.success() || stderr(&o).contains("no such checkpoint"),
+            "{}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let _ = host.kill();
+    let _ = host.wait();
+    ok(&run(&["fsck", "--data", s(d)]));
+    let kept = ids(d, "c");
+    assert!(kept.len() >= 3, "{kept:?}");
+}
