@@ -449,16 +449,21 @@ impl Pool {
 pub struct RecordReader {
     backend: std::sync::Arc<dyn StoreBackend>,
     open: HashMap<u64, Box<dyn ImageSource>>,
-    buf: Vec<u8>,
+    /// The bytes last read: (pack, offset, bytes).
+    span: (Option<u64>, u64, Vec<u8>),
     dec: zstd::bulk::Decompressor<'static>,
 }
+
+/// Bytes read at once from a pack: records written together (a
+/// checkpoint's pages, in page order) are read together.
+const SPAN: usize = 256 << 10;
 
 impl RecordReader {
     pub fn new(backend: std::sync::Arc<dyn StoreBackend>) -> io::Result<RecordReader> {
         Ok(RecordReader {
             backend,
             open: HashMap::new(),
-            buf: Vec::with_capacity(MAX_RECORD as usize),
+            span: (None, 0, Vec::new()),
             dec: zstd::bulk::Decompressor::new()?,
         })
     }
@@ -470,17 +475,56 @@ impl RecordReader {
 
     /// Reads the raw record at `loc` (as stored).
     pub fn read_record(&mut self, loc: PageLoc) -> io::Result<&[u8]> {
+        let at = self.locate(loc)?;
+        Ok(&self.span.2[at..at + loc.len as usize])
+    }
+
+    /// Makes the span hold the record at `loc` (reading up to `SPAN` bytes
+    /// from it on: records written together are read together); returns
+    /// where the record starts in the span.
+    fn locate(&mut self, loc: PageLoc) -> io::Result<usize> {
+        let len = loc.len as usize;
+        let (pack, start, data) = &self.span;
+        if *pack == Some(loc.pack)
+            && loc.offset >= *start
+            && loc.offset + len as u64 <= *start + data.len() as u64
+        {
+            return Ok((loc.offset - start) as usize);
+        }
+        self.span.0 = None;
         let source = match self.open.entry(loc.pack) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(self.backend.open(&pack_name(loc.pack))?)
             }
         };
-        self.buf.clear();
-        self.buf.resize(loc.len as usize, 0);
+        let data = &mut self.span.2;
+        data.clear();
+        data.resize(len.max(SPAN), 0);
         source.seek(SeekFrom::Start(loc.offset))?;
-        source.read_exact(&mut self.buf)?;
-        Ok(&self.buf)
+        let mut got = 0;
+        while got < data.len() {
+            match source.read(&mut data[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if got < len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} ends inside the page record at offset {}",
+                    self.path_of(loc.pack).display(),
+                    loc.offset
+                ),
+            ));
+        }
+        data.truncate(got);
+        self.span.0 = Some(loc.pack);
+        self.span.1 = loc.offset;
+        Ok(0)
     }
 
     /// Reads the page `hash` names from `loc` into `out` and checks it. If
@@ -492,27 +536,28 @@ impl RecordReader {
         mut loc: PageLoc,
         out: &mut [u8; PAGE_SIZE],
     ) -> io::Result<()> {
-        if let Err(e) = self.read_record(loc) {
-            if e.kind() != io::ErrorKind::NotFound {
-                return Err(e);
-            }
-            let pool = Pool::load(&*self.backend)?;
-            match pool.get(hash) {
-                Some(moved) if moved.pack != loc.pack => {
-                    loc = moved;
-                    self.read_record(loc)?;
+        let at = match self.locate(loc) {
+            Ok(at) => at,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let pool = Pool::load(&*self.backend)?;
+                match pool.get(hash) {
+                    Some(moved) if moved.pack != loc.pack => {
+                        loc = moved;
+                        self.locate(loc)?
+                    }
+                    _ => return Err(e),
                 }
-                _ => return Err(e),
             }
-        }
-        let path = self.path_of(loc.pack);
+            Err(e) => return Err(e),
+        };
+        let record = &self.span.2[at..at + loc.len as usize];
         let ok = match loc.enc {
             ENC_RAW => {
-                out.copy_from_slice(&self.buf);
+                out.copy_from_slice(record);
                 true
             }
             _ => {
-                matches!(self.dec.decompress_to_buffer(&self.buf, &mut out[..]), Ok(n) if n == PAGE_SIZE)
+                matches!(self.dec.decompress_to_buffer(record, &mut out[..]), Ok(n) if n == PAGE_SIZE)
             }
         };
         if !ok || hash_page(out) != *hash {
@@ -520,7 +565,7 @@ impl RecordReader {
                 io::ErrorKind::InvalidData,
                 format!(
                     "{} is corrupt: the page {} at offset {} does not match its hash",
-                    path.display(),
+                    self.path_of(loc.pack).display(),
                     hex(hash),
                     loc.offset
                 ),
