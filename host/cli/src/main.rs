@@ -59,6 +59,10 @@ enum Command {
     Fork(cmd::fork::ForkArgs),
     /// Take a process back to one of its checkpoints (undoable).
     Rollback(cmd::rollback::RollbackArgs),
+    /// Host a data directory and accept processes migrating to it over TCP.
+    Serve(cmd::serve::ServeArgs),
+    /// Move a process to another host while it runs (live migration).
+    Migrate(cmd::migrate::MigrateArgs),
     /// Create a guest project (Rust or C) ready for `phantom build`.
     New(cmd::new::NewArgs),
     /// Build a guest project into a component.
@@ -182,6 +186,8 @@ fn main() -> ExitCode {
         Command::Import(a) => cmd::import::run(a),
         Command::Fork(a) => cmd::fork::run(a),
         Command::Rollback(a) => cmd::rollback::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Migrate(a) => cmd::migrate::run(a),
         Command::Componentize(a) => cmd::componentize::run(a),
         Command::New(a) => cmd::new::run(a),
         Command::Build(a) => cmd::build::run(a),

@@ -10,12 +10,14 @@ pub mod fork;
 pub mod fsck;
 pub mod import;
 pub mod journal;
+pub mod migrate;
 pub mod new;
 pub mod ps;
 pub mod pvm;
 pub mod rollback;
 pub mod run;
 pub mod send;
+pub mod serve;
 pub mod spawn;
 
 use std::path::Path;

@@ -24,7 +24,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use phantom_snapshots::CheckpointStore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::protocol::{CHUNK, FRAME_DATA, FileKind, Msg, recv_msg, send_msg};
 use super::wire::{Channel, Security};
@@ -91,6 +91,8 @@ pub enum LiveOp {
     Stop,
     /// The outcome.
     Finish(Finish),
+    /// The worker is done (sent whatever happened).
+    Done,
 }
 
 /// The drive loop's answer: a checkpoint id, or why not.
@@ -182,7 +184,7 @@ impl SourceSide for LiveSource {
 }
 
 /// One round as shipped.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RoundReport {
     /// 0 first; the last one is the stop-and-copy.
     pub round: u32,
@@ -197,7 +199,7 @@ pub struct RoundReport {
 }
 
 /// What a migration did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MigrateReport {
     /// The migration id.
     pub id: String,
