@@ -18,6 +18,7 @@ mod interop;
 mod journal;
 mod kill_loop;
 mod lazy_restore;
+mod migrate;
 mod newcomer;
 mod pvm;
 mod regressions;
