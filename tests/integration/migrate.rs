@@ -317,11 +317,12 @@ fn kill_nine_at_any_step_leaves_one_owner_and_loses_nothing() {
         {
             acked.push(during);
         }
-        std::thread::sleep(Duration::from_millis(rand(160)));
+        std::thread::sleep(Duration::from_millis(rand(420)));
         let victim = if rand(2) == 0 { owner } else { other };
         kill9(&mut hosts[victim]);
-        let _ = mig.wait();
+        // Back at once: a living source's worker asks it the outcome.
         hosts[victim] = host(victim, k + 1);
+        let _ = mig.wait();
         // Settles: the restarted source asks the target; a living source's
         // worker keeps asking until the restarted target answers.
         let until = Instant::now() + Duration::from_secs(40);
@@ -336,7 +337,14 @@ fn kill_nine_at_any_step_leaves_one_owner_and_loses_nothing() {
             }
             assert!(owners.len() < 2, "two owners after kill {k}: {states:?}");
             if Instant::now() > until {
-                panic!("not settled after kill {k}: {states:?}");
+                let mut logs = String::new();
+                for e in std::fs::read_dir(root.path()).unwrap().flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".err") {
+                        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                        logs += &format!("== {}\n{text}\n", e.file_name().to_string_lossy());
+                    }
+                }
+                panic!("not settled after kill {k}: {states:?}\n{logs}");
             }
             std::thread::sleep(Duration::from_millis(50));
         };
