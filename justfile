@@ -42,6 +42,7 @@ bench: build
     command -v redis-server >/dev/null || { echo "bench journal compares with Redis: installing redis-server (apt-get)"; apt-get install -y redis-server >/dev/null || echo "redis-server could not be installed: the comparison is skipped"; }
     {{phantom}} bench journal --component {{guests}}/mailbox.wasm --json
     {{phantom}} bench travel --component {{guests}}/memtouch.wasm --memory-mib 256 --json
+    {{phantom}} bench migrate --component {{guests}}/memtouch.wasm --memory-mib 256 --json
 
 # Regenerates the C SDK's phantom:os bindings after wit/ changed (needs
 # `cargo install wit-bindgen-cli --version 0.63.0`).

@@ -10,11 +10,13 @@
 //!   journal.rs     durable messages/s vs Redis (appendfsync always), dispatch
 //!                  journal on/off vs plain wasmtime, recovery vs journal length
 //!   travel.rs      export and import throughput vs cp of the same bytes
+//!   migrate.rs     live migration's downtime and bytes vs a stop-and-copy
 //! ```
 
 mod checkpoint;
 mod guest_pause;
 mod journal;
+mod migrate;
 mod pvm;
 mod restore;
 mod travel;
@@ -43,6 +45,8 @@ pub enum BenchCommand {
     Journal(journal::JournalBenchArgs),
     /// Export and import throughput against cp of the same bytes.
     Travel(travel::TravelBenchArgs),
+    /// Live migration: downtime and bytes sent, against a stop-and-copy.
+    Migrate(migrate::MigrateBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -54,6 +58,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::GuestPause(a) => guest_pause::run(&a)?,
         BenchCommand::Journal(a) => journal::run(&a)?,
         BenchCommand::Travel(a) => travel::run(&a)?,
+        BenchCommand::Migrate(a) => migrate::run(&a)?,
         BenchCommand::Pvm(a) => {
             let component = crate::pvm_component(a.component.clone())?;
             pvm::run(&a, &component)?

@@ -221,6 +221,8 @@ pub struct MigrateReport {
     pub dirtied_bytes: u64,
     /// From the stop of the process here to the target's commit.
     pub stopped_ms: f64,
+    /// When the process stopped here (Unix ns).
+    pub stopped_unix_ns: u64,
     /// The process ran during the pre-copy.
     pub live: bool,
 }
@@ -291,6 +293,7 @@ pub fn migrate(
     write_marker(dir, INTENT_FILE, &intent)?;
     pause_at("intent");
     let stopped = Instant::now();
+    let stopped_unix_ns = crate::process::unix_ns();
     let abort = |side: &mut dyn SourceSide, e: MigrateError| -> MigrateError {
         // The target cannot have committed: it never got the commit.
         match remove_marker(dir, INTENT_FILE) {
@@ -377,6 +380,7 @@ pub fn migrate(
         image_bytes,
         dirtied_bytes,
         stopped_ms,
+        stopped_unix_ns,
         live: side.live(),
     })
 }
