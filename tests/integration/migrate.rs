@@ -171,7 +171,11 @@ fn a_running_counter_moves_live_and_goes_on_where_it_was() {
         }
         None => {
             let to = format!("127.0.0.1:{port}");
-            let target = start(serve_cmd(&dst, &to, &key), &root.path().join("dst"), "serving");
+            let target = start(
+                serve_cmd(&dst, &to, &key),
+                &root.path().join("dst"),
+                "serving",
+            );
             let mut c = phantom();
             c.args(["run", "--data", s(&src), "--no-stdin", "-v"]);
             let source = start(c, &root.path().join("src"), "restored 'c'");
@@ -201,7 +205,10 @@ fn a_running_counter_moves_live_and_goes_on_where_it_was() {
     ok(&o);
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["live"], true, "{report:#}");
-    assert!(report["rounds"].as_array().unwrap().len() >= 2, "{report:#}");
+    assert!(
+        report["rounds"].as_array().unwrap().len() >= 2,
+        "{report:#}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     // The source's host stopped by itself (its only process left).
     let until = Instant::now() + Duration::from_secs(10);
@@ -234,12 +241,19 @@ fn a_running_counter_moves_live_and_goes_on_where_it_was() {
         let name = phantom_snapshots::CheckpointStore::file_name(id);
         let (a, b) = (src.join("c").join(&name), dst.join("c").join(&name));
         if a.exists() {
-            assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "{name}");
+            assert_eq!(
+                std::fs::read(&a).unwrap(),
+                std::fs::read(&b).unwrap(),
+                "{name}"
+            );
         }
     }
     // The source no longer runs it, and says where it went.
     assert_eq!(state(&src, "c").as_deref(), Some("moved"));
-    fails_with(&run(&["send", "--data", s(&src), "c", "get"]), "has moved to");
+    fails_with(
+        &run(&["send", "--data", s(&src), "c", "get"]),
+        "has moved to",
+    );
     let o = run(&["run", "--data", s(&src), "--for", "0.3", "--no-stdin"]);
     assert!(counts(&stdout(&o)).is_empty(), "{}", stdout(&o));
     assert!(stderr(&o).contains("moved to"), "{}", stderr(&o));
@@ -425,7 +439,11 @@ fn a_wrong_key_or_a_crafted_peer_is_refused_and_changes_nothing() {
     spawn(&src, phantom_tests::MAILBOX, "box", &[]);
     ok(&run(&["send", "--data", s(&src), "box", "before"]));
     let to = format!("127.0.0.1:{}", free_port());
-    let mut target = start(serve_cmd(&dst, &to, &key), &root.path().join("dst"), "serving");
+    let mut target = start(
+        serve_cmd(&dst, &to, &key),
+        &root.path().join("dst"),
+        "serving",
+    );
     let before = tree(&dst);
     let src_before = tree(&src);
 
@@ -568,7 +586,10 @@ fn a_wrong_key_or_a_crafted_peer_is_refused_and_changes_nothing() {
         send_msg(ch, &begin("box")).unwrap();
         send_msg(ch, &Msg::Commit { newest: 1 }).unwrap();
     });
-    assert!(why.contains("component") || why.contains("aborted"), "{why}");
+    assert!(
+        why.contains("component") || why.contains("aborted"),
+        "{why}"
+    );
 
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(tree(&dst), before, "the target changed");

@@ -822,9 +822,9 @@ impl<'rt> Drive<'rt> {
                             )));
                             self.add(p.process);
                         }
-                        Finish::Moved => hooks.note(Note::Warning(&format!(
-                            "'{name}' moved to another host"
-                        ))),
+                        Finish::Moved => {
+                            hooks.note(Note::Warning(&format!("'{name}' moved to another host")))
+                        }
                         Finish::Unknown => hooks.note(Note::Warning(&format!(
                             "'{name}' stays stopped: its migration's outcome is not known"
                         ))),
@@ -855,7 +855,10 @@ impl<'rt> Drive<'rt> {
         });
         match p.process.wait_for_write() {
             Some(Ok(info)) => {
-                hooks.note(Note::Committed { name: &name, id: info.id });
+                hooks.note(Note::Committed {
+                    name: &name,
+                    id: info.id,
+                });
                 Ok(info.id)
             }
             Some(Err(e)) => Err(e.to_string()),
@@ -1227,9 +1230,10 @@ impl<'rt> Drive<'rt> {
                     .iter()
                     .map(|(name, f)| json!({"name": name, "state": "failed", "failure": f}))
                     .collect();
-                let parked = self.parked.iter().map(|p| {
-                    json!({"name": p.process.name(), "state": "migrating"})
-                });
+                let parked = self
+                    .parked
+                    .iter()
+                    .map(|p| json!({"name": p.process.name(), "state": "migrating"}));
                 let running: Vec<Value> = running.into_iter().chain(parked).collect();
                 let exited: Vec<Value> = self
                     .summary

@@ -101,13 +101,22 @@ pub fn run(args: &MigrateBenchArgs) -> anyhow::Result<serde_json::Value> {
     let plan = ExportPlan::prepare(&src, "bench", None)?;
     let mut bundle = Vec::new();
     let exported = plan.write(&mut bundle, &mut |_| {})?;
-    import(&rt_src, &root.join("base"), &mut &bundle[..], None, &mut |_| {})?;
+    import(
+        &rt_src,
+        &root.join("base"),
+        &mut &bundle[..],
+        None,
+        &mut |_| {},
+    )?;
     let baseline = t.elapsed();
     drop(bundle);
 
     // The target: a drive with its control socket and the listener.
     let key_path = root.join("key");
-    std::fs::write(&key_path, MigrationKey::generate_hex().map_err(anyhow::Error::msg)?)?;
+    std::fs::write(
+        &key_path,
+        MigrationKey::generate_hex().map_err(anyhow::Error::msg)?,
+    )?;
     let key = MigrationKey::load(&key_path).map_err(anyhow::Error::msg)?;
     let data_dst = DataDir::create(&dst)?;
     let lock = data_dst.lock()?;
@@ -223,8 +232,7 @@ pub fn run(args: &MigrateBenchArgs) -> anyhow::Result<serde_json::Value> {
         }
         let report = reply["report"].clone();
         let until = Instant::now() + Duration::from_secs(10);
-        while first.lock().unwrap_or_else(|e| e.into_inner()).is_none() && Instant::now() < until
-        {
+        while first.lock().unwrap_or_else(|e| e.into_inner()).is_none() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
         feeding.store(false, Ordering::Relaxed);

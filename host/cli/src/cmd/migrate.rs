@@ -75,9 +75,14 @@ pub fn run(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             Ok(reply) => serde_json::from_value(reply["report"].clone())
                 .context("the host's report does not parse")?,
             Err(control::ControlError::NoHost(_)) => {
-                bail!("the host running {} stopped; try again", data.path().display())
+                bail!(
+                    "the host running {} stopped; try again",
+                    data.path().display()
+                )
             }
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot migrate '{}'", a.name))),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("cannot migrate '{}'", a.name)));
+            }
         }
     } else {
         let _lock = data.lock()?;
@@ -136,7 +141,10 @@ fn settle(a: &MigrateArgs, data: &DataDir) -> anyhow::Result<ExitCode> {
         }
     };
     if a.json {
-        println!("{}", serde_json::json!({ "name": a.name, "resolution": outcome }));
+        println!(
+            "{}",
+            serde_json::json!({ "name": a.name, "resolution": outcome })
+        );
     }
     eprintln!("phantom: {what}");
     Ok(ExitCode::SUCCESS)

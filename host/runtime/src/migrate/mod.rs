@@ -175,7 +175,8 @@ pub fn write_marker<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(
     let body = serde_json::to_vec_pretty(value).expect("markers serialise");
     {
         use std::io::Write;
-        let mut f = fs::File::create(&tmp).map_err(io(format!("cannot write {}", tmp.display())))?;
+        let mut f =
+            fs::File::create(&tmp).map_err(io(format!("cannot write {}", tmp.display())))?;
         f.write_all(&body)
             .and_then(|()| f.sync_all())
             .map_err(io(format!("cannot write {}", tmp.display())))?;

@@ -411,11 +411,7 @@ fn ask_until(opts: &MigrateOptions, id: &str, why: String) -> Result<bool, Migra
     }
 }
 
-fn expect(
-    ch: &mut Channel,
-    what: &str,
-    ok: impl Fn(&Msg) -> bool,
-) -> Result<Msg, MigrateError> {
+fn expect(ch: &mut Channel, what: &str, ok: impl Fn(&Msg) -> bool) -> Result<Msg, MigrateError> {
     match recv_msg(ch)? {
         Msg::Refused { error } => Err(MigrateError::Refused(error)),
         m if ok(&m) => Ok(m),
@@ -570,9 +566,8 @@ fn send_journal(
 ) -> Result<u64, MigrateError> {
     let position = crate::travel::journal_position(store, last)
         .map_err(|e| MigrateError::Source(e.to_string()))?;
-    let scan = log::scan(&journal_dir(dir), position).map_err(|e| {
-        MigrateError::Source(format!("the journal cannot be read: {e}"))
-    })?;
+    let scan = log::scan(&journal_dir(dir), position)
+        .map_err(|e| MigrateError::Source(format!("the journal cannot be read: {e}")))?;
     if scan.entries.is_empty() {
         return Ok(0);
     }

@@ -146,9 +146,7 @@ fn connection(shared: &Shared, stream: TcpStream) {
     let mut ch = match Channel::server(stream, &shared.security) {
         Ok(ch) => ch,
         Err(e) => {
-            (shared.log)(&format!(
-                "refused a migration connection from {peer}: {e}"
-            ));
+            (shared.log)(&format!("refused a migration connection from {peer}: {e}"));
             return;
         }
     };
@@ -349,7 +347,8 @@ impl Incoming<'_> {
         let _ = fs::remove_dir_all(&tmp);
         self.tmp = Some(tmp.clone());
         let stage = tmp.join(&self.name);
-        fs::create_dir_all(&stage).map_err(|e| format!("cannot create {}: {e}", stage.display()))?;
+        fs::create_dir_all(&stage)
+            .map_err(|e| format!("cannot create {}: {e}", stage.display()))?;
         write_synced(
             &stage.join("process.json"),
             &serde_json::to_vec_pretty(&meta).expect("metadata serialises"),

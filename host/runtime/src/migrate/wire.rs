@@ -105,7 +105,7 @@ impl MigrationKey {
             .filter(|b| !b.is_ascii_whitespace())
             .collect();
         let key = if !text.is_empty() && text.iter().all(u8::is_ascii_hexdigit) {
-            if text.len() % 2 != 0 {
+            if !text.len().is_multiple_of(2) {
                 return Err(format!(
                     "the key file {} holds an odd number of hex digits",
                     path.display()
@@ -246,7 +246,8 @@ fn hello(mode: u8) -> Result<Vec<u8>, WireError> {
     h.extend_from_slice(MAGIC);
     h.push(mode);
     let mut nonce = [0u8; NONCE];
-    getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut nonce)
+        .map_err(|e| std::io::Error::other(format!("no randomness: {e}")))?;
     h.extend_from_slice(&nonce);
     Ok(h)
 }

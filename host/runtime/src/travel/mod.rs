@@ -31,8 +31,8 @@ mod rollback;
 pub(crate) use export::encode_journal;
 pub use export::{ExportPlan, ExportReport};
 pub use fork::{ForkReport, fork};
-pub(crate) use import::{adopt_cache, seed_cache, write_journal};
 pub use import::{ImportReport, import};
+pub(crate) use import::{adopt_cache, seed_cache, write_journal};
 pub use rollback::{RollbackReport, kept_states, rollback, undo_rollback};
 
 use std::path::PathBuf;
