@@ -86,6 +86,8 @@ const DATA_COMMANDS: &[&str] = &[
     "import",
     "fork",
     "rollback",
+    "serve",
+    "migrate",
 ];
 
 /// `--help` lists exactly the commands, each with its one-line summary, and
