@@ -43,6 +43,7 @@ bench: build
     {{phantom}} bench journal --component {{guests}}/mailbox.wasm --json
     {{phantom}} bench travel --component {{guests}}/memtouch.wasm --memory-mib 256 --json
     {{phantom}} bench history --memory-mib 64 --checkpoints 100 --json
+    {{phantom}} bench migrate --component {{guests}}/memtouch.wasm --memory-mib 256 --json
 
 # Regenerates the C SDK's phantom:os bindings after wit/ changed (needs
 # `cargo install wit-bindgen-cli --version 0.63.0`).

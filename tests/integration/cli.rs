@@ -89,6 +89,8 @@ const DATA_COMMANDS: &[&str] = &[
     "pin",
     "keep",
     "gc",
+    "serve",
+    "migrate",
 ];
 
 /// `--help` lists exactly the commands, each with its one-line summary, and

@@ -19,6 +19,7 @@ mod interop;
 mod journal;
 mod kill_loop;
 mod lazy_restore;
+mod migrate;
 mod newcomer;
 mod pvm;
 mod regressions;

@@ -65,6 +65,10 @@ enum Command {
     Keep(cmd::keep::KeepCmdArgs),
     /// Apply the keep policy and collect pages no kept checkpoint names.
     Gc(cmd::gc::GcArgs),
+    /// Host a data directory and accept processes migrating to it over TCP.
+    Serve(cmd::serve::ServeArgs),
+    /// Move a process to another host while it runs (live migration).
+    Migrate(cmd::migrate::MigrateArgs),
     /// Create a guest project (Rust or C) ready for `phantom build`.
     New(cmd::new::NewArgs),
     /// Build a guest project into a component.
@@ -191,6 +195,8 @@ fn main() -> ExitCode {
         Command::Pin(a) => cmd::pin::run(a),
         Command::Keep(a) => cmd::keep::run(a),
         Command::Gc(a) => cmd::gc::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Migrate(a) => cmd::migrate::run(a),
         Command::Componentize(a) => cmd::componentize::run(a),
         Command::New(a) => cmd::new::run(a),
         Command::Build(a) => cmd::build::run(a),

@@ -11,7 +11,9 @@
 //! checkpoint, replies once the checkpoints are durable), `adopt` (`name`: a
 //! process spawned into the directory while the host runs), `status` (what
 //! the host is running), `send` (`name`, `messages`: texts, `timeout_ms`:
-//! messages into the process's journal, replied to once they are durable).
+//! messages into the process's journal, replied to once they are durable),
+//! `migrate` (`name`, `to`, `key_file`: move a running process to another
+//! host, replied to when the migration is over).
 //! Every reply has `ok`, and `error` when it is false. The drive loop
 //! answers between guest calls (a request wakes it), so a reply can wait up
 //! to a call's timeout; a `send` reply waits on the journal itself, not on
@@ -38,6 +40,8 @@ pub const SOCKET_NAME: &str = ".control.sock";
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 /// Longest a connection waits for the drive loop's reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+/// A migration's reply comes when it is over.
+const MIGRATE_TIMEOUT: Duration = Duration::from_secs(900);
 /// How often the server looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(25);
 /// `sun_path` holds 108 bytes; longer paths go through `/proc/self/fd`.
@@ -65,6 +69,23 @@ pub enum Request {
         /// How long a full queue may make the request wait (default 30 s).
         #[serde(default)]
         timeout_ms: Option<u64>,
+    },
+    /// Move process `name` to the host listening at `to` (live: the drive
+    /// loop runs the pre-copy rounds); replied to when it is over.
+    Migrate {
+        /// The process.
+        name: String,
+        /// The target's address.
+        to: String,
+        /// The shared key's file (absolute).
+        #[serde(default)]
+        key_file: Option<std::path::PathBuf>,
+        /// No key: an unauthenticated, unencrypted link.
+        #[serde(default)]
+        insecure_plaintext: bool,
+        /// Most pre-copy rounds after the first.
+        #[serde(default)]
+        max_rounds: Option<u32>,
     },
 }
 
@@ -259,6 +280,11 @@ fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>, waker:
         let reply = match parse_request(line.trim()) {
             Ok(request) => {
                 let (tx, rx) = mpsc::channel();
+                let wait = if matches!(request, Request::Migrate { .. }) {
+                    MIGRATE_TIMEOUT
+                } else {
+                    REPLY_TIMEOUT
+                };
                 let stopping =
                     json!({"ok": false, "stopping": true, "error": "the host is stopping"});
                 if requests
@@ -268,7 +294,7 @@ fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>, waker:
                     stopping
                 } else {
                     waker.wake();
-                    match rx.recv_timeout(REPLY_TIMEOUT) {
+                    match rx.recv_timeout(wait) {
                         Ok(Reply::Now(reply)) => reply,
                         Ok(Reply::WhenDurable { log, seq, value }) => {
                             match log.wait_durable(seq, REPLY_TIMEOUT) {

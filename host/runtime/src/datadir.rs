@@ -48,6 +48,30 @@ pub enum DataDirError {
         /// The data directory.
         data: PathBuf,
     },
+    /// The process moved to another host.
+    #[error("'{name}' has moved to {to} (migration {id}): it is no longer run here")]
+    Moved {
+        /// The process.
+        name: String,
+        /// Where it went.
+        to: String,
+        /// The migration id.
+        id: String,
+    },
+    /// The process is being migrated and the outcome is not known here.
+    #[error(
+        "'{name}' is being migrated to {to} (migration {id}) and this host does not know the outcome yet: `phantom migrate --data {data} {name} --resolve` asks the target"
+    )]
+    Migrating {
+        /// The process.
+        name: String,
+        /// The target.
+        to: String,
+        /// The migration id.
+        id: String,
+        /// The data directory.
+        data: String,
+    },
     /// The name cannot be a process.
     #[error(
         "invalid process name '{0}': use 1-64 letters, digits, '-', '_' or '.', not starting with '.'"
@@ -167,8 +191,29 @@ impl DataDir {
         Ok(dirs)
     }
 
-    /// The directory of process `name`, which must exist.
+    /// The directory of process `name`, which must exist and be owned by
+    /// this data directory (not moved away, not in a migration whose
+    /// outcome is unknown).
     pub fn process_dir(&self, name: &str) -> Result<PathBuf, DataDirError> {
+        let dir = self.any_process_dir(name)?;
+        match crate::migrate::ownership(&dir) {
+            crate::migrate::Ownership::Owned => Ok(dir),
+            crate::migrate::Ownership::Moved(m) => Err(DataDirError::Moved {
+                name: name.to_string(),
+                to: m.to,
+                id: m.id,
+            }),
+            crate::migrate::Ownership::Migrating(i) => Err(DataDirError::Migrating {
+                name: name.to_string(),
+                to: i.to,
+                id: i.id,
+                data: self.path.display().to_string(),
+            }),
+        }
+    }
+
+    /// The directory of process `name`, which must exist, whoever owns it.
+    pub fn any_process_dir(&self, name: &str) -> Result<PathBuf, DataDirError> {
         if !valid_name(name) {
             return Err(DataDirError::InvalidName(name.to_string()));
         }

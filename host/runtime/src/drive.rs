@@ -2,7 +2,9 @@
 //! `phantom pvm run` and the benchmarks.
 //!
 //! ```text
-//!   loop ─┬─ control requests (checkpoint, adopt, status, send) ─► replies
+//!   loop ─┬─ control requests (checkpoint, adopt, status, send, migrate) ─► replies
+//!         ├─ migration workers' steps (round: checkpoint now; stop: park the
+//!         │                process after a last checkpoint; finish) ─► replies
 //!         ├─ sends waiting for room ─► the target's gate (journaled; the
 //!         │                reply leaves once the journal is durable)
 //!         ├─ input feed ─► the target's gate, while it has room (backpressure:
@@ -35,6 +37,7 @@ use crate::error::{CheckpointError, Failure, RestoreError};
 use crate::exit::{Output, OutputSink};
 use crate::gate::{Input, InputRefused};
 use crate::journal::Held;
+use crate::migrate::source::{Finish, LiveOp, LiveRequest, LiveSource, OfflineSource};
 use crate::process::{CaptureReport, Process, ReplayReport};
 use crate::runtime::Runtime;
 
@@ -273,11 +276,19 @@ pub struct Drive<'rt> {
     summary: RunSummary,
     waker: Waker,
     sends: Vec<PendingSend>,
+    /// Processes stopped for a migration's last round, until its outcome.
+    parked: Vec<Driven>,
+    /// Processes whose migration worker runs.
+    migrating: std::collections::BTreeSet<String>,
+    /// The workers' steps.
+    live_tx: mpsc::Sender<LiveRequest>,
+    live_rx: mpsc::Receiver<LiveRequest>,
 }
 
 impl<'rt> Drive<'rt> {
     /// A drive over `rt`; `data` is where `adopt` requests look.
     pub fn new(rt: &'rt Runtime, data: Option<PathBuf>) -> Self {
+        let (live_tx, live_rx) = mpsc::channel();
         Self {
             rt,
             data,
@@ -285,6 +296,10 @@ impl<'rt> Drive<'rt> {
             summary: RunSummary::default(),
             waker: Waker::default(),
             sends: Vec::new(),
+            parked: Vec::new(),
+            migrating: Default::default(),
+            live_tx,
+            live_rx,
         }
     }
 
@@ -421,6 +436,9 @@ impl<'rt> Drive<'rt> {
                     self.answer(pending, hooks);
                 }
             }
+            while let Ok(live) = self.live_rx.try_recv() {
+                self.answer_live(live, hooks);
+            }
             self.push_sends();
             if let Some(console) = console.as_mut() {
                 self.feed(console, &mut held, &mut input_open, hooks);
@@ -454,7 +472,11 @@ impl<'rt> Drive<'rt> {
                 })
                 .min();
             let input_waiting = input_open || held.is_some() || sends_waiting;
-            if self.procs.is_empty() && (opts.stop_when_empty || !input_waiting && opts.until_idle)
+            // A migration in progress ends first (its worker answers here).
+            let migrating = !self.migrating.is_empty() || !self.parked.is_empty();
+            if self.procs.is_empty()
+                && !migrating
+                && (opts.stop_when_empty || !input_waiting && opts.until_idle)
             {
                 break;
             }
@@ -700,6 +722,150 @@ impl<'rt> Drive<'rt> {
         }
     }
 
+    /// Starts a migration worker for process `name` (live if this loop runs
+    /// it, else from its files); the worker answers `reply` when it is over.
+    fn start_migration(
+        &mut self,
+        name: String,
+        to: String,
+        key_file: Option<PathBuf>,
+        insecure_plaintext: bool,
+        max_rounds: Option<u32>,
+        reply: &mpsc::Sender<Reply>,
+    ) -> Result<(), String> {
+        let data = self
+            .data
+            .clone()
+            .ok_or("this host runs no data directory")?;
+        let dir = crate::datadir::DataDir::open(&data)
+            .and_then(|d| d.process_dir(&name))
+            .map_err(|e| e.to_string())?;
+        if self.migrating.contains(&name) {
+            return Err(format!("'{name}' is already being migrated"));
+        }
+        let (security, key_file) =
+            crate::migrate::security_from(key_file.as_deref(), insecure_plaintext)?;
+        let mut opts = crate::migrate::MigrateOptions::new(to, security, key_file);
+        if let Some(r) = max_rounds {
+            opts.max_rounds = r;
+        }
+        let live = self.procs.iter().any(|p| p.process.name() == name);
+        let mut side: Box<dyn crate::migrate::SourceSide + Send> = if live {
+            Box::new(LiveSource {
+                name: name.clone(),
+                tx: self.live_tx.clone(),
+                waker: self.waker.clone(),
+            })
+        } else {
+            Box::new(OfflineSource { dir: dir.clone() })
+        };
+        let reply = reply.clone();
+        let done = LiveSource {
+            name: name.clone(),
+            tx: self.live_tx.clone(),
+            waker: self.waker.clone(),
+        };
+        self.migrating.insert(name.clone());
+        let spawned = std::thread::Builder::new()
+            .name("phantom-migrate-out".into())
+            .spawn(move || {
+                let result = crate::migrate::migrate(side.as_mut(), &dir, &opts);
+                let value = match result {
+                    Ok(report) => json!({"ok": true, "report": report}),
+                    Err(e) => json!({"ok": false, "error": e.to_string()}),
+                };
+                let _ = reply.send(Reply::Now(value));
+                let (tx, _rx) = mpsc::channel();
+                let _ = done.tx.send(LiveRequest {
+                    name: done.name.clone(),
+                    op: LiveOp::Done,
+                    reply: tx,
+                });
+                done.waker.wake();
+            });
+        if let Err(e) = spawned {
+            self.migrating.remove(&name);
+            return Err(format!("cannot start the migration: {e}"));
+        }
+        Ok(())
+    }
+
+    /// One step of a migration worker.
+    fn answer_live(&mut self, req: LiveRequest, hooks: &mut dyn DriveHooks) {
+        let LiveRequest { name, op, reply } = req;
+        let answer = match op {
+            LiveOp::Round | LiveOp::Stop => {
+                match self.procs.iter().position(|p| p.process.name() == name) {
+                    None => Err(format!("'{name}' is no longer running here")),
+                    Some(i) => {
+                        if matches!(op, LiveOp::Stop) {
+                            // What its calls sent out leaves first; nothing
+                            // runs after the last checkpoint.
+                            self.sync_and_release(i, hooks);
+                        }
+                        let answer = self.checkpoint_now(i, hooks);
+                        if answer.is_ok() && matches!(op, LiveOp::Stop) {
+                            let p = self.procs.remove(i);
+                            self.parked.push(p);
+                        }
+                        answer
+                    }
+                }
+            }
+            LiveOp::Finish(outcome) => {
+                if let Some(k) = self.parked.iter().position(|p| p.process.name() == name) {
+                    let p = self.parked.remove(k);
+                    match outcome {
+                        Finish::Aborted => {
+                            hooks.note(Note::Warning(&format!(
+                                "the migration of '{name}' did not complete: it runs here again"
+                            )));
+                            self.add(p.process);
+                        }
+                        Finish::Moved => {
+                            hooks.note(Note::Warning(&format!("'{name}' moved to another host")))
+                        }
+                        Finish::Unknown => hooks.note(Note::Warning(&format!(
+                            "'{name}' stays stopped: its migration's outcome is not known"
+                        ))),
+                    }
+                }
+                Ok(0)
+            }
+            LiveOp::Done => {
+                self.migrating.remove(&name);
+                Ok(0)
+            }
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Checkpoints process `i` now and waits until it is durable; its id.
+    fn checkpoint_now(&mut self, i: usize, hooks: &mut dyn DriveHooks) -> Result<u64, String> {
+        let rt = self.rt;
+        let p = &mut self.procs[i];
+        let name = p.process.name().to_string();
+        settle(&mut p.process, &name, &mut self.summary, hooks, true);
+        let report = p.process.checkpoint(rt).map_err(|e| e.to_string())?;
+        p.touched = false;
+        self.summary.checkpoints += 1;
+        hooks.note(Note::Captured {
+            name: &name,
+            report: &report,
+        });
+        match p.process.wait_for_write() {
+            Some(Ok(info)) => {
+                hooks.note(Note::Committed {
+                    name: &name,
+                    id: info.id,
+                });
+                Ok(info.id)
+            }
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("the checkpoint was not written".into()),
+        }
+    }
+
     fn checkpoint_touched(&mut self, hooks: &mut dyn DriveHooks) {
         for i in 0..self.procs.len() {
             if self.procs[i].touched {
@@ -748,6 +914,21 @@ impl<'rt> Drive<'rt> {
             self.start_send(name, messages, timeout, reply);
             return;
         }
+        if let Request::Migrate {
+            name,
+            to,
+            key_file,
+            insecure_plaintext,
+            max_rounds,
+        } = request
+        {
+            if let Err(why) =
+                self.start_migration(name, to, key_file, insecure_plaintext, max_rounds, &reply)
+            {
+                let _ = reply.send(Reply::Now(json!({"ok": false, "error": why})));
+            }
+            return;
+        }
         let value = self.answer_now(request, hooks);
         let _ = reply.send(Reply::Now(value));
     }
@@ -764,7 +945,11 @@ impl<'rt> Drive<'rt> {
             let _ = reply.send(Reply::Now(json!({"ok": false, "error": why})));
         };
         if !self.procs.iter().any(|p| p.process.name() == name) {
-            let why = if self.summary.exited.iter().any(|(n, _)| *n == name) {
+            let why = if self.parked.iter().any(|p| p.process.name() == name) {
+                format!(
+                    "process '{name}' is moving to another host (its migration's last round): the messages were not delivered; send them to its new host"
+                )
+            } else if self.summary.exited.iter().any(|(n, _)| *n == name) {
                 format!("process '{name}' has exited: it takes no more messages")
             } else if self.summary.failed.iter().any(|(n, _)| *n == name) {
                 format!(
@@ -976,8 +1161,8 @@ impl<'rt> Drive<'rt> {
     fn answer_now(&mut self, request: Request, hooks: &mut dyn DriveHooks) -> Value {
         match request {
             // `answer` starts sends (their reply waits for the journal).
-            Request::Send { .. } => {
-                json!({"ok": false, "error": "a send is answered once it is durable, not here"})
+            Request::Send { .. } | Request::Migrate { .. } => {
+                json!({"ok": false, "error": "answered when it is over, not here"})
             }
             Request::Checkpoint => {
                 self.checkpoint_touched(hooks);
@@ -993,6 +1178,9 @@ impl<'rt> Drive<'rt> {
                 json!({"ok": true, "processes": done})
             }
             Request::Adopt { name } => {
+                if self.parked.iter().any(|p| p.process.name() == name) {
+                    return json!({"ok": false, "error": format!("'{name}' is being migrated to another host")});
+                }
                 if self.procs.iter().any(|p| p.process.name() == name) {
                     return json!({"ok": true, "already_running": true});
                 }
@@ -1042,6 +1230,11 @@ impl<'rt> Drive<'rt> {
                     .iter()
                     .map(|(name, f)| json!({"name": name, "state": "failed", "failure": f}))
                     .collect();
+                let parked = self
+                    .parked
+                    .iter()
+                    .map(|p| json!({"name": p.process.name(), "state": "migrating"}));
+                let running: Vec<Value> = running.into_iter().chain(parked).collect();
                 let exited: Vec<Value> = self
                     .summary
                     .exited
@@ -1113,6 +1306,9 @@ pub fn restore_all_with(
     let mut failed = Vec::new();
     for dir in data.process_dirs()? {
         let name = process_name(&dir);
+        if !owned_here(&dir, &name, hooks) {
+            continue;
+        }
         if read_failure(&dir).is_some() {
             if !retry_failed {
                 hooks.note(Note::Warning(&format!(
@@ -1161,6 +1357,44 @@ pub fn restore_all_with(
     }
     drive.summary.failed.extend(failed.iter().cloned());
     Ok(failed)
+}
+
+/// Whether this host owns the process in `dir` and may run it: a process
+/// that moved away is not run; one whose migration's outcome is unknown
+/// is asked about at its target first (and not run if the target cannot
+/// answer).
+fn owned_here(dir: &std::path::Path, name: &str, hooks: &mut dyn DriveHooks) -> bool {
+    use crate::migrate::{Ownership, Resolution, ownership, resolve};
+    match ownership(dir) {
+        Ownership::Owned => true,
+        Ownership::Moved(m) => {
+            hooks.note(Note::Warning(&format!(
+                "'{name}' moved to {} (migration {}): it is not run here",
+                m.to, m.id
+            )));
+            false
+        }
+        Ownership::Migrating(i) => match resolve(dir, None, false) {
+            Ok(Resolution::Moved) => {
+                hooks.note(Note::Warning(&format!(
+                    "'{name}' moved to {} (migration {} completed there): it is not run here",
+                    i.to, i.id
+                )));
+                false
+            }
+            Ok(_) => {
+                hooks.note(Note::Warning(&format!(
+                    "the migration of '{name}' to {} did not complete ({} never took it): it resumes here",
+                    i.to, i.to
+                )));
+                true
+            }
+            Err(e) => {
+                hooks.note(Note::Warning(&format!("not running '{name}': {e}")));
+                false
+            }
+        },
+    }
 }
 
 /// An output sink that collects everything (tests, benchmarks).

@@ -30,6 +30,7 @@ mod iface;
 pub mod inspect;
 mod instrument;
 pub mod journal;
+pub mod migrate;
 pub mod persist;
 pub mod process;
 pub mod runtime;

@@ -62,6 +62,7 @@ pub fn status(data: &DataDir) -> Result<Vec<ProcessStatus>, DataDirError> {
         if let Some(live) = &live {
             let found = live.iter().find(|v| v["name"] == row.name.as_str());
             match found.and_then(|v| v["state"].as_str()) {
+                Some("migrating") => row.state = "migrating".into(),
                 Some("running") => {
                     row.state = "running".into();
                     if let Some(c) = found.and_then(|v| v["checkpoint"].as_u64()) {
@@ -155,6 +156,20 @@ pub fn disk_status(dir: &Path) -> ProcessStatus {
         row.state = "failed".into();
         row.error = Some(f.message.clone());
         row.failure = Some(f);
+    }
+    match crate::migrate::ownership(dir) {
+        crate::migrate::Ownership::Owned => {}
+        crate::migrate::Ownership::Moved(m) => {
+            row.state = "moved".into();
+            row.error = Some(format!("moved to {} (migration {})", m.to, m.id));
+        }
+        crate::migrate::Ownership::Migrating(i) => {
+            row.state = "migrating".into();
+            row.error = Some(format!(
+                "being migrated to {} (migration {}); if no host runs it, `phantom migrate --resolve` asks the outcome",
+                i.to, i.id
+            ));
+        }
     }
     row
 }

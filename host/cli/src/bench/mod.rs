@@ -10,12 +10,14 @@
 //!   journal.rs     durable messages/s vs Redis (appendfsync always), dispatch
 //!                  journal on/off vs plain wasmtime, recovery vs journal length
 //!   travel.rs      export and import throughput vs cp of the same bytes
+//!   migrate.rs     live migration's downtime and bytes vs a stop-and-copy
 //! ```
 
 mod checkpoint;
 mod guest_pause;
 mod history;
 mod journal;
+mod migrate;
 mod pvm;
 mod restore;
 mod travel;
@@ -46,6 +48,8 @@ pub enum BenchCommand {
     Travel(travel::TravelBenchArgs),
     /// Bytes of 100 kept checkpoints (1% change): content addressing vs chains.
     History(history::HistoryBenchArgs),
+    /// Live migration: downtime and bytes sent, against a stop-and-copy.
+    Migrate(migrate::MigrateBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -58,6 +62,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Journal(a) => journal::run(&a)?,
         BenchCommand::Travel(a) => travel::run(&a)?,
         BenchCommand::History(a) => history::run(&a)?,
+        BenchCommand::Migrate(a) => migrate::run(&a)?,
         BenchCommand::Pvm(a) => {
             let component = crate::pvm_component(a.component.clone())?;
             pvm::run(&a, &component)?

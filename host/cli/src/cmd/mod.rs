@@ -12,6 +12,7 @@ pub mod gc;
 pub mod import;
 pub mod journal;
 pub mod keep;
+pub mod migrate;
 pub mod new;
 pub mod pin;
 pub mod ps;
@@ -19,6 +20,7 @@ pub mod pvm;
 pub mod rollback;
 pub mod run;
 pub mod send;
+pub mod serve;
 pub mod spawn;
 
 use std::path::Path;

@@ -68,10 +68,49 @@ pub struct RunArgs {
     verbose: bool,
     #[command(flatten)]
     engine: EngineArgs,
+    /// `phantom serve`: accept migrating processes, and never stop on
+    /// an empty directory.
+    #[arg(skip)]
+    listen: Option<Listen>,
+}
+
+/// What `phantom serve` adds to a run: the migration listener.
+pub struct Listen {
+    /// `host:port`.
+    pub addr: String,
+    /// The channel's protection.
+    pub security: phantom_runtime::migrate::Security,
+}
+
+impl RunArgs {
+    /// The arguments of a `phantom serve` host.
+    pub fn serve(
+        data: PathBuf,
+        checkpoint_every: Duration,
+        verbose: bool,
+        engine: EngineArgs,
+        listen: Listen,
+    ) -> RunArgs {
+        RunArgs {
+            data,
+            run_for: None,
+            checkpoint_every,
+            input: None,
+            no_stdin: true,
+            until_idle: false,
+            retry_failed: false,
+            fallback: false,
+            fallback_tries: 2,
+            fallback_depth: 8,
+            verbose,
+            engine,
+            listen: Some(listen),
+        }
+    }
 }
 
 /// SIGTERM and SIGINT stop gracefully; SIGUSR1 checkpoints now.
-fn install_signals() -> std::io::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+pub(crate) fn install_signals() -> std::io::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
     let stop = Arc::new(AtomicBool::new(false));
     let checkpoint_now = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
@@ -138,7 +177,7 @@ fn stdin_feed(waker: Waker) -> std::io::Result<ChannelFeed> {
 }
 
 /// Runs `phantom run`.
-pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let data = DataDir::open(&a.data)?;
     let lock = data.lock()?;
     data.clean_stale_spawns();
@@ -157,6 +196,31 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             );
             (None, None)
         }
+    };
+    // The listener of `phantom serve`: a process that arrives is handed to
+    // this host through the control socket, like a spawn.
+    let listener = match a.listen.take() {
+        Some(listen) => {
+            let server_rt = std::sync::Arc::new(a.engine.runtime()?);
+            let server = phantom_runtime::migrate::MigrationServer::start(
+                server_rt,
+                phantom_runtime::migrate::ServerOptions {
+                    data: data.path().to_path_buf(),
+                    listen: listen.addr.clone(),
+                    security: listen.security,
+                    hand_over: true,
+                    log: std::sync::Arc::new(|line: &str| eprintln!("phantom: {line}")),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", listen.addr))?;
+            eprintln!(
+                "phantom: serving {} on {}",
+                data.path().display(),
+                server.local_addr
+            );
+            Some(server)
+        }
+        None => None,
     };
     let fallback = a.fallback.then_some(FallbackPolicy {
         tries: a.fallback_tries,
@@ -207,8 +271,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     // A host started on a directory with nothing to run waits for
     // `phantom spawn` to hand it processes (until stopped); otherwise it
     // stops once its last process has exited or failed.
-    let started_empty = data.process_dirs()?.is_empty() && !a.until_idle;
-    if started_empty && a.run_for.is_none() {
+    let serving = listener.is_some();
+    let started_empty = (serving || data.process_dirs()?.is_empty()) && !a.until_idle;
+    if started_empty && a.run_for.is_none() && !serving {
         eprintln!(
             "phantom: no process to run in {}; waiting for `phantom spawn` (Ctrl-C stops)",
             data.path().display()
@@ -231,6 +296,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     // Requests that came too late are answered "stopping" at once.
     drop(requests);
     drop(server);
+    drop(listener);
     if a.verbose {
         eprintln!("phantom: stopped after {} checkpoints", summary.checkpoints);
     }

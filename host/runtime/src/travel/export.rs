@@ -246,7 +246,7 @@ impl ExportPlan {
 
 /// The journal record: the first entry's sequence number, the count, then
 /// each entry as its length and payload (DESIGN.md, "Bundle format").
-fn encode_journal(first: u64, entries: &[log::Entry]) -> Vec<u8> {
+pub(crate) fn encode_journal(first: u64, entries: &[log::Entry]) -> Vec<u8> {
     let len = 16 + entries.iter().map(|e| 4 + e.payload.len()).sum::<usize>();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&first.to_le_bytes());

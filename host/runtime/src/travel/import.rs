@@ -373,7 +373,7 @@ fn import_into(
 
 /// Writes the journal record at `record` as a journal in `dir` starting at
 /// `position`, checking every entry; returns the entry count.
-fn write_journal(record: &Path, dir: &Path, position: u64) -> Result<u64, TravelError> {
+pub(crate) fn write_journal(record: &Path, dir: &Path, position: u64) -> Result<u64, TravelError> {
     let invalid = |why: String| TravelError::Invalid(format!("its journal: {why}"));
     let file = File::open(record).map_err(io(format!("cannot read {}", record.display())))?;
     let mut left = file
@@ -437,13 +437,13 @@ fn write_journal(record: &Path, dir: &Path, position: u64) -> Result<u64, Travel
 /// private cache, so a component the target already ran is not compiled
 /// again (cache entries are replaced by rename, never written in place, so
 /// a link never sees a change).
-fn seed_cache(from: &Path, to: &Path) {
+pub(crate) fn seed_cache(from: &Path, to: &Path) {
     each_cached(from, to, |from, to| fs::hard_link(from, to));
 }
 
 /// Moves compiled components from the import's private cache into the
 /// data directory's (best effort: a missing entry is only recompiled).
-fn adopt_cache(from: &Path, to: &Path) {
+pub(crate) fn adopt_cache(from: &Path, to: &Path) {
     each_cached(from, to, |from, to| fs::rename(from, to));
 }
 

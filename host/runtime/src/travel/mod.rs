@@ -28,9 +28,11 @@ mod fork;
 mod import;
 mod rollback;
 
+pub(crate) use export::encode_journal;
 pub use export::{ExportPlan, ExportReport};
 pub use fork::{ForkReport, fork};
 pub use import::{ImportReport, import};
+pub(crate) use import::{adopt_cache, seed_cache, write_journal};
 pub use rollback::{RollbackReport, kept_states, rollback, undo_rollback};
 
 use std::path::PathBuf;
@@ -105,7 +107,7 @@ pub enum TravelError {
 
 /// The journal position checkpoint `id` of `store` covers (where its
 /// journal tail starts).
-fn journal_position(
+pub(crate) fn journal_position(
     store: &phantom_snapshots::CheckpointStore,
     id: u64,
 ) -> Result<u64, TravelError> {
@@ -124,7 +126,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TravelError {
 
 /// `a` is a newer version than `b` (dotted numbers; anything after a `-`
 /// or `+` ignored; a part that is not a number counts as 0).
-fn newer_version(a: &str, b: &str) -> bool {
+pub(crate) fn newer_version(a: &str, b: &str) -> bool {
     let parts = |v: &str| -> Vec<u64> {
         v.split(['-', '+'])
             .next()
