@@ -309,31 +309,23 @@ impl PackWriter {
     /// Appends page `page` (exactly `PAGE_SIZE` bytes) under `hash`,
     /// compressed when that saves space.
     pub fn add(&mut self, hash: PageHash, page: &[u8]) -> io::Result<()> {
-        if !self.seen.insert(hash) {
+        if self.seen.contains(&hash) {
             return Ok(());
         }
-        self.compressed.clear();
-        self.compressed.resize(MAX_RECORD as usize, 0);
-        let (bytes, enc) = match self
-            .compressor
-            .compress_to_buffer(page, &mut self.compressed)
-        {
-            Ok(n) if n < PAGE_SIZE => (&self.compressed[..n], ENC_ZSTD),
-            _ => (page, ENC_RAW),
+        let mut compressed = std::mem::take(&mut self.compressed);
+        compressed.clear();
+        compressed.resize(MAX_RECORD as usize, 0);
+        let result = match self.compressor.compress_to_buffer(page, &mut compressed) {
+            Ok(n) if n < PAGE_SIZE => self.add_record(hash, ENC_ZSTD, &compressed[..n]),
+            _ => self.add_record(hash, ENC_RAW, page),
         };
-        self.temp.write_all(bytes)?;
-        self.entries.push(PackEntry {
-            hash,
-            offset: self.pos,
-            len: bytes.len() as u32,
-            enc,
-        });
-        self.pos += bytes.len() as u64;
+        self.compressed = compressed;
         self.raw_bytes += PAGE_SIZE as u64;
-        Ok(())
+        result
     }
 
-    /// Appends a record copied from another pack (garbage collection).
+    /// Appends a record as stored (a page `add` encoded, or one copied
+    /// from another pack by garbage collection).
     pub fn add_record(&mut self, hash: PageHash, enc: u32, bytes: &[u8]) -> io::Result<()> {
         if !self.seen.insert(hash) {
             return Ok(());

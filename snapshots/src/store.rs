@@ -506,21 +506,7 @@ impl CheckpointStore {
             pack_bytes,
             new_pages,
         };
-        let name = checkpoint_name(ckpt.id);
-        let path = self.backend.path_of(&name);
-        let werr = |source| CheckpointWriteError::Write {
-            path: path.clone(),
-            source,
-        };
-        // On any error below, dropping the temporary removes it.
-        let mut temp = self.backend.create_temp(&name).map_err(werr)?;
-        let header = write_planned(&mut *temp, &path, &plan, Some(&v2))?;
-        temp.sync().map_err(werr)?;
-        temp.commit()
-            .map_err(|source| CheckpointWriteError::Commit {
-                path: path.clone(),
-                source,
-            })?;
+        let header = self.commit_image(ckpt.id, &plan, Some(&v2))?;
         *self.last_tables.lock().unwrap_or_else(|e| e.into_inner()) = Some((ckpt.id, tables));
         // The checkpoint is committed whatever happens here; what could not
         // be deleted is retried after the next one.
@@ -632,23 +618,36 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Writes checkpoint `ckpt` as a self-contained version 1 image.
-    fn write_v1(&self, ckpt: &NewCheckpoint) -> Result<CheckpointInfo, CheckpointWriteError> {
-        let plan = plan(ckpt)?;
-        let name = checkpoint_name(ckpt.id);
+    /// Writes a planned image (format 2 with `v2`, else format 1) under a
+    /// temporary name, syncs it and commits it as checkpoint `id`.
+    fn commit_image(
+        &self,
+        id: u64,
+        plan: &crate::write::Plan<'_>,
+        v2: Option<&crate::write::V2Parts>,
+    ) -> Result<crate::format::Header, CheckpointWriteError> {
+        let name = checkpoint_name(id);
         let path = self.backend.path_of(&name);
         let werr = |source| CheckpointWriteError::Write {
             path: path.clone(),
             source,
         };
+        // On any error below, dropping the temporary removes it.
         let mut temp = self.backend.create_temp(&name).map_err(werr)?;
-        let header = write_planned(&mut *temp, &path, &plan, None)?;
+        let header = write_planned(&mut *temp, &path, plan, v2)?;
         temp.sync().map_err(werr)?;
         temp.commit()
             .map_err(|source| CheckpointWriteError::Commit {
                 path: path.clone(),
                 source,
             })?;
+        Ok(header)
+    }
+
+    /// Writes checkpoint `ckpt` as a self-contained version 1 image.
+    fn write_v1(&self, ckpt: &NewCheckpoint) -> Result<CheckpointInfo, CheckpointWriteError> {
+        let plan = plan(ckpt)?;
+        let header = self.commit_image(ckpt.id, &plan, None)?;
         if ckpt.parent.is_none() {
             let _ = self.retain_chains(ckpt.id);
         }

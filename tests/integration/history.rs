@@ -30,23 +30,28 @@ fn ids(data: &Path, name: &str) -> Vec<u64> {
     v
 }
 
-#[test]
-fn keep_policy_pins_and_gc_through_the_cli() {
-    let data = data_dir();
-    let d = data.path();
-    spawn(d, phantom_tests::MEMTOUCH, "m", &["--mib", "2"]);
+/// Keeps the last `n` checkpoints of `name` and nothing by hour or day.
+fn keep_last(data: &Path, name: &str, n: u32) {
     ok(&run(&[
         "keep",
         "--data",
-        s(d),
-        "m",
+        s(data),
+        name,
         "--keep-last",
-        "3",
+        &n.to_string(),
         "--keep-hourly",
         "0",
         "--keep-daily",
         "0",
     ]));
+}
+
+#[test]
+fn keep_policy_pins_and_gc_through_the_cli() {
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::MEMTOUCH, "m", &["--mib", "2"]);
+    keep_last(d, "m", 3);
     ok(&feed(d, "m", "fill 1\n"));
     let pinned = *ids(d, "m").last().unwrap();
     let pinned_memory = memory_of(&d.join("m"));
@@ -115,18 +120,7 @@ fn gc_killed_at_random_points_loses_no_named_page() {
     let data = data_dir();
     let d = data.path();
     spawn(d, phantom_tests::MEMTOUCH, "m", &["--mib", "8"]);
-    ok(&run(&[
-        "keep",
-        "--data",
-        s(d),
-        "m",
-        "--keep-last",
-        "1000",
-        "--keep-hourly",
-        "0",
-        "--keep-daily",
-        "0",
-    ]));
+    keep_last(d, "m", 1000);
     ok(&feed(d, "m", "fill 7\n"));
     for seed in 0..12 {
         ok(&feed(
@@ -136,18 +130,7 @@ fn gc_killed_at_random_points_loses_no_named_page() {
         ));
     }
     // Only the last 2 stay: most packs become dead or sparse.
-    ok(&run(&[
-        "keep",
-        "--data",
-        s(d),
-        "m",
-        "--keep-last",
-        "2",
-        "--keep-hourly",
-        "0",
-        "--keep-daily",
-        "0",
-    ]));
+    keep_last(d, "m", 2);
     let expected = memory_of(&d.join("m"));
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     for round in 0..12 {
@@ -182,18 +165,7 @@ fn gc_and_pin_while_a_host_runs() {
     let data = data_dir();
     let d = data.path();
     spawn(d, phantom_tests::COUNTER, "c", &["--period-ms", "2"]);
-    ok(&run(&[
-        "keep",
-        "--data",
-        s(d),
-        "c",
-        "--keep-last",
-        "3",
-        "--keep-hourly",
-        "0",
-        "--keep-daily",
-        "0",
-    ]));
+    keep_last(d, "c", 3);
     let mut host = quiet_host(d, "20ms");
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..15 {
