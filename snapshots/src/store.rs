@@ -12,7 +12,7 @@
 //!  load_latest = restore_newest accepting every candidate
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -191,6 +191,44 @@ fn gc_pause() {
     {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
+}
+
+/// The page table `old` with the pages in `changed` replaced (a `None`
+/// hash removes the page: it is zero now), cut to `pages`: one linear merge
+/// of two sorted lists.
+fn merge_table(
+    old: &[(u64, PageHash)],
+    changed: &[(u64, Option<PageHash>)],
+    pages: u64,
+) -> PageTable {
+    let mut out = Vec::with_capacity(old.len() + changed.len());
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < changed.len() {
+        let take_old = match (old.get(i), changed.get(j)) {
+            (Some(o), Some(c)) => o.0 < c.0,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if take_old {
+            out.push(old[i]);
+            i += 1;
+            continue;
+        }
+        let (page, hash) = changed[j];
+        j += 1;
+        // The last change of a page wins; an old entry for it is replaced.
+        if changed.get(j).is_some_and(|c| c.0 == page) {
+            continue;
+        }
+        if old.get(i).is_some_and(|o| o.0 == page) {
+            i += 1;
+        }
+        if let Some(h) = hash {
+            out.push((page, h));
+        }
+    }
+    out.retain(|(p, _)| *p < pages);
+    out
 }
 
 /// The images of `chain` (newest first) that hold memory `index`.
@@ -463,10 +501,10 @@ impl CheckpointStore {
         let mut buf = vec![0u8; READ_PAGES * PAGE_SIZE];
         for m in &plan.memories {
             let pages = page_count(m.size_bytes);
-            let mut table: BTreeMap<u64, PageHash> = base
-                .remove(&m.index)
-                .map(|(_, t)| t.into_iter().filter(|(p, _)| *p < pages).collect())
-                .unwrap_or_default();
+            let old: PageTable = base.remove(&m.index).map(|(_, t)| t).unwrap_or_default();
+            // The pages named dirty, in page order (the plan's runs are
+            // sorted and merged): the new hash, or None for a zero page.
+            let mut changed: Vec<(u64, Option<PageHash>)> = Vec::new();
             for run in &m.runs {
                 let mut page = run.first;
                 let end = run.first + run.count;
@@ -482,15 +520,12 @@ impl CheckpointStore {
                         })?;
                     buf[got..n * PAGE_SIZE].fill(0);
                     for (i, bytes) in buf[..n * PAGE_SIZE].chunks_exact(PAGE_SIZE).enumerate() {
-                        match sink.store(bytes)? {
-                            Some(h) => table.insert(page + i as u64, h),
-                            None => table.remove(&(page + i as u64)),
-                        };
+                        changed.push((page + i as u64, sink.store(bytes)?));
                     }
                     page += n as u64;
                 }
             }
-            tables.insert(m.index, (m.size_bytes, table.into_iter().collect()));
+            tables.insert(m.index, (m.size_bytes, merge_table(&old, &changed, pages)));
         }
         let (new_pages, pack_bytes) = sink.finish()?;
         drop(pool_guard);
@@ -542,11 +577,11 @@ impl CheckpointStore {
             return Ok(tables);
         }
         let ids = self.scan()?;
-        let chain = self.chain(id, &ids, &mut HashMap::new()).map_err(|what| {
-            CheckpointWriteError::Invalid {
+        let chain = self
+            .chain(id, &ids, &mut HashMap::new(), false)
+            .map_err(|what| CheckpointWriteError::Invalid {
                 what: format!("its parent checkpoint {id} is unusable: {what}"),
-            }
-        })?;
+            })?;
         for m in chain[0].toc.memories.iter() {
             let memory = RestoredMemory {
                 index: m.index,
@@ -833,7 +868,7 @@ impl CheckpointStore {
         };
         // Every page some manifest names. A manifest that cannot be read
         // stops collection: what it names is unknown.
-        let mut referenced: HashSet<PageHash> = HashSet::new();
+        let mut referenced = crate::pages::PageSet::default();
         for id in self.scan()? {
             let file = self.open_image(id).map_err(|e| gc_refused(id, &e))?;
             if file.header.version < 2 {
@@ -1066,7 +1101,8 @@ impl CheckpointStore {
         let mut verified = HashMap::new();
         let mut skipped = Vec::new();
         for &id in ids.iter().rev() {
-            let chain = match self.chain(id, &ids, &mut verified) {
+            // Format 2 pages are resolved below, once.
+            let chain = match self.chain(id, &ids, &mut verified, false) {
                 Ok(chain) => chain,
                 Err(why) => {
                     skipped.push((id, why));
@@ -1187,7 +1223,7 @@ impl CheckpointStore {
             });
         }
         for id in candidates {
-            match self.chain(id, &ids, &mut verified) {
+            match self.chain(id, &ids, &mut verified, true) {
                 Ok(chain) => {
                     return Ok(chain.iter().rev().map(|f| f.header.id).collect());
                 }
@@ -1233,6 +1269,7 @@ impl CheckpointStore {
         id: u64,
         ids: &[u64],
         verified: &mut HashMap<u64, Result<Arc<ImageFile>, String>>,
+        check_pages: bool,
     ) -> Result<Vec<Arc<ImageFile>>, String> {
         let mut chain = Vec::new();
         let mut cur = id;
@@ -1256,7 +1293,7 @@ impl CheckpointStore {
             let version = file.header.version;
             if version >= 2 {
                 // A manifest stands alone: its pages must all be in packs.
-                if chain.is_empty() {
+                if chain.is_empty() && check_pages {
                     self.resolve(&file)?;
                 }
                 chain.push(file);
@@ -1306,7 +1343,7 @@ impl CheckpointStore {
             });
         }
         // Every record of every readable pack, against its hash.
-        let mut damaged: HashSet<PageHash> = HashSet::new();
+        let mut damaged = crate::pages::PageSet::default();
         let mut reader = RecordReader::new(self.backend.clone()).map_err(read_err)?;
         let mut page = [0u8; PAGE_SIZE];
         for seq in pool_packs {
@@ -1456,6 +1493,19 @@ fn parse_name(name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merging_a_table_replaces_adds_removes_and_cuts() {
+        let h = |b: u8| [b; 16];
+        let old = vec![(0, h(1)), (2, h(2)), (5, h(3)), (9, h(4))];
+        let changed = vec![(1, Some(h(7))), (2, None), (5, Some(h(8))), (8, Some(h(9)))];
+        assert_eq!(
+            merge_table(&old, &changed, 9),
+            vec![(0, h(1)), (1, h(7)), (5, h(8)), (8, h(9))]
+        );
+        assert_eq!(merge_table(&[], &changed, 100).len(), 3);
+        assert_eq!(merge_table(&old, &[], 100), old);
+    }
 
     #[test]
     fn names_round_trip() {

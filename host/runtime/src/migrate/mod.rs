@@ -333,6 +333,14 @@ pub fn ask_outcome(to: &str, security: &Security, id: &str) -> Result<bool, Migr
 /// Test hook: `PHANTOM_MIGRATE_PAUSE=step=ms,step=ms` (or `*=ms`) sleeps at
 /// the named steps of the protocol, so tests can aim a `kill -9` at them.
 pub(crate) fn pause_at(step: &str) {
+    // `PHANTOM_MIGRATE_TRACE=1`: each step with its time, to see where a
+    // migration's downtime goes.
+    if std::env::var_os("PHANTOM_MIGRATE_TRACE").is_some() {
+        eprintln!(
+            "phantom: migrate step {step} at {:.3} ms",
+            crate::process::unix_ns() as f64 / 1e6 % 1e6
+        );
+    }
     let Ok(spec) = std::env::var("PHANTOM_MIGRATE_PAUSE") else {
         return;
     };

@@ -505,6 +505,7 @@ impl Incoming<'_> {
             return Err("no component".into());
         }
         verify_new(stage, got)?;
+        pause_at("target-verified");
         if got.checkpoints.last() != Some(&newest) {
             return Err(format!(
                 "the commit names checkpoint {newest}, and the newest received is {:?}",
@@ -531,6 +532,7 @@ impl Incoming<'_> {
                 .map_err(|e| format!("it does not restore: {e}"))?;
             let restored = process.last_committed().map(|c| c.id);
             drop(process);
+            pause_at("target-trial-restored");
             if restored != Some(newest) {
                 return Err(format!(
                     "checkpoint {newest} does not fit its component (checkpoint {restored:?} was restored instead)"
