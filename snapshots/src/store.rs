@@ -34,6 +34,9 @@ use crate::{CheckpointInfo, NewCheckpoint};
 const PINS: &str = "pins";
 /// The file holding the keep policy: `last=N`, `hourly=N`, `daily=N` lines.
 const KEEP: &str = "keep";
+/// The store's settings files (the keep policy, the pins): a copy of the
+/// process (fork, rollback) takes them along.
+pub const SETTINGS_FILES: [&str; 2] = [KEEP, PINS];
 
 /// Reads a saved keep policy (None if any line is malformed).
 fn parse_policy(text: &str) -> Option<KeepPolicy> {

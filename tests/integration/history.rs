@@ -82,7 +82,7 @@ fn keep_policy_pins_and_gc_through_the_cli() {
     );
     ok(&run(&["fsck", "--data", s(d)]));
     // The pinned checkpoint still has exactly its bytes.
-    let fork = ok(&run(&[
+    ok(&run(&[
         "fork",
         "--data",
         s(d),
@@ -91,10 +91,19 @@ fn keep_policy_pins_and_gc_through_the_cli() {
         &pinned.to_string(),
         "--as",
         "old",
-    ]))
-    .clone();
-    drop(fork);
+    ]));
     assert_eq!(memory_of(&d.join("old")), pinned_memory);
+    // The fork takes the keep policy along; so does a rollback, and the
+    // pin too.
+    let policy = |name: &str| -> serde_json::Value {
+        let o = run(&["keep", "--data", s(d), name, "--json"]);
+        serde_json::from_str(&stdout(ok(&o))).unwrap()
+    };
+    assert_eq!(policy("old")["last"], 3);
+    ok(&run(&["rollback", "--data", s(d), "m", "--to", &pinned.to_string()]));
+    assert_eq!(policy("m")["last"], 3);
+    assert_eq!(policy("m")["pinned"], serde_json::json!([pinned]));
+    ok(&run(&["rollback", "--data", s(d), "m", "--undo"]));
     // Pinning what is gone is a clear error; --keep-last 0 is refused.
     let o = run(&["pin", "--data", s(d), "m", "1"]);
     assert!(!o.status.success());

@@ -157,6 +157,16 @@ pub(super) fn fork_into(
         linked += l;
         copied += c;
     }
+    // The keep policy and the pins go along (copied: each side changes
+    // its own).
+    for file in phantom_snapshots::SETTINGS_FILES {
+        let from = store.dir().join(file);
+        if from.exists() {
+            let to = stage.join(file);
+            fs::copy(&from, &to).map_err(io(format!("cannot copy {}", from.display())))?;
+            copied += fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
+        }
+    }
     let meta_path = dir.join(METADATA);
     let bytes = fs::read(&meta_path).map_err(io(format!("cannot read {}", meta_path.display())))?;
     let mut meta: ProcessMeta = serde_json::from_slice(&bytes).map_err(|e| {
