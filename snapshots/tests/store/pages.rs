@@ -238,7 +238,9 @@ fn hourly_and_daily_keep_the_newest_of_each_period() {
                 &m,
                 &BTreeMap::from([(0, runs(&[3]))]),
             );
-            c.created_unix_ns = now - h * hour - (1 - k) * 60_000_000_000;
+            // Anchored at the start of the current hour (not at now, or
+            // a run in an hour's first minute splits a pair).
+            c.created_unix_ns = now / hour * hour - h * hour + k * 60_000_000_000 + 1;
             store.write(&c).unwrap();
         }
     }
