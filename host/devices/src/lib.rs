@@ -15,7 +15,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bme280;
 pub mod manifest;
+pub mod scenario;
+pub mod sim;
 
 pub use manifest::{
     Backend, BusRef, DeviceManifest, GpioGrant, I2cGrant, ManifestError, PinMode, PinRef,

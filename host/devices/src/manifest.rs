@@ -391,7 +391,10 @@ impl DeviceManifest {
 
     /// The pin granted as `name`.
     pub fn gpio_grant(&self, name: &str) -> Option<&GpioGrant> {
-        self.gpio.iter().find(|(n, _)| n.as_str() == name).map(|(_, g)| g)
+        self.gpio
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, g)| g)
     }
 
     /// The policy of `i2c.open(name)`.
@@ -442,12 +445,24 @@ i2c.env = { bus = "sim:bme280", addresses = [0x76] }
         assert_eq!(m.gpio.len(), 2);
         let relay = m.gpio_open("relay", PinMode::Output).unwrap();
         assert_eq!(relay.pin.to_string(), "sim:0/17");
-        assert_eq!(m.gpio_open("relay", PinMode::Input), Err(PolicyError::ModeNotAllowed));
+        assert_eq!(
+            m.gpio_open("relay", PinMode::Input),
+            Err(PolicyError::ModeNotAllowed)
+        );
         assert!(m.gpio_open("button", PinMode::InputPullUp).is_ok());
-        assert_eq!(m.gpio_open("fan", PinMode::Output).unwrap_err(), PolicyError::NotGranted);
+        assert_eq!(
+            m.gpio_open("fan", PinMode::Output).unwrap_err(),
+            PolicyError::NotGranted
+        );
         assert!(m.i2c_access("env", 0x76).is_ok());
-        assert_eq!(m.i2c_access("env", 0x77).unwrap_err(), PolicyError::AddressNotAllowed);
-        assert_eq!(m.i2c_access("other", 0x76).unwrap_err(), PolicyError::NotGranted);
+        assert_eq!(
+            m.i2c_access("env", 0x77).unwrap_err(),
+            PolicyError::AddressNotAllowed
+        );
+        assert_eq!(
+            m.i2c_access("other", 0x76).unwrap_err(),
+            PolicyError::NotGranted
+        );
         assert_eq!(m.granted_interfaces(), vec!["gpio", "i2c"]);
         assert_eq!(DeviceManifest::parse(&m.to_toml()).unwrap(), m);
         assert!(DeviceManifest::parse("").unwrap().is_empty());
@@ -462,18 +477,39 @@ i2c.env = { bus = "sim:bme280", addresses = [0x76] }
                 "\n\ngpio.relay = { pin = \"sim:0/17\", modes = [\"sideways\"] }",
                 &["line 3", "sideways"],
             ),
-            ("gpio.relay = { pin = \"usb:0/17\", modes = [\"output\"] }", &["line 1", "sim:"]),
-            ("gpio.relay = { pin = \"sim:0/x\", modes = [\"output\"] }", &["line 1", "not a number"]),
-            ("gpio.relay = { pin = \"sim:0/1\", modes = [] }", &["line 1", "empty"]),
+            (
+                "gpio.relay = { pin = \"usb:0/17\", modes = [\"output\"] }",
+                &["line 1", "sim:"],
+            ),
+            (
+                "gpio.relay = { pin = \"sim:0/x\", modes = [\"output\"] }",
+                &["line 1", "not a number"],
+            ),
+            (
+                "gpio.relay = { pin = \"sim:0/1\", modes = [] }",
+                &["line 1", "empty"],
+            ),
             (
                 "gpio.relay = { pin = \"sim:0/1\", modes = [\"output\"], speed = 3 }",
                 &["line 1", "speed"],
             ),
-            ("i2c.env = { bus = \"sim:bme280\", addresses = [0x80] }", &["line 1", "7-bit"]),
-            ("i2c.env = { bus = \"sim:bme280\", addresses = [-1] }", &["line 1", "7-bit"]),
-            ("i2c.env = { bus = \"sim:bme280\" }", &["line 1", "addresses"]),
+            (
+                "i2c.env = { bus = \"sim:bme280\", addresses = [0x80] }",
+                &["line 1", "7-bit"],
+            ),
+            (
+                "i2c.env = { bus = \"sim:bme280\", addresses = [-1] }",
+                &["line 1", "7-bit"],
+            ),
+            (
+                "i2c.env = { bus = \"sim:bme280\" }",
+                &["line 1", "addresses"],
+            ),
             ("spi.x = { dev = \"sim:y\" }", &["line 1", "spi"]),
-            ("gpio.Relay = { pin = \"sim:0/1\", modes = [\"output\"] }", &["line 1", "Relay"]),
+            (
+                "gpio.Relay = { pin = \"sim:0/1\", modes = [\"output\"] }",
+                &["line 1", "Relay"],
+            ),
             ("gpio.relay = { pin = ", &["line 1"]),
         ];
         for (text, wants) in cases {
@@ -487,7 +523,10 @@ i2c.env = { bus = "sim:bme280", addresses = [0x76] }
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("gpio.a") && e.contains("gpio.b") && e.contains("sim:0/1"), "{e}");
+        assert!(
+            e.contains("gpio.a") && e.contains("gpio.b") && e.contains("sim:0/1"),
+            "{e}"
+        );
     }
 
     /// A manifest as a test writes it: names to modes or addresses.
@@ -528,11 +567,17 @@ i2c.env = { bus = "sim:bme280", addresses = [0x76] }
                 .iter()
                 .map(|&m| format!("\"{}\"", PinMode::ALL[m].name()))
                 .collect();
-            t += &format!("gpio.{n} = {{ pin = \"sim:0/{line}\", modes = [{}] }}\n", modes.join(", "));
+            t += &format!(
+                "gpio.{n} = {{ pin = \"sim:0/{line}\", modes = [{}] }}\n",
+                modes.join(", ")
+            );
         }
         for (n, addrs) in &spec.i2c {
             let a: Vec<String> = addrs.iter().map(|a| format!("{a:#04x}")).collect();
-            t += &format!("i2c.{n} = {{ bus = \"sim:bme280\", addresses = [{}] }}\n", a.join(", "));
+            t += &format!(
+                "i2c.{n} = {{ bus = \"sim:bme280\", addresses = [{}] }}\n",
+                a.join(", ")
+            );
         }
         t
     }
