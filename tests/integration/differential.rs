@@ -40,6 +40,7 @@ fn memtouch(name: &str) -> SpawnRequest {
         args: vec!["--mib".into(), "4".into()],
         files: vec![],
         env: Vec::new(),
+        devices: None,
     }
 }
 

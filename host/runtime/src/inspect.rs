@@ -36,6 +36,34 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "phantom:os/types",
 ];
 
+/// The package of device interfaces (`wit/phantom-devices.wit`); importing
+/// one of its interfaces needs a grant in the device manifest.
+pub const DEVICES_PACKAGE: &str = "phantom:devices/";
+
+/// The `phantom:devices` interfaces a component imports at its top level
+/// (empty for anything that is not a readable component: inspection
+/// reports that).
+pub fn device_imports(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { break };
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader.into_iter().flatten() {
+                    if import.name.name.starts_with(DEVICES_PACKAGE) {
+                        found.push(import.name.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
 /// Why a component cannot become a persistent process.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {

@@ -146,6 +146,7 @@ fn run_classes(
         args,
         files,
         env: Vec::new(),
+        devices: None,
     };
     let (process, outputs) = match Process::spawn(&rt, &bytes, &dir.0, request) {
         Ok(p) => p,

@@ -35,6 +35,57 @@ pub struct SpawnRequest {
     pub files: Vec<(String, Vec<u8>)>,
     /// The WASI environment (`--env K=V`).
     pub env: Vec<(String, String)>,
+    /// The device manifest (`--devices FILE`): its TOML text, stored as
+    /// `devices.toml` in the process directory.
+    pub devices: Option<String>,
+}
+
+/// The name of the stored device manifest in a process directory.
+pub const DEVICES_FILE: &str = "devices.toml";
+
+/// Checks a device manifest against the device interfaces the component
+/// imports: each must have at least one grant.
+fn check_device_grants(
+    name: &str,
+    bytes: &[u8],
+    manifest: Option<&str>,
+) -> Result<phantom_devices::DeviceManifest, SpawnError> {
+    let manifest = match manifest {
+        Some(text) => {
+            phantom_devices::DeviceManifest::parse(text).map_err(|e| SpawnError::Devices {
+                name: name.to_string(),
+                message: e.to_string(),
+            })?
+        }
+        None => phantom_devices::DeviceManifest::default(),
+    };
+    let granted = manifest.granted_interfaces();
+    let ungranted: Vec<String> = crate::inspect::device_imports(bytes)
+        .into_iter()
+        .filter(|import| {
+            let iface = import
+                .trim_start_matches(crate::inspect::DEVICES_PACKAGE)
+                .split('@')
+                .next()
+                .unwrap_or_default();
+            // `events` only declares types.
+            iface != "events" && !granted.contains(&iface)
+        })
+        .collect();
+    if !ungranted.is_empty() {
+        return Err(SpawnError::Devices {
+            name: name.to_string(),
+            message: format!(
+                "the component imports {} but its device manifest grants no such device (give one with `--devices FILE`, e.g. `gpio.relay = {{ pin = \"sim:0/17\", modes = [\"output\"] }}`)",
+                ungranted
+                    .iter()
+                    .map(|i| format!("`{i}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(manifest)
 }
 
 /// The hidden directory a spawn by process `pid` builds `name` in.
@@ -64,10 +115,12 @@ impl Process {
             args,
             files,
             env,
+            devices,
         } = request;
         if !valid_name(&name) {
             return Err(SpawnError::InvalidName(name));
         }
+        check_device_grants(&name, component_bytes, devices.as_deref())?;
         let dir = data.join(&name);
         if dir.exists() {
             return Err(SpawnError::Exists {
@@ -88,6 +141,7 @@ impl Process {
             args,
             files,
             env,
+            devices.as_deref(),
         );
         let (mut process, output) = match result {
             Ok(r) => r,
@@ -145,8 +199,14 @@ impl Process {
         args: Vec<String>,
         files: Vec<(String, Vec<u8>)>,
         env: Vec<(String, String)>,
+        devices: Option<&str>,
     ) -> Result<(Process, Vec<Output>), SpawnError> {
         let io = |what: String| move |source| SpawnError::Io { what, source };
+        if let Some(text) = devices {
+            fs::create_dir_all(tmp)
+                .and_then(|()| fs::write(tmp.join(DEVICES_FILE), text))
+                .map_err(io(format!("cannot write {}/{DEVICES_FILE}", tmp.display())))?;
+        }
         let images = CheckpointStore::create(tmp).map_err(|e| {
             io(format!("cannot create {}", tmp.display()))(std::io::Error::other(e))
         })?;
