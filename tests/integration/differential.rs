@@ -41,6 +41,7 @@ fn memtouch(name: &str) -> SpawnRequest {
         files: vec![],
         env: Vec::new(),
         devices: None,
+        scenario: None,
     }
 }
 

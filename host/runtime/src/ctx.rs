@@ -102,6 +102,8 @@ pub struct ProcessCtx {
     pub journal: JournalCtx,
     /// The component exports `handle-message`.
     pub(crate) takes_messages: bool,
+    /// Persisted (`devices`): the granted devices and what the guest holds.
+    pub devices: crate::iface::devices::Devices,
 }
 
 impl ProcessCtx {
@@ -133,6 +135,7 @@ impl ProcessCtx {
             call_time_ns: 0,
             journal: JournalCtx::default(),
             takes_messages: false,
+            devices: Default::default(),
         }
     }
 }

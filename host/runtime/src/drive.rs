@@ -916,6 +916,7 @@ impl<'rt> Drive<'rt> {
         for (k, held) in ready.iter().enumerate() {
             match &held.output {
                 out @ Output::Console(_) => hooks.emit(&sender, out),
+                Output::Device(effect) => self.procs[i].process.apply_device(effect),
                 Output::Message { to, id, data } => {
                     let Some(j) = self.procs.iter().position(|p| p.process.name() == to) else {
                         hooks.note(Note::Warning(&format!(

@@ -274,7 +274,7 @@ impl ProcessCtx {
     /// One nondeterministic read: live, the value from `live`, recorded;
     /// in a replay, the recorded value (a different kind of entry is a
     /// divergence: the guest gets the live value and the call fails).
-    fn gate_read<T>(
+    pub(crate) fn gate_read<T>(
         &mut self,
         what: &str,
         live: impl FnOnce(&mut Self) -> Result<T, String>,

@@ -34,6 +34,9 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "phantom:os/process",
     "phantom:os/messages",
     "phantom:os/types",
+    "phantom:devices/gpio",
+    "phantom:devices/i2c",
+    "phantom:devices/events",
 ];
 
 /// The package of device interfaces (`wit/phantom-devices.wit`); importing

@@ -146,6 +146,7 @@ pub fn run(args: &PvmBenchArgs, component: &std::path::Path) -> anyhow::Result<s
             files: files.clone(),
             env: Vec::new(),
             devices: None,
+            scenario: None,
         };
         let (p, init_out) = Process::spawn(&rt, &bytes, &data, request)?;
         let mut wasm_out = console_text(&init_out);

@@ -49,6 +49,7 @@ pub fn run(args: &RestoreBenchArgs) -> anyhow::Result<serde_json::Value> {
         files: vec![],
         env: Vec::new(),
         devices: None,
+        scenario: None,
     };
     let (mut p, _) = Process::spawn(&rt, &bytes, &data, request)?;
     let spawn_time = compile_start.elapsed();

@@ -63,6 +63,7 @@ pub fn run(args: &TravelBenchArgs) -> anyhow::Result<serde_json::Value> {
         files: vec![],
         env: Vec::new(),
         devices: None,
+        scenario: None,
     };
     let (mut p, _) = Process::spawn(&rt, &bytes, &src, request)?;
     p.offer(Input::ConsoleLine("fill 7".into()))?;

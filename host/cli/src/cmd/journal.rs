@@ -117,6 +117,13 @@ fn describe(entry: &Entry) -> (String, Value) {
             format!("the call of entry {call} failed: its input is consumed"),
             json!({"call": call}),
         ),
+        Entry::DeviceRead(Ok(b)) => (
+            format!("{} bytes {b:02x?}", b.len()),
+            json!({"ok": true, "bytes": b}),
+        ),
+        Entry::DeviceRead(Err(code)) => {
+            (format!("error {code}"), json!({"ok": false, "error": code}))
+        }
     }
     .pipe(|(line, mut v)| {
         v["kind"] = json!(kind);

@@ -147,6 +147,7 @@ fn run_classes(
         files,
         env: Vec::new(),
         devices: None,
+        scenario: None,
     };
     let (process, outputs) = match Process::spawn(&rt, &bytes, &dir.0, request) {
         Ok(p) => p,

@@ -42,6 +42,10 @@ pub struct SpawnArgs {
     /// ["output"] }`. Stored with the process.
     #[arg(long, value_name = "FILE")]
     devices: Option<PathBuf>,
+    /// What drives the process's simulated devices (TOML): temperatures
+    /// over time, scripted inputs. Stored with the process.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -82,6 +86,13 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let scenario = match &a.scenario {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the scenario {}", path.display()))?,
+        ),
+        None => None,
+    };
     let policy = a.keep.apply(phantom_snapshots::KeepPolicy::default())?;
     let rt = a.engine.runtime()?;
     let request = SpawnRequest {
@@ -90,6 +101,7 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
         files,
         env: a.env,
         devices,
+        scenario,
     };
     let spawned = spawn_process(&rt, &a.data, &bytes, request)
         .with_context(|| format!("cannot spawn {}", a.component.display()))?;

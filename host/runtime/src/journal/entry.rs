@@ -18,6 +18,9 @@
 //!  11 call-abandoned call u64: that call never finished (the host died in
 //!                    it) and entries followed without a host: a replay
 //!                    skips it and leaves its input at the head of the queue
+//!  12 device-read    status u8 (0 ok, else the error's code) | len u32 | bytes:
+//!                    what a device operation returned (a pin's level, the
+//!                    bytes of an I2C transaction's reads)
 //!
 //!   input: 1 timer id u32 | 2 console-line len u32, UTF-8 | 3 console-closed
 //!          | 4 message from-len u16, from (UTF-8) | id u64 | len u32, data
@@ -58,6 +61,9 @@ pub enum HostValue {
     /// `process.checkpoint-id`.
     CheckpointId,
 }
+
+/// Most bytes one device read records (an I2C transaction's reads).
+pub const MAX_DEVICE_READ: usize = 64 << 10;
 
 /// One journal entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +118,9 @@ pub enum Entry {
         /// The call entry's sequence number.
         call: u64,
     },
+    /// What a device operation returned: `Ok(bytes)` or the error's code
+    /// (`iface::devices`), performed live and replayed from here.
+    DeviceRead(Result<Vec<u8>, u8>),
     /// The call at entry `call` never finished (the host died in it), and
     /// `phantom send` appended entries after it: a replay skips the call
     /// and leaves its input at the head of the queue, for the next call.
@@ -137,6 +146,7 @@ impl Entry {
             Entry::Released { .. } => "released",
             Entry::CallFailed { .. } => "call-failed",
             Entry::CallAbandoned { .. } => "call-abandoned",
+            Entry::DeviceRead(_) => "device-read",
         }
     }
 
@@ -149,6 +159,7 @@ impl Entry {
                 | Entry::WallClock { .. }
                 | Entry::Monotonic(_)
                 | Entry::HostValue(..)
+                | Entry::DeviceRead(_)
         )
     }
 
@@ -221,6 +232,16 @@ impl Entry {
                 b.push(11);
                 b.extend_from_slice(&call.to_le_bytes());
             }
+            Entry::DeviceRead(result) => {
+                b.push(12);
+                let (status, bytes): (u8, &[u8]) = match result {
+                    Ok(bytes) => (0, bytes),
+                    Err(code) => (*code, &[]),
+                };
+                b.push(status);
+                b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                b.extend_from_slice(bytes);
+            }
         }
         b
     }
@@ -286,6 +307,21 @@ impl Entry {
             9 => Entry::Released { call: r.u64()? },
             10 => Entry::CallFailed { call: r.u64()? },
             11 => Entry::CallAbandoned { call: r.u64()? },
+            12 => {
+                let status = r.u8()?;
+                let len = r.u32()? as usize;
+                if len > MAX_DEVICE_READ {
+                    return Err(format!(
+                        "a device read of {len} bytes, more than a guest may read"
+                    ));
+                }
+                let bytes = r.take(len)?.to_vec();
+                match status {
+                    0 => Entry::DeviceRead(Ok(bytes)),
+                    code if bytes.is_empty() => Entry::DeviceRead(Err(code)),
+                    code => return Err(format!("a failed device read (code {code}) with bytes")),
+                }
+            }
             k => return Err(format!("an entry of unknown kind {k}")),
         };
         if r.at != bytes.len() {
@@ -456,6 +492,9 @@ mod tests {
             Entry::Released { call: 12 },
             Entry::CallFailed { call: 11 },
             Entry::CallAbandoned { call: 11 },
+            Entry::DeviceRead(Ok(vec![0x60, 1])),
+            Entry::DeviceRead(Ok(Vec::new())),
+            Entry::DeviceRead(Err(3)),
         ]
     }
 

@@ -41,7 +41,7 @@ pub use checkpoint::CaptureReport;
 pub use journal::ReplayReport;
 pub(crate) use restore::check_image_contents;
 pub(crate) use spawn::unix_ns;
-pub use spawn::{SpawnRequest, spawning_dir};
+pub use spawn::{DEVICES_FILE, SpawnRequest, spawning_dir};
 
 /// A full image is written at least this often (in checkpoints), so restore
 /// never replays a long chain.
@@ -275,6 +275,22 @@ impl Process {
         ctx.call_deadline = Some(std::time::Instant::now() + rt.config.call_timeout);
     }
 
+    /// Performs a released device effect (a pin's level).
+    pub(crate) fn apply_device(&mut self, effect: &crate::iface::devices::DeviceEffect) {
+        self.store.data_mut().devices.apply(effect);
+    }
+
+    /// The process's devices (grants, what it holds, the simulated
+    /// devices).
+    pub fn devices(&self) -> &crate::iface::devices::Devices {
+        &self.store.data().devices
+    }
+
+    /// Unplugs every simulated device of the process (tests).
+    pub fn unplug_devices(&mut self) {
+        self.store.data_mut().devices.unplug_all();
+    }
+
     /// Quiescence proof for this process's memories (no call is running
     /// while `&mut self` is borrowed).
     pub(super) fn quiescent(&mut self) -> (Quiescent<'_>, &phantom_memory::Memories) {
@@ -297,6 +313,7 @@ impl Process {
                 position: ctx.journal.log.as_ref().map_or(0, |l| l.next_seq()),
                 ..ctx.journal.state.clone()
             },
+            devices: ctx.devices.state.clone(),
         }
     }
 }

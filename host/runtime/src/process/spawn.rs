@@ -38,6 +38,9 @@ pub struct SpawnRequest {
     /// The device manifest (`--devices FILE`): its TOML text, stored as
     /// `devices.toml` in the process directory.
     pub devices: Option<String>,
+    /// What drives the simulated devices (`--scenario FILE`): its TOML
+    /// text, stored as `scenario.toml`.
+    pub scenario: Option<String>,
 }
 
 /// The name of the stored device manifest in a process directory.
@@ -116,11 +119,22 @@ impl Process {
             files,
             env,
             devices,
+            scenario,
         } = request;
         if !valid_name(&name) {
             return Err(SpawnError::InvalidName(name));
         }
-        check_device_grants(&name, component_bytes, devices.as_deref())?;
+        let manifest = check_device_grants(&name, component_bytes, devices.as_deref())?;
+        let scenario_parsed = match scenario.as_deref() {
+            Some(text) => phantom_devices::scenario::Scenario::parse(text).map_err(|message| {
+                SpawnError::Devices {
+                    name: name.clone(),
+                    message,
+                }
+            })?,
+            None => Default::default(),
+        };
+        let granted = crate::iface::devices::Devices::new(manifest, scenario_parsed);
         let dir = data.join(&name);
         if dir.exists() {
             return Err(SpawnError::Exists {
@@ -141,7 +155,11 @@ impl Process {
             args,
             files,
             env,
-            devices.as_deref(),
+            [
+                (DEVICES_FILE, devices.as_deref()),
+                (crate::iface::devices::SCENARIO_FILE, scenario.as_deref()),
+            ],
+            granted,
         );
         let (mut process, output) = match result {
             Ok(r) => r,
@@ -199,13 +217,16 @@ impl Process {
         args: Vec<String>,
         files: Vec<(String, Vec<u8>)>,
         env: Vec<(String, String)>,
-        devices: Option<&str>,
+        stored: [(&str, Option<&str>); 2],
+        devices: crate::iface::devices::Devices,
     ) -> Result<(Process, Vec<Output>), SpawnError> {
         let io = |what: String| move |source| SpawnError::Io { what, source };
-        if let Some(text) = devices {
-            fs::create_dir_all(tmp)
-                .and_then(|()| fs::write(tmp.join(DEVICES_FILE), text))
-                .map_err(io(format!("cannot write {}/{DEVICES_FILE}", tmp.display())))?;
+        for (file, text) in stored {
+            if let Some(text) = text {
+                fs::create_dir_all(tmp)
+                    .and_then(|()| fs::write(tmp.join(file), text))
+                    .map_err(io(format!("cannot write {}/{file}", tmp.display())))?;
+            }
         }
         let images = CheckpointStore::create(tmp).map_err(|e| {
             io(format!("cannot create {}", tmp.display()))(std::io::Error::other(e))
@@ -249,6 +270,7 @@ impl Process {
             name: name.to_string(),
             message: e.to_string(),
         })?;
+        process.store.data_mut().devices = devices;
         let guest_files: Vec<GuestFile> = files
             .into_iter()
             .map(|(name, data)| GuestFile { name, data })
