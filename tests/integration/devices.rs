@@ -120,3 +120,207 @@ fn a_manifest_is_stored_with_the_process() {
     let stored = std::fs::read_to_string(data.path().join("dev/devices.toml")).unwrap();
     assert_eq!(stored, text);
 }
+
+/// The grants of the device tests: a relay, a button, the BME280's bus.
+const MANIFEST: &str = "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] }\ngpio.button = { pin = \"sim:0/4\", modes = [\"input\"] }\ni2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n";
+
+mod in_process {
+    use phantom_devices::PinMode;
+    use phantom_devices::sim::{GpioOp, I2cOp};
+    use phantom_runtime::exit::{Output, console_text};
+    use phantom_runtime::gate::Input;
+    use phantom_runtime::process::{Process, SpawnRequest};
+    use phantom_runtime::runtime::{Runtime, RuntimeConfig};
+
+    use super::super::common::*;
+    use super::MANIFEST;
+
+    fn spawn(rt: &Runtime, data: &std::path::Path, scenario: &str) -> Process {
+        let bytes = std::fs::read(phantom_tests::RELAY_SENSOR).unwrap();
+        let request = SpawnRequest {
+            name: "dev".into(),
+            devices: Some(MANIFEST.into()),
+            scenario: Some(scenario.into()),
+            ..Default::default()
+        };
+        let (p, out) = Process::spawn(rt, &bytes, data, request).unwrap();
+        assert_eq!(console_text(&out), b"", "init opens both");
+        p
+    }
+
+    /// Sends one console line and returns what the guest printed.
+    fn say(rt: &Runtime, p: &mut Process, line: &str) -> String {
+        p.offer(Input::ConsoleLine(line.into())).unwrap();
+        let out: Vec<Output> = p.step(rt).unwrap().unwrap();
+        String::from_utf8(console_text(&out)).unwrap()
+    }
+
+    fn gpio_log(p: &Process) -> Vec<GpioOp> {
+        p.devices()
+            .sim()
+            .banks()
+            .get("0")
+            .map(|b| b.log())
+            .unwrap_or_default()
+    }
+
+    fn i2c_log(p: &Process) -> Vec<I2cOp> {
+        p.devices()
+            .sim()
+            .buses()
+            .get("bme280")
+            .map(|b| b.log())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_relay_and_a_bme280_through_the_host() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut p = spawn(
+            &rt,
+            data.path(),
+            "temperature = [{ at_s = 0, value = 21.5 }]",
+        );
+        assert_eq!(say(&rt, &mut p, "on"), "relay high switches=1\n");
+        assert!(p.devices().sim().banks()["0"].pins()[&17].driven);
+        assert_eq!(say(&rt, &mut p, "level"), "level high\n");
+        assert_eq!(say(&rt, &mut p, "id"), "id 0x60\n");
+        assert_eq!(say(&rt, &mut p, "read"), "temp 2150\n");
+        assert_eq!(
+            gpio_log(&p),
+            [
+                GpioOp::Configure {
+                    line: 17,
+                    mode: PinMode::Output
+                },
+                GpioOp::Drive {
+                    line: 17,
+                    high: false
+                },
+                GpioOp::Drive {
+                    line: 17,
+                    high: true
+                },
+            ]
+        );
+    }
+
+    /// Each kind of ungranted access returns the policy error, and neither
+    /// the bank nor the bus sees any operation for it.
+    #[test]
+    fn ungranted_access_is_refused_and_touches_nothing() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut p = spawn(&rt, data.path(), "");
+        let (gpio_before, i2c_before) = (gpio_log(&p), i2c_log(&p));
+        for (line, want) in [
+            ("open fan output", "error not-granted\n"),
+            ("open relay input", "error mode-not-allowed\n"),
+            ("open button output", "error mode-not-allowed\n"),
+            ("i2c-open other", "error not-granted\n"),
+            ("i2c 77", "error address-not-allowed\n"),
+            ("i2c 0", "error address-not-allowed\n"),
+        ] {
+            assert_eq!(say(&rt, &mut p, line), want, "{line}");
+        }
+        assert_eq!(gpio_log(&p), gpio_before);
+        assert_eq!(i2c_log(&p), i2c_before);
+        // Driving a granted input: the open reaches the pin, the write not.
+        assert_eq!(
+            say(&rt, &mut p, "set-input button"),
+            "error mode-not-allowed\n"
+        );
+        let mut want = gpio_before;
+        want.push(GpioOp::Configure {
+            line: 4,
+            mode: PinMode::Input,
+        });
+        assert_eq!(gpio_log(&p), want);
+    }
+
+    /// After a restore each device is acquired again in the order opened
+    /// with what the guest set; reads in the journal's tail are replayed
+    /// from the journal, not from the device.
+    #[test]
+    fn devices_come_back_after_a_restore() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut p = spawn(
+            &rt,
+            data.path(),
+            "temperature = [{ at_s = 0, value = 21.5 }]",
+        );
+        assert_eq!(say(&rt, &mut p, "open button input"), "ok 3\n");
+        assert_eq!(say(&rt, &mut p, "on"), "relay high switches=1\n");
+        p.checkpoint(&rt).unwrap();
+        p.wait_for_write().unwrap().unwrap();
+        // In the journal's tail only: a measurement at 21.5 degrees.
+        assert_eq!(say(&rt, &mut p, "read"), "temp 2150\n");
+        p.journal_log().unwrap().sync().unwrap();
+        drop(p);
+        // The world changes while the process is down.
+        let dir = data.path().join("dev");
+        std::fs::write(
+            dir.join("scenario.toml"),
+            "temperature = [{ at_s = 0, value = 30.0 }]",
+        )
+        .unwrap();
+        let (mut p, warnings) = Process::restore(&rt, &dir).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            gpio_log(&p),
+            [
+                GpioOp::Configure {
+                    line: 17,
+                    mode: PinMode::Output
+                },
+                GpioOp::Drive {
+                    line: 17,
+                    high: true
+                },
+                GpioOp::Configure {
+                    line: 4,
+                    mode: PinMode::Input
+                },
+            ],
+            "re-acquired in the order opened, levels re-applied"
+        );
+        // The replayed measurement touched no bus.
+        assert!(i2c_log(&p).is_empty(), "{:?}", i2c_log(&p));
+        assert_eq!(say(&rt, &mut p, "level"), "level high\n");
+        assert_eq!(say(&rt, &mut p, "read"), "temp 3000\n");
+        assert_eq!(say(&rt, &mut p, "off"), "relay low switches=2\n");
+    }
+
+    /// A device that is gone after a restore (here: its grant was taken
+    /// out of the stored manifest) is `device-lost` on next use, not a
+    /// trap; so is a device unplugged while the process runs.
+    #[test]
+    fn a_device_gone_is_device_lost_never_a_trap() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut p = spawn(&rt, data.path(), "");
+        assert_eq!(say(&rt, &mut p, "on"), "relay high switches=1\n");
+        p.checkpoint(&rt).unwrap();
+        p.wait_for_write().unwrap().unwrap();
+        p.unplug_devices();
+        assert_eq!(say(&rt, &mut p, "off"), "error device-lost\n");
+        assert_eq!(say(&rt, &mut p, "id"), "error device-lost\n");
+        drop(p);
+        let dir = data.path().join("dev");
+        std::fs::write(
+            dir.join("devices.toml"),
+            "i2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n",
+        )
+        .unwrap();
+        let (mut p, warnings) = Process::restore(&rt, &dir).unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("`relay` is gone")),
+            "{warnings:?}"
+        );
+        assert_eq!(say(&rt, &mut p, "on"), "error device-lost\n");
+        assert_eq!(say(&rt, &mut p, "level"), "error device-lost\n");
+        assert_eq!(say(&rt, &mut p, "id"), "id 0x60\n");
+    }
+}

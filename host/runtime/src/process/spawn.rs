@@ -315,6 +315,12 @@ impl Process {
                 source: CheckpointError::from(e),
             })?;
         process.last_committed = Some(info);
+        // `init`'s pin levels are durable with the first checkpoint.
+        for o in &output {
+            if let Output::Device(effect) = o {
+                process.apply_device(effect);
+            }
+        }
         Ok((process, output))
     }
 

@@ -73,6 +73,11 @@ impl Process {
         if let Some(last) = held.last() {
             self.mark_released(last.call);
         }
+        for h in &held {
+            if let Output::Device(effect) = &h.output {
+                self.apply_device(effect);
+            }
+        }
         Ok(Some(held.into_iter().map(|h| h.output).collect()))
     }
 

@@ -291,7 +291,11 @@ impl Devices {
     fn present(&mut self, handle: u32) -> Result<Vec<u8>, u8> {
         match self.acquired(handle) {
             Acquired::Lost => Err(CODE_LOST),
-            _ => Ok(Vec::new()),
+            // Asking a pin what it drives changes nothing on it.
+            Acquired::Pin(mut p) => embedded_hal::digital::StatefulOutputPin::is_set_high(&mut p)
+                .map(|_| Vec::new())
+                .map_err(|_| CODE_LOST),
+            Acquired::Bus(_) => Ok(Vec::new()),
         }
     }
 }
