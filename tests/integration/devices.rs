@@ -324,3 +324,120 @@ mod in_process {
         assert_eq!(say(&rt, &mut p, "id"), "id 0x60\n");
     }
 }
+
+/// Real processes and `kill -9`: the relay's level, the open pins and the
+/// bus are the same after the restore, and `phantom devices` shows them.
+#[test]
+fn devices_survive_kill_9() {
+    use std::io::{BufRead, Write};
+    let data = data_dir();
+    let manifest = data.path().join("manifest.toml");
+    let scenario = data.path().join("scenario.toml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    std::fs::write(&scenario, "temperature = [{ at_s = 0, value = 19.25 }]").unwrap();
+    ok(&run(&[
+        "spawn",
+        phantom_tests::RELAY_SENSOR,
+        "--data",
+        s(data.path()),
+        "--name",
+        "dev",
+        "--devices",
+        s(&manifest),
+        "--scenario",
+        s(&scenario),
+    ]));
+    let mut host = HostChild(
+        phantom()
+            .args(["run", "--data", s(data.path()), "--input", "dev"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = host.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stdin = host.stdin.take().unwrap();
+    stdin.write_all(b"on\nopen button input\nread\n").unwrap();
+    stdin.flush().unwrap();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("temp ")) {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no answer from the host; saw {seen:?}"));
+        seen.push(line);
+    }
+    assert!(
+        seen.iter().any(|l| l.ends_with("relay high switches=1")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l.ends_with("ok 3")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.ends_with("temp 1925")), "{seen:?}");
+    // Output is released only once durable: the kill loses none of it.
+    host.kill().unwrap();
+    host.wait().unwrap();
+    drop(stdin);
+
+    let o = feed(
+        data.path(),
+        "dev",
+        "level\nid\nopen fan output\ni2c 77\ntoggle\n",
+    );
+    ok(&o);
+    let text = stdout(&o);
+    for want in [
+        "level high",
+        "id 0x60",
+        "error not-granted",
+        "error address-not-allowed",
+        "relay low switches=2",
+    ] {
+        assert!(text.contains(want), "{want:?} not in {text}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "devices",
+        "--data",
+        s(data.path()),
+        "dev",
+        "--json",
+    ]))))
+    .unwrap();
+    let open = v["open"].as_array().unwrap();
+    let brief: Vec<(u64, &str, &str)> = open
+        .iter()
+        .map(|d| {
+            (
+                d["handle"].as_u64().unwrap(),
+                d["name"].as_str().unwrap(),
+                d["interface"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            (1, "relay", "gpio"),
+            (2, "env", "i2c"),
+            (3, "button", "gpio")
+        ]
+    );
+    assert_eq!(open[0]["high"], false, "toggled after the restore");
+    assert_eq!(open[0]["mode"], "output");
+    assert_eq!(open[1]["bus"], "sim:bme280");
+    assert_eq!(v["grants"]["i2c"]["env"]["addresses"][0], 0x76);
+    let human = stdout(ok(&run(&["devices", "--data", s(data.path()), "dev"])));
+    assert!(
+        human.contains("grant gpio.relay pin sim:0/17 modes output"),
+        "{human}"
+    );
+    assert!(
+        human.contains("1 relay gpio sim:0/17 output low"),
+        "{human}"
+    );
+}

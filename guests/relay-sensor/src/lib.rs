@@ -212,7 +212,6 @@ impl Guest for RelaySensor {
         let mut s = STATE.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             Event::ConsoleLine(line) => command(&mut s, &line),
-            Event::ConsoleClosed => return Status::Exit(0),
             _ => {}
         }
         Status::Idle

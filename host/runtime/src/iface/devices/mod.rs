@@ -349,3 +349,44 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<ProcessCtx>) -> wa
     gpio::add_to_linker(linker)?;
     i2c::add_to_linker(linker)
 }
+
+/// What `phantom devices` shows: a process's grants, and the devices it
+/// held open at its newest checkpoint.
+#[derive(Clone, Debug, Serialize)]
+pub struct DevicesReport {
+    /// The stored manifest.
+    pub grants: DeviceManifest,
+    /// The checkpoint the states are from.
+    pub checkpoint: Option<u64>,
+    /// Open devices, in the order opened, with what the guest set.
+    pub open: Vec<OpenDevice>,
+}
+
+/// The devices of the process in `dir`, as of its newest checkpoint.
+pub fn report(dir: &Path) -> Result<DevicesReport, String> {
+    let devices = Devices::load(dir)?;
+    let store = phantom_snapshots::CheckpointStore::open(dir)
+        .map_err(|e| format!("cannot open the checkpoints of {}: {e}", dir.display()))?;
+    let checkpoint = store.latest_id();
+    let open = match checkpoint {
+        Some(id) => {
+            let sections = store
+                .sections_of(id)
+                .map_err(|e| format!("checkpoint {id}: {e}"))?;
+            match sections.get(<DevicesState as crate::persist::Section>::NAME) {
+                Some(bytes) => {
+                    <DevicesState as crate::persist::Section>::restore(bytes)
+                        .map_err(|e| format!("checkpoint {id}: its devices section: {e}"))?
+                        .open
+                }
+                None => Vec::new(),
+            }
+        }
+        None => Vec::new(),
+    };
+    Ok(DevicesReport {
+        grants: devices.manifest,
+        checkpoint,
+        open,
+    })
+}
