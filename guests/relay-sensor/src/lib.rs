@@ -8,7 +8,9 @@
 //! - `read`: one forced BME280 measurement: `temp <centi-degrees>`;
 //! - `open NAME MODE`: `gpio.open`; `i2c-open NAME`; `i2c ADDR`: a write-read
 //!   at that address on `env`; `set-input`: `set-level` on a pin opened as an
-//!   input (each prints `ok <value>` or `error <error>`, for the policy tests).
+//!   input (each prints `ok <value>` or `error <error>`, for the policy tests);
+//! - `gpio-loop N`, `i2c-loop N`: N set-levels or chip-id reads in one call,
+//!   then `looped N` (`phantom bench devices`).
 //!
 //! It uses the WIT bindings directly (the SDK is for `messaging-process`).
 
@@ -186,6 +188,37 @@ fn command(s: &mut State, line: &str) {
             },
             Err(e) => say(&format!("error {}", e.wit())),
         },
+        ["gpio-loop", n] => {
+            // `phantom bench devices`: n set-levels in one call.
+            let n: u32 = n.parse().unwrap_or(0);
+            let Some(pin) = s.relay else {
+                return say("error no relay");
+            };
+            for k in 0..n {
+                let level = if k % 2 == 0 {
+                    gpio::Level::High
+                } else {
+                    gpio::Level::Low
+                };
+                if let Err(e) = gpio::set_level(pin, level) {
+                    return say(&format!("error {}", e.wit()));
+                }
+            }
+            say(&format!("looped {n}"));
+        }
+        ["i2c-loop", n] => {
+            // `phantom bench devices`: n write-reads of the chip id.
+            let n: u32 = n.parse().unwrap_or(0);
+            let Some(bus) = s.env else {
+                return say("error no bus");
+            };
+            for _ in 0..n {
+                if let Err(e) = i2c::write_read(bus, ADDRESS, &[REG_ID], 1) {
+                    return say(&format!("error {}", e.wit()));
+                }
+            }
+            say(&format!("looped {n}"));
+        }
         _ => say(&format!("unknown command {line:?}")),
     }
 }
