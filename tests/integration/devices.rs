@@ -293,6 +293,42 @@ mod in_process {
         assert_eq!(say(&rt, &mut p, "off"), "relay low switches=2\n");
     }
 
+    /// An input's level is read from the device (the scenario's script)
+    /// through the gate: a replay gets the recorded level, not the device's.
+    #[test]
+    fn input_levels_are_journaled_reads() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let high = "gpio = [{ at_s = 0, pin = \"0/4\", level = \"high\" }]";
+        let mut p = spawn(&rt, data.path(), high);
+        assert_eq!(say(&rt, &mut p, "open button input"), "ok 3\n");
+        p.checkpoint(&rt).unwrap();
+        p.wait_for_write().unwrap().unwrap();
+        assert_eq!(say(&rt, &mut p, "get 3"), "level high\n");
+        assert_eq!(
+            say(&rt, &mut p, "get 1"),
+            "level low\n",
+            "an output: its set level"
+        );
+        assert_eq!(say(&rt, &mut p, "get 9"), "error not-open\n");
+        assert!(gpio_log(&p).contains(&GpioOp::Read {
+            line: 4,
+            high: true
+        }));
+        p.journal_log().unwrap().sync().unwrap();
+        drop(p);
+        let dir = data.path().join("dev");
+        std::fs::write(dir.join("scenario.toml"), high.replace("high", "low")).unwrap();
+        let (mut p, _) = Process::restore(&rt, &dir).unwrap();
+        // The replayed `get 3` read no pin; the live one reads the new level.
+        assert!(
+            !gpio_log(&p)
+                .iter()
+                .any(|op| matches!(op, GpioOp::Read { .. }))
+        );
+        assert_eq!(say(&rt, &mut p, "get 3"), "level low\n");
+    }
+
     /// A device that is gone after a restore (here: its grant was taken
     /// out of the stored manifest) is `device-lost` on next use, not a
     /// trap; so is a device unplugged while the process runs.

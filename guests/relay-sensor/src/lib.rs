@@ -4,6 +4,7 @@
 //!
 //! - `on`, `off`, `toggle`: sets the relay, prints `relay high|low switches=<n>`;
 //! - `level`: prints `level high|low` (the level the host says the pin has);
+//!   `get H`: the same for open pin H (an input is read from the device);
 //! - `id`: prints `id <chip id>` (0x60 for a BME280);
 //! - `read`: one forced BME280 measurement: `temp <centi-degrees>`;
 //! - `open NAME MODE`: `gpio.open`; `i2c-open NAME`; `i2c ADDR`: a write-read
@@ -153,6 +154,11 @@ fn command(s: &mut State, line: &str) {
             Some(Ok(l)) => say(&format!("level {}", level_name(l))),
             Some(Err(e)) => say(&format!("error {}", e.wit())),
             None => say("error no relay"),
+        },
+        ["get", h] => match h.parse().map(gpio::get_level) {
+            Ok(Ok(l)) => say(&format!("level {}", level_name(l))),
+            Ok(Err(e)) => say(&format!("error {}", e.wit())),
+            Err(_) => say("error not a number"),
         },
         ["id"] => match s.env.map(|b| i2c::write_read(b, ADDRESS, &[REG_ID], 1)) {
             Some(Ok(id)) => say(&format!("id {:#04x}", id[0])),
