@@ -477,3 +477,34 @@ fn devices_survive_kill_9() {
         "{human}"
     );
 }
+
+/// A fork holds the same open devices, so it takes the grants along.
+#[test]
+fn a_fork_keeps_the_grants() {
+    let data = data_dir();
+    let manifest = data.path().join("manifest.toml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    ok(&run(&[
+        "spawn",
+        phantom_tests::RELAY_SENSOR,
+        "--data",
+        s(data.path()),
+        "--name",
+        "dev",
+        "--devices",
+        s(&manifest),
+    ]));
+    ok(&feed(data.path(), "dev", "on\n"));
+    ok(&run(&[
+        "fork",
+        "--data",
+        s(data.path()),
+        "dev",
+        "--as",
+        "twin",
+    ]));
+    let o = feed(data.path(), "twin", "level\nid\n");
+    ok(&o);
+    assert!(stdout(&o).contains("level high"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("id 0x60"), "{}", stdout(&o));
+}
