@@ -329,6 +329,47 @@ mod in_process {
         assert_eq!(say(&rt, &mut p, "get 3"), "level low\n");
     }
 
+    /// Runs `p`'s turns (device polls, then its queue) until `until` has
+    /// been printed, for at most 10 s; returns what it printed.
+    fn run_until(rt: &Runtime, p: &mut Process, until: &[&str]) -> String {
+        let start = std::time::Instant::now();
+        let mut text = String::new();
+        while !until.iter().all(|u| text.contains(u)) {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "waited for {until:?}, got {text:?}"
+            );
+            p.poll_device_events();
+            while let Some(out) = p.step(rt).unwrap() {
+                text += &String::from_utf8(console_text(&out)).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        text
+    }
+
+    /// A watched input's edges arrive at `handle-device-event`, in order,
+    /// through the journal (a restore replays them and goes on watching).
+    #[test]
+    fn watched_edges_arrive_as_events() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let script = "gpio = [{ at_s = 0.2, pin = \"0/4\", level = \"high\" }, { at_s = 0.4, pin = \"0/4\", level = \"low\" }, { at_s = 0.9, pin = \"0/4\", level = \"high\" }]";
+        let mut p = spawn(&rt, data.path(), script);
+        assert_eq!(say(&rt, &mut p, "watch 1 both"), "error mode-not-allowed\n");
+        assert_eq!(say(&rt, &mut p, "open button input"), "ok 3\n");
+        assert_eq!(say(&rt, &mut p, "watch 3 both"), "ok watching\n");
+        let text = run_until(&rt, &mut p, &["level=low"]);
+        assert_eq!(text, "edge pin=3 level=high\nedge pin=3 level=low\n");
+        // The edges are in the journal's tail: replayed, not seen again.
+        p.journal_log().unwrap().sync().unwrap();
+        drop(p);
+        let (mut p, _) = Process::restore(&rt, &data.path().join("dev")).unwrap();
+        let text = run_until(&rt, &mut p, &["level=high"]);
+        assert_eq!(text, "edge pin=3 level=high\n");
+        assert_eq!(say(&rt, &mut p, "watch 3 none"), "ok watching\n");
+    }
+
     /// A device that is gone after a restore (here: its grant was taken
     /// out of the stored manifest) is `device-lost` on next use, not a
     /// trap; so is a device unplugged while the process runs.
@@ -507,4 +548,56 @@ fn a_fork_keeps_the_grants() {
     ok(&o);
     assert!(stdout(&o).contains("level high"), "{}", stdout(&o));
     assert!(stdout(&o).contains("id 0x60"), "{}", stdout(&o));
+}
+
+/// The drive loop looks at watched inputs: a scripted button press arrives
+/// at the guest while `phantom run` runs.
+#[test]
+fn the_drive_loop_delivers_edges() {
+    let data = data_dir();
+    let manifest = data.path().join("manifest.toml");
+    let scenario = data.path().join("scenario.toml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    std::fs::write(
+        &scenario,
+        "gpio = [{ at_s = 0.5, pin = \"0/4\", level = \"high\" }]",
+    )
+    .unwrap();
+    ok(&run(&[
+        "spawn",
+        phantom_tests::RELAY_SENSOR,
+        "--data",
+        s(data.path()),
+        "--name",
+        "dev",
+        "--devices",
+        s(&manifest),
+        "--scenario",
+        s(&scenario),
+    ]));
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "dev",
+            "--for",
+            "2",
+        ],
+        "open button input\nwatch 3 rising\n",
+    );
+    ok(&o);
+    let text = stdout(&o);
+    assert!(text.contains("ok watching"), "{text}");
+    assert!(text.contains("edge pin=3 level=high"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "devices",
+        "--data",
+        s(data.path()),
+        "dev",
+        "--json",
+    ]))))
+    .unwrap();
+    assert_eq!(v["open"][2]["watch"], "rising", "{v}");
 }

@@ -10,6 +10,8 @@
 //! - `open NAME MODE`: `gpio.open`; `i2c-open NAME`; `i2c ADDR`: a write-read
 //!   at that address on `env`; `set-input`: `set-level` on a pin opened as an
 //!   input (each prints `ok <value>` or `error <error>`, for the policy tests);
+//! - `watch H rising|falling|both|none`: `gpio.watch`; each edge then prints
+//!   `edge pin=<H> level=<high|low>` (`handle-device-event`);
 //! - `gpio-loop N`, `i2c-loop N`: N set-levels or chip-id reads in one call,
 //!   then `looped N` (`phantom bench devices`).
 //!
@@ -160,6 +162,19 @@ fn command(s: &mut State, line: &str) {
             Ok(Err(e)) => say(&format!("error {}", e.wit())),
             Err(_) => say("error not a number"),
         },
+        ["watch", h, edge] => {
+            let edge = match *edge {
+                "rising" => Some(gpio::Edge::Rising),
+                "falling" => Some(gpio::Edge::Falling),
+                "both" => Some(gpio::Edge::Both),
+                _ => None,
+            };
+            match h.parse().map(|h| gpio::watch(h, edge)) {
+                Ok(Ok(())) => say("ok watching"),
+                Ok(Err(e)) => say(&format!("error {}", e.wit())),
+                Err(_) => say("error not a number"),
+            }
+        }
         ["id"] => match s.env.map(|b| i2c::write_read(b, ADDRESS, &[REG_ID], 1)) {
             Some(Ok(id)) => say(&format!("id {:#04x}", id[0])),
             Some(Err(e)) => say(&format!("error {}", e.wit())),
@@ -260,7 +275,9 @@ impl Guest for RelaySensor {
         Status::Idle
     }
 
-    fn handle_device_event(_event: phantom::devices::events::DeviceEvent) -> Status {
+    fn handle_device_event(event: phantom::devices::events::DeviceEvent) -> Status {
+        let phantom::devices::events::DeviceEvent::GpioEdge(e) = event;
+        say(&format!("edge pin={} level={}", e.pin, level_name(e.level)));
         Status::Idle
     }
 }

@@ -624,6 +624,7 @@ impl<'rt> Drive<'rt> {
             let p = &mut self.procs[i];
             p.clock_anchor = (Instant::now(), p.process.now_ns());
             p.process.fire_due_timers();
+            p.process.poll_device_events();
             let mut failed = None;
             let round = Instant::now();
             for _ in 0..STEPS_PER_ROUND {

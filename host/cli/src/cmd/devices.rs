@@ -60,12 +60,18 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
     println!("open at {at}: {}", r.open.len());
     for d in &r.open {
         match &d.kind {
-            OpenKind::Gpio { pin, mode, high } => println!(
-                "  {} {} gpio {pin} {} {}",
+            OpenKind::Gpio {
+                pin,
+                mode,
+                high,
+                watch,
+            } => println!(
+                "  {} {} gpio {pin} {} {}{}",
                 d.handle,
                 d.name,
                 mode.name(),
-                if *high { "high" } else { "low" }
+                if *high { "high" } else { "low" },
+                watch.map_or(String::new(), |w| format!(" watch {w:?}").to_lowercase())
             ),
             OpenKind::I2c { bus } => println!("  {} {} i2c {bus}", d.handle, d.name),
         }

@@ -55,6 +55,13 @@ fn describe(entry: &Entry) -> (String, Value) {
                     ("console closed".into(), json!({"input": "console-closed"}))
                 }
                 Input::Resume => ("resume".into(), json!({"input": "resume"})),
+                Input::GpioEdge { pin, high, .. } => (
+                    format!(
+                        "gpio edge of pin {pin} to {}",
+                        if *high { "high" } else { "low" }
+                    ),
+                    json!({"input": "gpio-edge", "pin": pin, "high": high}),
+                ),
                 Input::Message { from, id, data } => (
                     format!(
                         "message {id} from {} ({} bytes) {}",

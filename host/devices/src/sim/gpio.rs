@@ -157,10 +157,13 @@ impl SimPin {
             return Err(SimGpioError::Lost);
         }
         s.pins.entry(self.line).or_default().mode = Some(mode);
-        s.log.push(GpioOp::Configure {
-            line: self.line,
-            mode,
-        });
+        super::push_log(
+            &mut s.log,
+            GpioOp::Configure {
+                line: self.line,
+                mode,
+            },
+        );
         Ok(())
     }
 
@@ -174,10 +177,13 @@ impl SimPin {
             return Err(SimGpioError::NotOutput);
         }
         pin.driven = high;
-        s.log.push(GpioOp::Drive {
-            line: self.line,
-            high,
-        });
+        super::push_log(
+            &mut s.log,
+            GpioOp::Drive {
+                line: self.line,
+                high,
+            },
+        );
         Ok(())
     }
 
@@ -187,10 +193,13 @@ impl SimPin {
             return Err(SimGpioError::Lost);
         }
         let high = self.bank.level_of(&s, self.line);
-        s.log.push(GpioOp::Read {
-            line: self.line,
-            high,
-        });
+        super::push_log(
+            &mut s.log,
+            GpioOp::Read {
+                line: self.line,
+                high,
+            },
+        );
         Ok(high)
     }
 }

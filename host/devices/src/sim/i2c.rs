@@ -136,18 +136,24 @@ impl I2c<SevenBitAddress> for SimI2cBus {
         for op in operations {
             match op {
                 Operation::Write(bytes) => {
-                    s.log.push(I2cOp::Write {
-                        address,
-                        bytes: bytes.to_vec(),
-                    });
+                    super::push_log(
+                        &mut s.log,
+                        I2cOp::Write {
+                            address,
+                            bytes: bytes.to_vec(),
+                        },
+                    );
                     dev.write(bytes, now).map_err(SimI2cError::Kind)?;
                 }
                 Operation::Read(buf) => {
                     dev.read(buf, now).map_err(SimI2cError::Kind)?;
-                    s.log.push(I2cOp::Read {
-                        address,
-                        bytes: buf.to_vec(),
-                    });
+                    super::push_log(
+                        &mut s.log,
+                        I2cOp::Read {
+                            address,
+                            bytes: buf.to_vec(),
+                        },
+                    );
                 }
             }
         }

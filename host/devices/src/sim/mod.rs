@@ -22,6 +22,18 @@ pub use i2c::{I2cOp, SimI2cBus, SimI2cDevice, SimI2cError};
 
 use crate::scenario::Scenario;
 
+/// Most operations a log keeps: a long run (a watched input is read every
+/// turn of the drive loop) must not grow it without bound; the oldest half
+/// goes.
+pub const MAX_LOG: usize = 1 << 16;
+
+pub(crate) fn push_log<T>(log: &mut Vec<T>, op: T) {
+    if log.len() >= MAX_LOG {
+        log.drain(..MAX_LOG / 2);
+    }
+    log.push(op);
+}
+
 /// The simulated devices of one process, made on first use.
 #[derive(Clone, Default)]
 pub struct SimWorld {

@@ -24,6 +24,7 @@
 //!
 //!   input: 1 timer id u32 | 2 console-line len u32, UTF-8 | 3 console-closed
 //!          | 4 message from-len u16, from (UTF-8) | id u64 | len u32, data
+//!          | 5 gpio-edge pin u32 | level u8 (0 low, 1 high) | time u64
 //! ```
 //! Decoding checks every length against what is left and against the
 //! runtime's bounds, so a crafted entry gives an error, never a panic.
@@ -355,6 +356,12 @@ fn encode_input(b: &mut Vec<u8>, input: &Input) {
             b.extend_from_slice(&(data.len() as u32).to_le_bytes());
             b.extend_from_slice(data);
         }
+        Input::GpioEdge { pin, high, time_ns } => {
+            b.push(5);
+            b.extend_from_slice(&pin.to_le_bytes());
+            b.push(u8::from(*high));
+            b.extend_from_slice(&time_ns.to_le_bytes());
+        }
         // Never queued, so never admitted.
         Input::Resume => b.push(0),
     }
@@ -390,6 +397,19 @@ fn decode_input(r: &mut Reader<'_>) -> Result<Input, String> {
                 from,
                 id,
                 data: r.take(len)?.to_vec(),
+            }
+        }
+        5 => {
+            let pin = r.u32()?;
+            let high = match r.u8()? {
+                0 => false,
+                1 => true,
+                l => return Err(format!("a GPIO edge to level {l}")),
+            };
+            Input::GpioEdge {
+                pin,
+                high,
+                time_ns: r.u64()?,
             }
         }
         k => return Err(format!("an input of unknown kind {k}")),
@@ -495,6 +515,14 @@ mod tests {
             Entry::DeviceRead(Ok(vec![0x60, 1])),
             Entry::DeviceRead(Ok(Vec::new())),
             Entry::DeviceRead(Err(3)),
+            Entry::Admit {
+                time_ns: 13,
+                input: Input::GpioEdge {
+                    pin: 3,
+                    high: true,
+                    time_ns: 12,
+                },
+            },
         ]
     }
 

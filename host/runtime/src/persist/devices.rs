@@ -64,6 +64,7 @@ mod tests {
                         pin: "sim:0/17".into(),
                         mode: PinMode::Output,
                         high: true,
+                        watch: None,
                     },
                 },
                 OpenDevice {

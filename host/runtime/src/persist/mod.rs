@@ -183,8 +183,9 @@ mod tests {
                     name: "relay".into(),
                     kind: crate::iface::devices::OpenKind::Gpio {
                         pin: "sim:0/17".into(),
-                        mode: phantom_devices::PinMode::Output,
-                        high: true,
+                        mode: phantom_devices::PinMode::Input,
+                        high: false,
+                        watch: Some(crate::iface::devices::WatchEdge::Both),
                     },
                 }],
                 last_handle: 2,

@@ -220,6 +220,29 @@ impl Process {
                     "a message arrived, but the component does not export `handle-message`",
                 )),
             },
+            Input::GpioEdge { pin, high, time_ns } => match &self.handle_device_event {
+                Some(f) => {
+                    let time_ns = *time_ns;
+                    f.call(
+                        &mut self.store,
+                        (crate::iface::devices::gpio::WitDeviceEvent::GpioEdge(
+                            crate::iface::devices::gpio::WitGpioEdge {
+                                pin: *pin,
+                                level: if *high {
+                                    crate::iface::devices::gpio::WitLevel::High
+                                } else {
+                                    crate::iface::devices::gpio::WitLevel::Low
+                                },
+                                time_ns,
+                            },
+                        ),),
+                    )
+                    .map(|(status,)| status)
+                }
+                None => Err(wasmtime::Error::msg(
+                    "a device event arrived, but the component does not export `handle-device-event`",
+                )),
+            },
             _ => self
                 .bindings
                 .call_handle(&mut self.store, &input.to_event()),

@@ -78,6 +78,28 @@ pub enum WitEdge {
     Both,
 }
 
+/// `events.gpio-edge`.
+#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq)]
+#[component(record)]
+pub struct WitGpioEdge {
+    /// The pin.
+    pub pin: u32,
+    /// Its level after the edge.
+    pub level: WitLevel,
+    /// Process time of the edge.
+    #[component(name = "time-ns")]
+    pub time_ns: u64,
+}
+
+/// `events.device-event`.
+#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq)]
+#[component(variant)]
+pub enum WitDeviceEvent {
+    /// A watched input changed level.
+    #[component(name = "gpio-edge")]
+    GpioEdge(WitGpioEdge),
+}
+
 /// `gpio.gpio-error`.
 #[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq)]
 #[component(enum)]
@@ -154,6 +176,7 @@ impl ProcessCtx {
                 pin: pin.to_string(),
                 mode,
                 high: high && mode.is_output(),
+                watch: None,
             },
         });
         Ok(handle)
@@ -181,12 +204,21 @@ impl ProcessCtx {
         })
         .map_err(device)?;
         if let Some(OpenDevice {
-            kind: OpenKind::Gpio { mode: m, high, .. },
+            kind:
+                OpenKind::Gpio {
+                    mode: m,
+                    high,
+                    watch,
+                    ..
+                },
             ..
         }) = self.devices.find_mut(handle)
         {
             *m = mode;
             *high = *high && mode.is_output();
+            if mode.is_output() {
+                *watch = None;
+            }
         }
         Ok(())
     }
@@ -230,15 +262,28 @@ impl ProcessCtx {
         Ok(r.first() == Some(&1))
     }
 
-    /// `gpio.watch`. Edge events are not delivered yet (DESIGN.md,
-    /// "Devices"): asking for them is `other`, stopping them is fine.
+    /// `gpio.watch`: the drive loop looks at watched inputs every turn
+    /// (`poll_device_events`); no device is touched in the call.
     pub fn gpio_watch(&mut self, handle: u32, edge: Option<WitEdge>) -> Result<(), GpioError> {
         let (_, mode, _) = self.pin(handle)?;
-        match edge {
-            None => Ok(()),
-            Some(_) if mode.is_output() => Err(GpioError::ModeNotAllowed),
-            Some(_) => Err(GpioError::Other),
+        let edge = match edge {
+            None => None,
+            Some(_) if mode.is_output() => return Err(GpioError::ModeNotAllowed),
+            // Nowhere to deliver them.
+            Some(_) if !self.takes_device_events => return Err(GpioError::Other),
+            Some(WitEdge::Rising) => Some(super::WatchEdge::Rising),
+            Some(WitEdge::Falling) => Some(super::WatchEdge::Falling),
+            Some(WitEdge::Both) => Some(super::WatchEdge::Both),
+        };
+        if let Some(OpenDevice {
+            kind: OpenKind::Gpio { watch, .. },
+            ..
+        }) = self.devices.find_mut(handle)
+        {
+            *watch = edge;
         }
+        self.devices.baselines.remove(&handle);
+        Ok(())
     }
 }
 

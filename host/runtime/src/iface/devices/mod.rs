@@ -71,12 +71,27 @@ pub enum OpenKind {
         mode: PinMode,
         /// The level the guest last set (outputs; re-applied at restore).
         high: bool,
+        /// The edges delivered as events (inputs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        watch: Option<WatchEdge>,
     },
     /// An I2C bus.
     I2c {
         /// The bus (`sim:bme280`).
         bus: String,
     },
+}
+
+/// Which edges of a watched input are delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchEdge {
+    /// Low to high.
+    Rising,
+    /// High to low.
+    Falling,
+    /// Either.
+    Both,
 }
 
 /// The `devices` section: what the guest holds open, in the order opened.
@@ -121,6 +136,10 @@ pub struct Devices {
     acquired: BTreeMap<u32, Acquired>,
     /// The simulated devices.
     sim: SimWorld,
+    /// The level each watched input had at the last look (not persisted:
+    /// after a restore the first look sets it, so edges while the host was
+    /// down are not delivered; the guest can read the level).
+    baselines: BTreeMap<u32, bool>,
 }
 
 impl Devices {
@@ -131,6 +150,7 @@ impl Devices {
             state: DevicesState::default(),
             acquired: BTreeMap::new(),
             sim: SimWorld::new(scenario),
+            baselines: BTreeMap::new(),
         }
     }
 
@@ -218,7 +238,9 @@ impl Devices {
             return Acquired::Lost;
         };
         let a = match &dev.kind {
-            OpenKind::Gpio { pin, mode, high } => match pin.parse::<PinRef>() {
+            OpenKind::Gpio {
+                pin, mode, high, ..
+            } => match pin.parse::<PinRef>() {
                 Ok(p) => self.acquire_pin(&p, *mode, *high),
                 Err(_) => Acquired::Lost,
             },
@@ -340,7 +362,62 @@ impl ProcessCtx {
         };
         self.devices.state.open.remove(k);
         self.devices.acquired.remove(&handle);
+        self.devices.baselines.remove(&handle);
         true
+    }
+
+    /// Looks at every watched input: a change of level that the watch asks
+    /// for is admitted as an input (`Input::GpioEdge`, journaled like a
+    /// console line), delivered to `handle-device-event`. A full queue
+    /// leaves the edge for the next look.
+    pub(crate) fn poll_device_events(&mut self) {
+        if !self.takes_device_events || self.state.exit_code.is_some() {
+            return;
+        }
+        let watched: Vec<(u32, WatchEdge)> = self
+            .devices
+            .state
+            .open
+            .iter()
+            .filter_map(|d| match d.kind {
+                OpenKind::Gpio {
+                    watch: Some(edge),
+                    mode,
+                    ..
+                } if !mode.is_output() => Some((d.handle, edge)),
+                _ => None,
+            })
+            .collect();
+        if watched.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ns();
+        self.devices.set_time(now);
+        for (handle, edge) in watched {
+            let Acquired::Pin(mut pin) = self.devices.acquired(handle) else {
+                continue;
+            };
+            let Ok(high) = embedded_hal::digital::InputPin::is_high(&mut pin) else {
+                continue;
+            };
+            match self.devices.baselines.insert(handle, high) {
+                Some(before) if before != high => {}
+                _ => continue,
+            }
+            let wanted = match edge {
+                WatchEdge::Rising => high,
+                WatchEdge::Falling => !high,
+                WatchEdge::Both => true,
+            };
+            let edge = crate::gate::Input::GpioEdge {
+                pin: handle,
+                high,
+                time_ns: now,
+            };
+            if wanted && self.admit(edge).is_err() {
+                self.devices.baselines.insert(handle, !high);
+            }
+        }
     }
 }
 
