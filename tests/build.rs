@@ -11,7 +11,7 @@
 //!                                  │
 //!                                  ▼
 //!                           target/guests/components/<name>.wasm
-//!                                  │  imports checked: phantom:os only
+//!                                  │  imports checked: phantom:os (and phantom:devices)
 //!                                  ▼
 //!                           OUT_DIR/guests.rs: pub const <NAME>: &str = "...";
 //! ```
