@@ -86,9 +86,10 @@ pub enum InspectError {
     Malformed(String),
     /// Imports something the host cannot restore.
     #[error(
-        "the component imports {}, which Phantom cannot provide to a persistent process; it may import only phantom:os ({os}) and WASI 0.2.x ({wasi}). Remove the refused imports: in Rust, do not use std::net, std::fs or crates that reach for sockets, HTTP or files; in C, do not call socket or file functions. Build Rust guests with `--target wasm32-wasip2` and the phantom SDK",
+        "the component imports {}, which Phantom cannot provide to a persistent process; it may import only phantom:os ({os}), phantom:devices ({devices}, each with a grant: `spawn --devices`) and WASI 0.2.x ({wasi}). Remove the refused imports: in Rust, do not use std::net, std::fs or crates that reach for sockets, HTTP or files; in C, do not call socket or file functions. Build Rust guests with `--target wasm32-wasip2` and the phantom SDK",
         .0.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
-        os = ALLOWED_IMPORTS.iter().map(|i| i.trim_start_matches("phantom:os/")).collect::<Vec<_>>().join(", "),
+        os = ALLOWED_IMPORTS.iter().filter_map(|i| i.strip_prefix("phantom:os/")).collect::<Vec<_>>().join(", "),
+        devices = ALLOWED_IMPORTS.iter().filter_map(|i| i.strip_prefix(DEVICES_PACKAGE)).collect::<Vec<_>>().join(", "),
         wasi = crate::iface::wasi::WASI_INTERFACES.join(", ")
     )]
     UnsupportedImports(Vec<String>),
