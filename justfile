@@ -37,6 +37,7 @@ bench: build
     {{phantom}} bench pvm --iterations 2000000 --rounds 11 --workload spin --json
     {{phantom}} bench pvm --iterations 1000000 --rounds 11 --workload run --json
     {{phantom}} bench wasi --component {{guests}}/wasi-handles.wasm --json
+    {{phantom}} bench devices --component {{guests}}/relay-sensor.wasm --json
     {{phantom}} build guests/c-memtouch -o target/c-memtouch.wasm
     {{phantom}} bench guest-pause --rust {{guests}}/memtouch.wasm --c target/c-memtouch.wasm --memory-mib 64 --dirty-pages 655 --json
     command -v redis-server >/dev/null || { echo "bench journal compares with Redis: installing redis-server (apt-get)"; apt-get install -y redis-server >/dev/null || echo "redis-server could not be installed: the comparison is skipped"; }

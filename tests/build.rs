@@ -11,7 +11,7 @@
 //!                                  │
 //!                                  ▼
 //!                           target/guests/components/<name>.wasm
-//!                                  │  imports checked: phantom:os only
+//!                                  │  imports checked: phantom:os (and phantom:devices)
 //!                                  ▼
 //!                           OUT_DIR/guests.rs: pub const <NAME>: &str = "...";
 //! ```
@@ -43,6 +43,8 @@ const WASI_IMPORT_PREFIX: &str = "wasi:";
 
 /// The only package a spawnable guest may import from.
 const ALLOWED_IMPORT_PREFIX: &str = "phantom:os/";
+/// Device interfaces, which a guest may import too (spawned with a grant).
+const DEVICES_IMPORT_PREFIX: &str = "phantom:devices/";
 
 /// Names of guests that exist to be refused.
 const REFUSED_PREFIX: &str = "bad-";
@@ -296,6 +298,7 @@ fn componentize(
         .iter()
         .filter(|i| {
             !(i.starts_with(ALLOWED_IMPORT_PREFIX)
+                || i.starts_with(DEVICES_IMPORT_PREFIX)
                 || guest.wasi && i.starts_with(WASI_IMPORT_PREFIX)
                 || i.starts_with(COMPOSED_IMPORT_PREFIX))
         })

@@ -78,6 +78,7 @@ const DATA_COMMANDS: &[&str] = &[
     "run",
     "ps",
     "checkpoints",
+    "devices",
     "checkpoint",
     "fsck",
     "send",

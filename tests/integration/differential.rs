@@ -40,6 +40,8 @@ fn memtouch(name: &str) -> SpawnRequest {
         args: vec!["--mib".into(), "4".into()],
         files: vec![],
         env: Vec::new(),
+        devices: None,
+        scenario: None,
     }
 }
 

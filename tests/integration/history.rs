@@ -100,7 +100,14 @@ fn keep_policy_pins_and_gc_through_the_cli() {
         serde_json::from_str(&stdout(ok(&o))).unwrap()
     };
     assert_eq!(policy("old")["last"], 3);
-    ok(&run(&["rollback", "--data", s(d), "m", "--to", &pinned.to_string()]));
+    ok(&run(&[
+        "rollback",
+        "--data",
+        s(d),
+        "m",
+        "--to",
+        &pinned.to_string(),
+    ]));
     assert_eq!(policy("m")["last"], 3);
     assert_eq!(policy("m")["pinned"], serde_json::json!([pinned]));
     ok(&run(&["rollback", "--data", s(d), "m", "--undo"]));

@@ -21,6 +21,8 @@ fn checkpoint_bytes_follow_dirty_pages() {
         args: vec!["--mib".into(), "64".into()],
         files: vec![],
         env: Vec::new(),
+        devices: None,
+        scenario: None,
     };
     let (mut p, _) = Process::spawn(&rt, &bytes, data.path(), request).unwrap();
     let full = p.last_committed().unwrap().clone();

@@ -55,6 +55,8 @@ fn spawn_touched(data: &Path) -> (Vec<Vec<u8>>, String) {
         args: vec!["--mib".into(), MIB.to_string()],
         files: vec![],
         env: Vec::new(),
+        devices: None,
+        scenario: None,
     };
     let (mut p, _) = Process::spawn(&rt, &bytes, data, request).unwrap();
     say(&rt, &mut p, &format!("touch {} 5", MIB << 8));

@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod control;
 mod crafted_images;
+mod devices;
 mod differential;
 mod fixture;
 mod globals;

@@ -43,6 +43,8 @@ enum Command {
     Ps(cmd::ps::PsArgs),
     /// List a process's checkpoints.
     Checkpoints(cmd::checkpoints::CheckpointsArgs),
+    /// Show a process's device grants and the devices it holds open.
+    Devices(cmd::devices::DevicesArgs),
     /// Ask the host running a data directory to checkpoint every process now.
     Checkpoint(cmd::checkpoint::CheckpointArgs),
     /// Verify every checkpoint file and journal of every process (or of one).
@@ -184,6 +186,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a),
         Command::Ps(a) => cmd::ps::run(a),
         Command::Checkpoints(a) => cmd::checkpoints::run(a),
+        Command::Devices(a) => cmd::devices::run(a),
         Command::Checkpoint(a) => cmd::checkpoint::run(a),
         Command::Fsck(a) => cmd::fsck::run(a),
         Command::Send(a) => cmd::send::run(a),

@@ -102,6 +102,10 @@ pub struct ProcessCtx {
     pub journal: JournalCtx,
     /// The component exports `handle-message`.
     pub(crate) takes_messages: bool,
+    /// The component exports `handle-device-event`.
+    pub(crate) takes_device_events: bool,
+    /// Persisted (`devices`): the granted devices and what the guest holds.
+    pub devices: crate::iface::devices::Devices,
 }
 
 impl ProcessCtx {
@@ -133,6 +137,8 @@ impl ProcessCtx {
             call_time_ns: 0,
             journal: JournalCtx::default(),
             takes_messages: false,
+            takes_device_events: false,
+            devices: Default::default(),
         }
     }
 }

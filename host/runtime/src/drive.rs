@@ -646,6 +646,7 @@ impl<'rt> Drive<'rt> {
             let p = &mut self.procs[i];
             p.clock_anchor = (Instant::now(), p.process.now_ns());
             p.process.fire_due_timers();
+            p.process.poll_device_events();
             let mut failed = None;
             let round = Instant::now();
             for _ in 0..STEPS_PER_ROUND {
@@ -1101,6 +1102,7 @@ impl<'rt> Drive<'rt> {
         for (k, held) in ready.iter().enumerate() {
             match &held.output {
                 out @ Output::Console(_) => hooks.emit(&sender, out),
+                Output::Device(effect) => self.procs[i].process.apply_device(effect),
                 Output::Message { to, id, data } => {
                     let Some(j) = self.procs.iter().position(|p| p.process.name() == to) else {
                         hooks.note(Note::Warning(&format!(

@@ -100,6 +100,15 @@ pub enum SpawnError {
     /// The component cannot be used.
     #[error(transparent)]
     Component(#[from] ComponentError),
+    /// The device manifest is malformed, or does not grant a device
+    /// interface the component imports.
+    #[error("process '{name}': {message}")]
+    Devices {
+        /// The process name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The component could not be instantiated.
     #[error("cannot instantiate '{name}': {message}")]
     Instantiate {

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   console.write ─► ProcessCtx::exit(Output::Console) ─► Outbox (this call)
+//!   gpio.set-level ─► ProcessCtx::exit(Output::Device) ─┘
 //!        step returns the call's outputs ─► the drive loop ─► OutputSink (stdout, a test, ...)
 //! ```
 //! A call's outputs are released only after it returns; with the journal
@@ -32,6 +33,8 @@ pub enum Output {
         /// Its bytes.
         data: Vec<u8>,
     },
+    /// A change to a device (a pin's level), made once the call is durable.
+    Device(crate::iface::devices::DeviceEffect),
 }
 
 /// What the guest sent out during one call.
@@ -73,6 +76,7 @@ impl ProcessCtx {
     pub fn exit(&mut self, output: Output) {
         match output {
             Output::Console(bytes) => self.exit_console(&bytes),
+            device @ Output::Device(_) => self.outbox.outputs.push(device),
             message @ Output::Message { .. } => {
                 self.outbox.messages += 1;
                 self.outbox.outputs.push(message);

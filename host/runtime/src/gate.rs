@@ -5,7 +5,8 @@
 //!   console line ─┐
 //!   console closed┤
 //!   message ──────┼─► ProcessCtx::admit(Input) ─► journal: admit ─► queue (persisted)
-//!   timer fired ──┘        (refuses when full: the caller waits)
+//!   timer fired ──┤        (refuses when full: the caller waits)
+//!   GPIO edge ────┘        (poll_device_events: watched inputs)
 //!   step: journal: call ─► handle(event) ─► journal: call-end (digest)
 //!   clock reads ─────► gate_wall_now / gate_monotonic_now ─┐
 //!   random numbers ──► gate_random_bytes / gate_random_u64 ├► journal: the value
@@ -58,6 +59,15 @@ pub enum Input {
         /// Its bytes.
         data: Vec<u8>,
     },
+    /// A watched input pin changed level (`handle-device-event`).
+    GpioEdge {
+        /// The pin's number.
+        pin: u32,
+        /// Its level after the edge.
+        high: bool,
+        /// Process time at which the host saw it.
+        time_ns: u64,
+    },
 }
 
 impl Input {
@@ -68,8 +78,9 @@ impl Input {
             Input::ConsoleLine(s) => Event::ConsoleLine(s.clone()),
             Input::ConsoleClosed => Event::ConsoleClosed,
             Input::Resume => Event::Resume,
-            // Delivered through `handle-message`, never as an event.
-            Input::Message { .. } => Event::Resume,
+            // Delivered through `handle-message` and
+            // `handle-device-event`, never as events.
+            Input::Message { .. } | Input::GpioEdge { .. } => Event::Resume,
         }
     }
 
@@ -101,6 +112,9 @@ pub enum InputRefused {
         "it does not take messages: its component does not export `handle-message` (write it with the SDK's `on_message`)"
     )]
     NoMessages,
+    /// The process takes no device events.
+    #[error("it does not take device events: its component does not export `handle-device-event`")]
+    NoDeviceEvents,
     /// The journal cannot record it.
     #[error("{0}")]
     Journal(String),
@@ -166,6 +180,9 @@ impl ProcessCtx {
                     from.len()
                 )));
             }
+        }
+        if matches!(input, Input::GpioEdge { .. }) && !self.takes_device_events {
+            return Err(InputRefused::NoDeviceEvents);
         }
         if *input == Input::Resume {
             return Err(InputRefused::TooLarge("`resume` is never queued".into()));
@@ -274,7 +291,7 @@ impl ProcessCtx {
     /// One nondeterministic read: live, the value from `live`, recorded;
     /// in a replay, the recorded value (a different kind of entry is a
     /// divergence: the guest gets the live value and the call fails).
-    fn gate_read<T>(
+    pub(crate) fn gate_read<T>(
         &mut self,
         what: &str,
         live: impl FnOnce(&mut Self) -> Result<T, String>,

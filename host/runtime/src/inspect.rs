@@ -34,7 +34,38 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "phantom:os/process",
     "phantom:os/messages",
     "phantom:os/types",
+    "phantom:devices/gpio",
+    "phantom:devices/i2c",
+    "phantom:devices/events",
 ];
+
+/// The package of device interfaces (`wit/phantom-devices.wit`); importing
+/// one of its interfaces needs a grant in the device manifest.
+pub const DEVICES_PACKAGE: &str = "phantom:devices/";
+
+/// The `phantom:devices` interfaces a component imports at its top level
+/// (empty for anything that is not a readable component: inspection
+/// reports that).
+pub fn device_imports(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { break };
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader.into_iter().flatten() {
+                    if import.name.name.starts_with(DEVICES_PACKAGE) {
+                        found.push(import.name.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
 
 /// Why a component cannot become a persistent process.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +86,10 @@ pub enum InspectError {
     Malformed(String),
     /// Imports something the host cannot restore.
     #[error(
-        "the component imports {}, which Phantom cannot provide to a persistent process; it may import only phantom:os ({os}) and WASI 0.2.x ({wasi}). Remove the refused imports: in Rust, do not use std::net, std::fs or crates that reach for sockets, HTTP or files; in C, do not call socket or file functions. Build Rust guests with `--target wasm32-wasip2` and the phantom SDK",
+        "the component imports {}, which Phantom cannot provide to a persistent process; it may import only phantom:os ({os}), phantom:devices ({devices}, each with a grant: `spawn --devices`) and WASI 0.2.x ({wasi}). Remove the refused imports: in Rust, do not use std::net, std::fs or crates that reach for sockets, HTTP or files; in C, do not call socket or file functions. Build Rust guests with `--target wasm32-wasip2` and the phantom SDK",
         .0.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
-        os = ALLOWED_IMPORTS.iter().map(|i| i.trim_start_matches("phantom:os/")).collect::<Vec<_>>().join(", "),
+        os = ALLOWED_IMPORTS.iter().filter_map(|i| i.strip_prefix("phantom:os/")).collect::<Vec<_>>().join(", "),
+        devices = ALLOWED_IMPORTS.iter().filter_map(|i| i.strip_prefix(DEVICES_PACKAGE)).collect::<Vec<_>>().join(", "),
         wasi = crate::iface::wasi::WASI_INTERFACES.join(", ")
     )]
     UnsupportedImports(Vec<String>),

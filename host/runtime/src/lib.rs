@@ -38,6 +38,7 @@ pub mod status;
 pub mod travel;
 mod writer;
 
+pub use iface::devices;
 pub use phantom_memory::{LazyStats, TrackerKind};
 
 /// Inspection and instrumentation of component bytes, as `load_component`

@@ -128,6 +128,7 @@ impl Runtime {
             .map_err(err)?;
         crate::iface::wasi::add_to_linker(&mut linker).map_err(err)?;
         crate::iface::messages::add_to_linker(&mut linker).map_err(err)?;
+        crate::iface::devices::add_to_linker(&mut linker).map_err(err)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -195,6 +196,7 @@ impl PlainInstance {
             .map_err(err)?;
         crate::iface::wasi::add_to_linker(&mut linker).map_err(err)?;
         crate::iface::messages::add_to_linker(&mut linker).map_err(err)?;
+        crate::iface::devices::add_to_linker(&mut linker).map_err(err)?;
         let ctx = ProcessCtx::new(
             crate::persist::HostState::default(),
             Default::default(),

@@ -87,6 +87,7 @@ pub fn run(args: &MigrateBenchArgs) -> anyhow::Result<serde_json::Value> {
         args: vec!["--mib".into(), args.memory_mib.to_string()],
         files: vec![],
         env: Vec::new(),
+        ..Default::default()
     };
     let (mut p, _) = Process::spawn(&rt_src, &bytes, &src, request)?;
     p.offer(Input::ConsoleLine("fill 7".into()))?;

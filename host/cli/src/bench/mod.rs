@@ -11,9 +11,12 @@
 //!                  journal on/off vs plain wasmtime, recovery vs journal length
 //!   travel.rs      export and import throughput vs cp of the same bytes
 //!   migrate.rs     live migration's downtime and bytes vs a stop-and-copy
+//!   devices.rs     GPIO and I2C host calls vs the backend directly; restore
+//!                  with 16 open pins vs none
 //! ```
 
 mod checkpoint;
+mod devices;
 mod guest_pause;
 mod history;
 mod journal;
@@ -44,6 +47,8 @@ pub enum BenchCommand {
     GuestPause(guest_pause::GuestPauseBenchArgs),
     /// Durable messages/s vs Redis, dispatch cost, recovery time.
     Journal(journal::JournalBenchArgs),
+    /// GPIO and I2C host calls vs the backend directly; restore with 16 open pins vs none.
+    Devices(devices::DevicesBenchArgs),
     /// Export and import throughput against cp of the same bytes.
     Travel(travel::TravelBenchArgs),
     /// Bytes of 100 kept checkpoints (1% change): content addressing vs chains.
@@ -61,6 +66,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::GuestPause(a) => guest_pause::run(&a)?,
         BenchCommand::Journal(a) => journal::run(&a)?,
         BenchCommand::Travel(a) => travel::run(&a)?,
+        BenchCommand::Devices(a) => devices::run(&a)?,
         BenchCommand::History(a) => history::run(&a)?,
         BenchCommand::Migrate(a) => migrate::run(&a)?,
         BenchCommand::Pvm(a) => {

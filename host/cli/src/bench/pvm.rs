@@ -145,6 +145,8 @@ pub fn run(args: &PvmBenchArgs, component: &std::path::Path) -> anyhow::Result<s
             args: call.clone(),
             files: files.clone(),
             env: Vec::new(),
+            devices: None,
+            scenario: None,
         };
         let (p, init_out) = Process::spawn(&rt, &bytes, &data, request)?;
         let mut wasm_out = console_text(&init_out);

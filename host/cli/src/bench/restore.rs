@@ -48,6 +48,8 @@ pub fn run(args: &RestoreBenchArgs) -> anyhow::Result<serde_json::Value> {
         args: vec!["--mib".into(), args.memory_mib.to_string()],
         files: vec![],
         env: Vec::new(),
+        devices: None,
+        scenario: None,
     };
     let (mut p, _) = Process::spawn(&rt, &bytes, &data, request)?;
     let spawn_time = compile_start.elapsed();

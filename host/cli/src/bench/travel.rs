@@ -62,6 +62,8 @@ pub fn run(args: &TravelBenchArgs) -> anyhow::Result<serde_json::Value> {
         args: vec!["--mib".into(), args.memory_mib.to_string()],
         files: vec![],
         env: Vec::new(),
+        devices: None,
+        scenario: None,
     };
     let (mut p, _) = Process::spawn(&rt, &bytes, &src, request)?;
     p.offer(Input::ConsoleLine("fill 7".into()))?;

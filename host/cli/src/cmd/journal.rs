@@ -55,6 +55,13 @@ fn describe(entry: &Entry) -> (String, Value) {
                     ("console closed".into(), json!({"input": "console-closed"}))
                 }
                 Input::Resume => ("resume".into(), json!({"input": "resume"})),
+                Input::GpioEdge { pin, high, .. } => (
+                    format!(
+                        "gpio edge of pin {pin} to {}",
+                        if *high { "high" } else { "low" }
+                    ),
+                    json!({"input": "gpio-edge", "pin": pin, "high": high}),
+                ),
                 Input::Message { from, id, data } => (
                     format!(
                         "message {id} from {} ({} bytes) {}",
@@ -117,6 +124,13 @@ fn describe(entry: &Entry) -> (String, Value) {
             format!("the call of entry {call} failed: its input is consumed"),
             json!({"call": call}),
         ),
+        Entry::DeviceRead(Ok(b)) => (
+            format!("{} bytes {b:02x?}", b.len()),
+            json!({"ok": true, "bytes": b}),
+        ),
+        Entry::DeviceRead(Err(code)) => {
+            (format!("error {code}"), json!({"ok": false, "error": code}))
+        }
     }
     .pipe(|(line, mut v)| {
         v["kind"] = json!(kind);

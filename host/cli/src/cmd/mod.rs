@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod checkpoints;
 pub mod componentize;
 pub mod compose;
+pub mod devices;
 pub mod export;
 pub mod fork;
 pub mod fsck;

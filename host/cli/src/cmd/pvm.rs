@@ -146,6 +146,8 @@ fn run_classes(
         args,
         files,
         env: Vec::new(),
+        devices: None,
+        scenario: None,
     };
     let (process, outputs) = match Process::spawn(&rt, &bytes, &dir.0, request) {
         Ok(p) => p,

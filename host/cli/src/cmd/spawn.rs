@@ -37,6 +37,15 @@ pub struct SpawnArgs {
     /// reads it with `std::env::var` or `getenv`.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// The process's device manifest (TOML): the devices it is granted, by
+    /// logical name, e.g. `gpio.relay = { pin = "sim:0/17", modes =
+    /// ["output"] }`. Stored with the process.
+    #[arg(long, value_name = "FILE")]
+    devices: Option<PathBuf>,
+    /// What drives the process's simulated devices (TOML): temperatures
+    /// over time, scripted inputs. Stored with the process.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -70,6 +79,20 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &a.files_dir {
         files.extend(super::read_dir_files(dir)?);
     }
+    let devices = match &a.devices {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the device manifest {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let scenario = match &a.scenario {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the scenario {}", path.display()))?,
+        ),
+        None => None,
+    };
     let policy = a.keep.apply(phantom_snapshots::KeepPolicy::default())?;
     let rt = a.engine.runtime()?;
     let request = SpawnRequest {
@@ -77,6 +100,8 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
         args: a.args,
         files,
         env: a.env,
+        devices,
+        scenario,
     };
     let spawned = spawn_process(&rt, &a.data, &bytes, request)
         .with_context(|| format!("cannot spawn {}", a.component.display()))?;

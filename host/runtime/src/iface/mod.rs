@@ -2,6 +2,7 @@
 
 mod clocks;
 mod console;
+pub mod devices;
 pub(crate) mod messages;
 mod process;
 mod timers;

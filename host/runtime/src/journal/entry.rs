@@ -18,9 +18,13 @@
 //!  11 call-abandoned call u64: that call never finished (the host died in
 //!                    it) and entries followed without a host: a replay
 //!                    skips it and leaves its input at the head of the queue
+//!  12 device-read    status u8 (0 ok, else the error's code) | len u32 | bytes:
+//!                    what a device operation returned (a pin's level, the
+//!                    bytes of an I2C transaction's reads)
 //!
 //!   input: 1 timer id u32 | 2 console-line len u32, UTF-8 | 3 console-closed
 //!          | 4 message from-len u16, from (UTF-8) | id u64 | len u32, data
+//!          | 5 gpio-edge pin u32 | level u8 (0 low, 1 high) | time u64
 //! ```
 //! Decoding checks every length against what is left and against the
 //! runtime's bounds, so a crafted entry gives an error, never a panic.
@@ -58,6 +62,9 @@ pub enum HostValue {
     /// `process.checkpoint-id`.
     CheckpointId,
 }
+
+/// Most bytes one device read records (an I2C transaction's reads).
+pub const MAX_DEVICE_READ: usize = 64 << 10;
 
 /// One journal entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +119,9 @@ pub enum Entry {
         /// The call entry's sequence number.
         call: u64,
     },
+    /// What a device operation returned: `Ok(bytes)` or the error's code
+    /// (`iface::devices`), performed live and replayed from here.
+    DeviceRead(Result<Vec<u8>, u8>),
     /// The call at entry `call` never finished (the host died in it), and
     /// `phantom send` appended entries after it: a replay skips the call
     /// and leaves its input at the head of the queue, for the next call.
@@ -137,6 +147,7 @@ impl Entry {
             Entry::Released { .. } => "released",
             Entry::CallFailed { .. } => "call-failed",
             Entry::CallAbandoned { .. } => "call-abandoned",
+            Entry::DeviceRead(_) => "device-read",
         }
     }
 
@@ -149,6 +160,7 @@ impl Entry {
                 | Entry::WallClock { .. }
                 | Entry::Monotonic(_)
                 | Entry::HostValue(..)
+                | Entry::DeviceRead(_)
         )
     }
 
@@ -221,6 +233,16 @@ impl Entry {
                 b.push(11);
                 b.extend_from_slice(&call.to_le_bytes());
             }
+            Entry::DeviceRead(result) => {
+                b.push(12);
+                let (status, bytes): (u8, &[u8]) = match result {
+                    Ok(bytes) => (0, bytes),
+                    Err(code) => (*code, &[]),
+                };
+                b.push(status);
+                b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                b.extend_from_slice(bytes);
+            }
         }
         b
     }
@@ -286,6 +308,21 @@ impl Entry {
             9 => Entry::Released { call: r.u64()? },
             10 => Entry::CallFailed { call: r.u64()? },
             11 => Entry::CallAbandoned { call: r.u64()? },
+            12 => {
+                let status = r.u8()?;
+                let len = r.u32()? as usize;
+                if len > MAX_DEVICE_READ {
+                    return Err(format!(
+                        "a device read of {len} bytes, more than a guest may read"
+                    ));
+                }
+                let bytes = r.take(len)?.to_vec();
+                match status {
+                    0 => Entry::DeviceRead(Ok(bytes)),
+                    code if bytes.is_empty() => Entry::DeviceRead(Err(code)),
+                    code => return Err(format!("a failed device read (code {code}) with bytes")),
+                }
+            }
             k => return Err(format!("an entry of unknown kind {k}")),
         };
         if r.at != bytes.len() {
@@ -318,6 +355,12 @@ fn encode_input(b: &mut Vec<u8>, input: &Input) {
             b.extend_from_slice(&id.to_le_bytes());
             b.extend_from_slice(&(data.len() as u32).to_le_bytes());
             b.extend_from_slice(data);
+        }
+        Input::GpioEdge { pin, high, time_ns } => {
+            b.push(5);
+            b.extend_from_slice(&pin.to_le_bytes());
+            b.push(u8::from(*high));
+            b.extend_from_slice(&time_ns.to_le_bytes());
         }
         // Never queued, so never admitted.
         Input::Resume => b.push(0),
@@ -354,6 +397,19 @@ fn decode_input(r: &mut Reader<'_>) -> Result<Input, String> {
                 from,
                 id,
                 data: r.take(len)?.to_vec(),
+            }
+        }
+        5 => {
+            let pin = r.u32()?;
+            let high = match r.u8()? {
+                0 => false,
+                1 => true,
+                l => return Err(format!("a GPIO edge to level {l}")),
+            };
+            Input::GpioEdge {
+                pin,
+                high,
+                time_ns: r.u64()?,
             }
         }
         k => return Err(format!("an input of unknown kind {k}")),
@@ -456,6 +512,17 @@ mod tests {
             Entry::Released { call: 12 },
             Entry::CallFailed { call: 11 },
             Entry::CallAbandoned { call: 11 },
+            Entry::DeviceRead(Ok(vec![0x60, 1])),
+            Entry::DeviceRead(Ok(Vec::new())),
+            Entry::DeviceRead(Err(3)),
+            Entry::Admit {
+                time_ns: 13,
+                input: Input::GpioEdge {
+                    pin: 3,
+                    high: true,
+                    time_ns: 12,
+                },
+            },
         ]
     }
 

@@ -256,6 +256,11 @@ impl JournalCtx {
                     self.digest.update(&(data.len() as u64).to_le_bytes());
                     self.digest.update(data);
                 }
+                Output::Device(crate::iface::devices::DeviceEffect::GpioLevel { handle, high }) => {
+                    self.digest.update(&[3]);
+                    self.digest.update(&handle.to_le_bytes());
+                    self.digest.update(&[u8::from(*high)]);
+                }
             }
         }
     }

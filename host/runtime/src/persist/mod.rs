@@ -9,6 +9,7 @@
 //!   GlobalsCheck    "globals"   globals.rs   equal to what the component has
 //!   WasiState       "wasi"      wasi.rs      handle table consistent, env bounds (older images: empty)
 //!   JournalState    "journal"   journal/     held effects inside the covered journal, bounds (older: position 0)
+//!   DevicesState    "devices"   devices.rs   numbers, order opened, pin and bus names (older: nothing open)
 //! ```
 //! Adding a part adds a section (and a row here), never a format break: a
 //! reader ignores sections it does not know, and a part whose section an
@@ -17,6 +18,7 @@
 //! restores untrusted bytes: a section that does not parse or breaks a bound
 //! is a bad image, reported with the section's name, never a panic.
 
+mod devices;
 mod globals;
 mod host;
 mod timers;
@@ -24,6 +26,7 @@ mod wasi;
 
 use std::collections::BTreeMap;
 
+use crate::iface::devices::DevicesState;
 use crate::iface::wasi::WasiState;
 use crate::journal::JournalState;
 
@@ -67,6 +70,8 @@ pub struct HostParts {
     pub wasi: WasiState,
     /// The `journal` section.
     pub journal: JournalState,
+    /// The `devices` section.
+    pub devices: DevicesState,
 }
 
 impl HostParts {
@@ -78,6 +83,7 @@ impl HostParts {
             (GlobalsCheck::NAME.to_string(), self.globals.save()),
             (WasiState::NAME.to_string(), self.wasi.save()),
             (JournalState::NAME.to_string(), self.journal.save()),
+            (DevicesState::NAME.to_string(), self.devices.save()),
         ]
     }
 
@@ -104,6 +110,11 @@ impl HostParts {
                 .map_err(|e| format!("its `{}` section is bad: {e}", JournalState::NAME))?,
             None => JournalState::default(),
         };
+        let devices = match sections.get(DevicesState::NAME) {
+            Some(bytes) => DevicesState::restore(bytes)
+                .map_err(|e| format!("its `{}` section is bad: {e}", DevicesState::NAME))?,
+            None => DevicesState::default(),
+        };
         // Timers live in their own section from now on.
         host.legacy_timers = None;
         host.legacy_next_timer_id = None;
@@ -113,6 +124,7 @@ impl HostParts {
             globals,
             wasi,
             journal,
+            devices,
         })
     }
 }
@@ -165,6 +177,19 @@ mod tests {
             globals: GlobalsCheck::default(),
             wasi,
             journal,
+            devices: DevicesState {
+                open: vec![crate::iface::devices::OpenDevice {
+                    handle: 2,
+                    name: "relay".into(),
+                    kind: crate::iface::devices::OpenKind::Gpio {
+                        pin: "sim:0/17".into(),
+                        mode: phantom_devices::PinMode::Input,
+                        high: false,
+                        watch: Some(crate::iface::devices::WatchEdge::Both),
+                    },
+                }],
+                last_handle: 2,
+            },
         }
     }
 
@@ -172,7 +197,7 @@ mod tests {
     fn every_part_round_trips_through_its_section() {
         let p = parts();
         let sections: BTreeMap<String, Vec<u8>> = p.save().into_iter().collect();
-        assert_eq!(sections.len(), 5, "one section per part");
+        assert_eq!(sections.len(), 6, "one section per part");
         assert_eq!(HostParts::restore(&sections).unwrap(), p);
     }
 

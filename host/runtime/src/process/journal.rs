@@ -33,6 +33,28 @@ use crate::runtime::Runtime;
 /// The guest's `handle-message` export.
 pub(crate) type HandleMessage = TypedFunc<(GuestMessage,), (Status,)>;
 
+/// The guest's `handle-device-event` export.
+pub(crate) type HandleDeviceEvent =
+    TypedFunc<(crate::iface::devices::gpio::WitDeviceEvent,), (Status,)>;
+
+/// The `handle-device-event` export, if the component has one of the right
+/// type.
+pub(super) fn find_handle_device_event(
+    store: &mut Store<ProcessCtx>,
+    instance: &Instance,
+) -> wasmtime::Result<Option<HandleDeviceEvent>> {
+    let Some(func) = instance.get_func(&mut *store, "handle-device-event") else {
+        return Ok(None);
+    };
+    func.typed::<(crate::iface::devices::gpio::WitDeviceEvent,), (Status,)>(&*store)
+        .map(Some)
+        .map_err(|e| {
+            e.context(
+                "its `handle-device-event` export is not `func(event: device-event) -> status`",
+            )
+        })
+}
+
 /// What one call did.
 pub(crate) struct CallDone {
     /// What it sent out.

@@ -41,7 +41,7 @@ pub use checkpoint::CaptureReport;
 pub use journal::ReplayReport;
 pub(crate) use restore::check_image_contents;
 pub(crate) use spawn::unix_ns;
-pub use spawn::{SpawnRequest, spawning_dir};
+pub use spawn::{DEVICES_FILE, SpawnRequest, spawning_dir};
 
 /// A full image is written at least this often (in checkpoints), so restore
 /// never replays a long chain.
@@ -101,6 +101,8 @@ pub struct Process {
     last_committed: Option<CheckpointInfo>,
     /// `handle-message`, if the component exports it.
     handle_message: Option<journal::HandleMessage>,
+    /// `handle-device-event`, if the component exports it.
+    handle_device_event: Option<journal::HandleDeviceEvent>,
     /// Journal positions of the checkpoints this host wrote or restored.
     positions: std::collections::BTreeMap<u64, u64>,
     /// What the replay of the last restore did.
@@ -248,6 +250,9 @@ impl Process {
         let handle_message = journal::find_handle_message(&mut store, &instance)
             .map_err(|e| InstantiateError::Wasmtime(format!("{e:#}")))?;
         store.data_mut().takes_messages = handle_message.is_some();
+        let handle_device_event = journal::find_handle_device_event(&mut store, &instance)
+            .map_err(|e| InstantiateError::Wasmtime(format!("{e:#}")))?;
+        store.data_mut().takes_device_events = handle_device_event.is_some();
         Ok(Process {
             name,
             dir,
@@ -261,6 +266,7 @@ impl Process {
             in_flight: None,
             last_committed: None,
             handle_message,
+            handle_device_event,
             positions: Default::default(),
             last_replay: None,
         })
@@ -273,6 +279,28 @@ impl Process {
         let ctx = self.store.data_mut();
         ctx.call_timeout = rt.config.call_timeout;
         ctx.call_deadline = Some(std::time::Instant::now() + rt.config.call_timeout);
+    }
+
+    /// Performs a released device effect (a pin's level).
+    pub(crate) fn apply_device(&mut self, effect: &crate::iface::devices::DeviceEffect) {
+        self.store.data_mut().devices.apply(effect);
+    }
+
+    /// The process's devices (grants, what it holds, the simulated
+    /// devices).
+    pub fn devices(&self) -> &crate::iface::devices::Devices {
+        &self.store.data().devices
+    }
+
+    /// Admits an edge event for every watched input pin whose level changed
+    /// the way it is watched (the drive loop calls this every turn).
+    pub fn poll_device_events(&mut self) {
+        self.store.data_mut().poll_device_events();
+    }
+
+    /// Unplugs every simulated device of the process (tests).
+    pub fn unplug_devices(&mut self) {
+        self.store.data_mut().devices.unplug_all();
     }
 
     /// Quiescence proof for this process's memories (no call is running
@@ -297,6 +325,7 @@ impl Process {
                 position: ctx.journal.log.as_ref().map_or(0, |l| l.next_seq()),
                 ..ctx.journal.state.clone()
             },
+            devices: ctx.devices.state.clone(),
         }
     }
 }

@@ -123,6 +123,14 @@ impl Process {
             let report = process.replay(rt, entries).map_err(journal_failed)?;
             process.last_replay = Some(report);
         }
+        // Devices come back after the replay (which touched none), in the
+        // order opened, with what the guest set re-applied.
+        for name in process.store.data_mut().devices.reacquire() {
+            warnings.push(format!(
+                "{}: device `{name}` is gone: the guest gets `device-lost` when it next uses it",
+                dir.display()
+            ));
+        }
         Ok((process, warnings))
     }
 
@@ -182,7 +190,11 @@ impl Process {
             wasi,
             globals,
             journal,
+            devices,
         } = parts;
+        let mut granted = crate::iface::devices::Devices::load(dir)
+            .map_err(|e| Refusal::Host(format!("its devices: {e}")))?;
+        granted.state = devices;
         host.restore_count += 1;
         host.checkpoint_id = candidate.info.id;
         // A process is named by its directory (an import or fork may have
@@ -216,6 +228,7 @@ impl Process {
             ctx.outbox.take();
             ctx.checkpoint_requested = false;
             ctx.journal.state = journal;
+            ctx.devices = granted;
         }
         if process.memories.len() != expected {
             return Err(Refusal::Image(format!(

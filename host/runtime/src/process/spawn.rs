@@ -35,6 +35,60 @@ pub struct SpawnRequest {
     pub files: Vec<(String, Vec<u8>)>,
     /// The WASI environment (`--env K=V`).
     pub env: Vec<(String, String)>,
+    /// The device manifest (`--devices FILE`): its TOML text, stored as
+    /// `devices.toml` in the process directory.
+    pub devices: Option<String>,
+    /// What drives the simulated devices (`--scenario FILE`): its TOML
+    /// text, stored as `scenario.toml`.
+    pub scenario: Option<String>,
+}
+
+/// The name of the stored device manifest in a process directory.
+pub const DEVICES_FILE: &str = "devices.toml";
+
+/// Checks a device manifest against the device interfaces the component
+/// imports: each must have at least one grant.
+fn check_device_grants(
+    name: &str,
+    bytes: &[u8],
+    manifest: Option<&str>,
+) -> Result<phantom_devices::DeviceManifest, SpawnError> {
+    let manifest = match manifest {
+        Some(text) => {
+            phantom_devices::DeviceManifest::parse(text).map_err(|e| SpawnError::Devices {
+                name: name.to_string(),
+                message: e.to_string(),
+            })?
+        }
+        None => phantom_devices::DeviceManifest::default(),
+    };
+    let granted = manifest.granted_interfaces();
+    let ungranted: Vec<String> = crate::inspect::device_imports(bytes)
+        .into_iter()
+        .filter(|import| {
+            let iface = import
+                .trim_start_matches(crate::inspect::DEVICES_PACKAGE)
+                .split('@')
+                .next()
+                .unwrap_or_default();
+            // `events` only declares types.
+            iface != "events" && !granted.contains(&iface)
+        })
+        .collect();
+    if !ungranted.is_empty() {
+        return Err(SpawnError::Devices {
+            name: name.to_string(),
+            message: format!(
+                "the component imports {} but its device manifest grants no such device (give one with `--devices FILE`, e.g. `gpio.relay = {{ pin = \"sim:0/17\", modes = [\"output\"] }}`)",
+                ungranted
+                    .iter()
+                    .map(|i| format!("`{i}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(manifest)
 }
 
 /// The hidden directory a spawn by process `pid` builds `name` in.
@@ -64,10 +118,23 @@ impl Process {
             args,
             files,
             env,
+            devices,
+            scenario,
         } = request;
         if !valid_name(&name) {
             return Err(SpawnError::InvalidName(name));
         }
+        let manifest = check_device_grants(&name, component_bytes, devices.as_deref())?;
+        let scenario_parsed = match scenario.as_deref() {
+            Some(text) => phantom_devices::scenario::Scenario::parse(text).map_err(|message| {
+                SpawnError::Devices {
+                    name: name.clone(),
+                    message,
+                }
+            })?,
+            None => Default::default(),
+        };
+        let granted = crate::iface::devices::Devices::new(manifest, scenario_parsed);
         let dir = data.join(&name);
         if dir.exists() {
             return Err(SpawnError::Exists {
@@ -88,6 +155,11 @@ impl Process {
             args,
             files,
             env,
+            [
+                (DEVICES_FILE, devices.as_deref()),
+                (crate::iface::devices::SCENARIO_FILE, scenario.as_deref()),
+            ],
+            granted,
         );
         let (mut process, output) = match result {
             Ok(r) => r,
@@ -145,8 +217,17 @@ impl Process {
         args: Vec<String>,
         files: Vec<(String, Vec<u8>)>,
         env: Vec<(String, String)>,
+        stored: [(&str, Option<&str>); 2],
+        devices: crate::iface::devices::Devices,
     ) -> Result<(Process, Vec<Output>), SpawnError> {
         let io = |what: String| move |source| SpawnError::Io { what, source };
+        for (file, text) in stored {
+            if let Some(text) = text {
+                fs::create_dir_all(tmp)
+                    .and_then(|()| fs::write(tmp.join(file), text))
+                    .map_err(io(format!("cannot write {}/{file}", tmp.display())))?;
+            }
+        }
         let images = CheckpointStore::create(tmp).map_err(|e| {
             io(format!("cannot create {}", tmp.display()))(std::io::Error::other(e))
         })?;
@@ -189,6 +270,7 @@ impl Process {
             name: name.to_string(),
             message: e.to_string(),
         })?;
+        process.store.data_mut().devices = devices;
         let guest_files: Vec<GuestFile> = files
             .into_iter()
             .map(|(name, data)| GuestFile { name, data })
@@ -233,6 +315,12 @@ impl Process {
                 source: CheckpointError::from(e),
             })?;
         process.last_committed = Some(info);
+        // `init`'s pin levels are durable with the first checkpoint.
+        for o in &output {
+            if let Output::Device(effect) = o {
+                process.apply_device(effect);
+            }
+        }
         Ok((process, output))
     }
 

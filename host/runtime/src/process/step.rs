@@ -73,6 +73,11 @@ impl Process {
         if let Some(last) = held.last() {
             self.mark_released(last.call);
         }
+        for h in &held {
+            if let Output::Device(effect) = &h.output {
+                self.apply_device(effect);
+            }
+        }
         Ok(Some(held.into_iter().map(|h| h.output).collect()))
     }
 
@@ -213,6 +218,29 @@ impl Process {
                     .map(|(status,)| status),
                 None => Err(wasmtime::Error::msg(
                     "a message arrived, but the component does not export `handle-message`",
+                )),
+            },
+            Input::GpioEdge { pin, high, time_ns } => match &self.handle_device_event {
+                Some(f) => {
+                    let time_ns = *time_ns;
+                    f.call(
+                        &mut self.store,
+                        (crate::iface::devices::gpio::WitDeviceEvent::GpioEdge(
+                            crate::iface::devices::gpio::WitGpioEdge {
+                                pin: *pin,
+                                level: if *high {
+                                    crate::iface::devices::gpio::WitLevel::High
+                                } else {
+                                    crate::iface::devices::gpio::WitLevel::Low
+                                },
+                                time_ns,
+                            },
+                        ),),
+                    )
+                    .map(|(status,)| status)
+                }
+                None => Err(wasmtime::Error::msg(
+                    "a device event arrived, but the component does not export `handle-device-event`",
                 )),
             },
             _ => self

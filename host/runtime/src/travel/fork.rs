@@ -7,7 +7,8 @@
 //!
 //! ```text
 //!  NAME: chain of the chosen checkpoint (verified) ─► hard links into
-//!        DATA/.NEW.spawning-PID/ + component.wasm (linked) + process.json
+//!        DATA/.NEW.spawning-PID/ + component.wasm, devices.toml, scenario.toml
+//!        (linked) + process.json
 //!        (renamed NEW) + the journal after the checkpoint (newest only,
 //!        appended to a new journal) ─► rename to DATA/NEW ─► hand over
 //! ```
@@ -144,6 +145,15 @@ pub(super) fn fork_into(
     new: &str,
 ) -> Result<(u64, u64, u64), TravelError> {
     let (mut linked, mut copied) = link_or_copy(&dir.join(COMPONENT), &stage.join(COMPONENT))?;
+    // The device grants and the scenario go with it: a fork holds the same
+    // open devices, so it needs the same grants.
+    for file in [crate::process::DEVICES_FILE, crate::devices::SCENARIO_FILE] {
+        if dir.join(file).exists() {
+            let (l, c) = link_or_copy(&dir.join(file), &stage.join(file))?;
+            linked += l;
+            copied += c;
+        }
+    }
     // The chain's images and, for format 2, the packs holding their pages
     // (hard links: the fork shares every page with its parent).
     let files = store

@@ -1,0 +1,80 @@
+//! `phantom devices`: a process's device grants, and the devices it held
+//! open (mode, level, bus) at its newest checkpoint.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use phantom_runtime::datadir::DataDir;
+use phantom_runtime::devices::{OpenKind, report};
+
+/// Arguments of `phantom devices`.
+#[derive(Args)]
+pub struct DevicesArgs {
+    /// The data directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// The process name.
+    name: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `phantom devices`.
+pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::open(&a.data)?.process_dir(&a.name)?;
+    let r = report(&dir).map_err(anyhow::Error::msg)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if r.grants.is_empty() {
+        println!("no devices granted");
+    }
+    for (name, g) in &r.grants.gpio {
+        let modes: Vec<&str> = g.modes.iter().map(|m| m.name()).collect();
+        println!(
+            "grant gpio.{} pin {} modes {}",
+            name.as_str(),
+            g.pin,
+            modes.join(",")
+        );
+    }
+    for (name, g) in &r.grants.i2c {
+        let addrs: Vec<String> = g
+            .addresses
+            .iter()
+            .map(|a| format!("{:#04x}", a.get()))
+            .collect();
+        println!(
+            "grant i2c.{} bus {} addresses {}",
+            name.as_str(),
+            g.bus,
+            addrs.join(",")
+        );
+    }
+    let at = r
+        .checkpoint
+        .map_or("no checkpoint".to_string(), |c| format!("checkpoint {c}"));
+    println!("open at {at}: {}", r.open.len());
+    for d in &r.open {
+        match &d.kind {
+            OpenKind::Gpio {
+                pin,
+                mode,
+                high,
+                watch,
+            } => println!(
+                "  {} {} gpio {pin} {} {}{}",
+                d.handle,
+                d.name,
+                mode.name(),
+                if *high { "high" } else { "low" },
+                watch.map_or(String::new(), |w| format!(" watch {w:?}").to_lowercase())
+            ),
+            OpenKind::I2c { bus } => println!("  {} {} i2c {bus}", d.handle, d.name),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,26 @@
+//! Phantom's devices, without wasmtime: what a process is granted, and the
+//! backends the host drives for it.
+//!
+//! ```text
+//!   manifest.rs  DeviceManifest (TOML) ─► grants by logical name ─► the policy
+//!   sim/         simulated backends behind the embedded-hal 1.0 traits:
+//!                gpio.rs (SimGpioBank: levels, modes, scripted inputs, a log),
+//!                bme280.rs (SimBme280 on a SimI2cBus: the BME280 register map)
+//!   scenario.rs  what drives the simulated devices over time (TOML)
+//!   bme280.rs    the BME280's calibration words and compensation formulas
+//!                (datasheet), and a driver over any embedded-hal I2C bus
+//! ```
+//! The runtime (`phantom-runtime`, `iface/devices/`) opens devices through
+//! the policy, journals what the guest reads and persists what it set.
+
+#![forbid(unsafe_code)]
+
+pub mod bme280;
+pub mod manifest;
+pub mod scenario;
+pub mod sim;
+
+pub use manifest::{
+    Backend, BusRef, DeviceManifest, GpioGrant, I2cGrant, ManifestError, PinMode, PinRef,
+    PolicyError,
+};

@@ -1,0 +1,629 @@
+//! Device manifests: what a process is granted.
+//!
+//! ```text
+//!   devices.toml ─► DeviceManifest::parse ─► gpio: name ─► GpioGrant { pin, modes }
+//!   (spawn --devices,     (every error names      i2c:  name ─► I2cGrant { bus, addresses }
+//!    stored as DIR/NAME/   its line and key)
+//!    devices.toml)        ─► gpio_open / i2c_open / I2cGrant::allows: the policy
+//! ```
+//! A manifest maps logical names, which the guest opens, to backends and what
+//! the process may do with them:
+//!
+//! ```toml
+//! gpio.relay = { pin = "sim:0/17", modes = ["output"] }
+//! i2c.env = { bus = "sim:bme280", addresses = [0x76] }
+//! ```
+//! Nothing is granted that the manifest does not say: an unknown key or
+//! table is an error (not ignored), a grant with no modes or no addresses is
+//! an error (not "everything"), and the policy functions answer only from
+//! what was parsed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Most grants of one kind in a manifest.
+pub const MAX_GRANTS: usize = 256;
+/// Longest logical name.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// A manifest that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not TOML of the manifest's shape; the message names the line, column
+    /// and key (from the TOML parser).
+    #[error("invalid device manifest: {0}")]
+    Invalid(String),
+    /// Two grants name the same pin or bus.
+    #[error("invalid device manifest: `{first}` and `{second}` both grant {what}")]
+    Duplicate {
+        /// The first grant's key (`gpio.relay`).
+        first: String,
+        /// The second grant's key.
+        second: String,
+        /// The pin or bus.
+        what: String,
+    },
+    /// More grants of one kind than a manifest may hold.
+    #[error("invalid device manifest: more than {MAX_GRANTS} `{0}` grants")]
+    TooMany(&'static str),
+}
+
+/// How a pin is used (the WIT `gpio.pin-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinMode {
+    /// Input, floating.
+    Input,
+    /// Input with the pull-up on.
+    #[serde(alias = "input-pullup")]
+    InputPullUp,
+    /// Input with the pull-down on.
+    #[serde(alias = "input-pulldown")]
+    InputPullDown,
+    /// Push-pull output.
+    Output,
+    /// Open-drain output.
+    OutputOpenDrain,
+}
+
+impl PinMode {
+    /// Every mode, in WIT order.
+    pub const ALL: [PinMode; 5] = [
+        PinMode::Input,
+        PinMode::InputPullUp,
+        PinMode::InputPullDown,
+        PinMode::Output,
+        PinMode::OutputOpenDrain,
+    ];
+
+    /// Whether the process drives the pin in this mode.
+    pub fn is_output(self) -> bool {
+        matches!(self, PinMode::Output | PinMode::OutputOpenDrain)
+    }
+
+    /// The manifest's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            PinMode::Input => "input",
+            PinMode::InputPullUp => "input-pull-up",
+            PinMode::InputPullDown => "input-pull-down",
+            PinMode::Output => "output",
+            PinMode::OutputOpenDrain => "output-open-drain",
+        }
+    }
+}
+
+/// Where a device is: simulated in the host, or a Linux device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// A simulated device (`sim:`).
+    Sim,
+    /// A Linux character device (`linux:`).
+    Linux,
+}
+
+/// A pin: `sim:<chip>/<line>` or `linux:<chip>/<line>` (`linux:gpiochip0/17`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PinRef {
+    /// Its backend.
+    pub backend: Backend,
+    /// The chip (bank).
+    pub chip: String,
+    /// The line (offset) on the chip.
+    pub line: u32,
+}
+
+/// A bus: `sim:<device>` (`sim:bme280`) or `linux:<path>` (`linux:/dev/i2c-1`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BusRef {
+    /// Its backend.
+    pub backend: Backend,
+    /// The simulated bus's kind or the device path.
+    pub path: String,
+}
+
+fn split_backend(s: &str) -> Result<(Backend, &str), String> {
+    if let Some(rest) = s.strip_prefix("sim:") {
+        Ok((Backend::Sim, rest))
+    } else if let Some(rest) = s.strip_prefix("linux:") {
+        Ok((Backend::Linux, rest))
+    } else {
+        Err(format!(
+            "`{s}` names no backend: it must start with `sim:` or `linux:`"
+        ))
+    }
+}
+
+impl std::str::FromStr for PinRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (backend, rest) = split_backend(s)?;
+        let (chip, line) = rest
+            .rsplit_once('/')
+            .ok_or_else(|| format!("pin `{s}` is not `<backend>:<chip>/<line>`"))?;
+        let line = line
+            .parse()
+            .map_err(|_| format!("pin `{s}`: line `{line}` is not a number"))?;
+        if chip.is_empty() {
+            return Err(format!("pin `{s}` names no chip"));
+        }
+        Ok(PinRef {
+            backend,
+            chip: chip.to_string(),
+            line,
+        })
+    }
+}
+
+impl std::str::FromStr for BusRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (backend, path) = split_backend(s)?;
+        if path.is_empty() {
+            return Err(format!("bus `{s}` names no device"));
+        }
+        Ok(BusRef {
+            backend,
+            path: path.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sim => "sim",
+            Backend::Linux => "linux",
+        })
+    }
+}
+
+impl fmt::Display for PinRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.backend, self.chip, self.line)
+    }
+}
+
+impl fmt::Display for BusRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.backend, self.path)
+    }
+}
+
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+string_serde!(PinRef);
+string_serde!(BusRef);
+
+/// A logical name: 1 to 64 of `a-z`, `0-9`, `-`, `_`, starting with a letter.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct GrantName(String);
+
+impl GrantName {
+    /// Checks `s`.
+    pub fn new(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_NAME_BYTES
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok {
+            Ok(GrantName(s.to_string()))
+        } else {
+            Err(format!(
+                "`{s}` is not a device name: 1 to {MAX_NAME_BYTES} of a-z, 0-9, `-`, `_`, starting with a letter"
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for GrantName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        GrantName::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A 7-bit I2C address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct I2cAddress(u8);
+
+impl I2cAddress {
+    /// Checks `a`.
+    pub fn new(a: u64) -> Result<Self, String> {
+        u8::try_from(a)
+            .ok()
+            .filter(|&a| a <= 0x7f)
+            .map(I2cAddress)
+            .ok_or_else(|| format!("{a:#x} is not a 7-bit I2C address (0x00 to 0x7f)"))
+    }
+
+    /// The address.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for I2cAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let a = i64::deserialize(d)?;
+        u64::try_from(a)
+            .map_err(|_| format!("{a} is not a 7-bit I2C address (0x00 to 0x7f)"))
+            .and_then(I2cAddress::new)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn non_empty<'de, D, T>(d: D) -> Result<BTreeSet<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Ord,
+{
+    let set = BTreeSet::<T>::deserialize(d)?;
+    if set.is_empty() {
+        return Err(serde::de::Error::custom(
+            "the list is empty: a grant of nothing is refused rather than read as everything",
+        ));
+    }
+    Ok(set)
+}
+
+/// A pin the process may open, and its modes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioGrant {
+    /// The pin.
+    pub pin: PinRef,
+    /// The modes the process may use it in (at least one).
+    #[serde(deserialize_with = "non_empty")]
+    pub modes: BTreeSet<PinMode>,
+}
+
+/// A bus the process may open, and the addresses it may talk to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct I2cGrant {
+    /// The bus.
+    pub bus: BusRef,
+    /// The 7-bit addresses the process may talk to (at least one).
+    #[serde(deserialize_with = "non_empty")]
+    pub addresses: BTreeSet<I2cAddress>,
+}
+
+impl I2cGrant {
+    /// Whether the grant lists `address`.
+    pub fn allows(&self, address: u16) -> bool {
+        self.addresses.iter().any(|a| u16::from(a.get()) == address)
+    }
+}
+
+/// Why the policy refused an operation (nothing happened on a device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// No grant of that name.
+    #[error("not granted")]
+    NotGranted,
+    /// The grant does not allow that mode.
+    #[error("mode not allowed")]
+    ModeNotAllowed,
+    /// The grant does not list that address.
+    #[error("address not allowed")]
+    AddressNotAllowed,
+}
+
+/// What a process is granted. The default grants nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceManifest {
+    /// Pins by logical name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gpio: BTreeMap<GrantName, GpioGrant>,
+    /// I2C buses by logical name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub i2c: BTreeMap<GrantName, I2cGrant>,
+}
+
+impl DeviceManifest {
+    /// Parses and checks a manifest.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let m: DeviceManifest =
+            toml::from_str(text).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+        if m.gpio.len() > MAX_GRANTS {
+            return Err(ManifestError::TooMany("gpio"));
+        }
+        if m.i2c.len() > MAX_GRANTS {
+            return Err(ManifestError::TooMany("i2c"));
+        }
+        let mut pins: BTreeMap<&PinRef, &GrantName> = BTreeMap::new();
+        for (name, g) in &m.gpio {
+            if let Some(first) = pins.insert(&g.pin, name) {
+                return Err(ManifestError::Duplicate {
+                    first: format!("gpio.{}", first.as_str()),
+                    second: format!("gpio.{}", name.as_str()),
+                    what: format!("pin {}", g.pin),
+                });
+            }
+        }
+        Ok(m)
+    }
+
+    /// The manifest as TOML that `parse` reads back equal.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether it grants nothing.
+    pub fn is_empty(&self) -> bool {
+        self.gpio.is_empty() && self.i2c.is_empty()
+    }
+
+    /// The policy of `gpio.open(name, mode)`.
+    pub fn gpio_open(&self, name: &str, mode: PinMode) -> Result<&GpioGrant, PolicyError> {
+        let grant = self.gpio_grant(name).ok_or(PolicyError::NotGranted)?;
+        if !grant.modes.contains(&mode) {
+            return Err(PolicyError::ModeNotAllowed);
+        }
+        Ok(grant)
+    }
+
+    /// The pin granted as `name`.
+    pub fn gpio_grant(&self, name: &str) -> Option<&GpioGrant> {
+        self.gpio
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, g)| g)
+    }
+
+    /// The policy of `i2c.open(name)`.
+    pub fn i2c_open(&self, name: &str) -> Result<&I2cGrant, PolicyError> {
+        self.i2c
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, g)| g)
+            .ok_or(PolicyError::NotGranted)
+    }
+
+    /// The policy of an I2C operation on the bus granted as `name`.
+    pub fn i2c_access(&self, name: &str, address: u16) -> Result<&I2cGrant, PolicyError> {
+        let grant = self.i2c_open(name)?;
+        if !grant.allows(address) {
+            return Err(PolicyError::AddressNotAllowed);
+        }
+        Ok(grant)
+    }
+
+    /// The device interfaces (`gpio`, `i2c`) that have at least one grant.
+    pub fn granted_interfaces(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if !self.gpio.is_empty() {
+            v.push("gpio");
+        }
+        if !self.i2c.is_empty() {
+            v.push("i2c");
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EXAMPLE: &str = r#"
+gpio.relay = { pin = "sim:0/17", modes = ["output"] }
+gpio.button = { pin = "sim:0/4", modes = ["input", "input-pullup"] }
+i2c.env = { bus = "sim:bme280", addresses = [0x76] }
+"#;
+
+    #[test]
+    fn the_issue_example_parses() {
+        let m = DeviceManifest::parse(EXAMPLE).unwrap();
+        assert_eq!(m.gpio.len(), 2);
+        let relay = m.gpio_open("relay", PinMode::Output).unwrap();
+        assert_eq!(relay.pin.to_string(), "sim:0/17");
+        assert_eq!(
+            m.gpio_open("relay", PinMode::Input),
+            Err(PolicyError::ModeNotAllowed)
+        );
+        assert!(m.gpio_open("button", PinMode::InputPullUp).is_ok());
+        assert_eq!(
+            m.gpio_open("fan", PinMode::Output).unwrap_err(),
+            PolicyError::NotGranted
+        );
+        assert!(m.i2c_access("env", 0x76).is_ok());
+        assert_eq!(
+            m.i2c_access("env", 0x77).unwrap_err(),
+            PolicyError::AddressNotAllowed
+        );
+        assert_eq!(
+            m.i2c_access("other", 0x76).unwrap_err(),
+            PolicyError::NotGranted
+        );
+        assert_eq!(m.granted_interfaces(), vec!["gpio", "i2c"]);
+        assert_eq!(DeviceManifest::parse(&m.to_toml()).unwrap(), m);
+        assert!(DeviceManifest::parse("").unwrap().is_empty());
+    }
+
+    /// Each malformed manifest is refused with a message naming where.
+    #[test]
+    fn malformed_manifests_name_the_line_and_key() {
+        let cases: &[(&str, &[&str])] = &[
+            ("gpio.relay = { pin = \"sim:0/17\" }", &["line 1", "modes"]),
+            (
+                "\n\ngpio.relay = { pin = \"sim:0/17\", modes = [\"sideways\"] }",
+                &["line 3", "sideways"],
+            ),
+            (
+                "gpio.relay = { pin = \"usb:0/17\", modes = [\"output\"] }",
+                &["line 1", "sim:"],
+            ),
+            (
+                "gpio.relay = { pin = \"sim:0/x\", modes = [\"output\"] }",
+                &["line 1", "not a number"],
+            ),
+            (
+                "gpio.relay = { pin = \"sim:0/1\", modes = [] }",
+                &["line 1", "empty"],
+            ),
+            (
+                "gpio.relay = { pin = \"sim:0/1\", modes = [\"output\"], speed = 3 }",
+                &["line 1", "speed"],
+            ),
+            (
+                "i2c.env = { bus = \"sim:bme280\", addresses = [0x80] }",
+                &["line 1", "7-bit"],
+            ),
+            (
+                "i2c.env = { bus = \"sim:bme280\", addresses = [-1] }",
+                &["line 1", "7-bit"],
+            ),
+            (
+                "i2c.env = { bus = \"sim:bme280\" }",
+                &["line 1", "addresses"],
+            ),
+            ("spi.x = { dev = \"sim:y\" }", &["line 1", "spi"]),
+            (
+                "gpio.Relay = { pin = \"sim:0/1\", modes = [\"output\"] }",
+                &["line 1", "Relay"],
+            ),
+            ("gpio.relay = { pin = ", &["line 1"]),
+        ];
+        for (text, wants) in cases {
+            let e = DeviceManifest::parse(text).unwrap_err().to_string();
+            for w in *wants {
+                assert!(e.contains(w), "{text:?}: {e:?} does not contain {w:?}");
+            }
+        }
+        let e = DeviceManifest::parse(
+            "gpio.a = { pin = \"sim:0/1\", modes = [\"output\"] }\ngpio.b = { pin = \"sim:0/1\", modes = [\"input\"] }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("gpio.a") && e.contains("gpio.b") && e.contains("sim:0/1"),
+            "{e}"
+        );
+    }
+
+    /// A manifest as a test writes it: names to modes or addresses.
+    #[derive(Debug, Clone)]
+    struct Spec {
+        gpio: BTreeMap<String, (u32, BTreeSet<usize>)>,
+        i2c: BTreeMap<String, BTreeSet<u8>>,
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        let name = "[a-d][a-d0-9_-]{0,3}";
+        (
+            proptest::collection::btree_map(
+                name,
+                proptest::collection::btree_set(0usize..5, 1..4),
+                0..5,
+            ),
+            proptest::collection::btree_map(
+                name,
+                proptest::collection::btree_set(0u8..0x80, 1..4),
+                0..5,
+            ),
+        )
+            .prop_map(|(g, i2c)| Spec {
+                gpio: g
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, (n, m))| (n, (k as u32, m)))
+                    .collect(),
+                i2c,
+            })
+    }
+
+    fn text(spec: &Spec) -> String {
+        let mut t = String::new();
+        for (n, (line, modes)) in &spec.gpio {
+            let modes: Vec<String> = modes
+                .iter()
+                .map(|&m| format!("\"{}\"", PinMode::ALL[m].name()))
+                .collect();
+            t += &format!(
+                "gpio.{n} = {{ pin = \"sim:0/{line}\", modes = [{}] }}\n",
+                modes.join(", ")
+            );
+        }
+        for (n, addrs) in &spec.i2c {
+            let a: Vec<String> = addrs.iter().map(|a| format!("{a:#04x}")).collect();
+            t += &format!(
+                "i2c.{n} = {{ bus = \"sim:bme280\", addresses = [{}] }}\n",
+                a.join(", ")
+            );
+        }
+        t
+    }
+
+    proptest! {
+        /// The policy allows exactly what the manifest's text says: every
+        /// name, mode and address asked about, granted or not.
+        #[test]
+        fn a_manifest_never_grants_more_than_it_says(
+            spec in spec(),
+            asks in proptest::collection::vec(("[a-e][a-d0-9_-]{0,3}", 0usize..5, 0u16..0x100), 0..40),
+        ) {
+            let m = DeviceManifest::parse(&text(&spec)).unwrap();
+            // The random questions, and every granted name in every mode.
+            let mut all = asks.clone();
+            for n in spec.gpio.keys().chain(spec.i2c.keys()) {
+                all.extend((0..5).map(|k| (n.clone(), k, 0x76)));
+            }
+            for (n, addrs) in &spec.i2c {
+                all.extend(addrs.iter().map(|&a| (n.clone(), 0, u16::from(a))));
+            }
+            for (name, mode, addr) in &all {
+                let mode_ok = spec.gpio.get(name).map(|(_, ms)| ms.contains(mode));
+                match m.gpio_open(name, PinMode::ALL[*mode]) {
+                    Ok(g) => {
+                        prop_assert_eq!(mode_ok, Some(true));
+                        prop_assert_eq!(g.pin.line, spec.gpio[name].0);
+                    }
+                    Err(PolicyError::ModeNotAllowed) => prop_assert_eq!(mode_ok, Some(false)),
+                    Err(e) => {
+                        prop_assert_eq!(e, PolicyError::NotGranted);
+                        prop_assert_eq!(mode_ok, None);
+                    }
+                }
+                let addr_ok = spec.i2c.get(name).map(|a| u8::try_from(*addr).is_ok_and(|x| a.contains(&x)));
+                match m.i2c_access(name, *addr) {
+                    Ok(_) => prop_assert_eq!(addr_ok, Some(true)),
+                    Err(PolicyError::AddressNotAllowed) => prop_assert_eq!(addr_ok, Some(false)),
+                    Err(e) => {
+                        prop_assert_eq!(e, PolicyError::NotGranted);
+                        prop_assert_eq!(addr_ok, None);
+                    }
+                }
+            }
+            // And it survives being written out and read back.
+            prop_assert_eq!(DeviceManifest::parse(&m.to_toml()).unwrap(), m);
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Simulated devices: what `sim:` in a manifest names.
+//!
+//! ```text
+//!   SimWorld (one per process) ── scenario ──┐
+//!     ├─ banks: "0" ─► SimGpioBank ─► SimPin (embedded-hal digital traits)
+//!     └─ buses: "bme280" ─► SimI2cBus (embedded-hal I2c) ─► 0x76: SimBme280
+//! ```
+//! Every device keeps a log of each operation that reached it, so a test can
+//! prove that a refused operation touched nothing. A device can be unplugged
+//! (`unplug`): from then on every operation on it fails as lost.
+
+pub mod bme280;
+pub mod gpio;
+pub mod i2c;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use bme280::SimBme280;
+pub use gpio::{GpioOp, SimGpioBank, SimGpioError, SimPin};
+pub use i2c::{I2cOp, SimI2cBus, SimI2cDevice, SimI2cError};
+
+use crate::scenario::Scenario;
+
+/// Most operations a log keeps: a long run (a watched input is read every
+/// turn of the drive loop) must not grow it without bound; the oldest half
+/// goes.
+pub const MAX_LOG: usize = 1 << 16;
+
+pub(crate) fn push_log<T>(log: &mut Vec<T>, op: T) {
+    if log.len() >= MAX_LOG {
+        log.drain(..MAX_LOG / 2);
+    }
+    log.push(op);
+}
+
+/// The simulated devices of one process, made on first use.
+#[derive(Clone, Default)]
+pub struct SimWorld {
+    scenario: Arc<Scenario>,
+    banks: BTreeMap<String, SimGpioBank>,
+    buses: BTreeMap<String, SimI2cBus>,
+}
+
+/// Simulated bus kinds `sim:<kind>` may name.
+pub const SIM_BUSES: &[&str] = &["bme280"];
+
+impl SimWorld {
+    /// A world driven by `scenario`.
+    pub fn new(scenario: Scenario) -> Self {
+        SimWorld {
+            scenario: Arc::new(scenario),
+            ..Default::default()
+        }
+    }
+
+    /// The bank called `chip`.
+    pub fn bank(&mut self, chip: &str) -> SimGpioBank {
+        let scenario = self.scenario.clone();
+        self.banks
+            .entry(chip.to_string())
+            .or_insert_with(|| SimGpioBank::new(chip, scenario))
+            .clone()
+    }
+
+    /// The bus called `kind` (`bme280`: a BME280 at 0x76), or None for an
+    /// unknown kind.
+    pub fn bus(&mut self, kind: &str) -> Option<SimI2cBus> {
+        if !SIM_BUSES.contains(&kind) {
+            return None;
+        }
+        let scenario = self.scenario.clone();
+        Some(
+            self.buses
+                .entry(kind.to_string())
+                .or_insert_with(|| {
+                    let bus = SimI2cBus::new();
+                    bus.attach(
+                        crate::bme280::ADDRESS,
+                        Box::new(SimBme280::new(scenario.clone())),
+                    );
+                    bus
+                })
+                .clone(),
+        )
+    }
+
+    /// The banks made so far.
+    pub fn banks(&self) -> &BTreeMap<String, SimGpioBank> {
+        &self.banks
+    }
+
+    /// The buses made so far.
+    pub fn buses(&self) -> &BTreeMap<String, SimI2cBus> {
+        &self.buses
+    }
+}

@@ -1,0 +1,469 @@
+//! `phantom:devices`: the devices a process is granted, one file per
+//! interface (`gpio.rs`, `i2c.rs`), over the backends of `phantom-devices`.
+//!
+//! ```text
+//!   guest call ─► policy (the manifest: DIR/NAME/devices.toml) ─► refused: the policy
+//!        │                                                        error, nothing touched
+//!        ▼
+//!   ProcessCtx::device_op ─► gate: journal `device-read` (live: the backend; replay:
+//!        │                   the recorded result, no backend touched)
+//!        ▼
+//!   DevicesState (persisted section `devices`): open devices in the order opened,
+//!        │       each with its mode and the output level the guest set
+//!        ▼
+//!   gpio.set-level ─► exit: Output::Device (held until the call is durable) ─►
+//!                     drive loop release ─► Devices::apply ─► the pin
+//!   restore ─► replay ─► Devices::reacquire: each device in the order opened,
+//!                        its state re-applied; gone ─► `device-lost` on next use
+//! ```
+//! Device numbers are plain `u32`s, not WIT resources: what a number names
+//! is host state persisted with the guest's memory, like timers, so nothing
+//! about the component's handle tables has to be rebuilt (see DESIGN.md,
+//! "Devices").
+
+pub(crate) mod gpio;
+pub(crate) mod i2c;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use phantom_devices::manifest::{BusRef, PinRef};
+use phantom_devices::scenario::Scenario;
+use phantom_devices::sim::{SimI2cBus, SimPin, SimWorld};
+use phantom_devices::{Backend, DeviceManifest, PinMode};
+use serde::{Deserialize, Serialize};
+
+use crate::ctx::ProcessCtx;
+use crate::journal::Entry;
+
+/// Most devices a process may hold open at once.
+pub const MAX_OPEN_DEVICES: usize = 1024;
+/// The stored scenario of a process's simulated devices.
+pub const SCENARIO_FILE: &str = "scenario.toml";
+
+/// Journal codes of device failures (`device-read` entries). 1 to 6 are the
+/// I2C kinds (`i2c.rs`).
+pub(crate) const CODE_OTHER: u8 = 7;
+/// The device is gone.
+pub(crate) const CODE_LOST: u8 = 8;
+
+/// An open device, as persisted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenDevice {
+    /// The number the guest holds.
+    pub handle: u32,
+    /// The grant's logical name.
+    pub name: String,
+    /// What it is and what the guest set.
+    #[serde(flatten)]
+    pub kind: OpenKind,
+}
+
+/// What an open device is, and the state the guest set on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "interface", rename_all = "kebab-case")]
+pub enum OpenKind {
+    /// A pin.
+    Gpio {
+        /// The pin (`sim:0/17`).
+        pin: String,
+        /// Its mode.
+        mode: PinMode,
+        /// The level the guest last set (outputs; re-applied at restore).
+        high: bool,
+        /// The edges delivered as events (inputs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        watch: Option<WatchEdge>,
+    },
+    /// An I2C bus.
+    I2c {
+        /// The bus (`sim:bme280`).
+        bus: String,
+    },
+}
+
+/// Which edges of a watched input are delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchEdge {
+    /// Low to high.
+    Rising,
+    /// High to low.
+    Falling,
+    /// Either.
+    Both,
+}
+
+/// The `devices` section: what the guest holds open, in the order opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicesState {
+    /// Open devices, oldest first.
+    pub open: Vec<OpenDevice>,
+    /// The last number handed out (numbers are never reused).
+    pub last_handle: u32,
+}
+
+/// An effect on a device, released once the call that made it is durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceEffect {
+    /// Drive output `handle` to a level.
+    GpioLevel {
+        /// The pin's number.
+        handle: u32,
+        /// High or low.
+        high: bool,
+    },
+}
+
+/// A device the host holds for an open number.
+#[derive(Clone)]
+enum Acquired {
+    Pin(SimPin),
+    Bus(SimI2cBus),
+    /// Gone: every use is `device-lost`.
+    Lost,
+}
+
+/// A process's devices: its grants, what it holds, and the backends.
+#[derive(Default)]
+pub struct Devices {
+    /// What the process is granted (fixed at spawn).
+    pub manifest: DeviceManifest,
+    /// Persisted: what the process holds.
+    pub state: DevicesState,
+    /// The backends acquired for open numbers (made again after a restore).
+    acquired: BTreeMap<u32, Acquired>,
+    /// The simulated devices.
+    sim: SimWorld,
+    /// The level each watched input had at the last look (not persisted:
+    /// after a restore the first look sets it, so edges while the host was
+    /// down are not delivered; the guest can read the level).
+    baselines: BTreeMap<u32, bool>,
+}
+
+impl Devices {
+    /// Devices for `manifest`, simulated ones driven by `scenario`.
+    pub fn new(manifest: DeviceManifest, scenario: Scenario) -> Self {
+        Devices {
+            manifest,
+            state: DevicesState::default(),
+            acquired: BTreeMap::new(),
+            sim: SimWorld::new(scenario),
+            baselines: BTreeMap::new(),
+        }
+    }
+
+    /// The devices of the process in `dir` (its stored manifest and
+    /// scenario; none: no grants).
+    pub fn load(dir: &Path) -> Result<Self, String> {
+        let read = |file: &str| match std::fs::read_to_string(dir.join(file)) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", dir.join(file).display())),
+        };
+        let manifest = match read(crate::process::DEVICES_FILE)? {
+            Some(t) => DeviceManifest::parse(&t).map_err(|e| e.to_string())?,
+            None => DeviceManifest::default(),
+        };
+        let scenario = match read(SCENARIO_FILE)? {
+            Some(t) => Scenario::parse(&t)?,
+            None => Scenario::default(),
+        };
+        Ok(Self::new(manifest, scenario))
+    }
+
+    /// The simulated devices (for tests and `phantom devices`).
+    pub fn sim(&self) -> &SimWorld {
+        &self.sim
+    }
+
+    /// The open device `handle`.
+    pub fn find(&self, handle: u32) -> Option<&OpenDevice> {
+        self.state.open.iter().find(|d| d.handle == handle)
+    }
+
+    fn find_mut(&mut self, handle: u32) -> Option<&mut OpenDevice> {
+        self.state.open.iter_mut().find(|d| d.handle == handle)
+    }
+
+    fn set_time(&self, now_ns: u64) {
+        for bank in self.sim.banks().values() {
+            bank.set_time(now_ns);
+        }
+        for bus in self.sim.buses().values() {
+            bus.set_time(now_ns);
+        }
+    }
+
+    /// Acquires a pin and puts it in `mode` (driving `high` if an output).
+    fn acquire_pin(&mut self, pin: &PinRef, mode: PinMode, high: bool) -> Acquired {
+        if pin.backend != Backend::Sim {
+            // The Linux backends are not built yet: the grant names a
+            // device this host cannot reach.
+            return Acquired::Lost;
+        }
+        let bank = self.sim.bank(&pin.chip);
+        let mut p = bank.pin(pin.line);
+        let applied = p.configure(mode).and_then(|()| {
+            if mode.is_output() {
+                embedded_hal::digital::OutputPin::set_state(&mut p, high.into())
+            } else {
+                Ok(())
+            }
+        });
+        match applied {
+            Ok(()) => Acquired::Pin(p),
+            Err(_) => Acquired::Lost,
+        }
+    }
+
+    fn acquire_bus(&mut self, bus: &BusRef) -> Acquired {
+        match bus.backend {
+            Backend::Sim => self
+                .sim
+                .bus(&bus.path)
+                .map_or(Acquired::Lost, Acquired::Bus),
+            Backend::Linux => Acquired::Lost,
+        }
+    }
+
+    /// The backend of open number `handle`, acquired (and its state
+    /// re-applied) if it was not yet since the last restore.
+    fn acquired(&mut self, handle: u32) -> Acquired {
+        if let Some(a) = self.acquired.get(&handle) {
+            return a.clone();
+        }
+        let Some(dev) = self.find(handle).cloned() else {
+            return Acquired::Lost;
+        };
+        let a = match &dev.kind {
+            OpenKind::Gpio {
+                pin, mode, high, ..
+            } => match pin.parse::<PinRef>() {
+                Ok(p) => self.acquire_pin(&p, *mode, *high),
+                Err(_) => Acquired::Lost,
+            },
+            OpenKind::I2c { bus } => match bus.parse::<BusRef>() {
+                Ok(b) => self.acquire_bus(&b),
+                Err(_) => Acquired::Lost,
+            },
+        };
+        self.acquired.insert(handle, a.clone());
+        a
+    }
+
+    /// After a restore: acquires every open device again, in the order
+    /// opened, and re-applies what the guest set. Returns the names of
+    /// those that are gone (their next use is `device-lost`).
+    pub fn reacquire(&mut self) -> Vec<String> {
+        self.acquired.clear();
+        let handles: Vec<(u32, String)> = self
+            .state
+            .open
+            .iter()
+            .map(|d| (d.handle, d.name.clone()))
+            .collect();
+        let mut lost = Vec::new();
+        for (h, name) in handles {
+            // A grant taken out of the manifest is gone too.
+            let granted =
+                self.manifest.gpio_grant(&name).is_some() || self.manifest.i2c_open(&name).is_ok();
+            if !granted {
+                self.acquired.insert(h, Acquired::Lost);
+            }
+            if matches!(self.acquired(h), Acquired::Lost) {
+                lost.push(name);
+            }
+        }
+        lost
+    }
+
+    /// Performs a released effect. A device that fails is marked lost.
+    pub fn apply(&mut self, effect: &DeviceEffect) {
+        match *effect {
+            DeviceEffect::GpioLevel { handle, high } => {
+                if let Acquired::Pin(mut p) = self.acquired(handle)
+                    && embedded_hal::digital::OutputPin::set_state(&mut p, high.into()).is_err()
+                {
+                    self.acquired.insert(handle, Acquired::Lost);
+                }
+            }
+        }
+    }
+
+    /// Unplugs every simulated device (tests: a device gone).
+    pub fn unplug_all(&mut self) {
+        for bank in self.sim.banks().values() {
+            bank.unplug();
+        }
+        for bus in self.sim.buses().values() {
+            bus.unplug();
+        }
+    }
+
+    /// The next number to hand out, if the process may open another.
+    fn next_handle(&self) -> Option<u32> {
+        (self.state.open.len() < MAX_OPEN_DEVICES)
+            .then(|| self.state.last_handle.checked_add(1))
+            .flatten()
+    }
+
+    /// Whether `handle` is still acquired and present (a live check).
+    fn present(&mut self, handle: u32) -> Result<Vec<u8>, u8> {
+        match self.acquired(handle) {
+            Acquired::Lost => Err(CODE_LOST),
+            // Asking a pin what it drives changes nothing on it.
+            Acquired::Pin(mut p) => embedded_hal::digital::StatefulOutputPin::is_set_high(&mut p)
+                .map(|_| Vec::new())
+                .map_err(|_| CODE_LOST),
+            Acquired::Bus(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+impl ProcessCtx {
+    /// One device operation through the gate: live, `live` runs on the
+    /// backends and its result is journaled; in a replay the recorded
+    /// result comes back and no device is touched.
+    pub(crate) fn device_op(
+        &mut self,
+        what: &str,
+        live: impl FnOnce(&mut Devices) -> Result<Vec<u8>, u8>,
+    ) -> Result<Vec<u8>, u8> {
+        let now = self.clock.now_ns();
+        self.gate_read(
+            what,
+            |ctx| {
+                // A replay that diverged touches no device.
+                if ctx.journal.trouble.is_some() {
+                    return Ok(Err(CODE_OTHER));
+                }
+                ctx.devices.set_time(now);
+                Ok(live(&mut ctx.devices))
+            },
+            |r: &Result<Vec<u8>, u8>| Entry::DeviceRead(r.clone()),
+            |e| match e {
+                Entry::DeviceRead(r) => Some(r.clone()),
+                _ => None,
+            },
+        )
+        .unwrap_or(Err(CODE_OTHER))
+    }
+
+    /// Closes open number `handle` (either interface); false if none.
+    pub(crate) fn device_close(&mut self, handle: u32, gpio: bool) -> bool {
+        let Some(k) =
+            self.devices.state.open.iter().position(|d| {
+                d.handle == handle && matches!(d.kind, OpenKind::Gpio { .. }) == gpio
+            })
+        else {
+            return false;
+        };
+        self.devices.state.open.remove(k);
+        self.devices.acquired.remove(&handle);
+        self.devices.baselines.remove(&handle);
+        true
+    }
+
+    /// Looks at every watched input: a change of level that the watch asks
+    /// for is admitted as an input (`Input::GpioEdge`, journaled like a
+    /// console line), delivered to `handle-device-event`. A full queue
+    /// leaves the edge for the next look.
+    pub(crate) fn poll_device_events(&mut self) {
+        if !self.takes_device_events || self.state.exit_code.is_some() {
+            return;
+        }
+        let watched: Vec<(u32, WatchEdge)> = self
+            .devices
+            .state
+            .open
+            .iter()
+            .filter_map(|d| match d.kind {
+                OpenKind::Gpio {
+                    watch: Some(edge),
+                    mode,
+                    ..
+                } if !mode.is_output() => Some((d.handle, edge)),
+                _ => None,
+            })
+            .collect();
+        if watched.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ns();
+        self.devices.set_time(now);
+        for (handle, edge) in watched {
+            let Acquired::Pin(mut pin) = self.devices.acquired(handle) else {
+                continue;
+            };
+            let Ok(high) = embedded_hal::digital::InputPin::is_high(&mut pin) else {
+                continue;
+            };
+            match self.devices.baselines.insert(handle, high) {
+                Some(before) if before != high => {}
+                _ => continue,
+            }
+            let wanted = match edge {
+                WatchEdge::Rising => high,
+                WatchEdge::Falling => !high,
+                WatchEdge::Both => true,
+            };
+            let edge = crate::gate::Input::GpioEdge {
+                pin: handle,
+                high,
+                time_ns: now,
+            };
+            if wanted && self.admit(edge).is_err() {
+                self.devices.baselines.insert(handle, !high);
+            }
+        }
+    }
+}
+
+/// Adds `phantom:devices` to the linker.
+pub fn add_to_linker(linker: &mut wasmtime::component::Linker<ProcessCtx>) -> wasmtime::Result<()> {
+    gpio::add_to_linker(linker)?;
+    i2c::add_to_linker(linker)
+}
+
+/// What `phantom devices` shows: a process's grants, and the devices it
+/// held open at its newest checkpoint.
+#[derive(Clone, Debug, Serialize)]
+pub struct DevicesReport {
+    /// The stored manifest.
+    pub grants: DeviceManifest,
+    /// The checkpoint the states are from.
+    pub checkpoint: Option<u64>,
+    /// Open devices, in the order opened, with what the guest set.
+    pub open: Vec<OpenDevice>,
+}
+
+/// The devices of the process in `dir`, as of its newest checkpoint.
+pub fn report(dir: &Path) -> Result<DevicesReport, String> {
+    let devices = Devices::load(dir)?;
+    let store = phantom_snapshots::CheckpointStore::open(dir)
+        .map_err(|e| format!("cannot open the checkpoints of {}: {e}", dir.display()))?;
+    let checkpoint = store.latest_id();
+    let open = match checkpoint {
+        Some(id) => {
+            let sections = store
+                .sections_of(id)
+                .map_err(|e| format!("checkpoint {id}: {e}"))?;
+            match sections.get(<DevicesState as crate::persist::Section>::NAME) {
+                Some(bytes) => {
+                    <DevicesState as crate::persist::Section>::restore(bytes)
+                        .map_err(|e| format!("checkpoint {id}: its devices section: {e}"))?
+                        .open
+                }
+                None => Vec::new(),
+            }
+        }
+        None => Vec::new(),
+    };
+    Ok(DevicesReport {
+        grants: devices.manifest,
+        checkpoint,
+        open,
+    })
+}

@@ -1,0 +1,106 @@
+//! The `devices` section: the devices a process holds open, in the order it
+//! opened them, with the mode and output level it set on each, and the
+//! last number handed out. Images written before devices existed have no
+//! such section and restore with nothing open.
+
+use std::collections::BTreeSet;
+
+use super::{Section, from_json, to_json};
+use crate::iface::devices::{DevicesState, MAX_OPEN_DEVICES, OpenKind};
+
+impl Section for DevicesState {
+    const NAME: &'static str = "devices";
+
+    fn save(&self) -> Vec<u8> {
+        to_json(self)
+    }
+
+    fn restore(bytes: &[u8]) -> Result<Self, String> {
+        let state: DevicesState = from_json(bytes)?;
+        if state.open.len() > MAX_OPEN_DEVICES {
+            return Err(format!("over {MAX_OPEN_DEVICES} open devices"));
+        }
+        let mut seen = BTreeSet::new();
+        let mut last = 0;
+        for d in &state.open {
+            if d.handle == 0 || d.handle > state.last_handle || !seen.insert(d.handle) {
+                return Err(format!(
+                    "device number {} is 0, repeated or above the last handed out ({})",
+                    d.handle, state.last_handle
+                ));
+            }
+            // The order opened is the order of the numbers.
+            if d.handle < last {
+                return Err("its devices are not in the order opened".into());
+            }
+            last = d.handle;
+            if phantom_devices::manifest::GrantName::new(&d.name).is_err() {
+                return Err(format!("`{}` is not a device name", d.name));
+            }
+            let parsed = match &d.kind {
+                OpenKind::Gpio { pin, .. } => pin.parse::<phantom_devices::PinRef>().map(|_| ()),
+                OpenKind::I2c { bus } => bus.parse::<phantom_devices::BusRef>().map(|_| ()),
+            };
+            parsed.map_err(|e| format!("device {}: {e}", d.handle))?;
+        }
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iface::devices::OpenDevice;
+    use phantom_devices::PinMode;
+
+    #[test]
+    fn round_trip() {
+        let s = DevicesState {
+            open: vec![
+                OpenDevice {
+                    handle: 1,
+                    name: "relay".into(),
+                    kind: OpenKind::Gpio {
+                        pin: "sim:0/17".into(),
+                        mode: PinMode::Output,
+                        high: true,
+                        watch: None,
+                    },
+                },
+                OpenDevice {
+                    handle: 3,
+                    name: "env".into(),
+                    kind: OpenKind::I2c {
+                        bus: "sim:bme280".into(),
+                    },
+                },
+            ],
+            last_handle: 3,
+        };
+        assert_eq!(DevicesState::restore(&s.save()).unwrap(), s);
+        let mut bad = s.clone();
+        bad.last_handle = 2;
+        assert!(
+            DevicesState::restore(&bad.save())
+                .unwrap_err()
+                .contains("above")
+        );
+        let mut bad = s.clone();
+        bad.open.swap(0, 1);
+        assert!(
+            DevicesState::restore(&bad.save())
+                .unwrap_err()
+                .contains("order")
+        );
+        let mut bad = s;
+        bad.open[1].kind = OpenKind::I2c {
+            bus: "usb:x".into(),
+        };
+        assert!(
+            DevicesState::restore(&bad.save())
+                .unwrap_err()
+                .contains("backend")
+        );
+        assert!(DevicesState::restore(b"[").is_err());
+    }
+}

@@ -1,0 +1,603 @@
+//! Devices (issue 12): grants at spawn. A component importing a
+//! `phantom:devices` interface needs a grant for it in its device manifest
+//! (`spawn --devices FILE`); a malformed manifest is refused naming its
+//! line and key; a manifest is stored with the process.
+
+use super::common::*;
+
+/// A persistent process (idle on every event) that also imports
+/// `phantom:devices/gpio` and calls nothing of it.
+const WAT: &str = r#"
+(module
+  (import "phantom:devices/gpio@0.1.0" "close" (func $close (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 8192))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  (func (export "init") (param i32 i32 i32 i32) (result i32)
+    (i32.store8 (i32.const 1024) (i32.const 0))
+    (i32.store8 (i32.const 1028) (i32.const 0))
+    (i32.const 1024))
+  (func (export "handle") (param i32 i32 i32) (result i32)
+    (i32.store8 (i32.const 1536) (i32.const 0))
+    (i32.const 1536))
+)
+"#;
+
+/// The component of `WAT`: `persistent-process` plus `phantom:devices/gpio`.
+fn gpio_component() -> Vec<u8> {
+    let mut module = wat::parse_str(WAT).unwrap();
+    let mut resolve = wit_parser::Resolve::default();
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    resolve.push_dir(&wit).unwrap();
+    let pkg = resolve
+        .push_str(
+            "gpio-user.wit",
+            "package test:devices;\nworld gpio-user {\n  include phantom:os/persistent-process@0.1.0;\n  import phantom:devices/gpio@0.1.0;\n}\n",
+        )
+        .unwrap();
+    let world = resolve.select_world(&[pkg], Some("gpio-user")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .unwrap()
+        .encode()
+        .unwrap()
+}
+
+fn spawn_with(
+    data: &std::path::Path,
+    component: &str,
+    manifest: Option<&str>,
+) -> std::process::Output {
+    let mut args = vec!["spawn", component, "--data", s(data), "--name", "dev"];
+    let path = data.join("manifest.toml");
+    if let Some(text) = manifest {
+        std::fs::create_dir_all(data).unwrap();
+        std::fs::write(&path, text).unwrap();
+        args.extend(["--devices", s(&path)]);
+    }
+    run(&args)
+}
+
+#[test]
+fn a_device_import_without_a_grant_is_refused_at_spawn_naming_it() {
+    let data = data_dir();
+    let wasm = data.path().join("gpio.wasm");
+    std::fs::write(&wasm, gpio_component()).unwrap();
+    for manifest in [
+        None,
+        Some("i2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n"),
+    ] {
+        let o = spawn_with(data.path(), s(&wasm), manifest);
+        fails_with(&o, "imports `phantom:devices/gpio@0.1.0`");
+        fails_with(&o, "grants no such device");
+        assert!(!data.path().join("dev").exists());
+    }
+}
+
+#[test]
+fn a_malformed_manifest_is_refused_at_spawn_naming_line_and_key() {
+    let data = data_dir();
+    for (text, needles) in [
+        (
+            "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] }\ni2c.env = { bus = \"sim:bme280\", addresses = [0x80] }\n",
+            &["line 2", "7-bit"][..],
+        ),
+        (
+            "\ngpio.relay = { pin = \"sim:0/17\", mode = [\"output\"] }\n",
+            &["line 2", "mode"][..],
+        ),
+        (
+            "serial.log = { port = \"sim:pty\" }\n",
+            &["line 1", "serial"][..],
+        ),
+    ] {
+        let o = spawn_with(data.path(), phantom_tests::COUNTER, Some(text));
+        for n in needles {
+            fails_with(&o, n);
+        }
+        fails_with(&o, "invalid device manifest");
+        assert!(!data.path().join("dev").exists());
+    }
+}
+
+#[test]
+fn a_manifest_is_stored_with_the_process() {
+    let data = data_dir();
+    let text = "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] }\n";
+    ok(&spawn_with(data.path(), phantom_tests::COUNTER, Some(text)));
+    let stored = std::fs::read_to_string(data.path().join("dev/devices.toml")).unwrap();
+    assert_eq!(stored, text);
+}
+
+/// The grants of the device tests: a relay, a button, the BME280's bus.
+const MANIFEST: &str = "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] }\ngpio.button = { pin = \"sim:0/4\", modes = [\"input\"] }\ni2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n";
+
+mod in_process {
+    use phantom_devices::PinMode;
+    use phantom_devices::sim::{GpioOp, I2cOp};
+    use phantom_runtime::exit::{Output, console_text};
+    use phantom_runtime::gate::Input;
+    use phantom_runtime::process::{Process, SpawnRequest};
+    use phantom_runtime::runtime::{Runtime, RuntimeConfig};
+
+    use super::super::common::*;
+    use super::MANIFEST;
+
+    fn spawn(rt: &Runtime, data: &std::path::Path, scenario: &str) -> Process {
+        let bytes = std::fs::read(phantom_tests::RELAY_SENSOR).unwrap();
+        let request = SpawnRequest {
+            name: "dev".into(),
+            devices: Some(MANIFEST.into()),
+            scenario: Some(scenario.into()),
+            ..Default::default()
+        };
+        let (p, out) = Process::spawn(rt, &bytes, data, request).unwrap();
+        assert_eq!(console_text(&out), b"", "init opens both");
+        p
+    }
+
+    /// Sends one console line and returns what the guest printed.
+    fn say(rt: &Runtime, p: &mut Process, line: &str) -> String {
+        p.offer(Input::ConsoleLine(line.into())).unwrap();
+        let out: Vec<Output> = p.step(rt).unwrap().unwrap();
+        String::from_utf8(console_text(&out)).unwrap()
+    }
+
+    fn gpio_log(p: &Process) -> Vec<GpioOp> {
+        p.devices()
+            .sim()
+            .banks()
+            .get("0")
+            .map(|b| b.log())
+            .unwrap_or_default()
+    }
+
+    fn i2c_log(p: &Process) -> Vec<I2cOp> {
+        p.devices()
+            .sim()
+            .buses()
+            .get("bme280")
+            .map(|b| b.log())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_relay_and_a_bme280_through_the_host() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut p = spawn(
+            &rt,
+            data.path(),
+            "temperature = [{ at_s = 0, value = 21.5 }]",
+        );
+        assert_eq!(say(&rt, &mut p, "on"), "relay high switches=1\n");
+        assert!(p.devices().sim().banks()["0"].pins()[&17].driven);
+        assert_eq!(say(&rt, &mut p, "level"), "level high\n");
+        assert_eq!(say(&rt, &mut p, "id"), "id 0x60\n");
+        assert_eq!(say(&rt, &mut p, "read"), "temp 2150\n");
+        assert_eq!(
+            gpio_log(&p),
+            [
+                GpioOp::Configure {
+                    line: 17,
+                    mode: PinMode::Output
+                },
+                GpioOp::Drive {
+                    line: 17,
+                    high: false
+                },
+                GpioOp::Drive {
+                    line: 17,
+                    high: true
+                },
+            ]
+        );
+    }
+
+    /// Each kind of ungranted access returns the policy error, and neither
+    /// the bank nor the bus sees any operation for it.
+    #[test]
+    fn ungranted_access_is_refused_and_touches_nothing() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut p = spawn(&rt, data.path(), "");
+        let (gpio_before, i2c_before) = (gpio_log(&p), i2c_log(&p));
+        for (line, want) in [
+            ("open fan output", "error not-granted\n"),
+            ("open relay input", "error mode-not-allowed\n"),
+            ("open button output", "error mode-not-allowed\n"),
+            ("i2c-open other", "error not-granted\n"),
+            ("i2c 77", "error address-not-allowed\n"),
+            ("i2c 0", "error address-not-allowed\n"),
+        ] {
+            assert_eq!(say(&rt, &mut p, line), want, "{line}");
+        }
+        assert_eq!(gpio_log(&p), gpio_before);
+        assert_eq!(i2c_log(&p), i2c_before);
+        // Driving a granted input: the open reaches the pin, the write not.
+        assert_eq!(
+            say(&rt, &mut p, "set-input button"),
+            "error mode-not-allowed\n"
+        );
+        let mut want = gpio_before;
+        want.push(GpioOp::Configure {
+            line: 4,
+            mode: PinMode::Input,
+        });
+        assert_eq!(gpio_log(&p), want);
+    }
+
+    /// After a restore each device is acquired again in the order opened
+    /// with what the guest set; reads in the journal's tail are replayed
+    /// from the journal, not from the device.
+    #[test]
+    fn devices_come_back_after_a_restore() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut p = spawn(
+            &rt,
+            data.path(),
+            "temperature = [{ at_s = 0, value = 21.5 }]",
+        );
+        assert_eq!(say(&rt, &mut p, "open button input"), "ok 3\n");
+        assert_eq!(say(&rt, &mut p, "on"), "relay high switches=1\n");
+        p.checkpoint(&rt).unwrap();
+        p.wait_for_write().unwrap().unwrap();
+        // In the journal's tail only: a measurement at 21.5 degrees.
+        assert_eq!(say(&rt, &mut p, "read"), "temp 2150\n");
+        p.journal_log().unwrap().sync().unwrap();
+        drop(p);
+        // The world changes while the process is down.
+        let dir = data.path().join("dev");
+        std::fs::write(
+            dir.join("scenario.toml"),
+            "temperature = [{ at_s = 0, value = 30.0 }]",
+        )
+        .unwrap();
+        let (mut p, warnings) = Process::restore(&rt, &dir).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            gpio_log(&p),
+            [
+                GpioOp::Configure {
+                    line: 17,
+                    mode: PinMode::Output
+                },
+                GpioOp::Drive {
+                    line: 17,
+                    high: true
+                },
+                GpioOp::Configure {
+                    line: 4,
+                    mode: PinMode::Input
+                },
+            ],
+            "re-acquired in the order opened, levels re-applied"
+        );
+        // The replayed measurement touched no bus.
+        assert!(i2c_log(&p).is_empty(), "{:?}", i2c_log(&p));
+        assert_eq!(say(&rt, &mut p, "level"), "level high\n");
+        assert_eq!(say(&rt, &mut p, "read"), "temp 3000\n");
+        assert_eq!(say(&rt, &mut p, "off"), "relay low switches=2\n");
+    }
+
+    /// An input's level is read from the device (the scenario's script)
+    /// through the gate: a replay gets the recorded level, not the device's.
+    #[test]
+    fn input_levels_are_journaled_reads() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let high = "gpio = [{ at_s = 0, pin = \"0/4\", level = \"high\" }]";
+        let mut p = spawn(&rt, data.path(), high);
+        assert_eq!(say(&rt, &mut p, "open button input"), "ok 3\n");
+        p.checkpoint(&rt).unwrap();
+        p.wait_for_write().unwrap().unwrap();
+        assert_eq!(say(&rt, &mut p, "get 3"), "level high\n");
+        assert_eq!(
+            say(&rt, &mut p, "get 1"),
+            "level low\n",
+            "an output: its set level"
+        );
+        assert_eq!(say(&rt, &mut p, "get 9"), "error not-open\n");
+        assert!(gpio_log(&p).contains(&GpioOp::Read {
+            line: 4,
+            high: true
+        }));
+        p.journal_log().unwrap().sync().unwrap();
+        drop(p);
+        let dir = data.path().join("dev");
+        std::fs::write(dir.join("scenario.toml"), high.replace("high", "low")).unwrap();
+        let (mut p, _) = Process::restore(&rt, &dir).unwrap();
+        // The replayed `get 3` read no pin; the live one reads the new level.
+        assert!(
+            !gpio_log(&p)
+                .iter()
+                .any(|op| matches!(op, GpioOp::Read { .. }))
+        );
+        assert_eq!(say(&rt, &mut p, "get 3"), "level low\n");
+    }
+
+    /// Runs `p`'s turns (device polls, then its queue) until `until` has
+    /// been printed, for at most 10 s; returns what it printed.
+    fn run_until(rt: &Runtime, p: &mut Process, until: &[&str]) -> String {
+        let start = std::time::Instant::now();
+        let mut text = String::new();
+        while !until.iter().all(|u| text.contains(u)) {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "waited for {until:?}, got {text:?}"
+            );
+            p.poll_device_events();
+            while let Some(out) = p.step(rt).unwrap() {
+                text += &String::from_utf8(console_text(&out)).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        text
+    }
+
+    /// A watched input's edges arrive at `handle-device-event`, in order,
+    /// through the journal (a restore replays them and goes on watching).
+    #[test]
+    fn watched_edges_arrive_as_events() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let script = "gpio = [{ at_s = 0.2, pin = \"0/4\", level = \"high\" }, { at_s = 0.4, pin = \"0/4\", level = \"low\" }, { at_s = 0.9, pin = \"0/4\", level = \"high\" }]";
+        let mut p = spawn(&rt, data.path(), script);
+        assert_eq!(say(&rt, &mut p, "watch 1 both"), "error mode-not-allowed\n");
+        assert_eq!(say(&rt, &mut p, "open button input"), "ok 3\n");
+        assert_eq!(say(&rt, &mut p, "watch 3 both"), "ok watching\n");
+        let text = run_until(&rt, &mut p, &["level=low"]);
+        assert_eq!(text, "edge pin=3 level=high\nedge pin=3 level=low\n");
+        // The edges are in the journal's tail: replayed, not seen again.
+        p.journal_log().unwrap().sync().unwrap();
+        drop(p);
+        let (mut p, _) = Process::restore(&rt, &data.path().join("dev")).unwrap();
+        let text = run_until(&rt, &mut p, &["level=high"]);
+        assert_eq!(text, "edge pin=3 level=high\n");
+        assert_eq!(say(&rt, &mut p, "watch 3 none"), "ok watching\n");
+    }
+
+    /// A device that is gone after a restore (here: its grant was taken
+    /// out of the stored manifest) is `device-lost` on next use, not a
+    /// trap; so is a device unplugged while the process runs.
+    #[test]
+    fn a_device_gone_is_device_lost_never_a_trap() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut p = spawn(&rt, data.path(), "");
+        assert_eq!(say(&rt, &mut p, "on"), "relay high switches=1\n");
+        p.checkpoint(&rt).unwrap();
+        p.wait_for_write().unwrap().unwrap();
+        p.unplug_devices();
+        assert_eq!(say(&rt, &mut p, "off"), "error device-lost\n");
+        assert_eq!(say(&rt, &mut p, "id"), "error device-lost\n");
+        drop(p);
+        let dir = data.path().join("dev");
+        std::fs::write(
+            dir.join("devices.toml"),
+            "i2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n",
+        )
+        .unwrap();
+        let (mut p, warnings) = Process::restore(&rt, &dir).unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("`relay` is gone")),
+            "{warnings:?}"
+        );
+        assert_eq!(say(&rt, &mut p, "on"), "error device-lost\n");
+        assert_eq!(say(&rt, &mut p, "level"), "error device-lost\n");
+        assert_eq!(say(&rt, &mut p, "id"), "id 0x60\n");
+    }
+}
+
+/// Real processes and `kill -9`: the relay's level, the open pins and the
+/// bus are the same after the restore, and `phantom devices` shows them.
+#[test]
+fn devices_survive_kill_9() {
+    use std::io::{BufRead, Write};
+    let data = data_dir();
+    let manifest = data.path().join("manifest.toml");
+    let scenario = data.path().join("scenario.toml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    std::fs::write(&scenario, "temperature = [{ at_s = 0, value = 19.25 }]").unwrap();
+    ok(&run(&[
+        "spawn",
+        phantom_tests::RELAY_SENSOR,
+        "--data",
+        s(data.path()),
+        "--name",
+        "dev",
+        "--devices",
+        s(&manifest),
+        "--scenario",
+        s(&scenario),
+    ]));
+    let mut host = HostChild(
+        phantom()
+            .args(["run", "--data", s(data.path()), "--input", "dev"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = host.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stdin = host.stdin.take().unwrap();
+    stdin.write_all(b"on\nopen button input\nread\n").unwrap();
+    stdin.flush().unwrap();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("temp ")) {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no answer from the host; saw {seen:?}"));
+        seen.push(line);
+    }
+    assert!(
+        seen.iter().any(|l| l.ends_with("relay high switches=1")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l.ends_with("ok 3")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.ends_with("temp 1925")), "{seen:?}");
+    // Output is released only once durable: the kill loses none of it.
+    host.kill().unwrap();
+    host.wait().unwrap();
+    drop(stdin);
+
+    let o = feed(
+        data.path(),
+        "dev",
+        "level\nid\nopen fan output\ni2c 77\ntoggle\n",
+    );
+    ok(&o);
+    let text = stdout(&o);
+    for want in [
+        "level high",
+        "id 0x60",
+        "error not-granted",
+        "error address-not-allowed",
+        "relay low switches=2",
+    ] {
+        assert!(text.contains(want), "{want:?} not in {text}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "devices",
+        "--data",
+        s(data.path()),
+        "dev",
+        "--json",
+    ]))))
+    .unwrap();
+    let open = v["open"].as_array().unwrap();
+    let brief: Vec<(u64, &str, &str)> = open
+        .iter()
+        .map(|d| {
+            (
+                d["handle"].as_u64().unwrap(),
+                d["name"].as_str().unwrap(),
+                d["interface"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            (1, "relay", "gpio"),
+            (2, "env", "i2c"),
+            (3, "button", "gpio")
+        ]
+    );
+    assert_eq!(open[0]["high"], false, "toggled after the restore");
+    assert_eq!(open[0]["mode"], "output");
+    assert_eq!(open[1]["bus"], "sim:bme280");
+    assert_eq!(v["grants"]["i2c"]["env"]["addresses"][0], 0x76);
+    let human = stdout(ok(&run(&["devices", "--data", s(data.path()), "dev"])));
+    assert!(
+        human.contains("grant gpio.relay pin sim:0/17 modes output"),
+        "{human}"
+    );
+    assert!(
+        human.contains("1 relay gpio sim:0/17 output low"),
+        "{human}"
+    );
+}
+
+/// A fork holds the same open devices, so it takes the grants along.
+#[test]
+fn a_fork_keeps_the_grants() {
+    let data = data_dir();
+    let manifest = data.path().join("manifest.toml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    ok(&run(&[
+        "spawn",
+        phantom_tests::RELAY_SENSOR,
+        "--data",
+        s(data.path()),
+        "--name",
+        "dev",
+        "--devices",
+        s(&manifest),
+    ]));
+    ok(&feed(data.path(), "dev", "on\n"));
+    ok(&run(&[
+        "fork",
+        "--data",
+        s(data.path()),
+        "dev",
+        "--as",
+        "twin",
+    ]));
+    let o = feed(data.path(), "twin", "level\nid\n");
+    ok(&o);
+    assert!(stdout(&o).contains("level high"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("id 0x60"), "{}", stdout(&o));
+}
+
+/// The drive loop looks at watched inputs: a scripted button press arrives
+/// at the guest while `phantom run` runs.
+#[test]
+fn the_drive_loop_delivers_edges() {
+    let data = data_dir();
+    let manifest = data.path().join("manifest.toml");
+    let scenario = data.path().join("scenario.toml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    std::fs::write(
+        &scenario,
+        "gpio = [{ at_s = 0.5, pin = \"0/4\", level = \"high\" }]",
+    )
+    .unwrap();
+    ok(&run(&[
+        "spawn",
+        phantom_tests::RELAY_SENSOR,
+        "--data",
+        s(data.path()),
+        "--name",
+        "dev",
+        "--devices",
+        s(&manifest),
+        "--scenario",
+        s(&scenario),
+    ]));
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "dev",
+            "--for",
+            "2",
+        ],
+        "open button input\nwatch 3 rising\n",
+    );
+    ok(&o);
+    let text = stdout(&o);
+    assert!(text.contains("ok watching"), "{text}");
+    assert!(text.contains("edge pin=3 level=high"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "devices",
+        "--data",
+        s(data.path()),
+        "dev",
+        "--json",
+    ]))))
+    .unwrap();
+    assert_eq!(v["open"][2]["watch"], "rising", "{v}");
+}
