@@ -251,18 +251,25 @@ impl ProcessCtx {
         .unwrap_or_default()
     }
 
-    /// Process time read by the guest.
+    /// Process time read by the guest. A replayed read may be later than
+    /// the clock the replay set (the call's recorded start): the clock is
+    /// moved up to it, so the next live read never goes back.
     pub fn gate_monotonic_now(&mut self) -> u64 {
-        self.gate_read(
-            "the process clock",
-            |ctx| Ok(ctx.clock.now_ns()),
-            |&v| Entry::Monotonic(v),
-            |e| match e {
-                Entry::Monotonic(v) => Some(*v),
-                _ => None,
-            },
-        )
-        .unwrap_or_default()
+        let v = self
+            .gate_read(
+                "the process clock",
+                |ctx| Ok(ctx.clock.now_ns()),
+                |&v| Entry::Monotonic(v),
+                |e| match e {
+                    Entry::Monotonic(v) => Some(*v),
+                    _ => None,
+                },
+            )
+            .unwrap_or_default();
+        if self.clock.now_ns() < v {
+            self.clock.reset_to(v);
+        }
+        v
     }
 
     /// A host value the guest reads that changes with restores and
