@@ -495,29 +495,21 @@ impl Shipper {
             .collect();
         for name in unsent {
             let path = self.store.dir().join(&name);
-            let mut source = std::fs::File::open(&path).map_err(|source| MigrateError::Io {
-                what: format!("cannot open {}", path.display()),
-                source,
-            })?;
-            let len = source
-                .metadata()
-                .map_err(|source| MigrateError::Io {
-                    what: format!("cannot read {}", path.display()),
-                    source,
-                })?
-                .len();
             let kind = match CheckpointStore::id_of_name(&name) {
                 Some(c) => {
-                    page_bytes += listing
+                    page_bytes += match listing
                         .iter()
                         .find(|l| l.id == c)
                         .and_then(|l| l.info.as_ref().ok())
-                        .map_or(len, |i| i.bytes_uncompressed);
+                    {
+                        Some(i) => i.bytes_uncompressed,
+                        None => std::fs::metadata(&path).map_or(0, |m| m.len()),
+                    };
                     FileKind::Checkpoint
                 }
                 None => FileKind::Pages,
             };
-            send_stream(ch, kind, &name, &mut source, len)?;
+            send_file(ch, kind, &name, &path)?;
             self.sent.insert(name);
         }
         self.rounds.push(RoundReport {
