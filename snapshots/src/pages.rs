@@ -419,23 +419,28 @@ impl Pool {
         seqs.sort_unstable();
         let mut pool = Pool::default();
         for seq in seqs {
-            let opened = backend.open(&pack_name(seq)).and_then(read_pack);
-            match opened {
-                Ok((header, entries, _)) if header.seq == seq => {
-                    pool.add(seq, &entries, header.file_size)
-                }
-                Ok((header, _, _)) => {
-                    pool.bad.insert(
-                        seq,
-                        format!("its header says pack {}, its name {seq}", header.seq),
-                    );
-                }
-                Err(e) => {
-                    pool.bad.insert(seq, e.to_string());
-                }
-            }
+            pool.read(backend, seq);
         }
         Ok(pool)
+    }
+
+    /// Reads pack `seq`'s index into the pool (or records why it cannot).
+    pub fn read(&mut self, backend: &dyn StoreBackend, seq: u64) {
+        let opened = backend.open(&pack_name(seq)).and_then(read_pack);
+        match opened {
+            Ok((header, entries, _)) if header.seq == seq => {
+                self.add(seq, &entries, header.file_size)
+            }
+            Ok((header, _, _)) => {
+                self.bad.insert(
+                    seq,
+                    format!("its header says pack {}, its name {seq}", header.seq),
+                );
+            }
+            Err(e) => {
+                self.bad.insert(seq, e.to_string());
+            }
+        }
     }
 
     /// Adds a committed pack's entries (a hash already known stays where

@@ -547,6 +547,7 @@ fn a_wrong_key_or_a_crafted_peer_is_refused_and_changes_nothing() {
                 kind: FileKind::Component,
                 name: "component.wasm".into(),
                 len: 8,
+                delta: None,
             },
         )
         .unwrap();
@@ -561,11 +562,35 @@ fn a_wrong_key_or_a_crafted_peer_is_refused_and_changes_nothing() {
     });
     assert!(why.contains("component"), "{why}");
     // A checkpoint file before the component, a length over the cap, a
-    // path for a name.
-    for (kind, name, len) in [
-        (FileKind::Checkpoint, "ckpt-00000000000000000001.phi", 10),
-        (FileKind::Failure, "failed.json", 1 << 40),
-        (FileKind::Component, "../../x", 10),
+    // path for a name, a patch of a component, a patch against a file
+    // never sent.
+    let patch = |base: &str, zlen| {
+        Some(phantom_runtime::migrate::protocol::Delta {
+            base: base.into(),
+            zlen,
+        })
+    };
+    for (kind, name, len, delta) in [
+        (
+            FileKind::Checkpoint,
+            "ckpt-00000000000000000001.phi",
+            10,
+            None,
+        ),
+        (FileKind::Failure, "failed.json", 1 << 40, None),
+        (FileKind::Component, "../../x", 10, None),
+        (
+            FileKind::Component,
+            "component.wasm",
+            10,
+            patch("ckpt-00000000000000000001.phi", 5),
+        ),
+        (
+            FileKind::Checkpoint,
+            "ckpt-00000000000000000002.phi",
+            10,
+            patch("ckpt-00000000000000000001.phi", 5),
+        ),
     ] {
         let why = refused(&mut |ch| {
             send_msg(ch, &begin("box")).unwrap();
@@ -575,6 +600,7 @@ fn a_wrong_key_or_a_crafted_peer_is_refused_and_changes_nothing() {
                     kind,
                     name: name.into(),
                     len,
+                    delta: delta.clone(),
                 },
             )
             .unwrap();

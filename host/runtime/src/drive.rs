@@ -1195,7 +1195,10 @@ impl<'rt> Drive<'rt> {
                         Err(e) => return json!({"ok": false, "error": e.to_string()}),
                     };
                 clear_failure(&dir);
-                match self.restore(&dir, hooks) {
+                crate::migrate::pause_at("adopt-received");
+                let restored = self.restore(&dir, hooks);
+                crate::migrate::pause_at("adopt-restored");
+                match restored {
                     Ok(_) => json!({"ok": true, "already_running": false}),
                     Err(e) => {
                         let failure = Failure::new(e.kind(), e.to_string());

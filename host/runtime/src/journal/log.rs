@@ -44,6 +44,12 @@ const FRAME: u64 = 20;
 const MAX_UNSYNCED: Duration = Duration::from_millis(5);
 /// Zeros written at a time when a segment is pre-allocated or cut.
 const ZEROS: usize = 1 << 20;
+/// Bytes of a segment made while entries wait for it (no spare was ready:
+/// the first append after a restore, an import or a migration). Zeroing
+/// and syncing a full segment took 20-30 ms, all of it added to the first
+/// event's latency; this takes about a millisecond, and the full-size
+/// spare is prepared once the entries are durable.
+const QUICK_SEGMENT_BYTES: u64 = 256 << 10;
 
 /// How a log is laid out.
 #[derive(Clone, Copy, Debug)]
@@ -928,7 +934,7 @@ impl Writer {
                 if let Some(s) = other {
                     let _ = fs::remove_file(&s.path);
                 }
-                self.allocate(self.config.segment_bytes.max(need))?
+                self.allocate(QUICK_SEGMENT_BYTES.min(self.config.segment_bytes).max(need))?
             }
         };
         let path = self.dir.join(segment_name(first));

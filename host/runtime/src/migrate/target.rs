@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use phantom_snapshots::CheckpointStore;
 
-use super::protocol::{FRAME_DATA, FileKind, Msg, decode, recv_msg, send_msg, valid_id};
+use super::protocol::{
+    DELTA_MAX, Delta, FRAME_DATA, FileKind, Msg, decode, recv_msg, send_msg, valid_id,
+};
 use super::wire::{Channel, Security};
 use super::{ARRIVED_FILE, Arrived, MOVED_FILE, pause_at, write_marker};
 use crate::component::cache_dir;
@@ -39,8 +41,8 @@ use crate::runtime::Runtime;
 
 /// How long a connection may stay silent.
 const IDLE: Duration = Duration::from_secs(30);
-/// How often the listener looks at its stop flag.
-const ACCEPT_POLL: Duration = Duration::from_millis(10);
+/// The pause after an accept that failed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 
 /// What `phantom serve` listens with.
 pub struct ServerOptions {
@@ -79,6 +81,7 @@ struct Shared {
 pub struct MigrationServer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    waking: TcpListener,
     /// The address it listens on.
     pub local_addr: SocketAddr,
 }
@@ -87,7 +90,9 @@ impl MigrationServer {
     /// Binds `opts.listen` and serves until dropped.
     pub fn start(rt: Arc<Runtime>, opts: ServerOptions) -> std::io::Result<MigrationServer> {
         let listener = TcpListener::bind(&opts.listen)?;
-        listener.set_nonblocking(true)?;
+        // Accepts block (a poll added its period to every migration); Drop
+        // wakes them through this clone.
+        let waking = listener.try_clone()?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             data: DataDir::open(&opts.data).map_err(std::io::Error::other)?,
@@ -112,7 +117,8 @@ impl MigrationServer {
                                     .name("phantom-migrate-in".into())
                                     .spawn(move || connection(&shared, stream));
                             }
-                            Err(_) => std::thread::sleep(ACCEPT_POLL),
+                            // Woken to stop, or descriptors ran out.
+                            Err(_) => std::thread::sleep(ACCEPT_RETRY),
                         }
                     }
                 })?
@@ -120,6 +126,7 @@ impl MigrationServer {
         Ok(MigrationServer {
             stop,
             thread: Some(thread),
+            waking,
             local_addr,
         })
     }
@@ -128,6 +135,7 @@ impl MigrationServer {
 impl Drop for MigrationServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        crate::control::wake_accept(&self.waking);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -197,6 +205,7 @@ fn connection(shared: &Shared, stream: TcpStream) {
                             checkpoint,
                         },
                     );
+                    pause_at("target-adopt-asked");
                     if shared.hand_over
                         && let Some(crate::datadir::HandOver::Refused(_, why)) =
                             hand_over(&shared.data, &name)
@@ -361,8 +370,19 @@ impl Incoming<'_> {
         loop {
             let msg = recv_msg(ch).map_err(|e| e.to_string())?;
             match msg {
-                Msg::File { kind, name, len } => {
-                    self.file(ch, &tmp, &stage, &meta, &mut got, kind, &name, len)?;
+                Msg::File {
+                    kind,
+                    name,
+                    len,
+                    delta,
+                } => {
+                    let file = IncomingFile {
+                        kind,
+                        name: &name,
+                        len,
+                        delta,
+                    };
+                    self.file(ch, &tmp, &stage, &meta, &mut got, file)?;
                 }
                 Msg::RoundEnd { .. } => {
                     verify_new(&stage, &mut got)?;
@@ -390,7 +410,6 @@ impl Incoming<'_> {
         Ok(())
     }
 
-    #[expect(clippy::too_many_arguments, reason = "the state of one receive loop")]
     fn file(
         &self,
         ch: &mut Channel,
@@ -398,10 +417,14 @@ impl Incoming<'_> {
         stage: &Path,
         meta: &ProcessMeta,
         got: &mut Received,
-        kind: FileKind,
-        name: &str,
-        len: u64,
+        file: IncomingFile<'_>,
     ) -> Result<(), String> {
+        let IncomingFile {
+            kind,
+            name,
+            len,
+            delta,
+        } = file;
         if len > kind.cap() {
             return Err(format!(
                 "a {kind:?} file of {len} bytes (at most {})",
@@ -464,7 +487,27 @@ impl Incoming<'_> {
                 stage.join("failed.json")
             }
         };
-        receive_file(ch, &path, len)?;
+        match delta {
+            None => receive_file(ch, &path, len)?,
+            Some(delta) => {
+                // A patch: only of a checkpoint file, against a checkpoint
+                // file of this migration, within the size both sides hold.
+                let base = CheckpointStore::id_of_name(&delta.base)
+                    .filter(|&b| {
+                        CheckpointStore::file_name(b) == delta.base && got.checkpoints.contains(&b)
+                    })
+                    .ok_or_else(|| {
+                        format!("a patch against '{}', which was not sent", delta.base)
+                    })?;
+                if kind != FileKind::Checkpoint || len > DELTA_MAX || delta.zlen > DELTA_MAX {
+                    return Err(format!(
+                        "a {kind:?} patch of {} bytes for {len} bytes (at most {DELTA_MAX})",
+                        delta.zlen
+                    ));
+                }
+                receive_patch(ch, stage, base, &path, len, delta.zlen)?;
+            }
+        }
         match kind {
             FileKind::Component => {
                 let bytes = fs::read(&path).map_err(|e| format!("cannot read it back: {e}"))?;
@@ -571,6 +614,62 @@ impl Incoming<'_> {
         pause_at("target-committed");
         Ok(newest)
     }
+}
+
+/// One `file` message's head.
+struct IncomingFile<'a> {
+    kind: FileKind,
+    name: &'a str,
+    len: u64,
+    delta: Option<Delta>,
+}
+
+/// Receives a patch of `zlen` bytes, rebuilds the file of `len` bytes from
+/// it and checkpoint `base` (already staged), checks it against the file's
+/// end and writes it, synced, at `path`.
+fn receive_patch(
+    ch: &mut Channel,
+    stage: &Path,
+    base: u64,
+    path: &Path,
+    len: u64,
+    zlen: u64,
+) -> Result<(), String> {
+    let mut patch = Vec::with_capacity(zlen as usize);
+    while (patch.len() as u64) < zlen {
+        let (kind, body) = ch.recv().map_err(|e| e.to_string())?;
+        let left = zlen - patch.len() as u64;
+        if kind != FRAME_DATA {
+            return Err(format!("the patch ended {left} bytes early"));
+        }
+        if body.len() as u64 > left || body.is_empty() {
+            return Err(format!(
+                "a data frame of {} bytes with {left} left",
+                body.len()
+            ));
+        }
+        patch.extend_from_slice(&body);
+    }
+    let (kind, body) = ch.recv().map_err(|e| e.to_string())?;
+    let Msg::FileEnd { xxh3 } = decode(kind, &body).map_err(|e| e.to_string())? else {
+        return Err("expected the file's end after its patch".into());
+    };
+    let base_path = stage.join(CheckpointStore::file_name(base));
+    let base =
+        fs::read(&base_path).map_err(|e| format!("cannot read {}: {e}", base_path.display()))?;
+    let bytes = super::protocol::delta_decode(&base, &patch, len as usize)
+        .map_err(|e| format!("{}: its patch does not apply: {e}", path.display()))?;
+    if bytes.len() as u64 != len || xxhash_rust::xxh3::xxh3_64(&bytes) != xxh3 {
+        return Err(format!("{} arrived damaged (its patch)", path.display()));
+    }
+    let mut file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Receives `len` bytes of data frames into a new file at `path`, then the
