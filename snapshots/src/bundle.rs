@@ -61,6 +61,9 @@ pub enum RecordKind {
     /// One page pack (`pack-<seq>.php`) holding pages of format 2
     /// checkpoints, byte for byte.
     Pages,
+    /// A per-process settings file (the keep policy, the device grants and
+    /// scenario), named as in the process directory.
+    Setting,
 }
 
 impl RecordKind {
@@ -72,6 +75,7 @@ impl RecordKind {
             RecordKind::Journal => 4,
             RecordKind::Failure => 5,
             RecordKind::Pages => 6,
+            RecordKind::Setting => 7,
         }
     }
 
@@ -83,6 +87,7 @@ impl RecordKind {
             4 => RecordKind::Journal,
             5 => RecordKind::Failure,
             6 => RecordKind::Pages,
+            7 => RecordKind::Setting,
             _ => return None,
         })
     }
@@ -91,7 +96,7 @@ impl RecordKind {
     pub fn max_payload(self) -> u64 {
         match self {
             // Small JSON files.
-            RecordKind::Metadata | RecordKind::Failure => 1 << 20,
+            RecordKind::Metadata | RecordKind::Failure | RecordKind::Setting => 1 << 20,
             // wasmtime's own limit on a module is far below this.
             RecordKind::Component => 1 << 30,
             RecordKind::Checkpoint | RecordKind::Pages => crate::MAX_FILE_BYTES,
@@ -110,6 +115,7 @@ impl RecordKind {
             RecordKind::Journal => "journal",
             RecordKind::Failure => "failure",
             RecordKind::Pages => "page pack",
+            RecordKind::Setting => "settings",
         }
     }
 }

@@ -53,7 +53,7 @@ pub use image::{ImageReader, ImageSource, read_image_from};
 pub use restore::{LoadedCheckpoint, PageReader, Restored, RestoredMemory};
 pub use store::{
     CheckpointListing, CheckpointStore, FsckProblem, FsckReport, GcReport, KeepPolicy,
-    SETTINGS_FILES,
+    SETTINGS_FILES, check_setting,
 };
 pub use write::write_image_to;
 

@@ -38,6 +38,26 @@ const KEEP: &str = "keep";
 /// process (fork, rollback) takes them along.
 pub const SETTINGS_FILES: [&str; 2] = [KEEP, PINS];
 
+/// Checks a settings file (`keep`, `pins`) that comes from elsewhere (a
+/// bundle, a migration) before it is written: what is wrong, as a phrase.
+pub fn check_setting(name: &str, bytes: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| format!("its {name} file is not text"))?;
+    match name {
+        KEEP => parse_policy(text).map(|_| ()).ok_or_else(|| {
+            "its keep policy does not parse (`last=N`, `hourly=N`, `daily=N` lines)".into()
+        }),
+        PINS => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .try_for_each(|l| match l.parse::<u64>() {
+                Ok(_) => Ok(()),
+                Err(_) => Err(format!("its pins file names '{l}', not a checkpoint id")),
+            }),
+        _ => Err(format!("'{name}' is not a settings file")),
+    }
+}
+
 /// Reads a saved keep policy (None if any line is malformed).
 fn parse_policy(text: &str) -> Option<KeepPolicy> {
     let mut p = KeepPolicy::default();

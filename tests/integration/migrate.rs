@@ -143,6 +143,9 @@ fn a_running_counter_moves_live_and_goes_on_where_it_was() {
     let (src, dst) = (root.path().join("src"), root.path().join("dst"));
     let key = new_key(root.path(), "key");
     spawn(&src, phantom_tests::COUNTER, "c", &["--period-ms", "10"]);
+    // Its keep policy and pins go along (a migration carries the history).
+    ok(&run(&["keep", "--data", s(&src), "c", "--keep-last", "7"]));
+    ok(&run(&["pin", "--data", s(&src), "c", "1"]));
     let netns = Netns::make();
     let port = free_port().to_string();
     let (mut source, mut target, to) = match &netns {
@@ -233,6 +236,13 @@ fn a_running_counter_moves_live_and_goes_on_where_it_was() {
         "the counter did not go on from {last}: {dst_counts:?}"
     );
     assert!(dst_counts.windows(2).all(|w| w[1] == w[0] + 1));
+    for file in ["keep", "pins"] {
+        assert_eq!(
+            std::fs::read(src.join("c").join(file)).unwrap(),
+            std::fs::read(dst.join("c").join(file)).unwrap(),
+            "{file} did not move along"
+        );
+    }
 
     // The image is the source's, byte for byte, up to the checkpoint it
     // resumed from.

@@ -347,6 +347,39 @@ fn damaged_crafted_and_future_bundles_are_refused_and_change_nothing() {
         },
     );
 
+    let setting = |name: &str, text: &str| {
+        (
+            RecordKind::Setting,
+            name.to_string(),
+            text.as_bytes().to_vec(),
+        )
+    };
+    crafted(
+        "a keep policy that does not parse",
+        "keep policy does not parse",
+        &|r| {
+            r.insert(1, setting("keep", "last=ten\n"));
+        },
+    );
+    crafted(
+        "a device manifest that grants nonsense",
+        "devices.toml",
+        &|r| {
+            r.insert(1, setting("devices.toml", "gpio.x = { pin = 7 }\n"));
+        },
+    );
+    crafted(
+        "a settings record outside the list",
+        "settings record named",
+        &|r| {
+            r.insert(1, setting("../process.json", "{}"));
+        },
+    );
+    crafted("two keep policies", "second settings", &|r| {
+        r.insert(1, setting("keep", "last=3\n"));
+        r.insert(1, setting("keep", "last=4\n"));
+    });
+
     let scratch = dst.path().join(".case.phb");
     for (what, bytes, needle) in &cases {
         std::fs::write(&scratch, bytes).unwrap();
@@ -364,6 +397,55 @@ fn damaged_crafted_and_future_bundles_are_refused_and_change_nothing() {
     }
     // And the good bundle still goes in.
     ok(&import(&bundle_path, dst.path(), &[]));
+}
+
+#[test]
+fn a_bundle_carries_the_keep_policy_and_the_device_grants() {
+    let src = data_dir();
+    let dst = data_dir();
+    let manifest = src.path().join("grants.toml");
+    std::fs::write(
+        &manifest,
+        "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] }\ngpio.button = { pin = \"sim:0/4\", modes = [\"input\"] }\ni2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n",
+    )
+    .unwrap();
+    ok(&run(&[
+        "spawn",
+        "--data",
+        s(src.path()),
+        phantom_tests::RELAY_SENSOR,
+        "--name",
+        "dev",
+        "--devices",
+        s(&manifest),
+    ]));
+    ok(&run(&[
+        "keep",
+        "--data",
+        s(src.path()),
+        "dev",
+        "--keep-last",
+        "4",
+        "--keep-hourly",
+        "0",
+        "--keep-daily",
+        "1",
+    ]));
+    let bundle = src.path().join("dev.phb");
+    export(src.path(), "dev", &bundle);
+    ok(&import(&bundle, dst.path(), &["--as", "copy"]));
+    for file in ["keep", "devices.toml"] {
+        assert_eq!(
+            std::fs::read(src.path().join("dev").join(file)).unwrap(),
+            std::fs::read(dst.path().join("copy").join(file)).unwrap(),
+            "{file} did not travel"
+        );
+    }
+    let o = run(&["keep", "--data", s(dst.path()), "copy", "--json"]);
+    ok(&o);
+    let policy: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(policy["last"], 4, "{policy}");
+    assert_eq!(policy["daily"], 1, "{policy}");
 }
 
 #[test]

@@ -42,6 +42,9 @@ pub enum FileKind {
     Journal,
     /// `failed.json`.
     Failure,
+    /// A settings file of the process (keep policy, pins, device grants,
+    /// scenario), named as in the process directory.
+    Setting,
 }
 
 impl FileKind {
@@ -52,7 +55,7 @@ impl FileKind {
             FileKind::Component => 1 << 30,
             FileKind::Checkpoint | FileKind::Pages => 64 << 30,
             FileKind::Journal => 16 << 30,
-            FileKind::Failure => 1 << 20,
+            FileKind::Failure | FileKind::Setting => 1 << 20,
         }
     }
 }

@@ -315,6 +315,14 @@ pub fn migrate(
         shipper.ship_files(&mut ch, last, round + 1, stopped)?;
         pause_at("final-files-sent");
         journal_entries = send_journal(&mut ch, &shipper.store, dir, last)?;
+        // The settings, as they are at the stop (a pin made during the
+        // rounds goes along).
+        for setting in crate::travel::MIGRATED_SETTINGS {
+            let path = dir.join(setting);
+            if path.is_file() {
+                send_file(&mut ch, FileKind::Setting, setting, &path)?;
+            }
+        }
         if let Ok(meta) = std::fs::metadata(dir.join("failed.json"))
             && meta.is_file()
         {

@@ -318,6 +318,7 @@ struct Received {
     unverified: Vec<String>,
     journal: Option<PathBuf>,
     failed: bool,
+    settings: BTreeSet<String>,
 }
 
 impl Incoming<'_> {
@@ -486,6 +487,13 @@ impl Incoming<'_> {
                 got.failed = true;
                 stage.join("failed.json")
             }
+            FileKind::Setting => {
+                if !crate::travel::MIGRATED_SETTINGS.contains(&name) {
+                    return Err(format!("a settings file named '{name}'"));
+                }
+                once(!got.settings.insert(name.to_string()))?;
+                stage.join(name)
+            }
         };
         match delta {
             None => receive_file(ch, &path, len)?,
@@ -522,6 +530,10 @@ impl Incoming<'_> {
                 let bytes = fs::read(&path).map_err(|e| format!("cannot read it back: {e}"))?;
                 serde_json::from_slice::<serde_json::Value>(&bytes)
                     .map_err(|e| format!("its failed.json cannot be read: {e}"))?;
+            }
+            FileKind::Setting => {
+                let bytes = fs::read(&path).map_err(|e| format!("cannot read it back: {e}"))?;
+                crate::travel::check_setting(name, &bytes)?;
             }
             _ => {}
         }

@@ -115,6 +115,22 @@ impl ExportPlan {
             len: meta.len() as u64,
             source: Source::Bytes(meta),
         });
+        for setting in super::BUNDLE_SETTINGS {
+            match std::fs::read(dir.join(setting)) {
+                Ok(bytes) => parts.push(Part {
+                    kind: RecordKind::Setting,
+                    name: setting.into(),
+                    len: bytes.len() as u64,
+                    source: Source::Bytes(bytes),
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(io(format!("cannot read {}", dir.join(setting).display()))(
+                        e,
+                    ));
+                }
+            }
+        }
         let component_path = dir.join(COMPONENT);
         let component = File::open(&component_path)
             .map_err(io(format!("cannot open {}", component_path.display())))?;

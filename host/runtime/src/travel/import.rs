@@ -152,13 +152,14 @@ fn import_into(
     let mut packs = std::collections::BTreeSet::new();
     let mut journal: Option<PathBuf> = None;
     let mut failed = false;
+    let mut settings = std::collections::BTreeSet::new();
     while let Some(head) = reader.next_record()? {
         let expected_name = match head.kind {
             RecordKind::Metadata => Some(METADATA),
             RecordKind::Component => Some(COMPONENT),
             RecordKind::Journal => Some(JOURNAL),
             RecordKind::Failure => Some(FAILURE),
-            RecordKind::Checkpoint | RecordKind::Pages => None,
+            RecordKind::Checkpoint | RecordKind::Pages | RecordKind::Setting => None,
         };
         if let Some(n) = expected_name
             && head.name != n
@@ -250,6 +251,21 @@ fn import_into(
                 let path = tmp.join("journal.bundle");
                 write_file(&mut reader, &path, progress)?;
                 journal = Some(path);
+            }
+            RecordKind::Setting => {
+                if !super::BUNDLE_SETTINGS.contains(&head.name.as_str()) {
+                    return Err(invalid(format!(
+                        "record {} is a settings record named '{}' (one of {} expected)",
+                        head.index,
+                        head.name,
+                        super::BUNDLE_SETTINGS.join(", ")
+                    )));
+                }
+                once(!settings.insert(head.name.clone()))?;
+                let bytes = read_small(&mut reader, progress)?;
+                super::check_setting(&head.name, &bytes).map_err(invalid)?;
+                let path = stage.join(&head.name);
+                fs::write(&path, &bytes).map_err(io(format!("cannot write {}", path.display())))?;
             }
             RecordKind::Failure => {
                 once(failed)?;

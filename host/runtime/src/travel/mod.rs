@@ -47,6 +47,42 @@ const COMPONENT: &str = "component.wasm";
 const FAILURE: &str = "failed.json";
 const JOURNAL: &str = "journal";
 
+/// The per-process settings a bundle carries: the keep policy, the device
+/// grants and the simulated devices' scenario. (Not the pins: a bundle
+/// holds one chain, not the history they name.)
+pub(crate) const BUNDLE_SETTINGS: [&str; 3] = [
+    phantom_snapshots::SETTINGS_FILES[0],
+    crate::process::DEVICES_FILE,
+    crate::iface::devices::SCENARIO_FILE,
+];
+
+/// The settings a migration carries: a bundle's and the pins (it carries
+/// the history).
+pub(crate) const MIGRATED_SETTINGS: [&str; 4] = [
+    phantom_snapshots::SETTINGS_FILES[0],
+    phantom_snapshots::SETTINGS_FILES[1],
+    crate::process::DEVICES_FILE,
+    crate::iface::devices::SCENARIO_FILE,
+];
+
+/// Checks a settings file that came from elsewhere before it is written:
+/// it must parse as what its name says (a device manifest as a manifest,
+/// with the errors `spawn --devices` gives).
+pub(crate) fn check_setting(name: &str, bytes: &[u8]) -> Result<(), String> {
+    let text = || std::str::from_utf8(bytes).map_err(|_| format!("its {name} is not text"));
+    if name == crate::process::DEVICES_FILE {
+        phantom_devices::DeviceManifest::parse(text()?)
+            .map(|_| ())
+            .map_err(|e| format!("its {name}: {e}"))
+    } else if name == crate::iface::devices::SCENARIO_FILE {
+        phantom_devices::scenario::Scenario::parse(text()?)
+            .map(|_| ())
+            .map_err(|e| format!("its {name}: {e}"))
+    } else {
+        phantom_snapshots::check_setting(name, bytes)
+    }
+}
+
 /// An export, import or fork failed. An import that fails leaves the target
 /// data directory as it was.
 #[derive(Debug, thiserror::Error)]
