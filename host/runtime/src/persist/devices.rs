@@ -40,6 +40,9 @@ impl Section for DevicesState {
             let parsed = match &d.kind {
                 OpenKind::Gpio { pin, .. } => pin.parse::<phantom_devices::PinRef>().map(|_| ()),
                 OpenKind::I2c { bus } => bus.parse::<phantom_devices::BusRef>().map(|_| ()),
+                OpenKind::Serial { port, .. } => {
+                    port.parse::<phantom_devices::PortRef>().map(|_| ())
+                }
             };
             parsed.map_err(|e| format!("device {}: {e}", d.handle))?;
         }
