@@ -4,9 +4,7 @@
 //! `kill -9` mid-stream, a full port, a port gone after a restore).
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::common::*;
@@ -254,76 +252,95 @@ mod in_process {
     }
 }
 
-/// The pty tests, one at a time: a pty closed by one test must not be
-/// taken for another's when the kernel hands its number out again.
-static PTYS: Mutex<()> = Mutex::new(());
-
-/// A pty pair: the master (the far end, read and written by the test) and
-/// the slave, kept open by the test so the pty keeps its raw settings and
-/// the bytes written while no host runs.
+/// A pty pair made by the test: the master (the far end, read and written
+/// by the test) and the slave, held open by the test so the pty keeps its
+/// raw settings and the bytes written while no host runs, and so its
+/// number is not handed out again while a host may open its path. Both
+/// are close-on-exec: the tests run in parallel, and a master inherited
+/// by another test's `phantom` would keep this pty alive.
 struct Pty {
-    master: serialport::TTYPort,
-    _slave: serialport::TTYPort,
+    master: Option<nix::pty::PtyMaster>,
+    _slave: std::fs::File,
     path: String,
-    stop: Arc<AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    _one_at_a_time: MutexGuard<'static, ()>,
+    /// Bytes read from the master, not yet a whole line.
+    pending: Vec<u8>,
 }
 
 impl Pty {
     fn new() -> Pty {
-        let guard = PTYS.lock().unwrap_or_else(|e| e.into_inner());
-        let (master, slave) = serialport::TTYPort::pair().unwrap();
-        let path = serialport::SerialPort::name(&slave).unwrap();
+        use nix::fcntl::OFlag;
+        use nix::sys::termios;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let master =
+            nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
+        nix::pty::grantpt(&master).unwrap();
+        nix::pty::unlockpt(&master).unwrap();
+        let path = nix::pty::ptsname_r(&master).unwrap();
+        // Not the test's controlling terminal; std adds close-on-exec.
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(OFlag::O_NOCTTY.bits())
+            .open(&path)
+            .unwrap();
+        let mut raw = termios::tcgetattr(slave.as_raw_fd()).unwrap();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(slave.as_raw_fd(), termios::SetArg::TCSANOW, &raw).unwrap();
         Pty {
-            master,
+            master: Some(master),
             _slave: slave,
             path,
-            stop: Arc::new(AtomicBool::new(false)),
-            reader: None,
-            _one_at_a_time: guard,
+            pending: Vec::new(),
         }
     }
 
-    /// The lines the master receives, from a thread.
-    fn lines(&mut self) -> Receiver<String> {
-        let mut master = self.master.try_clone_native().unwrap();
-        let stop = self.stop.clone();
-        let (tx, rx) = channel();
-        self.reader = Some(std::thread::spawn(move || {
-            let mut line = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !stop.load(Ordering::Relaxed) {
-                match master.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        for &b in &buf[..n] {
-                            if b == b'\n' {
-                                let text = String::from_utf8_lossy(&line).into_owned();
-                                if tx.send(text).is_err() {
-                                    return;
-                                }
-                                line.clear();
-                            } else {
-                                line.push(b);
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                    Err(_) => return,
-                }
+    fn master(&mut self) -> &mut nix::pty::PtyMaster {
+        self.master.as_mut().expect("the master is open")
+    }
+
+    /// Reads what the master has, waiting up to 100 ms for it.
+    fn read_some(&mut self) -> Vec<u8> {
+        use nix::poll::{PollFd, PollFlags, poll};
+        use std::os::fd::AsRawFd;
+        let fd = self.master().as_raw_fd();
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        if poll(&mut fds, 100).unwrap_or(0) == 0 {
+            return Vec::new();
+        }
+        let mut buf = [0u8; 4096];
+        match self.master().read(&mut buf) {
+            Ok(n) => buf[..n].to_vec(),
+            Err(e) => panic!("reading the pty's master: {e}"),
+        }
+    }
+
+    /// The next line the master receives, waiting up to 30 s.
+    fn next_line(&mut self) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Some(String::from_utf8_lossy(&line[..end]).into_owned());
             }
-        }));
-        rx
+            if Instant::now() > deadline {
+                return None;
+            }
+            let more = self.read_some();
+            self.pending.extend_from_slice(&more);
+        }
     }
 
     fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-        self.master.flush().unwrap();
+        self.master().write_all(bytes).unwrap();
+        self.master().flush().unwrap();
     }
 
-    /// Closes both ends: the pty is gone.
-    fn close(self) {}
+    /// Closes the master: the slave's path is gone, and a host that holds
+    /// the slave open is hung up.
+    fn hang_up(&mut self) {
+        self.master.take();
+    }
 
     fn manifest(&self, data: &std::path::Path) -> std::path::PathBuf {
         let manifest = data.join("manifest.toml");
@@ -336,15 +353,6 @@ impl Pty {
         )
         .unwrap();
         manifest
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
     }
 }
 
@@ -423,15 +431,14 @@ fn wait_for(rx: &Receiver<String>, want: &str) -> Vec<String> {
 fn serial_through_a_pty_survives_kill_9_mid_stream() {
     let data = data_dir();
     let mut pty = Pty::new();
-    let replies = pty.lines();
     spawn_echo(data.path(), &pty.manifest(data.path()));
 
     let (mut host, stdin, console) = start_host(data.path());
     for k in 1..=5 {
         pty.send(format!("line {k}\r\n").as_bytes());
-        let got = replies
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no answer to line {k}"));
+        let got = pty
+            .next_line()
+            .unwrap_or_else(|| panic!("no answer to line {k}"));
         assert_eq!(got, format!("{k} LINE {k}"));
     }
     wait_for(&console, "echo 5 line 5");
@@ -451,11 +458,8 @@ fn serial_through_a_pty_survives_kill_9_mid_stream() {
     wait_for(&console, "echo 7 line 7");
     let mut got = Vec::new();
     while got.last().map(String::as_str) != Some("7 LINE 7") {
-        got.push(
-            replies
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no more answers; got {got:?}")),
-        );
+        let line = pty.next_line();
+        got.push(line.unwrap_or_else(|| panic!("no more answers; got {got:?}")));
     }
     if got.first().map(String::as_str) == Some("5 LINE 5") {
         // The answer in flight at the kill, written again.
@@ -507,14 +511,9 @@ fn a_full_port_never_holds_the_host() {
         "the call's console output leaves after its write"
     );
     let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(30);
     while got.len() < 61440 && Instant::now() < deadline {
-        match pty.master.read(&mut buf) {
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("{e}"),
-        }
+        got.extend(pty.read_some());
     }
     assert_eq!(got.len(), 61440);
     assert!(got.iter().all(|&b| b == b'x'));
@@ -523,25 +522,21 @@ fn a_full_port_never_holds_the_host() {
     drop(stdin);
 }
 
-/// A pty that is gone when the host comes back (both ends closed): the
-/// restore warns naming it, and the guest gets `device-lost` on its next
-/// use, never a trap.
+/// A pty that is gone when the host comes back (its master closed, so its
+/// path is gone): the restore warns naming it, and the guest gets
+/// `device-lost` on its next use, never a trap.
 #[test]
 fn a_pty_gone_after_a_restore_is_device_lost() {
     let data = data_dir();
     let mut pty = Pty::new();
-    let replies = pty.lines();
     spawn_echo(data.path(), &pty.manifest(data.path()));
     let (mut host, stdin, _console) = start_host(data.path());
     pty.send(b"hello\n");
-    assert_eq!(
-        replies.recv_timeout(Duration::from_secs(30)).unwrap(),
-        "1 HELLO"
-    );
+    assert_eq!(pty.next_line().unwrap(), "1 HELLO");
     host.kill().unwrap();
     host.wait().unwrap();
     drop(stdin);
-    pty.close();
+    pty.hang_up();
 
     let o = run_with_input(
         &[
