@@ -20,7 +20,8 @@
 //!                    skips it and leaves its input at the head of the queue
 //!  12 device-read    status u8 (0 ok, else the error's code) | len u32 | bytes:
 //!                    what a device operation returned (a pin's level, the
-//!                    bytes of an I2C transaction's reads)
+//!                    bytes of an I2C transaction's reads, what a serial
+//!                    read took)
 //!
 //!   input: 1 timer id u32 | 2 console-line len u32, UTF-8 | 3 console-closed
 //!          | 4 message from-len u16, from (UTF-8) | id u64 | len u32, data
