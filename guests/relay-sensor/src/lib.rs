@@ -276,8 +276,9 @@ impl Guest for RelaySensor {
     }
 
     fn handle_device_event(event: phantom::devices::events::DeviceEvent) -> Status {
-        let phantom::devices::events::DeviceEvent::GpioEdge(e) = event;
-        say(&format!("edge pin={} level={}", e.pin, level_name(e.level)));
+        if let phantom::devices::events::DeviceEvent::GpioEdge(e) = event {
+            say(&format!("edge pin={} level={}", e.pin, level_name(e.level)));
+        }
         Status::Idle
     }
 }

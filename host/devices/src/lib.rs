@@ -6,6 +6,9 @@
 //!   sim/         simulated backends behind the embedded-hal 1.0 traits:
 //!                gpio.rs (SimGpioBank: levels, modes, scripted inputs, a log),
 //!                bme280.rs (SimBme280 on a SimI2cBus: the BME280 register map)
+//!                serial.rs (SimSerialPort: a loopback)
+//!   serial.rs    serial grants, and ports behind a trait that never waits:
+//!                sim:loopback, or serial_linux.rs (a tty or pty slave)
 //!   scenario.rs  what drives the simulated devices over time (TOML)
 //!   bme280.rs    the BME280's calibration words and compensation formulas
 //!                (datasheet), and a driver over any embedded-hal I2C bus
@@ -18,9 +21,12 @@
 pub mod bme280;
 pub mod manifest;
 pub mod scenario;
+pub mod serial;
+mod serial_linux;
 pub mod sim;
 
 pub use manifest::{
     Backend, BusRef, DeviceManifest, GpioGrant, I2cGrant, ManifestError, PinMode, PinRef,
     PolicyError,
 };
+pub use serial::{PortRef, SerialFault, SerialGrant, SerialPort};

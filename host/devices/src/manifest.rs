@@ -12,6 +12,7 @@
 //! ```toml
 //! gpio.relay = { pin = "sim:0/17", modes = ["output"] }
 //! i2c.env = { bus = "sim:bme280", addresses = [0x76] }
+//! serial.log = { port = "linux:/dev/ttyUSB0", baud = 115200 }   # serial.rs
 //! ```
 //! Nothing is granted that the manifest does not say: an unknown key or
 //! table is an error (not ignored), a grant with no modes or no addresses is
@@ -344,6 +345,9 @@ pub struct DeviceManifest {
     /// I2C buses by logical name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub i2c: BTreeMap<GrantName, I2cGrant>,
+    /// Serial ports by logical name (`serial.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub serial: BTreeMap<GrantName, crate::serial::SerialGrant>,
 }
 
 impl DeviceManifest {
@@ -356,6 +360,19 @@ impl DeviceManifest {
         }
         if m.i2c.len() > MAX_GRANTS {
             return Err(ManifestError::TooMany("i2c"));
+        }
+        if m.serial.len() > MAX_GRANTS {
+            return Err(ManifestError::TooMany("serial"));
+        }
+        let mut ports = BTreeMap::new();
+        for (name, g) in &m.serial {
+            if let Some(first) = ports.insert(&g.port, name) {
+                return Err(ManifestError::Duplicate {
+                    first: format!("serial.{}", first.as_str()),
+                    second: format!("serial.{}", name.as_str()),
+                    what: format!("port {}", g.port),
+                });
+            }
         }
         let mut pins: BTreeMap<&PinRef, &GrantName> = BTreeMap::new();
         for (name, g) in &m.gpio {
@@ -377,7 +394,7 @@ impl DeviceManifest {
 
     /// Whether it grants nothing.
     pub fn is_empty(&self) -> bool {
-        self.gpio.is_empty() && self.i2c.is_empty()
+        self.gpio.is_empty() && self.i2c.is_empty() && self.serial.is_empty()
     }
 
     /// The policy of `gpio.open(name, mode)`.
@@ -415,7 +432,8 @@ impl DeviceManifest {
         Ok(grant)
     }
 
-    /// The device interfaces (`gpio`, `i2c`) that have at least one grant.
+    /// The device interfaces (`gpio`, `i2c`, `serial`) that have at least
+    /// one grant.
     pub fn granted_interfaces(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
         if !self.gpio.is_empty() {
@@ -423,6 +441,9 @@ impl DeviceManifest {
         }
         if !self.i2c.is_empty() {
             v.push("i2c");
+        }
+        if !self.serial.is_empty() {
+            v.push("serial");
         }
         v
     }

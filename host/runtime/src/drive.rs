@@ -1099,10 +1099,18 @@ impl<'rt> Drive<'rt> {
         let sender = self.procs[i].process.name().to_string();
         let mut receivers: Vec<(Arc<crate::journal::Log>, u64)> = Vec::new();
         let mut stopped_at = None;
+        // What is left of a device effect the device had no room for.
+        let mut unfinished = None;
         for (k, held) in ready.iter().enumerate() {
             match &held.output {
                 out @ Output::Console(_) => hooks.emit(&sender, out),
-                Output::Device(effect) => self.procs[i].process.apply_device(effect),
+                Output::Device(effect) => {
+                    if let Some(rest) = self.procs[i].process.apply_device(effect) {
+                        unfinished = Some(rest);
+                        stopped_at = Some(k);
+                        break;
+                    }
+                }
                 Output::Message { to, id, data } => {
                     let Some(j) = self.procs.iter().position(|p| p.process.name() == to) else {
                         hooks.note(Note::Warning(&format!(
@@ -1136,10 +1144,13 @@ impl<'rt> Drive<'rt> {
             }
         }
         // Everything up to the last call whose effects all left.
-        let (done, rest): (&[Held], Vec<Held>) = match stopped_at {
+        let (done, mut rest): (&[Held], Vec<Held>) = match stopped_at {
             Some(k) => (&ready[..k], ready[k..].to_vec()),
             None => (&ready[..], Vec::new()),
         };
+        if let (Some(effect), Some(first)) = (unfinished, rest.first_mut()) {
+            first.output = Output::Device(effect);
+        }
         let upto = match rest.first() {
             Some(next) => done.iter().rev().map(|h| h.call).find(|&c| c < next.call),
             None => done.last().map(|h| h.call),

@@ -43,6 +43,8 @@ pub struct Outbox {
     outputs: Vec<Output>,
     console_bytes: usize,
     messages: usize,
+    /// The guest's bytes in device effects (serial writes) this call.
+    device_bytes: usize,
 }
 
 impl Outbox {
@@ -50,6 +52,7 @@ impl Outbox {
     pub fn take(&mut self) -> Vec<Output> {
         self.console_bytes = 0;
         self.messages = 0;
+        self.device_bytes = 0;
         std::mem::take(&mut self.outputs)
     }
 }
@@ -76,12 +79,27 @@ impl ProcessCtx {
     pub fn exit(&mut self, output: Output) {
         match output {
             Output::Console(bytes) => self.exit_console(&bytes),
-            device @ Output::Device(_) => self.outbox.outputs.push(device),
+            Output::Device(effect) => {
+                self.outbox.device_bytes += effect.bytes_len();
+                // A run of writes to one port is one effect.
+                let absorbed = match self.outbox.outputs.last_mut() {
+                    Some(Output::Device(last)) => last.absorb(&effect),
+                    _ => false,
+                };
+                if !absorbed {
+                    self.outbox.outputs.push(Output::Device(effect));
+                }
+            }
             message @ Output::Message { .. } => {
                 self.outbox.messages += 1;
                 self.outbox.outputs.push(message);
             }
         }
+    }
+
+    /// The guest's bytes in device effects the current call made.
+    pub(crate) fn device_bytes(&self) -> usize {
+        self.outbox.device_bytes
     }
 
     /// Messages the current call may still send.

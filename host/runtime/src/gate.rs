@@ -6,7 +6,8 @@
 //!   console closed┤
 //!   message ──────┼─► ProcessCtx::admit(Input) ─► journal: admit ─► queue (persisted)
 //!   timer fired ──┤        (refuses when full: the caller waits)
-//!   GPIO edge ────┘        (poll_device_events: watched inputs)
+//!   GPIO edge ────┤        (poll_device_events: watched inputs
+//!   serial data ──┘         and watched serial ports)
 //!   step: journal: call ─► handle(event) ─► journal: call-end (digest)
 //!   clock reads ─────► gate_wall_now / gate_monotonic_now ─┐
 //!   random numbers ──► gate_random_bytes / gate_random_u64 ├► journal: the value
@@ -68,6 +69,15 @@ pub enum Input {
         /// Process time at which the host saw it.
         time_ns: u64,
     },
+    /// Bytes arrived on a watched serial port (`handle-device-event`).
+    SerialData {
+        /// The port's number.
+        port: u32,
+        /// The bytes, in order.
+        bytes: Vec<u8>,
+        /// Process time at which the host read them.
+        time_ns: u64,
+    },
 }
 
 impl Input {
@@ -80,7 +90,9 @@ impl Input {
             Input::Resume => Event::Resume,
             // Delivered through `handle-message` and
             // `handle-device-event`, never as events.
-            Input::Message { .. } | Input::GpioEdge { .. } => Event::Resume,
+            Input::Message { .. } | Input::GpioEdge { .. } | Input::SerialData { .. } => {
+                Event::Resume
+            }
         }
     }
 
@@ -89,6 +101,7 @@ impl Input {
         match self {
             Input::ConsoleLine(s) => s.len(),
             Input::Message { from, data, .. } => from.len() + data.len(),
+            Input::SerialData { bytes, .. } => bytes.len(),
             _ => 0,
         }
     }
@@ -181,7 +194,9 @@ impl ProcessCtx {
                 )));
             }
         }
-        if matches!(input, Input::GpioEdge { .. }) && !self.takes_device_events {
+        if matches!(input, Input::GpioEdge { .. } | Input::SerialData { .. })
+            && !self.takes_device_events
+        {
             return Err(InputRefused::NoDeviceEvents);
         }
         if *input == Input::Resume {

@@ -36,6 +36,7 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "phantom:os/types",
     "phantom:devices/gpio",
     "phantom:devices/i2c",
+    "phantom:devices/serial",
     "phantom:devices/events",
 ];
 
@@ -43,10 +44,42 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
 /// one of its interfaces needs a grant in the device manifest.
 pub const DEVICES_PACKAGE: &str = "phantom:devices/";
 
-/// The `phantom:devices` interfaces a component imports at its top level
-/// (empty for anything that is not a readable component: inspection
-/// reports that).
+/// The `phantom:devices` interfaces whose functions a component imports at
+/// its top level (empty for anything that is not a readable component:
+/// inspection reports that). An interface imported for its types only
+/// (`events` uses `gpio`'s and `serial`'s, so a guest of either imports
+/// both) reaches no device and needs no grant.
 pub fn device_imports(bytes: &[u8]) -> Vec<String> {
+    let found = device_imports_by_name(bytes);
+    if found.is_empty() {
+        return found;
+    }
+    let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
+    let Ok(types) = validator.validate_all(bytes) else {
+        // Unreadable: every import counts (the instantiation reports it).
+        return found;
+    };
+    found
+        .into_iter()
+        .filter(
+            |name| match types.component_item_for_import(name).map(|i| i.ty) {
+                Some(wasmparser::component_types::ComponentEntityType::Instance(id)) => {
+                    types[id].exports.values().any(|e| {
+                        matches!(
+                            e.ty,
+                            wasmparser::component_types::ComponentEntityType::Func(_)
+                        )
+                    })
+                }
+                _ => true,
+            },
+        )
+        .collect()
+}
+
+/// The `phantom:devices` interfaces a component imports at its top level,
+/// by name.
+fn device_imports_by_name(bytes: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {

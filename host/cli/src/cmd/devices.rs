@@ -1,5 +1,5 @@
 //! `phantom devices`: a process's device grants, and the devices it held
-//! open (mode, level, bus) at its newest checkpoint.
+//! open (mode, level, bus, port and rate) at its newest checkpoint.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +54,16 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
             addrs.join(",")
         );
     }
+    for (name, g) in &r.grants.serial {
+        let bauds: Vec<String> = g.bauds.iter().map(u32::to_string).collect();
+        println!(
+            "grant serial.{} port {} baud {} bauds {}",
+            name.as_str(),
+            g.port,
+            g.baud,
+            bauds.join(",")
+        );
+    }
     let at = r
         .checkpoint
         .map_or("no checkpoint".to_string(), |c| format!("checkpoint {c}"));
@@ -74,6 +84,12 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
                 watch.map_or(String::new(), |w| format!(" watch {w:?}").to_lowercase())
             ),
             OpenKind::I2c { bus } => println!("  {} {} i2c {bus}", d.handle, d.name),
+            OpenKind::Serial { port, baud, watch } => println!(
+                "  {} {} serial {port} {baud}{}",
+                d.handle,
+                d.name,
+                if *watch { " watch" } else { "" }
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -62,6 +62,15 @@ fn describe(entry: &Entry) -> (String, Value) {
                     ),
                     json!({"input": "gpio-edge", "pin": pin, "high": high}),
                 ),
+                Input::SerialData { port, bytes, .. } => (
+                    format!(
+                        "serial data on port {port} ({} bytes) {}",
+                        bytes.len(),
+                        text(bytes)
+                    ),
+                    json!({"input": "serial-data", "port": port, "bytes": bytes.len(),
+                           "text": String::from_utf8_lossy(bytes)}),
+                ),
                 Input::Message { from, id, data } => (
                     format!(
                         "message {id} from {} ({} bytes) {}",

@@ -3,7 +3,8 @@
 //! ```text
 //!   SimWorld (one per process) ── scenario ──┐
 //!     ├─ banks: "0" ─► SimGpioBank ─► SimPin (embedded-hal digital traits)
-//!     └─ buses: "bme280" ─► SimI2cBus (embedded-hal I2c) ─► 0x76: SimBme280
+//!     ├─ buses: "bme280" ─► SimI2cBus (embedded-hal I2c) ─► 0x76: SimBme280
+//!     └─ serial: "loopback" ─► SimSerialPort (what is written comes back)
 //! ```
 //! Every device keeps a log of each operation that reached it, so a test can
 //! prove that a refused operation touched nothing. A device can be unplugged
@@ -12,6 +13,7 @@
 pub mod bme280;
 pub mod gpio;
 pub mod i2c;
+pub mod serial;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 pub use bme280::SimBme280;
 pub use gpio::{GpioOp, SimGpioBank, SimGpioError, SimPin};
 pub use i2c::{I2cOp, SimI2cBus, SimI2cDevice, SimI2cError};
+pub use serial::{SerialOp, SimSerialPort};
 
 use crate::scenario::Scenario;
 
@@ -40,6 +43,7 @@ pub struct SimWorld {
     scenario: Arc<Scenario>,
     banks: BTreeMap<String, SimGpioBank>,
     buses: BTreeMap<String, SimI2cBus>,
+    serial: BTreeMap<String, SimSerialPort>,
 }
 
 /// Simulated bus kinds `sim:<kind>` may name.
@@ -93,5 +97,19 @@ impl SimWorld {
     /// The buses made so far.
     pub fn buses(&self) -> &BTreeMap<String, SimI2cBus> {
         &self.buses
+    }
+
+    /// The serial port called `kind` (`loopback`), or None for an unknown
+    /// kind.
+    pub fn serial_port(&mut self, kind: &str) -> Option<SimSerialPort> {
+        if !crate::serial::SIM_PORTS.contains(&kind) {
+            return None;
+        }
+        Some(self.serial.entry(kind.to_string()).or_default().clone())
+    }
+
+    /// The serial ports made so far.
+    pub fn serial_ports(&self) -> &BTreeMap<String, SimSerialPort> {
+        &self.serial
     }
 }

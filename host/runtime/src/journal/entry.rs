@@ -20,11 +20,13 @@
 //!                    skips it and leaves its input at the head of the queue
 //!  12 device-read    status u8 (0 ok, else the error's code) | len u32 | bytes:
 //!                    what a device operation returned (a pin's level, the
-//!                    bytes of an I2C transaction's reads)
+//!                    bytes of an I2C transaction's reads, what a serial
+//!                    read took)
 //!
 //!   input: 1 timer id u32 | 2 console-line len u32, UTF-8 | 3 console-closed
 //!          | 4 message from-len u16, from (UTF-8) | id u64 | len u32, data
 //!          | 5 gpio-edge pin u32 | level u8 (0 low, 1 high) | time u64
+//!          | 6 serial-data port u32 | len u32 (<= 64 KiB), bytes | time u64
 //! ```
 //! Decoding checks every length against what is left and against the
 //! runtime's bounds, so a crafted entry gives an error, never a panic.
@@ -362,6 +364,17 @@ fn encode_input(b: &mut Vec<u8>, input: &Input) {
             b.push(u8::from(*high));
             b.extend_from_slice(&time_ns.to_le_bytes());
         }
+        Input::SerialData {
+            port,
+            bytes,
+            time_ns,
+        } => {
+            b.push(6);
+            b.extend_from_slice(&port.to_le_bytes());
+            b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            b.extend_from_slice(bytes);
+            b.extend_from_slice(&time_ns.to_le_bytes());
+        }
         // Never queued, so never admitted.
         Input::Resume => b.push(0),
     }
@@ -409,6 +422,19 @@ fn decode_input(r: &mut Reader<'_>) -> Result<Input, String> {
             Input::GpioEdge {
                 pin,
                 high,
+                time_ns: r.u64()?,
+            }
+        }
+        6 => {
+            let port = r.u32()?;
+            let len = r.u32()? as usize;
+            if len > MAX_DEVICE_READ {
+                return Err(format!("serial data of {len} bytes, over the limit"));
+            }
+            let bytes = r.take(len)?.to_vec();
+            Input::SerialData {
+                port,
+                bytes,
                 time_ns: r.u64()?,
             }
         }
@@ -521,6 +547,22 @@ mod tests {
                     pin: 3,
                     high: true,
                     time_ns: 12,
+                },
+            },
+            Entry::Admit {
+                time_ns: 14,
+                input: Input::SerialData {
+                    port: 4,
+                    bytes: b"line\n\0\xff".to_vec(),
+                    time_ns: 14,
+                },
+            },
+            Entry::Admit {
+                time_ns: 15,
+                input: Input::SerialData {
+                    port: 4,
+                    bytes: Vec::new(),
+                    time_ns: 15,
                 },
             },
         ]

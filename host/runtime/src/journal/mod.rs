@@ -261,6 +261,19 @@ impl JournalCtx {
                     self.digest.update(&handle.to_le_bytes());
                     self.digest.update(&[u8::from(*high)]);
                 }
+                Output::Device(crate::iface::devices::DeviceEffect::SerialWrite {
+                    handle,
+                    bytes,
+                }) => {
+                    self.digest.update(&[4]);
+                    self.digest.update(&handle.to_le_bytes());
+                    self.digest.update(&(bytes.len() as u64).to_le_bytes());
+                    self.digest.update(bytes);
+                }
+                Output::Device(crate::iface::devices::DeviceEffect::SerialClose { handle }) => {
+                    self.digest.update(&[5]);
+                    self.digest.update(&handle.to_le_bytes());
+                }
             }
         }
     }

@@ -40,6 +40,9 @@ impl Section for DevicesState {
             let parsed = match &d.kind {
                 OpenKind::Gpio { pin, .. } => pin.parse::<phantom_devices::PinRef>().map(|_| ()),
                 OpenKind::I2c { bus } => bus.parse::<phantom_devices::BusRef>().map(|_| ()),
+                OpenKind::Serial { port, .. } => {
+                    port.parse::<phantom_devices::PortRef>().map(|_| ())
+                }
             };
             parsed.map_err(|e| format!("device {}: {e}", d.handle))?;
         }
@@ -102,5 +105,30 @@ mod tests {
                 .contains("backend")
         );
         assert!(DevicesState::restore(b"[").is_err());
+    }
+
+    #[test]
+    fn a_serial_port_round_trips_and_a_bad_port_is_refused() {
+        let port = |port: &str, watch| DevicesState {
+            open: vec![OpenDevice {
+                handle: 1,
+                name: "link".into(),
+                kind: OpenKind::Serial {
+                    port: port.into(),
+                    baud: 115200,
+                    watch,
+                },
+            }],
+            last_handle: 1,
+        };
+        for s in [port("sim:loopback", true), port("linux:/dev/pts/3", false)] {
+            assert_eq!(DevicesState::restore(&s.save()).unwrap(), s);
+        }
+        for bad in ["sim:uart", "linux:ttyS0", "ttyS0"] {
+            assert!(
+                DevicesState::restore(&port(bad, false).save()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

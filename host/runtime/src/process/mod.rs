@@ -281,9 +281,30 @@ impl Process {
         ctx.call_deadline = Some(std::time::Instant::now() + rt.config.call_timeout);
     }
 
-    /// Performs a released device effect (a pin's level).
-    pub(crate) fn apply_device(&mut self, effect: &crate::iface::devices::DeviceEffect) {
-        self.store.data_mut().devices.apply(effect);
+    /// Performs a released device effect (a pin's level, a serial write);
+    /// returns what is left of it when the device has no room now.
+    pub(crate) fn apply_device(
+        &mut self,
+        effect: &crate::iface::devices::DeviceEffect,
+    ) -> Option<crate::iface::devices::DeviceEffect> {
+        self.store.data_mut().devices.apply(effect)
+    }
+
+    /// `apply_device` outside the drive loop (spawn's `init`, `step`),
+    /// which may wait: a device with no room is given up to
+    /// `APPLY_WAIT` to take the rest, then the rest is dropped.
+    pub(crate) fn apply_device_now(&mut self, effect: &crate::iface::devices::DeviceEffect) {
+        /// How long a caller outside the drive loop waits on a full device.
+        const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+        let start = std::time::Instant::now();
+        let mut rest = self.apply_device(effect);
+        while let Some(e) = rest {
+            if start.elapsed() > APPLY_WAIT {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            rest = self.apply_device(&e);
+        }
     }
 
     /// The process's devices (grants, what it holds, the simulated

@@ -318,7 +318,7 @@ impl Process {
         // `init`'s pin levels are durable with the first checkpoint.
         for o in &output {
             if let Output::Device(effect) = o {
-                process.apply_device(effect);
+                process.apply_device_now(effect);
             }
         }
         Ok((process, output))

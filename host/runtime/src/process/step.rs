@@ -75,7 +75,7 @@ impl Process {
         }
         for h in &held {
             if let Output::Device(effect) = &h.output {
-                self.apply_device(effect);
+                self.apply_device_now(effect);
             }
         }
         Ok(Some(held.into_iter().map(|h| h.output).collect()))
@@ -239,6 +239,27 @@ impl Process {
                     )
                     .map(|(status,)| status)
                 }
+                None => Err(wasmtime::Error::msg(
+                    "a device event arrived, but the component does not export `handle-device-event`",
+                )),
+            },
+            Input::SerialData {
+                port,
+                bytes,
+                time_ns,
+            } => match &self.handle_device_event {
+                Some(f) => f
+                    .call(
+                        &mut self.store,
+                        (crate::iface::devices::gpio::WitDeviceEvent::SerialData(
+                            crate::iface::devices::serial::WitSerialData {
+                                port: *port,
+                                data: bytes.clone(),
+                                time_ns: *time_ns,
+                            },
+                        ),),
+                    )
+                    .map(|(status,)| status),
                 None => Err(wasmtime::Error::msg(
                     "a device event arrived, but the component does not export `handle-device-event`",
                 )),

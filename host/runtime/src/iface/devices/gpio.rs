@@ -92,12 +92,15 @@ pub struct WitGpioEdge {
 }
 
 /// `events.device-event`.
-#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ComponentType, Lift, Lower, Clone, Debug, PartialEq, Eq)]
 #[component(variant)]
 pub enum WitDeviceEvent {
     /// A watched input changed level.
     #[component(name = "gpio-edge")]
     GpioEdge(WitGpioEdge),
+    /// Bytes arrived on a watched serial port.
+    #[component(name = "serial-data")]
+    SerialData(super::serial::WitSerialData),
 }
 
 /// `gpio.gpio-error`.

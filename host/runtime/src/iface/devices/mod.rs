@@ -1,5 +1,6 @@
 //! `phantom:devices`: the devices a process is granted, one file per
-//! interface (`gpio.rs`, `i2c.rs`), over the backends of `phantom-devices`.
+//! interface (`gpio.rs`, `i2c.rs`, `serial.rs`), over the backends of
+//! `phantom-devices`.
 //!
 //! ```text
 //!   guest call ─► policy (the manifest: DIR/NAME/devices.toml) ─► refused: the policy
@@ -23,6 +24,7 @@
 
 pub(crate) mod gpio;
 pub(crate) mod i2c;
+pub(crate) mod serial;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -80,6 +82,16 @@ pub enum OpenKind {
         /// The bus (`sim:bme280`).
         bus: String,
     },
+    /// A serial port (`serial.rs`).
+    Serial {
+        /// The port (`linux:/dev/ttyUSB0`).
+        port: String,
+        /// The rate the guest set (re-applied at restore).
+        baud: u32,
+        /// Whether what arrives is delivered as events.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        watch: bool,
+    },
 }
 
 /// Which edges of a watched input are delivered.
@@ -114,6 +126,18 @@ pub enum DeviceEffect {
         /// High or low.
         high: bool,
     },
+    /// Write bytes to port `handle` (`serial.rs`).
+    SerialWrite {
+        /// The port's number.
+        handle: u32,
+        /// What is left to write.
+        bytes: Vec<u8>,
+    },
+    /// Let go of closed port `handle`, after the writes before it.
+    SerialClose {
+        /// The port's number.
+        handle: u32,
+    },
 }
 
 /// A device the host holds for an open number.
@@ -121,6 +145,7 @@ pub enum DeviceEffect {
 enum Acquired {
     Pin(SimPin),
     Bus(SimI2cBus),
+    Serial(serial::SharedPort),
     /// Gone: every use is `device-lost`.
     Lost,
 }
@@ -140,6 +165,8 @@ pub struct Devices {
     /// after a restore the first look sets it, so edges while the host was
     /// down are not delivered; the guest can read the level).
     baselines: BTreeMap<u32, bool>,
+    /// Serial state of the run (not persisted).
+    serial: serial::SerialLive,
 }
 
 impl Devices {
@@ -151,6 +178,7 @@ impl Devices {
             acquired: BTreeMap::new(),
             sim: SimWorld::new(scenario),
             baselines: BTreeMap::new(),
+            serial: Default::default(),
         }
     }
 
@@ -248,6 +276,10 @@ impl Devices {
                 Ok(b) => self.acquire_bus(&b),
                 Err(_) => Acquired::Lost,
             },
+            OpenKind::Serial { port, baud, .. } => match port.parse() {
+                Ok(p) => self.acquire_serial(&p, *baud),
+                Err(_) => Acquired::Lost,
+            },
         };
         self.acquired.insert(handle, a.clone());
         a
@@ -267,8 +299,9 @@ impl Devices {
         let mut lost = Vec::new();
         for (h, name) in handles {
             // A grant taken out of the manifest is gone too.
-            let granted =
-                self.manifest.gpio_grant(&name).is_some() || self.manifest.i2c_open(&name).is_ok();
+            let granted = self.manifest.gpio_grant(&name).is_some()
+                || self.manifest.i2c_open(&name).is_ok()
+                || self.manifest.serial_open(&name).is_ok();
             if !granted {
                 self.acquired.insert(h, Acquired::Lost);
             }
@@ -280,7 +313,10 @@ impl Devices {
     }
 
     /// Performs a released effect. A device that fails is marked lost.
-    pub fn apply(&mut self, effect: &DeviceEffect) {
+    /// Returns what is left of it when the device has no room for all of
+    /// it now (a serial write to a full port): the release stops there and
+    /// goes on at the next turn.
+    pub fn apply(&mut self, effect: &DeviceEffect) -> Option<DeviceEffect> {
         match *effect {
             DeviceEffect::GpioLevel { handle, high } => {
                 if let Acquired::Pin(mut p) = self.acquired(handle)
@@ -288,7 +324,9 @@ impl Devices {
                 {
                     self.acquired.insert(handle, Acquired::Lost);
                 }
+                None
             }
+            _ => self.apply_serial(effect),
         }
     }
 
@@ -299,6 +337,9 @@ impl Devices {
         }
         for bus in self.sim.buses().values() {
             bus.unplug();
+        }
+        for port in self.sim.serial_ports().values() {
+            port.unplug();
         }
     }
 
@@ -317,7 +358,7 @@ impl Devices {
             Acquired::Pin(mut p) => embedded_hal::digital::StatefulOutputPin::is_set_high(&mut p)
                 .map(|_| Vec::new())
                 .map_err(|_| CODE_LOST),
-            Acquired::Bus(_) => Ok(Vec::new()),
+            Acquired::Bus(_) | Acquired::Serial(_) => Ok(Vec::new()),
         }
     }
 }
@@ -374,6 +415,7 @@ impl ProcessCtx {
         if !self.takes_device_events || self.state.exit_code.is_some() {
             return;
         }
+        self.poll_serial();
         let watched: Vec<(u32, WatchEdge)> = self
             .devices
             .state
@@ -424,7 +466,8 @@ impl ProcessCtx {
 /// Adds `phantom:devices` to the linker.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<ProcessCtx>) -> wasmtime::Result<()> {
     gpio::add_to_linker(linker)?;
-    i2c::add_to_linker(linker)
+    i2c::add_to_linker(linker)?;
+    serial::add_to_linker(linker)
 }
 
 /// What `phantom devices` shows: a process's grants, and the devices it
