@@ -456,10 +456,26 @@ fn devices_survive_kill_9() {
     );
     assert!(seen.iter().any(|l| l.ends_with("ok 3")), "{seen:?}");
     assert!(seen.iter().any(|l| l.ends_with("temp 1925")), "{seen:?}");
+    // `phantom devices` asks the running host: the state now.
+    let devices = |data: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&stdout(ok(&run(&[
+            "devices",
+            "--data",
+            s(data),
+            "dev",
+            "--json",
+        ]))))
+        .unwrap()
+    };
+    let live = devices(data.path());
+    assert_eq!(live["live"], true, "{live}");
+    assert_eq!(live["open"][0]["high"], true, "{live}");
+    assert_eq!(live["open"][2]["name"], "button", "{live}");
     // Output is released only once durable: the kill loses none of it.
     host.kill().unwrap();
     host.wait().unwrap();
     drop(stdin);
+    assert_eq!(devices(data.path())["live"], false);
 
     let o = feed(
         data.path(),

@@ -60,6 +60,11 @@ pub enum Request {
     },
     /// What the host is running.
     Status,
+    /// The devices process `name` holds open now, with what it set.
+    Devices {
+        /// The process name.
+        name: String,
+    },
     /// Deliver messages to process `name`, in order.
     Send {
         /// The process.
@@ -480,6 +485,10 @@ mod tests {
         assert_eq!(
             parse_request(r#"{"cmd":"adopt","name":"x"}"#).unwrap(),
             Request::Adopt { name: "x".into() }
+        );
+        assert_eq!(
+            parse_request(r#"{"op":"devices","name":"x"}"#).unwrap(),
+            Request::Devices { name: "x".into() }
         );
         assert!(parse_request(r#"{"op":"adopt"}"#).is_err());
         assert!(parse_request("[1]").is_err());

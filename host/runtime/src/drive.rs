@@ -1218,6 +1218,16 @@ impl<'rt> Drive<'rt> {
                     }
                 }
             }
+            Request::Devices { name } => match self.procs.iter().find(|p| p.process.name() == name)
+            {
+                Some(p) => json!({
+                    "ok": true,
+                    "running": true,
+                    "checkpoint": p.process.last_committed().map(|c| c.id),
+                    "open": p.process.devices().state.open,
+                }),
+                None => json!({"ok": true, "running": false}),
+            },
             Request::Status => {
                 let running: Vec<Value> = self
                     .procs

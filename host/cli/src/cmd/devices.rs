@@ -1,12 +1,13 @@
-//! `phantom devices`: a process's device grants, and the devices it held
-//! open (mode, level, bus, port and rate) at its newest checkpoint.
+//! `phantom devices`: a process's device grants, and the devices it holds
+//! open (mode, level, bus, port and rate): now, if a host runs it, else at
+//! its newest checkpoint.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use phantom_runtime::datadir::DataDir;
-use phantom_runtime::devices::{OpenKind, report};
+use phantom_runtime::devices::{OpenKind, report_live};
 
 /// Arguments of `phantom devices`.
 #[derive(Args)]
@@ -24,7 +25,7 @@ pub struct DevicesArgs {
 /// Runs `phantom devices`.
 pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
     let dir = DataDir::open(&a.data)?.process_dir(&a.name)?;
-    let r = report(&dir).map_err(anyhow::Error::msg)?;
+    let r = report_live(&a.data, &a.name, &dir).map_err(anyhow::Error::msg)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
@@ -64,10 +65,12 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
             bauds.join(",")
         );
     }
-    let at = r
-        .checkpoint
-        .map_or("no checkpoint".to_string(), |c| format!("checkpoint {c}"));
-    println!("open at {at}: {}", r.open.len());
+    let at = match (r.live, r.checkpoint) {
+        (true, _) => "now (running)".to_string(),
+        (false, Some(c)) => format!("checkpoint {c}"),
+        (false, None) => "no checkpoint".to_string(),
+    };
+    println!("open {at}: {}", r.open.len());
     for d in &r.open {
         match &d.kind {
             OpenKind::Gpio {

@@ -476,10 +476,35 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<ProcessCtx>) -> wa
 pub struct DevicesReport {
     /// The stored manifest.
     pub grants: DeviceManifest,
-    /// The checkpoint the states are from.
+    /// The newest checkpoint (live: the one the running process last
+    /// committed).
     pub checkpoint: Option<u64>,
+    /// The states are the running process's now (asked of the host that
+    /// runs it), not its newest checkpoint's.
+    pub live: bool,
     /// Open devices, in the order opened, with what the guest set.
     pub open: Vec<OpenDevice>,
+}
+
+/// The devices of process `name` of data directory `data`: live if a host
+/// runs it (through the control socket), else as of its newest checkpoint.
+pub fn report_live(data: &Path, name: &str, dir: &Path) -> Result<DevicesReport, String> {
+    let mut r = report(dir)?;
+    let asked = crate::control::request(
+        data,
+        &crate::control::Request::Devices {
+            name: name.to_string(),
+        },
+    );
+    if let Ok(v) = asked
+        && v["running"] == true
+    {
+        r.open = serde_json::from_value(v["open"].clone())
+            .map_err(|e| format!("the host's answer cannot be read: {e}"))?;
+        r.checkpoint = v["checkpoint"].as_u64().or(r.checkpoint);
+        r.live = true;
+    }
+    Ok(r)
 }
 
 /// The devices of the process in `dir`, as of its newest checkpoint.
@@ -507,6 +532,7 @@ pub fn report(dir: &Path) -> Result<DevicesReport, String> {
     Ok(DevicesReport {
         grants: devices.manifest,
         checkpoint,
+        live: false,
         open,
     })
 }
