@@ -25,6 +25,7 @@ mod newcomer;
 mod pvm;
 mod regressions;
 mod serial;
+mod thermostat;
 mod trackers;
 mod travel;
 mod wasi;
