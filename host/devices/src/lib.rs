@@ -5,7 +5,9 @@
 //!   manifest.rs  DeviceManifest (TOML) ─► grants by logical name ─► the policy
 //!   sim/         simulated backends behind the embedded-hal 1.0 traits:
 //!                gpio.rs (SimGpioBank: levels, modes, scripted inputs, a log),
-//!                bme280.rs (SimBme280 on a SimI2cBus: the BME280 register map)
+//!                bme280.rs (SimBme280 on a SimI2cBus: the BME280 register map),
+//!                framebuffer.rs (SimFramebuffer: a frame shown, kept in a file)
+//!   display.rs   display grants, pixel formats, the frame file, PNG
 //!   scenario.rs  what drives the simulated devices over time (TOML)
 //!   bme280.rs    the BME280's calibration words and compensation formulas
 //!                (datasheet), and a driver over any embedded-hal I2C bus
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bme280;
+pub mod display;
 pub mod manifest;
 pub mod scenario;
 pub mod sim;
