@@ -36,6 +36,7 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "phantom:os/types",
     "phantom:devices/gpio",
     "phantom:devices/i2c",
+    "phantom:devices/display",
     "phantom:devices/events",
 ];
 
@@ -44,9 +45,29 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
 pub const DEVICES_PACKAGE: &str = "phantom:devices/";
 
 /// The `phantom:devices` interfaces a component imports at its top level
-/// (empty for anything that is not a readable component: inspection
-/// reports that).
+/// and calls a function of (empty for anything that is not a readable
+/// component: inspection reports that). An interface imported only for
+/// its types does not count: a component exporting `handle-device-event`
+/// imports `gpio` for `events`' `pin` and `level`, whatever devices it
+/// uses.
 pub fn device_imports(bytes: &[u8]) -> Vec<String> {
+    let mut found = top_level_device_imports(bytes);
+    if let Ok(types) = wasmparser::Validator::new().validate_all(bytes) {
+        found.retain(|name| {
+            use wasmparser::component_types::ComponentEntityType as E;
+            match types.component_item_for_import(name).map(|i| &i.ty) {
+                Some(E::Instance(id)) => types[*id]
+                    .exports
+                    .values()
+                    .any(|item| matches!(item.ty, E::Func(_))),
+                _ => true,
+            }
+        });
+    }
+    found
+}
+
+fn top_level_device_imports(bytes: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
