@@ -261,6 +261,15 @@ impl JournalCtx {
                     self.digest.update(&handle.to_le_bytes());
                     self.digest.update(&[u8::from(*high)]);
                 }
+                Output::Device(crate::iface::devices::DeviceEffect::DisplayFrame {
+                    handle,
+                    flush,
+                    ..
+                }) => {
+                    self.digest.update(&[4]);
+                    self.digest.update(&handle.to_le_bytes());
+                    self.digest.update(&flush.to_le_bytes());
+                }
             }
         }
     }

@@ -40,6 +40,16 @@ impl Section for DevicesState {
             let parsed = match &d.kind {
                 OpenKind::Gpio { pin, .. } => pin.parse::<phantom_devices::PinRef>().map(|_| ()),
                 OpenKind::I2c { bus } => bus.parse::<phantom_devices::BusRef>().map(|_| ()),
+                OpenKind::Display { device, geometry } => device
+                    .parse::<phantom_devices::display::DisplayRef>()
+                    .and_then(|_| {
+                        phantom_devices::display::Geometry::new(
+                            geometry.width,
+                            geometry.height,
+                            geometry.format,
+                        )
+                        .map(|_| ())
+                    }),
             };
             parsed.map_err(|e| format!("device {}: {e}", d.handle))?;
         }

@@ -1,5 +1,6 @@
 //! `phantom:devices`: the devices a process is granted, one file per
-//! interface (`gpio.rs`, `i2c.rs`), over the backends of `phantom-devices`.
+//! interface (`gpio.rs`, `i2c.rs`, `display.rs`), over the backends of
+//! `phantom-devices`.
 //!
 //! ```text
 //!   guest call ─► policy (the manifest: DIR/NAME/devices.toml) ─► refused: the policy
@@ -21,20 +22,24 @@
 //! about the component's handle tables has to be rebuilt (see DESIGN.md,
 //! "Devices").
 
+pub(crate) mod display;
 pub(crate) mod gpio;
 pub(crate) mod i2c;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use phantom_devices::display::Geometry;
 use phantom_devices::manifest::{BusRef, PinRef};
 use phantom_devices::scenario::Scenario;
-use phantom_devices::sim::{SimI2cBus, SimPin, SimWorld};
+use phantom_devices::sim::{SimFramebuffer, SimI2cBus, SimPin, SimWorld};
 use phantom_devices::{Backend, DeviceManifest, PinMode};
 use serde::{Deserialize, Serialize};
 
 use crate::ctx::ProcessCtx;
 use crate::journal::Entry;
+
+pub use display::{DisplayFrames, DisplaysState, FrameBytes, RenderedFrame, rendered_frame};
 
 /// Most devices a process may hold open at once.
 pub const MAX_OPEN_DEVICES: usize = 1024;
@@ -80,6 +85,13 @@ pub enum OpenKind {
         /// The bus (`sim:bme280`).
         bus: String,
     },
+    /// A display (its pixels are in the `display` section).
+    Display {
+        /// The display (`sim:framebuffer`).
+        device: String,
+        /// Its size and pixel format, as granted when opened.
+        geometry: Geometry,
+    },
 }
 
 /// Which edges of a watched input are delivered.
@@ -114,6 +126,18 @@ pub enum DeviceEffect {
         /// High or low.
         high: bool,
     },
+    /// Show a frame on display `handle` (`display.rs`).
+    DisplayFrame {
+        /// The display's number.
+        handle: u32,
+        /// Which flush of the display made it (1, 2, ...).
+        flush: u64,
+        /// Its pixels; None once a newer frame superseded it, and in an
+        /// effect restored from a checkpoint (the restore shows the newest
+        /// frame itself, so a checkpoint never holds pixels twice).
+        #[serde(skip)]
+        frame: Option<FrameBytes>,
+    },
 }
 
 /// A device the host holds for an open number.
@@ -121,6 +145,7 @@ pub enum DeviceEffect {
 enum Acquired {
     Pin(SimPin),
     Bus(SimI2cBus),
+    Display(SimFramebuffer),
     /// Gone: every use is `device-lost`.
     Lost,
 }
@@ -132,6 +157,8 @@ pub struct Devices {
     pub manifest: DeviceManifest,
     /// Persisted: what the process holds.
     pub state: DevicesState,
+    /// Persisted: the pixels of the open displays.
+    pub displays: DisplaysState,
     /// The backends acquired for open numbers (made again after a restore).
     acquired: BTreeMap<u32, Acquired>,
     /// The simulated devices.
@@ -148,6 +175,7 @@ impl Devices {
         Devices {
             manifest,
             state: DevicesState::default(),
+            displays: DisplaysState::default(),
             acquired: BTreeMap::new(),
             sim: SimWorld::new(scenario),
             baselines: BTreeMap::new(),
@@ -170,7 +198,15 @@ impl Devices {
             Some(t) => Scenario::parse(&t)?,
             None => Scenario::default(),
         };
-        Ok(Self::new(manifest, scenario))
+        let mut devices = Self::new(manifest, scenario);
+        devices.set_dir(dir);
+        Ok(devices)
+    }
+
+    /// Where the simulated devices of the process keep files (a
+    /// framebuffer's frame): its directory.
+    pub fn set_dir(&mut self, dir: &Path) {
+        self.sim.set_dir(Some(dir));
     }
 
     /// The simulated devices (for tests and `phantom devices`).
@@ -248,6 +284,9 @@ impl Devices {
                 Ok(b) => self.acquire_bus(&b),
                 Err(_) => Acquired::Lost,
             },
+            OpenKind::Display { device, geometry } => {
+                self.acquire_display(handle, device, *geometry)
+            }
         };
         self.acquired.insert(handle, a.clone());
         a
@@ -258,17 +297,27 @@ impl Devices {
     /// those that are gone (their next use is `device-lost`).
     pub fn reacquire(&mut self) -> Vec<String> {
         self.acquired.clear();
-        let handles: Vec<(u32, String)> = self
+        let handles: Vec<(u32, String, bool)> = self
             .state
             .open
             .iter()
-            .map(|d| (d.handle, d.name.clone()))
+            .map(|d| {
+                let display = matches!(d.kind, OpenKind::Display { .. });
+                (
+                    d.handle,
+                    d.name.clone(),
+                    !display || self.display_still_granted(d),
+                )
+            })
             .collect();
         let mut lost = Vec::new();
-        for (h, name) in handles {
-            // A grant taken out of the manifest is gone too.
-            let granted =
-                self.manifest.gpio_grant(&name).is_some() || self.manifest.i2c_open(&name).is_ok();
+        for (h, name, display_granted) in handles {
+            // A grant taken out of the manifest is gone too (a display's,
+            // also when it names another device, size or format).
+            let granted = display_granted
+                && (self.manifest.gpio_grant(&name).is_some()
+                    || self.manifest.i2c_open(&name).is_ok()
+                    || self.manifest.display_open(&name).is_ok());
             if !granted {
                 self.acquired.insert(h, Acquired::Lost);
             }
@@ -282,6 +331,9 @@ impl Devices {
     /// Performs a released effect. A device that fails is marked lost.
     pub fn apply(&mut self, effect: &DeviceEffect) {
         match *effect {
+            DeviceEffect::DisplayFrame {
+                handle, ref frame, ..
+            } => self.show_frame(handle, frame.as_ref()),
             DeviceEffect::GpioLevel { handle, high } => {
                 if let Acquired::Pin(mut p) = self.acquired(handle)
                     && embedded_hal::digital::OutputPin::set_state(&mut p, high.into()).is_err()
@@ -299,6 +351,9 @@ impl Devices {
         }
         for bus in self.sim.buses().values() {
             bus.unplug();
+        }
+        for fb in self.sim.framebuffers().values() {
+            fb.unplug();
         }
     }
 
@@ -318,6 +373,7 @@ impl Devices {
                 .map(|_| Vec::new())
                 .map_err(|_| CODE_LOST),
             Acquired::Bus(_) => Ok(Vec::new()),
+            Acquired::Display(fb) => fb.present().map(|()| Vec::new()).map_err(|_| CODE_LOST),
         }
     }
 }
@@ -353,11 +409,14 @@ impl ProcessCtx {
 
     /// Closes open number `handle` (either interface); false if none.
     pub(crate) fn device_close(&mut self, handle: u32, gpio: bool) -> bool {
-        let Some(k) =
-            self.devices.state.open.iter().position(|d| {
-                d.handle == handle && matches!(d.kind, OpenKind::Gpio { .. }) == gpio
-            })
-        else {
+        let Some(k) = self.devices.state.open.iter().position(|d| {
+            d.handle == handle
+                && if gpio {
+                    matches!(d.kind, OpenKind::Gpio { .. })
+                } else {
+                    matches!(d.kind, OpenKind::I2c { .. })
+                }
+        }) else {
             return false;
         };
         self.devices.state.open.remove(k);
@@ -424,7 +483,8 @@ impl ProcessCtx {
 /// Adds `phantom:devices` to the linker.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<ProcessCtx>) -> wasmtime::Result<()> {
     gpio::add_to_linker(linker)?;
-    i2c::add_to_linker(linker)
+    i2c::add_to_linker(linker)?;
+    display::add_to_linker(linker)
 }
 
 /// What `phantom devices` shows: a process's grants, and the devices it
