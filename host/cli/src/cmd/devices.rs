@@ -1,5 +1,5 @@
 //! `phantom devices`: a process's device grants, and the devices it held
-//! open (mode, level, bus) at its newest checkpoint.
+//! open (mode, level, bus, display) at its newest checkpoint.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +54,14 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
             addrs.join(",")
         );
     }
+    for (name, g) in &r.grants.display {
+        println!(
+            "grant display.{} device {} {}",
+            name.as_str(),
+            g.device,
+            g.geometry()
+        );
+    }
     let at = r
         .checkpoint
         .map_or("no checkpoint".to_string(), |c| format!("checkpoint {c}"));
@@ -74,6 +82,9 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
                 watch.map_or(String::new(), |w| format!(" watch {w:?}").to_lowercase())
             ),
             OpenKind::I2c { bus } => println!("  {} {} i2c {bus}", d.handle, d.name),
+            OpenKind::Display { device, geometry } => {
+                println!("  {} {} display {device} {geometry}", d.handle, d.name)
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
