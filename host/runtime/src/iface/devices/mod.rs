@@ -10,10 +10,12 @@
 //!        │                   the recorded result, no backend touched)
 //!        ▼
 //!   DevicesState (persisted section `devices`): open devices in the order opened,
-//!        │       each with its mode and the output level the guest set
+//!        │       each with its mode and the output level the guest set;
+//!        │       DisplaysState (section `display`): each display's canvas and frame
 //!        ▼
-//!   gpio.set-level ─► exit: Output::Device (held until the call is durable) ─►
-//!                     drive loop release ─► Devices::apply ─► the pin
+//!   gpio.set-level, display.flush ─► exit: Output::Device (held until the call is
+//!                     durable) ─► drive loop release ─► Devices::apply ─► the pin,
+//!                     the framebuffer
 //!   restore ─► replay ─► Devices::reacquire: each device in the order opened,
 //!                        its state re-applied; gone ─► `device-lost` on next use
 //! ```
