@@ -79,6 +79,7 @@ const DATA_COMMANDS: &[&str] = &[
     "ps",
     "checkpoints",
     "devices",
+    "display",
     "checkpoint",
     "fsck",
     "send",

@@ -10,6 +10,7 @@ mod control;
 mod crafted_images;
 mod devices;
 mod differential;
+mod display;
 mod fixture;
 mod globals;
 mod history;

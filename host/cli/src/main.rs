@@ -45,6 +45,8 @@ enum Command {
     Checkpoints(cmd::checkpoints::CheckpointsArgs),
     /// Show a process's device grants and the devices it holds open.
     Devices(cmd::devices::DevicesArgs),
+    /// Render what a process's display shows to a PNG.
+    Display(cmd::display::DisplayArgs),
     /// Ask the host running a data directory to checkpoint every process now.
     Checkpoint(cmd::checkpoint::CheckpointArgs),
     /// Verify every checkpoint file and journal of every process (or of one).
@@ -187,6 +189,7 @@ fn main() -> ExitCode {
         Command::Ps(a) => cmd::ps::run(a),
         Command::Checkpoints(a) => cmd::checkpoints::run(a),
         Command::Devices(a) => cmd::devices::run(a),
+        Command::Display(a) => cmd::display::run(a),
         Command::Checkpoint(a) => cmd::checkpoint::run(a),
         Command::Fsck(a) => cmd::fsck::run(a),
         Command::Send(a) => cmd::send::run(a),

@@ -5,10 +5,12 @@
 //!   manifest.rs  DeviceManifest (TOML) ─► grants by logical name ─► the policy
 //!   sim/         simulated backends behind the embedded-hal 1.0 traits:
 //!                gpio.rs (SimGpioBank: levels, modes, scripted inputs, a log),
-//!                bme280.rs (SimBme280 on a SimI2cBus: the BME280 register map)
-//!                serial.rs (SimSerialPort: a loopback)
+//!                bme280.rs (SimBme280 on a SimI2cBus: the BME280 register map),
+//!                serial.rs (SimSerialPort: a loopback),
+//!                framebuffer.rs (SimFramebuffer: a frame shown, kept in a file)
 //!   serial.rs    serial grants, and ports behind a trait that never waits:
 //!                sim:loopback, or serial_linux.rs (a tty or pty slave)
+//!   display.rs   display grants, pixel formats, the frame file, PNG
 //!   scenario.rs  what drives the simulated devices over time (TOML)
 //!   bme280.rs    the BME280's calibration words and compensation formulas
 //!                (datasheet), and a driver over any embedded-hal I2C bus
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bme280;
+pub mod display;
 pub mod manifest;
 pub mod scenario;
 pub mod serial;

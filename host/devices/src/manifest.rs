@@ -3,8 +3,8 @@
 //! ```text
 //!   devices.toml ─► DeviceManifest::parse ─► gpio: name ─► GpioGrant { pin, modes }
 //!   (spawn --devices,     (every error names      i2c:  name ─► I2cGrant { bus, addresses }
-//!    stored as DIR/NAME/   its line and key)
-//!    devices.toml)        ─► gpio_open / i2c_open / I2cGrant::allows: the policy
+//!    stored as DIR/NAME/   its line and key)      display: name ─► DisplayGrant { device, size, format }
+//!    devices.toml)        ─► gpio_open / i2c_open / I2cGrant::allows / display_open: the policy
 //! ```
 //! A manifest maps logical names, which the guest opens, to backends and what
 //! the process may do with them:
@@ -13,6 +13,7 @@
 //! gpio.relay = { pin = "sim:0/17", modes = ["output"] }
 //! i2c.env = { bus = "sim:bme280", addresses = [0x76] }
 //! serial.log = { port = "linux:/dev/ttyUSB0", baud = 115200 }   # serial.rs
+//! display.screen = { device = "sim:framebuffer", width = 320, height = 240, format = "rgb888" }
 //! ```
 //! Nothing is granted that the manifest does not say: an unknown key or
 //! table is an error (not ignored), a grant with no modes or no addresses is
@@ -348,6 +349,9 @@ pub struct DeviceManifest {
     /// Serial ports by logical name (`serial.rs`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub serial: BTreeMap<GrantName, crate::serial::SerialGrant>,
+    /// Displays by logical name (`display.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub display: BTreeMap<GrantName, crate::display::DisplayGrant>,
 }
 
 impl DeviceManifest {
@@ -374,6 +378,7 @@ impl DeviceManifest {
                 });
             }
         }
+        crate::display::check_grants(&m.display)?;
         let mut pins: BTreeMap<&PinRef, &GrantName> = BTreeMap::new();
         for (name, g) in &m.gpio {
             if let Some(first) = pins.insert(&g.pin, name) {
@@ -394,7 +399,10 @@ impl DeviceManifest {
 
     /// Whether it grants nothing.
     pub fn is_empty(&self) -> bool {
-        self.gpio.is_empty() && self.i2c.is_empty() && self.serial.is_empty()
+        self.gpio.is_empty()
+            && self.i2c.is_empty()
+            && self.serial.is_empty()
+            && self.display.is_empty()
     }
 
     /// The policy of `gpio.open(name, mode)`.
@@ -432,8 +440,17 @@ impl DeviceManifest {
         Ok(grant)
     }
 
-    /// The device interfaces (`gpio`, `i2c`, `serial`) that have at least
-    /// one grant.
+    /// The policy of `display.open(name)`.
+    pub fn display_open(&self, name: &str) -> Result<&crate::display::DisplayGrant, PolicyError> {
+        self.display
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, g)| g)
+            .ok_or(PolicyError::NotGranted)
+    }
+
+    /// The device interfaces (`gpio`, `i2c`, `serial`, `display`) that have
+    /// at least one grant.
     pub fn granted_interfaces(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
         if !self.gpio.is_empty() {
@@ -444,6 +461,9 @@ impl DeviceManifest {
         }
         if !self.serial.is_empty() {
             v.push("serial");
+        }
+        if !self.display.is_empty() {
+            v.push("display");
         }
         v
     }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   console.write ─► ProcessCtx::exit(Output::Console) ─► Outbox (this call)
-//!   gpio.set-level ─► ProcessCtx::exit(Output::Device) ─┘
+//!   gpio.set-level, display.flush ─► ProcessCtx::exit(Output::Device) ─┘
 //!        step returns the call's outputs ─► the drive loop ─► OutputSink (stdout, a test, ...)
 //! ```
 //! A call's outputs are released only after it returns; with the journal
@@ -33,7 +33,8 @@ pub enum Output {
         /// Its bytes.
         data: Vec<u8>,
     },
-    /// A change to a device (a pin's level), made once the call is durable.
+    /// A change to a device (a pin's level, a display's frame), made once
+    /// the call is durable.
     Device(crate::iface::devices::DeviceEffect),
 }
 
@@ -48,6 +49,12 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// The outputs of the current call so far (a newer frame of a display
+    /// drops the pixels of an older one).
+    pub(crate) fn outputs_mut(&mut self) -> &mut [Output] {
+        &mut self.outputs
+    }
+
     /// Takes the outputs of the call that just returned.
     pub fn take(&mut self) -> Vec<Output> {
         self.console_bytes = 0;

@@ -37,6 +37,7 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "phantom:devices/gpio",
     "phantom:devices/i2c",
     "phantom:devices/serial",
+    "phantom:devices/display",
     "phantom:devices/events",
 ];
 

@@ -1,6 +1,6 @@
 //! `phantom devices`: a process's device grants, and the devices it holds
-//! open (mode, level, bus, port and rate): now, if a host runs it, else at
-//! its newest checkpoint.
+//! open (mode, level, bus, port, rate, display): now, if a host runs it,
+//! else at its newest checkpoint.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +65,14 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
             bauds.join(",")
         );
     }
+    for (name, g) in &r.grants.display {
+        println!(
+            "grant display.{} device {} {}",
+            name.as_str(),
+            g.device,
+            g.geometry()
+        );
+    }
     let at = match (r.live, r.checkpoint) {
         (true, _) => "now (running)".to_string(),
         (false, Some(c)) => format!("checkpoint {c}"),
@@ -93,6 +101,9 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
                 d.name,
                 if *watch { " watch" } else { "" }
             ),
+            OpenKind::Display { device, geometry } => {
+                println!("  {} {} display {device} {geometry}", d.handle, d.name)
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

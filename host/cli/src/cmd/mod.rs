@@ -6,6 +6,7 @@ pub mod checkpoints;
 pub mod componentize;
 pub mod compose;
 pub mod devices;
+pub mod display;
 pub mod export;
 pub mod fork;
 pub mod fsck;

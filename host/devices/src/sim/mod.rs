@@ -5,20 +5,24 @@
 //!     ├─ banks: "0" ─► SimGpioBank ─► SimPin (embedded-hal digital traits)
 //!     ├─ buses: "bme280" ─► SimI2cBus (embedded-hal I2c) ─► 0x76: SimBme280
 //!     └─ serial: "loopback" ─► SimSerialPort (what is written comes back)
+//!     └─ framebuffers: "<name>" ─► SimFramebuffer ─► DIR/sim-<name>.fb
 //! ```
 //! Every device keeps a log of each operation that reached it, so a test can
 //! prove that a refused operation touched nothing. A device can be unplugged
 //! (`unplug`): from then on every operation on it fails as lost.
 
 pub mod bme280;
+pub mod framebuffer;
 pub mod gpio;
 pub mod i2c;
 pub mod serial;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use bme280::SimBme280;
+pub use framebuffer::{FramebufferOp, SimFramebuffer, SimFramebufferError};
 pub use gpio::{GpioOp, SimGpioBank, SimGpioError, SimPin};
 pub use i2c::{I2cOp, SimI2cBus, SimI2cDevice, SimI2cError};
 pub use serial::{SerialOp, SimSerialPort};
@@ -44,6 +48,10 @@ pub struct SimWorld {
     banks: BTreeMap<String, SimGpioBank>,
     buses: BTreeMap<String, SimI2cBus>,
     serial: BTreeMap<String, SimSerialPort>,
+    framebuffers: BTreeMap<String, SimFramebuffer>,
+    /// Where simulated devices keep files (a framebuffer's frame); None:
+    /// in memory only.
+    dir: Option<PathBuf>,
 }
 
 /// Simulated bus kinds `sim:<kind>` may name.
@@ -89,6 +97,30 @@ impl SimWorld {
         )
     }
 
+    /// The framebuffer called `name` (a `sim:<name>` display grant, checked
+    /// by the manifest), keeping its frame in `DIR/sim-<name>.fb`.
+    pub fn framebuffer(&mut self, name: &str) -> SimFramebuffer {
+        let file = self.dir.as_deref().map(|d| framebuffer_file(d, name));
+        self.framebuffers
+            .entry(name.to_string())
+            .or_insert_with(|| SimFramebuffer::new(file))
+            .clone()
+    }
+
+    /// Where simulated devices keep files from now on (a spawn builds a
+    /// process in a hidden directory, then renames it).
+    pub fn set_dir(&mut self, dir: Option<&Path>) {
+        self.dir = dir.map(Path::to_path_buf);
+        for (name, fb) in &self.framebuffers {
+            fb.set_file(dir.map(|d| framebuffer_file(d, name)));
+        }
+    }
+
+    /// The framebuffers made so far.
+    pub fn framebuffers(&self) -> &BTreeMap<String, SimFramebuffer> {
+        &self.framebuffers
+    }
+
     /// The banks made so far.
     pub fn banks(&self) -> &BTreeMap<String, SimGpioBank> {
         &self.banks
@@ -112,4 +144,10 @@ impl SimWorld {
     pub fn serial_ports(&self) -> &BTreeMap<String, SimSerialPort> {
         &self.serial
     }
+}
+
+/// The file simulated framebuffer `name` of the process in `dir` keeps its
+/// frame in (`crate::display::FrameFile`).
+pub fn framebuffer_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("sim-{name}.fb"))
 }

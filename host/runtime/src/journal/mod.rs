@@ -274,6 +274,15 @@ impl JournalCtx {
                     self.digest.update(&[5]);
                     self.digest.update(&handle.to_le_bytes());
                 }
+                Output::Device(crate::iface::devices::DeviceEffect::DisplayFrame {
+                    handle,
+                    flush,
+                    ..
+                }) => {
+                    self.digest.update(&[6]);
+                    self.digest.update(&handle.to_le_bytes());
+                    self.digest.update(&flush.to_le_bytes());
+                }
             }
         }
     }

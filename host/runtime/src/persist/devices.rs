@@ -43,6 +43,16 @@ impl Section for DevicesState {
                 OpenKind::Serial { port, .. } => {
                     port.parse::<phantom_devices::PortRef>().map(|_| ())
                 }
+                OpenKind::Display { device, geometry } => device
+                    .parse::<phantom_devices::display::DisplayRef>()
+                    .and_then(|_| {
+                        phantom_devices::display::Geometry::new(
+                            geometry.width,
+                            geometry.height,
+                            geometry.format,
+                        )
+                        .map(|_| ())
+                    }),
             };
             parsed.map_err(|e| format!("device {}: {e}", d.handle))?;
         }

@@ -10,6 +10,7 @@
 //!   WasiState       "wasi"      wasi.rs      handle table consistent, env bounds (older images: empty)
 //!   JournalState    "journal"   journal/     held effects inside the covered journal, bounds (older: position 0)
 //!   DevicesState    "devices"   devices.rs   numbers, order opened, pin and bus names (older: nothing open)
+//!   DisplaysState   "display"   display.rs   frames of each open display's size (older: none)
 //! ```
 //! Adding a part adds a section (and a row here), never a format break: a
 //! reader ignores sections it does not know, and a part whose section an
@@ -19,6 +20,7 @@
 //! is a bad image, reported with the section's name, never a panic.
 
 mod devices;
+mod display;
 mod globals;
 mod host;
 mod timers;
@@ -26,7 +28,7 @@ mod wasi;
 
 use std::collections::BTreeMap;
 
-use crate::iface::devices::DevicesState;
+use crate::iface::devices::{DevicesState, DisplaysState};
 use crate::iface::wasi::WasiState;
 use crate::journal::JournalState;
 
@@ -72,6 +74,8 @@ pub struct HostParts {
     pub journal: JournalState,
     /// The `devices` section.
     pub devices: DevicesState,
+    /// The `display` section.
+    pub displays: DisplaysState,
 }
 
 impl HostParts {
@@ -84,6 +88,7 @@ impl HostParts {
             (WasiState::NAME.to_string(), self.wasi.save()),
             (JournalState::NAME.to_string(), self.journal.save()),
             (DevicesState::NAME.to_string(), self.devices.save()),
+            (DisplaysState::NAME.to_string(), self.displays.save()),
         ]
     }
 
@@ -115,6 +120,13 @@ impl HostParts {
                 .map_err(|e| format!("its `{}` section is bad: {e}", DevicesState::NAME))?,
             None => DevicesState::default(),
         };
+        let displays = match sections.get(DisplaysState::NAME) {
+            Some(bytes) => DisplaysState::restore(bytes)
+                .map_err(|e| format!("its `{}` section is bad: {e}", DisplaysState::NAME))?,
+            None => DisplaysState::default(),
+        };
+        display::check_against(&devices, &displays)
+            .map_err(|e| format!("its `{}` section is bad: {e}", DisplaysState::NAME))?;
         // Timers live in their own section from now on.
         host.legacy_timers = None;
         host.legacy_next_timer_id = None;
@@ -125,6 +137,7 @@ impl HostParts {
             wasi,
             journal,
             devices,
+            displays,
         })
     }
 }
@@ -190,6 +203,7 @@ mod tests {
                 }],
                 last_handle: 2,
             },
+            displays: DisplaysState::default(),
         }
     }
 
@@ -197,7 +211,7 @@ mod tests {
     fn every_part_round_trips_through_its_section() {
         let p = parts();
         let sections: BTreeMap<String, Vec<u8>> = p.save().into_iter().collect();
-        assert_eq!(sections.len(), 6, "one section per part");
+        assert_eq!(sections.len(), 7, "one section per part");
         assert_eq!(HostParts::restore(&sections).unwrap(), p);
     }
 

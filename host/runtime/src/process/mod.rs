@@ -347,6 +347,7 @@ impl Process {
                 ..ctx.journal.state.clone()
             },
             devices: ctx.devices.state.clone(),
+            displays: ctx.devices.displays.clone(),
         }
     }
 }

@@ -191,10 +191,12 @@ impl Process {
             globals,
             journal,
             devices,
+            displays,
         } = parts;
         let mut granted = crate::iface::devices::Devices::load(dir)
             .map_err(|e| Refusal::Host(format!("its devices: {e}")))?;
         granted.state = devices;
+        granted.displays = displays;
         host.restore_count += 1;
         host.checkpoint_id = candidate.info.id;
         // A process is named by its directory (an import or fork may have

@@ -134,7 +134,7 @@ impl Process {
             })?,
             None => Default::default(),
         };
-        let granted = crate::iface::devices::Devices::new(manifest, scenario_parsed);
+        let mut granted = crate::iface::devices::Devices::new(manifest, scenario_parsed);
         let dir = data.join(&name);
         if dir.exists() {
             return Err(SpawnError::Exists {
@@ -145,6 +145,9 @@ impl Process {
         let loaded = rt.load_component(component_bytes, Some(&cache_dir(data)))?;
         let tmp = spawning_dir(data, &name, std::process::id());
         let _ = fs::remove_dir_all(&tmp);
+        // Simulated devices keep their files (a framebuffer's frame) in the
+        // process directory: the hidden one until it is moved into place.
+        granted.set_dir(&tmp);
         let result = Self::spawn_in(
             rt,
             &loaded,
@@ -187,6 +190,7 @@ impl Process {
             .and_then(|d| d.sync_all())
             .map_err(io(format!("cannot sync {}", data.display())))?;
         process.dir = dir.clone();
+        process.store.data_mut().devices.set_dir(&dir);
         process.images =
             Arc::new(CheckpointStore::open(&dir).map_err(|e| {
                 io(format!("cannot open {}", dir.display()))(std::io::Error::other(e))

@@ -1,5 +1,5 @@
 //! `phantom:devices`: the devices a process is granted, one file per
-//! interface (`gpio.rs`, `i2c.rs`, `serial.rs`), over the backends of
+//! interface (`gpio.rs`, `i2c.rs`, `serial.rs`, `display.rs`), over the backends of
 //! `phantom-devices`.
 //!
 //! ```text
@@ -10,10 +10,12 @@
 //!        │                   the recorded result, no backend touched)
 //!        ▼
 //!   DevicesState (persisted section `devices`): open devices in the order opened,
-//!        │       each with its mode and the output level the guest set
+//!        │       each with its mode and the output level the guest set;
+//!        │       DisplaysState (section `display`): each display's canvas and frame
 //!        ▼
-//!   gpio.set-level ─► exit: Output::Device (held until the call is durable) ─►
-//!                     drive loop release ─► Devices::apply ─► the pin
+//!   gpio.set-level, display.flush ─► exit: Output::Device (held until the call is
+//!                     durable) ─► drive loop release ─► Devices::apply ─► the pin,
+//!                     the framebuffer
 //!   restore ─► replay ─► Devices::reacquire: each device in the order opened,
 //!                        its state re-applied; gone ─► `device-lost` on next use
 //! ```
@@ -22,6 +24,7 @@
 //! about the component's handle tables has to be rebuilt (see DESIGN.md,
 //! "Devices").
 
+pub(crate) mod display;
 pub(crate) mod gpio;
 pub(crate) mod i2c;
 pub(crate) mod serial;
@@ -29,14 +32,17 @@ pub(crate) mod serial;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use phantom_devices::display::Geometry;
 use phantom_devices::manifest::{BusRef, PinRef};
 use phantom_devices::scenario::Scenario;
-use phantom_devices::sim::{SimI2cBus, SimPin, SimWorld};
+use phantom_devices::sim::{SimFramebuffer, SimI2cBus, SimPin, SimWorld};
 use phantom_devices::{Backend, DeviceManifest, PinMode};
 use serde::{Deserialize, Serialize};
 
 use crate::ctx::ProcessCtx;
 use crate::journal::Entry;
+
+pub use display::{DisplayFrames, DisplaysState, FrameBytes, RenderedFrame, rendered_frame};
 
 /// Most devices a process may hold open at once.
 pub const MAX_OPEN_DEVICES: usize = 1024;
@@ -92,6 +98,13 @@ pub enum OpenKind {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         watch: bool,
     },
+    /// A display (its pixels are in the `display` section).
+    Display {
+        /// The display (`sim:framebuffer`).
+        device: String,
+        /// Its size and pixel format, as granted when opened.
+        geometry: Geometry,
+    },
 }
 
 /// Which edges of a watched input are delivered.
@@ -138,6 +151,18 @@ pub enum DeviceEffect {
         /// The port's number.
         handle: u32,
     },
+    /// Show a frame on display `handle` (`display.rs`).
+    DisplayFrame {
+        /// The display's number.
+        handle: u32,
+        /// Which flush of the display made it (1, 2, ...).
+        flush: u64,
+        /// Its pixels; None once a newer frame superseded it, and in an
+        /// effect restored from a checkpoint (the restore shows the newest
+        /// frame itself, so a checkpoint never holds pixels twice).
+        #[serde(skip)]
+        frame: Option<FrameBytes>,
+    },
 }
 
 /// A device the host holds for an open number.
@@ -146,6 +171,7 @@ enum Acquired {
     Pin(SimPin),
     Bus(SimI2cBus),
     Serial(serial::SharedPort),
+    Display(SimFramebuffer),
     /// Gone: every use is `device-lost`.
     Lost,
 }
@@ -157,6 +183,8 @@ pub struct Devices {
     pub manifest: DeviceManifest,
     /// Persisted: what the process holds.
     pub state: DevicesState,
+    /// Persisted: the pixels of the open displays.
+    pub displays: DisplaysState,
     /// The backends acquired for open numbers (made again after a restore).
     acquired: BTreeMap<u32, Acquired>,
     /// The simulated devices.
@@ -175,6 +203,7 @@ impl Devices {
         Devices {
             manifest,
             state: DevicesState::default(),
+            displays: DisplaysState::default(),
             acquired: BTreeMap::new(),
             sim: SimWorld::new(scenario),
             baselines: BTreeMap::new(),
@@ -198,7 +227,15 @@ impl Devices {
             Some(t) => Scenario::parse(&t)?,
             None => Scenario::default(),
         };
-        Ok(Self::new(manifest, scenario))
+        let mut devices = Self::new(manifest, scenario);
+        devices.set_dir(dir);
+        Ok(devices)
+    }
+
+    /// Where the simulated devices of the process keep files (a
+    /// framebuffer's frame): its directory.
+    pub fn set_dir(&mut self, dir: &Path) {
+        self.sim.set_dir(Some(dir));
     }
 
     /// The simulated devices (for tests and `phantom devices`).
@@ -280,6 +317,9 @@ impl Devices {
                 Ok(p) => self.acquire_serial(&p, *baud),
                 Err(_) => Acquired::Lost,
             },
+            OpenKind::Display { device, geometry } => {
+                self.acquire_display(handle, device, *geometry)
+            }
         };
         self.acquired.insert(handle, a.clone());
         a
@@ -290,18 +330,28 @@ impl Devices {
     /// those that are gone (their next use is `device-lost`).
     pub fn reacquire(&mut self) -> Vec<String> {
         self.acquired.clear();
-        let handles: Vec<(u32, String)> = self
+        let handles: Vec<(u32, String, bool)> = self
             .state
             .open
             .iter()
-            .map(|d| (d.handle, d.name.clone()))
+            .map(|d| {
+                let display = matches!(d.kind, OpenKind::Display { .. });
+                (
+                    d.handle,
+                    d.name.clone(),
+                    !display || self.display_still_granted(d),
+                )
+            })
             .collect();
         let mut lost = Vec::new();
-        for (h, name) in handles {
-            // A grant taken out of the manifest is gone too.
-            let granted = self.manifest.gpio_grant(&name).is_some()
-                || self.manifest.i2c_open(&name).is_ok()
-                || self.manifest.serial_open(&name).is_ok();
+        for (h, name, display_granted) in handles {
+            // A grant taken out of the manifest is gone too (a display's,
+            // also when it names another device, size or format).
+            let granted = display_granted
+                && (self.manifest.gpio_grant(&name).is_some()
+                    || self.manifest.i2c_open(&name).is_ok()
+                    || self.manifest.serial_open(&name).is_ok()
+                    || self.manifest.display_open(&name).is_ok());
             if !granted {
                 self.acquired.insert(h, Acquired::Lost);
             }
@@ -318,6 +368,12 @@ impl Devices {
     /// goes on at the next turn.
     pub fn apply(&mut self, effect: &DeviceEffect) -> Option<DeviceEffect> {
         match *effect {
+            DeviceEffect::DisplayFrame {
+                handle, ref frame, ..
+            } => {
+                self.show_frame(handle, frame.as_ref());
+                None
+            }
             DeviceEffect::GpioLevel { handle, high } => {
                 if let Acquired::Pin(mut p) = self.acquired(handle)
                     && embedded_hal::digital::OutputPin::set_state(&mut p, high.into()).is_err()
@@ -341,6 +397,9 @@ impl Devices {
         for port in self.sim.serial_ports().values() {
             port.unplug();
         }
+        for fb in self.sim.framebuffers().values() {
+            fb.unplug();
+        }
     }
 
     /// The next number to hand out, if the process may open another.
@@ -359,6 +418,7 @@ impl Devices {
                 .map(|_| Vec::new())
                 .map_err(|_| CODE_LOST),
             Acquired::Bus(_) | Acquired::Serial(_) => Ok(Vec::new()),
+            Acquired::Display(fb) => fb.present().map(|()| Vec::new()).map_err(|_| CODE_LOST),
         }
     }
 }
@@ -394,11 +454,14 @@ impl ProcessCtx {
 
     /// Closes open number `handle` (either interface); false if none.
     pub(crate) fn device_close(&mut self, handle: u32, gpio: bool) -> bool {
-        let Some(k) =
-            self.devices.state.open.iter().position(|d| {
-                d.handle == handle && matches!(d.kind, OpenKind::Gpio { .. }) == gpio
-            })
-        else {
+        let Some(k) = self.devices.state.open.iter().position(|d| {
+            d.handle == handle
+                && if gpio {
+                    matches!(d.kind, OpenKind::Gpio { .. })
+                } else {
+                    matches!(d.kind, OpenKind::I2c { .. })
+                }
+        }) else {
             return false;
         };
         self.devices.state.open.remove(k);
@@ -467,7 +530,8 @@ impl ProcessCtx {
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<ProcessCtx>) -> wasmtime::Result<()> {
     gpio::add_to_linker(linker)?;
     i2c::add_to_linker(linker)?;
-    serial::add_to_linker(linker)
+    serial::add_to_linker(linker)?;
+    display::add_to_linker(linker)
 }
 
 /// What `phantom devices` shows: a process's grants, and the devices it

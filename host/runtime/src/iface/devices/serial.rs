@@ -162,7 +162,7 @@ impl Devices {
                 self.serial.carry.remove(handle);
                 None
             }
-            DeviceEffect::GpioLevel { .. } => None,
+            DeviceEffect::GpioLevel { .. } | DeviceEffect::DisplayFrame { .. } => None,
         }
     }
 
