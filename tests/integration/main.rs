@@ -24,6 +24,7 @@ mod migrate;
 mod newcomer;
 mod pvm;
 mod regressions;
+mod sensor;
 mod serial;
 mod trackers;
 mod travel;

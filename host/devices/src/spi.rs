@@ -109,6 +109,9 @@ impl<'de> Deserialize<'de> for SpiRef {
 pub struct SpiMode(u8);
 
 impl SpiMode {
+    /// Every mode, 0 to 3.
+    pub const ALL: [SpiMode; 4] = [SpiMode(0), SpiMode(1), SpiMode(2), SpiMode(3)];
+
     /// Checks `m`.
     pub fn new(m: u64) -> Result<Self, String> {
         u8::try_from(m)

@@ -43,6 +43,14 @@ impl Section for DevicesState {
                 OpenKind::Serial { port, .. } => {
                     port.parse::<phantom_devices::PortRef>().map(|_| ())
                 }
+                OpenKind::Spi { device, config } => {
+                    device.parse::<phantom_devices::SpiRef>().and_then(|_| {
+                        phantom_devices::SpiMode::new(u64::from(config.mode.get())).map(|_| ())
+                    })
+                }
+                OpenKind::Sensor { device, .. } => {
+                    device.parse::<phantom_devices::SensorRef>().map(|_| ())
+                }
             };
             parsed.map_err(|e| format!("device {}: {e}", d.handle))?;
         }

@@ -1,6 +1,6 @@
 //! `phantom:devices`: the devices a process is granted, one file per
-//! interface (`gpio.rs`, `i2c.rs`, `serial.rs`), over the backends of
-//! `phantom-devices`.
+//! interface (`gpio.rs`, `i2c.rs`, `serial.rs`, `spi.rs`, `sensor.rs`),
+//! over the backends of `phantom-devices`.
 //!
 //! ```text
 //!   guest call ─► policy (the manifest: DIR/NAME/devices.toml) ─► refused: the policy
@@ -24,7 +24,9 @@
 
 pub(crate) mod gpio;
 pub(crate) mod i2c;
+pub(crate) mod sensor;
 pub(crate) mod serial;
+pub(crate) mod spi;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -92,6 +94,24 @@ pub enum OpenKind {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         watch: bool,
     },
+    /// An SPI device (`spi.rs`).
+    Spi {
+        /// The device (`sim:bme280`, `linux:/dev/spidev0.0`).
+        device: String,
+        /// The mode and clock the guest set (re-applied at restore).
+        config: phantom_devices::SpiConfig,
+    },
+    /// A sensor (`sensor.rs`).
+    Sensor {
+        /// The sensor (`sim:bme280`, `linux:/dev/i2c-1`).
+        device: String,
+        /// Its I2C address.
+        address: u8,
+        /// The sampling rate the guest set, in millihertz (0: none).
+        rate_mhz: u32,
+        /// Process time of the next sample (when `rate_mhz` > 0).
+        next_ns: u64,
+    },
 }
 
 /// Which edges of a watched input are delivered.
@@ -146,6 +166,8 @@ enum Acquired {
     Pin(SimPin),
     Bus(SimI2cBus),
     Serial(serial::SharedPort),
+    Spi(spi::SharedSpi),
+    Sensor(sensor::SharedSensor),
     /// Gone: every use is `device-lost`.
     Lost,
 }
@@ -222,6 +244,9 @@ impl Devices {
         for bus in self.sim.buses().values() {
             bus.set_time(now_ns);
         }
+        for spi in self.sim.spi_devices().values() {
+            spi.set_time(now_ns);
+        }
     }
 
     /// Acquires a pin and puts it in `mode` (driving `high` if an output).
@@ -280,6 +305,16 @@ impl Devices {
                 Ok(p) => self.acquire_serial(&p, *baud),
                 Err(_) => Acquired::Lost,
             },
+            OpenKind::Spi { device, config } => match device.parse() {
+                Ok(d) => self.acquire_spi(&d, config),
+                Err(_) => Acquired::Lost,
+            },
+            OpenKind::Sensor {
+                device, address, ..
+            } => match device.parse() {
+                Ok(d) => self.acquire_sensor(&d, *address).unwrap_or(Acquired::Lost),
+                Err(_) => Acquired::Lost,
+            },
         };
         self.acquired.insert(handle, a.clone());
         a
@@ -301,7 +336,9 @@ impl Devices {
             // A grant taken out of the manifest is gone too.
             let granted = self.manifest.gpio_grant(&name).is_some()
                 || self.manifest.i2c_open(&name).is_ok()
-                || self.manifest.serial_open(&name).is_ok();
+                || self.manifest.serial_open(&name).is_ok()
+                || self.manifest.spi_open(&name).is_ok()
+                || self.manifest.sensor_open(&name).is_ok();
             if !granted {
                 self.acquired.insert(h, Acquired::Lost);
             }
@@ -341,6 +378,9 @@ impl Devices {
         for port in self.sim.serial_ports().values() {
             port.unplug();
         }
+        for spi in self.sim.spi_devices().values() {
+            spi.unplug();
+        }
     }
 
     /// The next number to hand out, if the process may open another.
@@ -358,7 +398,9 @@ impl Devices {
             Acquired::Pin(mut p) => embedded_hal::digital::StatefulOutputPin::is_set_high(&mut p)
                 .map(|_| Vec::new())
                 .map_err(|_| CODE_LOST),
-            Acquired::Bus(_) | Acquired::Serial(_) => Ok(Vec::new()),
+            Acquired::Bus(_) | Acquired::Serial(_) | Acquired::Spi(_) | Acquired::Sensor(_) => {
+                Ok(Vec::new())
+            }
         }
     }
 }
@@ -416,6 +458,7 @@ impl ProcessCtx {
             return;
         }
         self.poll_serial();
+        self.poll_sensors();
         let watched: Vec<(u32, WatchEdge)> = self
             .devices
             .state
@@ -467,7 +510,9 @@ impl ProcessCtx {
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<ProcessCtx>) -> wasmtime::Result<()> {
     gpio::add_to_linker(linker)?;
     i2c::add_to_linker(linker)?;
-    serial::add_to_linker(linker)
+    serial::add_to_linker(linker)?;
+    spi::add_to_linker(linker)?;
+    sensor::add_to_linker(linker)
 }
 
 /// What `phantom devices` shows: a process's grants, and the devices it
