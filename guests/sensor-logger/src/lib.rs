@@ -160,13 +160,13 @@ fn temperature(cal: &[u8], adc_t: i32) -> i32 {
 fn spi_temperature(dev: spi::Device) -> Result<i32, spi::SpiError> {
     let mut cal = spi::transfer(dev, &[REG_CALIB00 | 0x80, 0, 0, 0, 0, 0, 0])?;
     cal.remove(0);
-    spi::write(
-        dev,
-        &[REG_CTRL_HUM & 0x7f, 1, REG_CTRL_MEAS & 0x7f, 0x25],
-    )?;
+    spi::write(dev, &[REG_CTRL_HUM & 0x7f, 1, REG_CTRL_MEAS & 0x7f, 0x25])?;
     let d = spi::transaction(
         dev,
-        &[spi::Operation::Write(vec![REG_DATA | 0x80]), spi::Operation::Read(8)],
+        &[
+            spi::Operation::Write(vec![REG_DATA | 0x80]),
+            spi::Operation::Read(8),
+        ],
     )?;
     let d = &d[0];
     let adc_t = (i32::from(d[3]) << 12) | (i32::from(d[4]) << 4) | (i32::from(d[5]) >> 4);
@@ -179,9 +179,7 @@ fn command(s: &mut State, line: &str) {
     let env = s.env.unwrap_or(u32::MAX);
     match words.as_slice() {
         ["rate", mhz] => answer(sensor::set_rate(room, number(mhz)).map(|()| "rate")),
-        ["rate-of", h, mhz] => {
-            answer(sensor::set_rate(number(h), number(mhz)).map(|()| "rate"))
-        }
+        ["rate-of", h, mhz] => answer(sensor::set_rate(number(h), number(mhz)).map(|()| "rate")),
         ["read"] => match sensor::read(room) {
             Ok(r) => say(&format!("read {}", describe(&r))),
             Err(e) => say(&format!("error {}", wit_name(&e))),
