@@ -445,14 +445,16 @@ fn sampling_survives_kill_9_without_repeats_or_bursts() {
     let second = stdout(&o);
     let (a, b) = (samples(&first), samples(&second));
     assert!(b.len() >= 10, "{second}");
-    // The line in flight at the kill may come again, identically.
+    // The lines in flight at the kill (printed, their release not yet
+    // journaled) may come again, identically: the same sample, not a new
+    // one with the same number.
     let mut all = a.clone();
     for s in &b {
         if all.last().is_some_and(|l| l.0 >= s.0) {
-            assert_eq!(
-                all.last(),
-                Some(s),
-                "a sample came twice:\n{first}\n--\n{second}"
+            assert!(
+                all.contains(s),
+                "sample {} came twice, differently:\n{first}\n--\n{second}",
+                s.0
             );
             continue;
         }
