@@ -243,6 +243,9 @@ mod in_process {
             ("id-txn 1", "error not-open\n"),
             ("configure 1 0 1000", "error not-open\n"),
             ("read-of 99", "error not-open\n"),
+            // A number of the other interface is not closed either.
+            ("close-sensor 2", "closed false\n"),
+            ("close-spi 1", "closed false\n"),
         ] {
             assert_eq!(say(&rt, &mut p, line), want, "{line}");
         }
@@ -250,6 +253,7 @@ mod in_process {
         assert_eq!(spi_log(&p), spi_before);
         assert_eq!(say(&rt, &mut p, "config 2"), "config mode0 hz=1000000\n");
         assert_eq!(say(&rt, &mut p, "count"), "count 0\n", "no sampling");
+        assert!(say(&rt, &mut p, "read").starts_with("read t=20.00 "));
     }
 
     /// Samples arrive at the rate set, each at the scenario's value for its

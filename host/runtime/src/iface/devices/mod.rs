@@ -434,13 +434,17 @@ impl ProcessCtx {
         .unwrap_or(Err(CODE_OTHER))
     }
 
-    /// Closes open number `handle` (either interface); false if none.
+    /// Closes open pin (`gpio`) or bus `handle`; false if none. A number
+    /// of another interface is not closed by this one's `close`.
     pub(crate) fn device_close(&mut self, handle: u32, gpio: bool) -> bool {
-        let Some(k) =
-            self.devices.state.open.iter().position(|d| {
-                d.handle == handle && matches!(d.kind, OpenKind::Gpio { .. }) == gpio
-            })
-        else {
+        let Some(k) = self.devices.state.open.iter().position(|d| {
+            d.handle == handle
+                && match d.kind {
+                    OpenKind::Gpio { .. } => gpio,
+                    OpenKind::I2c { .. } => !gpio,
+                    _ => false,
+                }
+        }) else {
             return false;
         };
         self.devices.state.open.remove(k);
