@@ -25,6 +25,7 @@ mod migrate;
 mod newcomer;
 mod pvm;
 mod regressions;
+mod sensor;
 mod serial;
 mod thermostat;
 mod trackers;

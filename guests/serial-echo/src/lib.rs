@@ -133,7 +133,7 @@ impl Guest for SerialEcho {
                 arrived(&mut s, d.port, &d.data)
             }
             DeviceEvent::SerialData(d) => say(&format!("data {} {}", d.port, text(&d.data))),
-            DeviceEvent::GpioEdge(_) => {}
+            DeviceEvent::GpioEdge(_) | DeviceEvent::SampleReady(_) => {}
         }
         Status::Idle
     }

@@ -11,9 +11,14 @@
 //!   serial.rs    serial grants, and ports behind a trait that never waits:
 //!                sim:loopback, or serial_linux.rs (a tty or pty slave)
 //!   display.rs   display grants, pixel formats, the frame file, PNG
+//!   spi.rs       SPI grants, and devices behind embedded-hal's SpiDevice:
+//!                sim:bme280 (sim/spi.rs), or spi_linux.rs (spidev)
+//!   sensor.rs    sensor grants, and typed readings (°C, %, Pa) from a BME280
+//!                on the simulated bus or a Linux I2C bus
 //!   scenario.rs  what drives the simulated devices over time (TOML)
 //!   bme280.rs    the BME280's calibration words and compensation formulas
-//!                (datasheet), and a driver over any embedded-hal I2C bus
+//!                (datasheet), and a driver over any embedded-hal I2C bus;
+//!                bme280_spi.rs the same chip over SPI
 //! ```
 //! The runtime (`phantom-runtime`, `iface/devices/`) opens devices through
 //! the policy, journals what the guest reads and persists what it set.
@@ -22,14 +27,20 @@
 
 pub mod bme280;
 pub mod display;
+pub mod bme280_spi;
 pub mod manifest;
 pub mod scenario;
+pub mod sensor;
 pub mod serial;
 mod serial_linux;
 pub mod sim;
+pub mod spi;
+mod spi_linux;
 
 pub use manifest::{
     Backend, BusRef, DeviceManifest, GpioGrant, I2cGrant, ManifestError, PinMode, PinRef,
     PolicyError,
 };
+pub use sensor::{Quantity, SensorGrant, SensorRef};
 pub use serial::{PortRef, SerialFault, SerialGrant, SerialPort};
+pub use spi::{SpiConfig, SpiGrant, SpiMode, SpiRef};

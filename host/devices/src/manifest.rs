@@ -14,6 +14,8 @@
 //! i2c.env = { bus = "sim:bme280", addresses = [0x76] }
 //! serial.log = { port = "linux:/dev/ttyUSB0", baud = 115200 }   # serial.rs
 //! display.screen = { device = "sim:framebuffer", width = 320, height = 240, format = "rgb888" }
+//! spi.env = { device = "sim:bme280", max_hz = 10_000_000, modes = [0, 3] }   # spi.rs
+//! sensor.room = { device = "sim:bme280", max_rate_mhz = 10000 }  # sensor.rs
 //! ```
 //! Nothing is granted that the manifest does not say: an unknown key or
 //! table is an error (not ignored), a grant with no modes or no addresses is
@@ -279,7 +281,7 @@ impl<'de> Deserialize<'de> for I2cAddress {
     }
 }
 
-fn non_empty<'de, D, T>(d: D) -> Result<BTreeSet<T>, D::Error>
+pub(crate) fn non_empty<'de, D, T>(d: D) -> Result<BTreeSet<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Ord,
@@ -352,6 +354,12 @@ pub struct DeviceManifest {
     /// Displays by logical name (`display.rs`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub display: BTreeMap<GrantName, crate::display::DisplayGrant>,
+    /// SPI devices by logical name (`spi.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spi: BTreeMap<GrantName, crate::spi::SpiGrant>,
+    /// Sensors by logical name (`sensor.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sensor: BTreeMap<GrantName, crate::sensor::SensorGrant>,
 }
 
 impl DeviceManifest {
@@ -367,6 +375,33 @@ impl DeviceManifest {
         }
         if m.serial.len() > MAX_GRANTS {
             return Err(ManifestError::TooMany("serial"));
+        }
+        if m.spi.len() > MAX_GRANTS {
+            return Err(ManifestError::TooMany("spi"));
+        }
+        if m.sensor.len() > MAX_GRANTS {
+            return Err(ManifestError::TooMany("sensor"));
+        }
+        // One chip select, one holder; one chip, one sensor grant.
+        let mut spi = BTreeMap::new();
+        for (name, g) in &m.spi {
+            if let Some(first) = spi.insert(&g.device, name) {
+                return Err(ManifestError::Duplicate {
+                    first: format!("spi.{}", first.as_str()),
+                    second: format!("spi.{}", name.as_str()),
+                    what: format!("SPI device {}", g.device),
+                });
+            }
+        }
+        let mut sensors = BTreeMap::new();
+        for (name, g) in &m.sensor {
+            if let Some(first) = sensors.insert((&g.device, g.address), name) {
+                return Err(ManifestError::Duplicate {
+                    first: format!("sensor.{}", first.as_str()),
+                    second: format!("sensor.{}", name.as_str()),
+                    what: format!("sensor {} at {:#04x}", g.device, g.address),
+                });
+            }
         }
         let mut ports = BTreeMap::new();
         for (name, g) in &m.serial {
@@ -403,6 +438,8 @@ impl DeviceManifest {
             && self.i2c.is_empty()
             && self.serial.is_empty()
             && self.display.is_empty()
+            && self.spi.is_empty()
+            && self.sensor.is_empty()
     }
 
     /// The policy of `gpio.open(name, mode)`.
@@ -449,8 +486,8 @@ impl DeviceManifest {
             .ok_or(PolicyError::NotGranted)
     }
 
-    /// The device interfaces (`gpio`, `i2c`, `serial`, `display`) that have
-    /// at least one grant.
+    /// The device interfaces (`gpio`, `i2c`, `serial`, `display`, `spi`,
+    /// `sensor`) that have at least one grant.
     pub fn granted_interfaces(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
         if !self.gpio.is_empty() {
@@ -464,6 +501,12 @@ impl DeviceManifest {
         }
         if !self.display.is_empty() {
             v.push("display");
+        }
+        if !self.spi.is_empty() {
+            v.push("spi");
+        }
+        if !self.sensor.is_empty() {
+            v.push("sensor");
         }
         v
     }
@@ -664,6 +707,112 @@ i2c.env = { bus = "sim:bme280", addresses = [0x76] }
                 }
             }
             // And it survives being written out and read back.
+            prop_assert_eq!(DeviceManifest::parse(&m.to_toml()).unwrap(), m);
+        }
+    }
+
+    /// SPI and sensor grants besides the others: names to clocks and
+    /// modes, addresses and rates.
+    #[derive(Debug, Clone)]
+    struct MoreSpec {
+        base: Spec,
+        spi: BTreeMap<String, (u32, BTreeSet<u8>)>,
+        sensor: BTreeMap<String, (bool, u32)>,
+    }
+
+    fn more_spec() -> impl Strategy<Value = MoreSpec> {
+        let name = "[a-d][a-d0-9_-]{0,3}";
+        (
+            spec(),
+            proptest::collection::btree_map(
+                name,
+                (
+                    1u32..20_000_000,
+                    proptest::collection::btree_set(0u8..4, 1..4),
+                ),
+                0..5,
+            ),
+            proptest::collection::btree_map(
+                name,
+                (any::<bool>(), 0u32..=crate::sensor::MAX_RATE_MHZ),
+                0..5,
+            ),
+        )
+            .prop_map(|(base, spi, sensor)| MoreSpec { base, spi, sensor })
+    }
+
+    fn more_text(spec: &MoreSpec) -> String {
+        let mut t = text(&spec.base);
+        for (k, (n, (hz, modes))) in spec.spi.iter().enumerate() {
+            let m: Vec<String> = modes.iter().map(u8::to_string).collect();
+            t += &format!(
+                "spi.{n} = {{ device = \"linux:/dev/spidev0.{k}\", max_hz = {hz}, modes = [{}] }}\n",
+                m.join(", ")
+            );
+        }
+        for (k, (n, (high, rate))) in spec.sensor.iter().enumerate() {
+            let address = if *high { 0x77 } else { 0x76 };
+            t += &format!(
+                "sensor.{n} = {{ device = \"linux:/dev/i2c-{k}\", address = {address:#04x}, max_rate_mhz = {rate} }}\n"
+            );
+        }
+        t
+    }
+
+    proptest! {
+        /// SPI and sensor grants allow exactly what the text says: every
+        /// name, mode, clock and rate asked about, granted or not, and a
+        /// grant of one kind opens nothing of another.
+        #[test]
+        fn spi_and_sensor_grants_never_grant_more_than_they_say(
+            spec in more_spec(),
+            asks in proptest::collection::vec(
+                ("[a-e][a-d0-9_-]{0,3}", 0u8..4, 0u32..25_000_000, 0u32..150_000),
+                0..40,
+            ),
+        ) {
+            let m = DeviceManifest::parse(&more_text(&spec)).unwrap();
+            let mut all = asks.clone();
+            for (n, (hz, modes)) in &spec.spi {
+                for &mode in modes {
+                    all.extend([(n.clone(), mode, *hz, 0), (n.clone(), mode, hz + 1, 0)]);
+                }
+            }
+            for (n, (_, rate)) in &spec.sensor {
+                all.extend([(n.clone(), 0, 1, *rate), (n.clone(), 0, 1, rate + 1)]);
+            }
+            for n in spec.base.gpio.keys().chain(spec.base.i2c.keys()) {
+                all.push((n.clone(), 0, 1, 0));
+            }
+            for (name, mode, hz, rate) in &all {
+                let config = crate::spi::SpiConfig {
+                    mode: crate::spi::SpiMode::new(u64::from(*mode)).unwrap(),
+                    hz: *hz,
+                };
+                match (m.spi_open(name), spec.spi.get(name)) {
+                    (Ok(g), Some((max, modes))) => {
+                        let want = if !modes.contains(mode) {
+                            Err(crate::spi::SpiRefusal::ModeNotAllowed)
+                        } else if *hz == 0 || hz > max {
+                            Err(crate::spi::SpiRefusal::FrequencyNotAllowed)
+                        } else {
+                            Ok(())
+                        };
+                        prop_assert_eq!(g.check(&config), want);
+                        prop_assert_eq!(g.check(&g.default_config()), Ok(()));
+                    }
+                    (Err(e), None) => prop_assert_eq!(e, PolicyError::NotGranted),
+                    (got, want) => prop_assert!(false, "{name}: {got:?} for {want:?}"),
+                }
+                match (m.sensor_open(name), spec.sensor.get(name)) {
+                    (Ok(g), Some((high, max))) => {
+                        prop_assert_eq!(g.allows_rate(*rate), rate <= max);
+                        prop_assert_eq!(g.address, if *high { 0x77 } else { 0x76 });
+                    }
+                    (Err(e), None) => prop_assert_eq!(e, PolicyError::NotGranted),
+                    (got, want) => prop_assert!(false, "{name}: {got:?} for {want:?}"),
+                }
+            }
             prop_assert_eq!(DeviceManifest::parse(&m.to_toml()).unwrap(), m);
         }
     }

@@ -6,8 +6,9 @@
 //!   console closed┤
 //!   message ──────┼─► ProcessCtx::admit(Input) ─► journal: admit ─► queue (persisted)
 //!   timer fired ──┤        (refuses when full: the caller waits)
-//!   GPIO edge ────┤        (poll_device_events: watched inputs
-//!   serial data ──┘         and watched serial ports)
+//!   GPIO edge ────┤        (poll_device_events: watched inputs,
+//!   serial data ──┤         watched serial ports
+//!   sensor sample ┘         and sampled sensors)
 //!   step: journal: call ─► handle(event) ─► journal: call-end (digest)
 //!   clock reads ─────► gate_wall_now / gate_monotonic_now ─┐
 //!   random numbers ──► gate_random_bytes / gate_random_u64 ├► journal: the value
@@ -78,6 +79,16 @@ pub enum Input {
         /// Process time at which the host read them.
         time_ns: u64,
     },
+    /// A sampled sensor was measured (`handle-device-event`,
+    /// `iface/devices/sensor.rs`).
+    SensorSample {
+        /// The sensor's number.
+        sensor: u32,
+        /// What it read, or the error's journal code.
+        readings: Result<Vec<crate::iface::devices::sensor::SampleValue>, u8>,
+        /// Process time of the sample.
+        time_ns: u64,
+    },
 }
 
 impl Input {
@@ -90,9 +101,10 @@ impl Input {
             Input::Resume => Event::Resume,
             // Delivered through `handle-message` and
             // `handle-device-event`, never as events.
-            Input::Message { .. } | Input::GpioEdge { .. } | Input::SerialData { .. } => {
-                Event::Resume
-            }
+            Input::Message { .. }
+            | Input::GpioEdge { .. }
+            | Input::SerialData { .. }
+            | Input::SensorSample { .. } => Event::Resume,
         }
     }
 
@@ -194,8 +206,10 @@ impl ProcessCtx {
                 )));
             }
         }
-        if matches!(input, Input::GpioEdge { .. } | Input::SerialData { .. })
-            && !self.takes_device_events
+        if matches!(
+            input,
+            Input::GpioEdge { .. } | Input::SerialData { .. } | Input::SensorSample { .. }
+        ) && !self.takes_device_events
         {
             return Err(InputRefused::NoDeviceEvents);
         }
@@ -210,6 +224,7 @@ impl ProcessCtx {
 
     fn enqueue(&mut self, input: Input) {
         self.journal.note_admitted(&input);
+        self.devices.note_admitted(&input);
         self.pending_bytes += input.bytes();
         self.state.pending.push_back(input);
     }

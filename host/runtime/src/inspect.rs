@@ -38,6 +38,8 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "phantom:devices/i2c",
     "phantom:devices/serial",
     "phantom:devices/display",
+    "phantom:devices/spi",
+    "phantom:devices/sensor",
     "phantom:devices/events",
 ];
 
@@ -48,8 +50,8 @@ pub const DEVICES_PACKAGE: &str = "phantom:devices/";
 /// The `phantom:devices` interfaces whose functions a component imports at
 /// its top level (empty for anything that is not a readable component:
 /// inspection reports that). An interface imported for its types only
-/// (`events` uses `gpio`'s and `serial`'s, so a guest of either imports
-/// both) reaches no device and needs no grant.
+/// (`events` uses `gpio`'s, `serial`'s and `sensor`'s, so a guest of any
+/// imports all three) reaches no device and needs no grant.
 pub fn device_imports(bytes: &[u8]) -> Vec<String> {
     let found = device_imports_by_name(bytes);
     if found.is_empty() {

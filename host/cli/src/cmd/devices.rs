@@ -73,6 +73,25 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
             g.geometry()
         );
     }
+    for (name, g) in &r.grants.spi {
+        let modes: Vec<String> = g.modes.iter().map(|m| m.get().to_string()).collect();
+        println!(
+            "grant spi.{} device {} max_hz {} modes {}",
+            name.as_str(),
+            g.device,
+            g.max_hz,
+            modes.join(",")
+        );
+    }
+    for (name, g) in &r.grants.sensor {
+        println!(
+            "grant sensor.{} device {} address {:#04x} max_rate_mhz {}",
+            name.as_str(),
+            g.device,
+            g.address,
+            g.max_rate_mhz
+        );
+    }
     let at = match (r.live, r.checkpoint) {
         (true, _) => "now (running)".to_string(),
         (false, Some(c)) => format!("checkpoint {c}"),
@@ -104,6 +123,22 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
             OpenKind::Display { device, geometry } => {
                 println!("  {} {} display {device} {geometry}", d.handle, d.name)
             }
+            OpenKind::Spi { device, config } => println!(
+                "  {} {} spi {device} mode {} {} Hz",
+                d.handle,
+                d.name,
+                config.mode.get(),
+                config.hz
+            ),
+            OpenKind::Sensor {
+                device,
+                address,
+                rate_mhz,
+                ..
+            } => println!(
+                "  {} {} sensor {device} {address:#04x} rate {rate_mhz} mHz",
+                d.handle, d.name
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)

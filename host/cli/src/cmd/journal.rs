@@ -71,6 +71,29 @@ fn describe(entry: &Entry) -> (String, Value) {
                     json!({"input": "serial-data", "port": port, "bytes": bytes.len(),
                            "text": String::from_utf8_lossy(bytes)}),
                 ),
+                Input::SensorSample {
+                    sensor, readings, ..
+                } => (
+                    match readings {
+                        Ok(v) => format!(
+                            "sensor sample of sensor {sensor}: {}",
+                            v.iter()
+                                .map(|r| format!(
+                                    "{} {}",
+                                    f64::from_bits(r.bits),
+                                    r.quantity.unit()
+                                ))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        Err(code) => format!("sensor sample of sensor {sensor}: error {code}"),
+                    },
+                    json!({"input": "sensor-sample", "sensor": sensor,
+                           "readings": readings.as_ref().ok().map(|v| v.iter()
+                               .map(|r| json!({"quantity": r.quantity, "value": f64::from_bits(r.bits)}))
+                               .collect::<Vec<_>>()),
+                           "error": readings.as_ref().err()}),
+                ),
                 Input::Message { from, id, data } => (
                     format!(
                         "message {id} from {} ({} bytes) {}",

@@ -13,6 +13,13 @@
 //! - Raw readings are the inverse of the datasheet's compensation for the
 //!   chip's calibration words (a binary search), so a driver that
 //!   compensates gets the scenario's values back to the formulas' precision.
+//! - On SPI (datasheet 6.3; modes 0 and 3, up to 10 MHz) each frame is a
+//!   control byte, bit 7 set to read and clear to write, bits 6..0 the
+//!   register's address without its bit 7 (every register is at 0x80 or
+//!   above); a read then returns bytes from that register on,
+//!   auto-incrementing, and a write takes one data byte, after which the
+//!   next byte is a control byte again (pairs, as on I2C). MISO is not
+//!   driven during control and write bytes (it reads 0xff).
 
 #![allow(
     clippy::unusual_byte_groupings,
@@ -35,6 +42,19 @@ pub struct SimBme280 {
     ctrl_hum_written: u8,
     calibration: Calibration,
     scenario: Arc<Scenario>,
+    /// Where the current SPI frame is.
+    spi: SpiPhase,
+}
+
+/// Where an SPI frame is: what the next byte means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SpiPhase {
+    /// A control byte (R/W bit, address).
+    Control,
+    /// The data byte for this register.
+    Write(u8),
+    /// Data out, from the pointer on.
+    Read,
 }
 
 /// The smallest `x` in `lo..=hi` with `f(x) >= target` for an increasing
@@ -61,6 +81,7 @@ impl SimBme280 {
             ctrl_hum_written: 0,
             calibration: Calibration::TYPICAL,
             scenario,
+            spi: SpiPhase::Control,
         };
         s.reset();
         s
@@ -164,6 +185,48 @@ impl SimI2cDevice for SimBme280 {
         Ok(())
     }
 }
+
+impl super::spi::SimSpiChip for SimBme280 {
+    fn select(&mut self) {
+        self.spi = SpiPhase::Control;
+    }
+
+    fn exchange(&mut self, mosi: u8, now_ns: u64) -> u8 {
+        match self.spi {
+            SpiPhase::Control => {
+                let reg = mosi | 0x80;
+                if mosi & 0x80 != 0 {
+                    self.pointer = reg;
+                    let normal = self.regs[usize::from(REG_CTRL_MEAS)] & 3 == 3;
+                    if normal && (REG_DATA..=REG_DATA + 7).contains(&reg) {
+                        self.measure(now_ns);
+                    }
+                    self.spi = SpiPhase::Read;
+                } else {
+                    self.spi = SpiPhase::Write(reg);
+                }
+                super::spi::MISO_IDLE
+            }
+            SpiPhase::Write(reg) => {
+                self.write_register(reg, mosi, now_ns);
+                self.spi = SpiPhase::Control;
+                super::spi::MISO_IDLE
+            }
+            SpiPhase::Read => {
+                let b = self.regs[usize::from(self.pointer)];
+                self.pointer = self.pointer.wrapping_add(1);
+                b
+            }
+        }
+    }
+
+    fn follows(&self, config: &crate::spi::SpiConfig) -> bool {
+        matches!(config.mode.get(), 0 | 3) && config.hz <= SPI_MAX_HZ
+    }
+}
+
+/// The BME280's fastest SPI clock (datasheet table 1).
+pub const SPI_MAX_HZ: u32 = 10_000_000;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,8 @@
 //!   SimWorld (one per process) ── scenario ──┐
 //!     ├─ banks: "0" ─► SimGpioBank ─► SimPin (embedded-hal digital traits)
 //!     ├─ buses: "bme280" ─► SimI2cBus (embedded-hal I2c) ─► 0x76: SimBme280
-//!     └─ serial: "loopback" ─► SimSerialPort (what is written comes back)
+//!     ├─ serial: "loopback" ─► SimSerialPort (what is written comes back)
+//!     ├─ spi: "bme280" ─► SimSpiDevice (embedded-hal SpiDevice) ─► SimBme280
 //!     └─ framebuffers: "<name>" ─► SimFramebuffer ─► DIR/sim-<name>.fb
 //! ```
 //! Every device keeps a log of each operation that reached it, so a test can
@@ -16,6 +17,7 @@ pub mod framebuffer;
 pub mod gpio;
 pub mod i2c;
 pub mod serial;
+pub mod spi;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ pub use framebuffer::{FramebufferOp, SimFramebuffer, SimFramebufferError};
 pub use gpio::{GpioOp, SimGpioBank, SimGpioError, SimPin};
 pub use i2c::{I2cOp, SimI2cBus, SimI2cDevice, SimI2cError};
 pub use serial::{SerialOp, SimSerialPort};
+pub use spi::{SimSpiChip, SimSpiDevice, SimSpiError, SpiOp};
 
 use crate::scenario::Scenario;
 
@@ -52,6 +55,7 @@ pub struct SimWorld {
     /// Where simulated devices keep files (a framebuffer's frame); None:
     /// in memory only.
     dir: Option<PathBuf>,
+    spi: BTreeMap<String, SimSpiDevice>,
 }
 
 /// Simulated bus kinds `sim:<kind>` may name.
@@ -143,6 +147,26 @@ impl SimWorld {
     /// The serial ports made so far.
     pub fn serial_ports(&self) -> &BTreeMap<String, SimSerialPort> {
         &self.serial
+    }
+
+    /// The SPI device called `kind` (`bme280`: a BME280 on its SPI
+    /// interface, a chip of its own), or None for an unknown kind.
+    pub fn spi_device(&mut self, kind: &str) -> Option<SimSpiDevice> {
+        if !crate::spi::SIM_SPI_DEVICES.contains(&kind) {
+            return None;
+        }
+        let scenario = self.scenario.clone();
+        Some(
+            self.spi
+                .entry(kind.to_string())
+                .or_insert_with(|| SimSpiDevice::new(Box::new(SimBme280::new(scenario))))
+                .clone(),
+        )
+    }
+
+    /// The SPI devices made so far.
+    pub fn spi_devices(&self) -> &BTreeMap<String, SimSpiDevice> {
+        &self.spi
     }
 }
 

@@ -53,6 +53,13 @@ impl Section for DevicesState {
                         )
                         .map(|_| ())
                     }),
+                // The mode (0..=3) is checked as it is parsed.
+                OpenKind::Spi { device, .. } => {
+                    device.parse::<phantom_devices::SpiRef>().map(|_| ())
+                }
+                OpenKind::Sensor { device, .. } => {
+                    device.parse::<phantom_devices::SensorRef>().map(|_| ())
+                }
             };
             parsed.map_err(|e| format!("device {}: {e}", d.handle))?;
         }
@@ -140,5 +147,52 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn spi_and_sensor_state_round_trips_and_bad_devices_are_refused() {
+        let state = |spi: &str, sensor: &str| DevicesState {
+            open: vec![
+                OpenDevice {
+                    handle: 1,
+                    name: "env".into(),
+                    kind: OpenKind::Spi {
+                        device: spi.into(),
+                        config: phantom_devices::SpiConfig {
+                            mode: phantom_devices::SpiMode::new(3).unwrap(),
+                            hz: 8_000_000,
+                        },
+                    },
+                },
+                OpenDevice {
+                    handle: 2,
+                    name: "room".into(),
+                    kind: OpenKind::Sensor {
+                        device: sensor.into(),
+                        address: 0x76,
+                        rate_mhz: 20_000,
+                        next_ns: 1_234_567,
+                    },
+                },
+            ],
+            last_handle: 2,
+        };
+        for s in [
+            state("sim:bme280", "sim:bme280"),
+            state("linux:/dev/spidev0.0", "linux:/dev/i2c-1"),
+        ] {
+            assert_eq!(DevicesState::restore(&s.save()).unwrap(), s);
+        }
+        for (spi, sensor) in [("sim:flash", "sim:bme280"), ("sim:bme280", "i2c-1")] {
+            assert!(
+                DevicesState::restore(&state(spi, sensor).save()).is_err(),
+                "{spi} {sensor}"
+            );
+        }
+        // A mode outside 0..=3 in a crafted section is refused too.
+        let text = String::from_utf8(state("sim:bme280", "sim:bme280").save())
+            .unwrap()
+            .replace("\"mode\":3", "\"mode\":9");
+        assert!(DevicesState::restore(text.as_bytes()).is_err(), "{text}");
     }
 }

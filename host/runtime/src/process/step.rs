@@ -55,9 +55,14 @@ impl Process {
         self.store.data_mut().fire_due_timers();
     }
 
-    /// The earliest timer deadline, in process time.
+    /// The earliest timer deadline or sensor sample, in process time.
     pub fn next_due_ns(&self) -> Option<u64> {
-        self.timers().next_due_ns()
+        // A sampled sensor's next sample wakes the drive loop like a timer.
+        let sample = self.store.data().devices.next_sample_ns();
+        match (self.timers().next_due_ns(), sample) {
+            (Some(t), Some(s)) => Some(t.min(s)),
+            (t, s) => t.or(s),
+        }
     }
 
     /// `step_held`, then releases what the guest sent out at once, without
@@ -257,6 +262,23 @@ impl Process {
                                 data: bytes.clone(),
                                 time_ns: *time_ns,
                             },
+                        ),),
+                    )
+                    .map(|(status,)| status),
+                None => Err(wasmtime::Error::msg(
+                    "a device event arrived, but the component does not export `handle-device-event`",
+                )),
+            },
+            Input::SensorSample {
+                sensor,
+                readings,
+                time_ns,
+            } => match &self.handle_device_event {
+                Some(f) => f
+                    .call(
+                        &mut self.store,
+                        (crate::iface::devices::gpio::WitDeviceEvent::SampleReady(
+                            crate::iface::devices::sensor::wit_sample(*sensor, readings, *time_ns),
                         ),),
                     )
                     .map(|(status,)| status),

@@ -92,7 +92,7 @@ pub struct WitGpioEdge {
 }
 
 /// `events.device-event`.
-#[derive(ComponentType, Lift, Lower, Clone, Debug, PartialEq, Eq)]
+#[derive(ComponentType, Lift, Lower, Clone, Debug, PartialEq)]
 #[component(variant)]
 pub enum WitDeviceEvent {
     /// A watched input changed level.
@@ -101,6 +101,9 @@ pub enum WitDeviceEvent {
     /// Bytes arrived on a watched serial port.
     #[component(name = "serial-data")]
     SerialData(super::serial::WitSerialData),
+    /// A sampled sensor was measured.
+    #[component(name = "sample-ready")]
+    SampleReady(super::sensor::WitSensorSample),
 }
 
 /// `gpio.gpio-error`.

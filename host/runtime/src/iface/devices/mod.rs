@@ -1,6 +1,6 @@
 //! `phantom:devices`: the devices a process is granted, one file per
-//! interface (`gpio.rs`, `i2c.rs`, `serial.rs`, `display.rs`), over the backends of
-//! `phantom-devices`.
+//! interface (`gpio.rs`, `i2c.rs`, `serial.rs`, `display.rs`, `spi.rs`,
+//! `sensor.rs`), over the backends of `phantom-devices`.
 //!
 //! ```text
 //!   guest call ─► policy (the manifest: DIR/NAME/devices.toml) ─► refused: the policy
@@ -27,7 +27,9 @@
 pub(crate) mod display;
 pub(crate) mod gpio;
 pub(crate) mod i2c;
+pub(crate) mod sensor;
 pub(crate) mod serial;
+pub(crate) mod spi;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -105,6 +107,24 @@ pub enum OpenKind {
         /// Its size and pixel format, as granted when opened.
         geometry: Geometry,
     },
+    /// An SPI device (`spi.rs`).
+    Spi {
+        /// The device (`sim:bme280`, `linux:/dev/spidev0.0`).
+        device: String,
+        /// The mode and clock the guest set (re-applied at restore).
+        config: phantom_devices::SpiConfig,
+    },
+    /// A sensor (`sensor.rs`).
+    Sensor {
+        /// The sensor (`sim:bme280`, `linux:/dev/i2c-1`).
+        device: String,
+        /// Its I2C address.
+        address: u8,
+        /// The sampling rate the guest set, in millihertz (0: none).
+        rate_mhz: u32,
+        /// Process time of the next sample (when `rate_mhz` > 0).
+        next_ns: u64,
+    },
 }
 
 /// Which edges of a watched input are delivered.
@@ -172,6 +192,8 @@ enum Acquired {
     Bus(SimI2cBus),
     Serial(serial::SharedPort),
     Display(SimFramebuffer),
+    Spi(spi::SharedSpi),
+    Sensor(sensor::SharedSensor),
     /// Gone: every use is `device-lost`.
     Lost,
 }
@@ -259,6 +281,9 @@ impl Devices {
         for bus in self.sim.buses().values() {
             bus.set_time(now_ns);
         }
+        for spi in self.sim.spi_devices().values() {
+            spi.set_time(now_ns);
+        }
     }
 
     /// Acquires a pin and puts it in `mode` (driving `high` if an output).
@@ -320,6 +345,16 @@ impl Devices {
             OpenKind::Display { device, geometry } => {
                 self.acquire_display(handle, device, *geometry)
             }
+            OpenKind::Spi { device, config } => match device.parse() {
+                Ok(d) => self.acquire_spi(&d, config),
+                Err(_) => Acquired::Lost,
+            },
+            OpenKind::Sensor {
+                device, address, ..
+            } => match device.parse() {
+                Ok(d) => self.acquire_sensor(&d, *address).unwrap_or(Acquired::Lost),
+                Err(_) => Acquired::Lost,
+            },
         };
         self.acquired.insert(handle, a.clone());
         a
@@ -351,7 +386,9 @@ impl Devices {
                 && (self.manifest.gpio_grant(&name).is_some()
                     || self.manifest.i2c_open(&name).is_ok()
                     || self.manifest.serial_open(&name).is_ok()
-                    || self.manifest.display_open(&name).is_ok());
+                    || self.manifest.display_open(&name).is_ok()
+                    || self.manifest.spi_open(&name).is_ok()
+                    || self.manifest.sensor_open(&name).is_ok());
             if !granted {
                 self.acquired.insert(h, Acquired::Lost);
             }
@@ -400,6 +437,9 @@ impl Devices {
         for fb in self.sim.framebuffers().values() {
             fb.unplug();
         }
+        for spi in self.sim.spi_devices().values() {
+            spi.unplug();
+        }
     }
 
     /// The next number to hand out, if the process may open another.
@@ -417,7 +457,9 @@ impl Devices {
             Acquired::Pin(mut p) => embedded_hal::digital::StatefulOutputPin::is_set_high(&mut p)
                 .map(|_| Vec::new())
                 .map_err(|_| CODE_LOST),
-            Acquired::Bus(_) | Acquired::Serial(_) => Ok(Vec::new()),
+            Acquired::Bus(_) | Acquired::Serial(_) | Acquired::Spi(_) | Acquired::Sensor(_) => {
+                Ok(Vec::new())
+            }
             Acquired::Display(fb) => fb.present().map(|()| Vec::new()).map_err(|_| CODE_LOST),
         }
     }
@@ -452,14 +494,15 @@ impl ProcessCtx {
         .unwrap_or(Err(CODE_OTHER))
     }
 
-    /// Closes open number `handle` (either interface); false if none.
+    /// Closes open pin (`gpio`) or bus `handle`; false if none. A number
+    /// of another interface is not closed by this one's `close`.
     pub(crate) fn device_close(&mut self, handle: u32, gpio: bool) -> bool {
         let Some(k) = self.devices.state.open.iter().position(|d| {
             d.handle == handle
-                && if gpio {
-                    matches!(d.kind, OpenKind::Gpio { .. })
-                } else {
-                    matches!(d.kind, OpenKind::I2c { .. })
+                && match d.kind {
+                    OpenKind::Gpio { .. } => gpio,
+                    OpenKind::I2c { .. } => !gpio,
+                    _ => false,
                 }
         }) else {
             return false;
@@ -479,6 +522,7 @@ impl ProcessCtx {
             return;
         }
         self.poll_serial();
+        self.poll_sensors();
         let watched: Vec<(u32, WatchEdge)> = self
             .devices
             .state
@@ -531,7 +575,9 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<ProcessCtx>) -> wa
     gpio::add_to_linker(linker)?;
     i2c::add_to_linker(linker)?;
     serial::add_to_linker(linker)?;
-    display::add_to_linker(linker)
+    display::add_to_linker(linker)?;
+    spi::add_to_linker(linker)?;
+    sensor::add_to_linker(linker)
 }
 
 /// What `phantom devices` shows: a process's grants, and the devices it
