@@ -19,6 +19,11 @@ build:
 demo: build
     bash scripts/demo.sh
 
+# The thermostat demo: a BME280, a relay, a chart; kill -9 loses nothing
+# (`./dev thermostat`; writes thermostat.png).
+thermostat: build
+    bash scripts/thermostat.sh
+
 # The whole test suite (unit, integration, PVM).
 test: build
     cargo test --release --workspace

@@ -1,8 +1,9 @@
 //! The thermostat demo (`guests/thermostat`): a BME280 read over I2C, a
 //! relay switched with hysteresis, an hour of readings in memory. Killed
 //! with `kill -9` 20 times on a scripted temperature curve, its decisions
-//! are those of a run that was never interrupted, its history is whole and
-//! the relay pin holds the level it last chose.
+//! are those of a run that was never interrupted, its history is whole, the
+//! relay pin holds the level it last chose and its chart shows every
+//! reading.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::common::*;
 
-const MANIFEST: &str = "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] }\ni2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n";
+const MANIFEST: &str = "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] }\ni2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\ndisplay.screen = { device = \"sim:framebuffer\", width = 240, height = 120, format = \"rgb888\" }\n";
 /// 18 °C up to 24 °C and back, over 8 s of process time: 0.15 °C per
 /// reading.
 const SCENARIO: &str = "temperature = [{ at_s = 0, value = 18.0 }, { at_s = 4, value = 24.0 }, { at_s = 8, value = 18.0 }]\n";
@@ -216,4 +217,43 @@ fn twenty_kills_change_none_of_its_decisions() {
     .unwrap();
     assert_eq!(devices["open"][0]["name"], "relay", "{devices}");
     assert_eq!(devices["open"][0]["high"], relay_on, "{devices}\n{status}");
+
+    // The chart after that last kill: one column per reading (the newest
+    // on the right), the relay's bar on top. The frame of the last reading
+    // logged, or of the one after (its frame released, its line not yet).
+    let last_logged = text
+        .lines()
+        .filter_map(|l| l.find("reading ").map(|i| &l[i..]))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(count);
+    let png = root.path().join("chart.png");
+    ok(&run(&[
+        "display",
+        "--data",
+        s(&killed),
+        "thermo",
+        "-o",
+        s(&png),
+    ]));
+    let (w, h, px) = phantom_devices::display::decode_png(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!((w, h), (240, 120));
+    let at = |x: u32, y: u32| &px[((y * w + x) * 3) as usize..][..3];
+    let columns = (0..w)
+        .filter(|&x| (4..h).any(|y| at(x, y) == [255, 255, 255]))
+        .count() as u64;
+    assert!(
+        columns == last_logged || columns == last_logged + 1,
+        "the chart has {columns} readings, the log {last_logged}"
+    );
+    let bar_red = at(0, 0) == [220, 30, 30];
+    let devices: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "devices",
+        "--data",
+        s(&killed),
+        "thermo",
+        "--json",
+    ]))))
+    .unwrap();
+    assert_eq!(devices["open"][0]["high"], bar_red, "the chart's relay bar");
 }

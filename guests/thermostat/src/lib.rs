@@ -1,7 +1,9 @@
 //! `thermostat`: the demo of devices that never forget. Every period it
 //! reads the BME280 granted as `env` (I2C), switches the relay granted as
 //! `relay` (a GPIO output) with hysteresis, keeps the last hour of
-//! readings in memory and logs each decision:
+//! readings in memory, draws them as a chart on the display granted as
+//! `screen` (if any: the newest readings on the right, the band as two
+//! lines, the relay as a bar at the top) and logs each decision:
 //!
 //! ```text
 //!   reading 17 temp 19.87 relay on switches 1
@@ -26,7 +28,7 @@ mod bme280;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use phantom::devices::{gpio, i2c};
+use phantom::devices::{display, gpio, i2c};
 use phantom::os::{console, timers};
 
 /// An hour of readings at one per second.
@@ -35,6 +37,8 @@ const KEPT: usize = 3600;
 struct Thermostat {
     relay: Option<gpio::Pin>,
     env: Option<i2c::Bus>,
+    /// The chart's display and its size (an RGB888 canvas is drawn).
+    screen: Option<(display::Display, display::DisplayInfo)>,
     /// The band, in 0.01 °C.
     low: i32,
     high: i32,
@@ -48,6 +52,7 @@ struct Thermostat {
 static STATE: Mutex<Thermostat> = Mutex::new(Thermostat {
     relay: None,
     env: None,
+    screen: None,
     low: 2000,
     high: 2200,
     heating: false,
@@ -145,6 +150,7 @@ impl Thermostat {
                 None => say("error no relay"),
             }
         }
+        self.draw();
         say(&format!(
             "reading {} temp {} relay {} switches {}",
             self.count,
@@ -152,6 +158,57 @@ impl Thermostat {
             on_off(self.heating),
             self.switches
         ));
+    }
+
+    /// The chart: one column per reading, the newest on the right, on a
+    /// scale from 10 °C to 30 °C; the band in grey, the relay as a bar at
+    /// the top (red: heating).
+    fn draw(&self) {
+        let Some((screen, info)) = self.screen else {
+            return;
+        };
+        let (w, h) = (info.width as usize, info.height as usize);
+        let mut px = vec![0u8; w * h * 3];
+        let mut put = |x: usize, y: usize, rgb: [u8; 3]| {
+            if x < w && y < h {
+                px[(y * w + x) * 3..][..3].copy_from_slice(&rgb);
+            }
+        };
+        let top = 4.min(h);
+        let y_of = |centi: i32| -> usize {
+            let span = (h - top).max(1) as i64;
+            let v = i64::from(centi.clamp(1000, 3000) - 1000);
+            top + (span - 1 - v * (span - 1) / 2000) as usize
+        };
+        for x in 0..w {
+            put(x, y_of(self.low), [80, 80, 80]);
+            put(x, y_of(self.high), [80, 80, 80]);
+        }
+        let shown = self.readings.len().min(w);
+        for (i, &t) in self.readings.iter().skip(self.readings.len() - shown).enumerate() {
+            let x = w - shown + i;
+            let colour = if t < self.low {
+                [60, 120, 255]
+            } else if t > self.high {
+                [255, 140, 40]
+            } else {
+                [60, 220, 90]
+            };
+            for y in y_of(t)..h {
+                put(x, y, if y == y_of(t) { [255, 255, 255] } else { colour });
+            }
+        }
+        let bar = if self.heating { [220, 30, 30] } else { [30, 30, 30] };
+        for y in 0..top {
+            for x in 0..w {
+                put(x, y, bar);
+            }
+        }
+        let drawn = display::draw(screen, 0, 0, info.width, info.height, &px)
+            .and_then(|()| display::flush(screen));
+        if let Err(e) = drawn {
+            say(&format!("error display {e:?}"));
+        }
     }
 
     fn command(&self, line: &str) {
@@ -196,6 +253,14 @@ impl Guest for ThermostatGuest {
                 .map_err(|e| format!("cannot open the relay: {e:?}"))?,
         );
         t.env = Some(i2c::open("env").map_err(|e| format!("cannot open the sensor bus: {e:?}"))?);
+        // The chart is optional: without a `screen` grant it logs only.
+        if let Ok(screen) = display::open("screen") {
+            let info = display::info(screen).map_err(|e| format!("cannot size the display: {e:?}"))?;
+            if info.format != display::PixelFormat::Rgb888 {
+                return Err("the chart needs an rgb888 display".into());
+            }
+            t.screen = Some((screen, info));
+        }
         timers::periodic(period_ms * 1_000_000)
             .map_err(|e| format!("cannot start the timer: {e:?}"))?;
         say(&format!(

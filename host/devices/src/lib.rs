@@ -26,8 +26,8 @@
 #![forbid(unsafe_code)]
 
 pub mod bme280;
-pub mod display;
 pub mod bme280_spi;
+pub mod display;
 pub mod manifest;
 pub mod scenario;
 pub mod sensor;
