@@ -927,6 +927,9 @@ impl CheckpointStore {
                 dead_packs.push(seq);
                 report.pages_freed += pages;
             } else if live * 2 < pages {
+                // Copied in file order (the index is in hash order).
+                let mut entries = entries;
+                entries.sort_unstable_by_key(|e| e.offset);
                 sparse.push((seq, entries));
                 report.pages_freed += pages - live;
             }
@@ -1437,7 +1440,7 @@ impl CheckpointStore {
         let mut reader = RecordReader::new(self.backend.clone()).map_err(read_err)?;
         let mut page = [0u8; PAGE_SIZE];
         for seq in pool_packs {
-            let entries = match self.pack_entries(seq) {
+            let mut entries = match self.pack_entries(seq) {
                 Ok(e) => e,
                 Err(e) => {
                     problems.push(FsckProblem::BadPack {
@@ -1447,6 +1450,11 @@ impl CheckpointStore {
                     continue;
                 }
             };
+            // In file order: the index is sorted by hash, and reading the
+            // records in that order made the reader fetch a fresh 256 KiB
+            // span for every 4 KiB page (an import of 256 MiB copied 16 GiB
+            // and ran at 114 MiB/s).
+            entries.sort_unstable_by_key(|e| e.offset);
             let mut bad = Vec::new();
             for e in &entries {
                 let loc = crate::pages::PageLoc {
