@@ -25,6 +25,51 @@
 
 #![forbid(unsafe_code)]
 
+/// A device reference of one kind (`sim:<kind>` of a list, or
+/// `linux:<absolute path>`), with its parse errors in that kind's words,
+/// its `Display` and its serde as a string. The serial port, SPI device and
+/// sensor references are this one shape.
+macro_rules! device_ref {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $sims:expr, $sim_phrase:literal, $linux:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name {
+            /// Its backend.
+            pub backend: $crate::manifest::Backend,
+            /// The simulated device's kind, or the device path.
+            pub path: String,
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let (backend, path) =
+                    $crate::manifest::parse_device_ref(s, $what, $sims, $sim_phrase, $linux)?;
+                Ok($name { backend, path })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}:{}", self.backend, self.path)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod bme280;
 pub mod bme280_spi;
 pub mod display;

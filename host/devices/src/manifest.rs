@@ -109,6 +109,35 @@ pub enum Backend {
     Linux,
 }
 
+/// Splits a device reference `s` into its backend and the rest:
+/// `sim:<one of sims>` or `linux:<absolute path>`. The errors name the
+/// reference as `what` (`port`), the simulated ones as `sim_phrase` (`the
+/// simulated serial ports are`) and say `linux` of a bad Linux path.
+pub(crate) fn parse_device_ref(
+    s: &str,
+    what: &str,
+    sims: &[&str],
+    sim_phrase: &str,
+    linux: &str,
+) -> Result<(Backend, String), String> {
+    if let Some(rest) = s.strip_prefix("sim:") {
+        if !sims.contains(&rest) {
+            let names: Vec<String> = sims.iter().map(|k| format!("`sim:{k}`")).collect();
+            return Err(format!("{what} `{s}`: {sim_phrase} {}", names.join(", ")));
+        }
+        Ok((Backend::Sim, rest.to_string()))
+    } else if let Some(rest) = s.strip_prefix("linux:") {
+        if !rest.starts_with('/') || rest.contains('\0') {
+            return Err(format!("{what} `{s}`: {linux}"));
+        }
+        Ok((Backend::Linux, rest.to_string()))
+    } else {
+        Err(format!(
+            "{what} `{s}` names no backend: it must start with `sim:` or `linux:`"
+        ))
+    }
+}
+
 /// A pin: `sim:<chip>/<line>` or `linux:<chip>/<line>` (`linux:gpiochip0/17`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PinRef {

@@ -18,7 +18,7 @@
 use std::fmt;
 
 use embedded_hal::i2c::I2c;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::bme280::{Bme280, DriverError};
 use crate::manifest::{Backend, DeviceManifest, I2cAddress, PolicyError};
@@ -86,67 +86,14 @@ pub struct Reading {
     pub value: f64,
 }
 
-/// A sensor: `sim:bme280` or `linux:<absolute path of an I2C bus>`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SensorRef {
-    /// Its backend.
-    pub backend: Backend,
-    /// The simulated sensor's kind, or the bus's device path.
-    pub path: String,
-}
-
-impl std::str::FromStr for SensorRef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (backend, path) = if let Some(rest) = s.strip_prefix("sim:") {
-            if !SIM_SENSORS.contains(&rest) {
-                return Err(format!(
-                    "sensor `{s}`: the simulated sensors are {}",
-                    SIM_SENSORS
-                        .iter()
-                        .map(|k| format!("`sim:{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            (Backend::Sim, rest)
-        } else if let Some(rest) = s.strip_prefix("linux:") {
-            if !rest.starts_with('/') || rest.contains('\0') {
-                return Err(format!(
-                    "sensor `{s}`: a Linux sensor is the absolute path of its I2C bus (`linux:/dev/i2c-1`)"
-                ));
-            }
-            (Backend::Linux, rest)
-        } else {
-            return Err(format!(
-                "sensor `{s}` names no backend: it must start with `sim:` or `linux:`"
-            ));
-        };
-        Ok(SensorRef {
-            backend,
-            path: path.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for SensorRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.backend, self.path)
-    }
-}
-
-impl Serialize for SensorRef {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for SensorRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+device_ref!(
+    /// A sensor: `sim:bme280` or `linux:<absolute path of an I2C bus>`.
+    SensorRef,
+    "sensor",
+    SIM_SENSORS,
+    "the simulated sensors are",
+    "a Linux sensor is the absolute path of its I2C bus (`linux:/dev/i2c-1`)"
+);
 
 impl SensorRef {
     /// The chip's model.

@@ -17,9 +17,8 @@
 //! room, which is why this is a trait of its own.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::manifest::{Backend, DeviceManifest, PolicyError};
 use crate::sim::SimWorld;
@@ -29,67 +28,14 @@ pub const MAX_BAUD: u32 = 16_000_000;
 /// Simulated serial ports `sim:<kind>` may name.
 pub const SIM_PORTS: &[&str] = &["loopback"];
 
-/// A port: `sim:loopback` or `linux:<absolute path>` (`linux:/dev/ttyUSB0`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PortRef {
-    /// Its backend.
-    pub backend: Backend,
-    /// The simulated port's kind, or the device path.
-    pub path: String,
-}
-
-impl std::str::FromStr for PortRef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (backend, path) = if let Some(rest) = s.strip_prefix("sim:") {
-            if !SIM_PORTS.contains(&rest) {
-                return Err(format!(
-                    "port `{s}`: the simulated serial ports are {}",
-                    SIM_PORTS
-                        .iter()
-                        .map(|k| format!("`sim:{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            (Backend::Sim, rest)
-        } else if let Some(rest) = s.strip_prefix("linux:") {
-            if !rest.starts_with('/') || rest.contains('\0') {
-                return Err(format!(
-                    "port `{s}`: a Linux port is an absolute device path (`linux:/dev/ttyUSB0`)"
-                ));
-            }
-            (Backend::Linux, rest)
-        } else {
-            return Err(format!(
-                "port `{s}` names no backend: it must start with `sim:` or `linux:`"
-            ));
-        };
-        Ok(PortRef {
-            backend,
-            path: path.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for PortRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.backend, self.path)
-    }
-}
-
-impl Serialize for PortRef {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for PortRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+device_ref!(
+    /// A port: `sim:loopback` or `linux:<absolute path>` (`linux:/dev/ttyUSB0`).
+    PortRef,
+    "port",
+    SIM_PORTS,
+    "the simulated serial ports are",
+    "a Linux port is an absolute device path (`linux:/dev/ttyUSB0`)"
+);
 
 /// A serial port the process may open, and the rates it may set.
 ///

@@ -20,7 +20,6 @@
 //! call changes it.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use embedded_hal::spi::{ErrorKind, Operation, SpiDevice};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -40,67 +39,14 @@ pub const SIM_SPI_DEVICES: &[&str] = &["bme280"];
 /// the host's thread waits through them (10 ms).
 pub const MAX_DELAY_NS: u64 = 10_000_000;
 
-/// A device: `sim:bme280` or `linux:<absolute path>` (`linux:/dev/spidev0.0`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SpiRef {
-    /// Its backend.
-    pub backend: Backend,
-    /// The simulated device's kind, or the device path.
-    pub path: String,
-}
-
-impl std::str::FromStr for SpiRef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (backend, path) = if let Some(rest) = s.strip_prefix("sim:") {
-            if !SIM_SPI_DEVICES.contains(&rest) {
-                return Err(format!(
-                    "SPI device `{s}`: the simulated SPI devices are {}",
-                    SIM_SPI_DEVICES
-                        .iter()
-                        .map(|k| format!("`sim:{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            (Backend::Sim, rest)
-        } else if let Some(rest) = s.strip_prefix("linux:") {
-            if !rest.starts_with('/') || rest.contains('\0') {
-                return Err(format!(
-                    "SPI device `{s}`: a Linux SPI device is an absolute device path (`linux:/dev/spidev0.0`)"
-                ));
-            }
-            (Backend::Linux, rest)
-        } else {
-            return Err(format!(
-                "SPI device `{s}` names no backend: it must start with `sim:` or `linux:`"
-            ));
-        };
-        Ok(SpiRef {
-            backend,
-            path: path.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for SpiRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.backend, self.path)
-    }
-}
-
-impl Serialize for SpiRef {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for SpiRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+device_ref!(
+    /// A device: `sim:bme280` or `linux:<absolute path>` (`linux:/dev/spidev0.0`).
+    SpiRef,
+    "SPI device",
+    SIM_SPI_DEVICES,
+    "the simulated SPI devices are",
+    "a Linux SPI device is an absolute device path (`linux:/dev/spidev0.0`)"
+);
 
 /// An SPI mode, 0 to 3: clock polarity (CPOL) is bit 1, clock phase
 /// (CPHA) bit 0, as spidev and the datasheets number them.
