@@ -422,16 +422,12 @@ impl ProcessCtx {
     /// `display.close`: the display keeps what it shows (a frame flushed
     /// and not yet released is still shown).
     pub fn display_close(&mut self, handle: u32) -> bool {
-        let Some(k) = self
+        if !self
             .devices
-            .state
-            .open
-            .iter()
-            .position(|d| d.handle == handle && matches!(d.kind, OpenKind::Display { .. }))
-        else {
+            .forget(handle, |k| matches!(k, OpenKind::Display { .. }))
+        {
             return false;
-        };
-        self.devices.state.open.remove(k);
+        }
         self.devices.displays.displays.remove(&handle);
         if !self.frame_pending(handle) {
             self.devices.acquired.remove(&handle);

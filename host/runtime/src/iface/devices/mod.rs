@@ -270,6 +270,24 @@ impl Devices {
         self.state.open.iter().find(|d| d.handle == handle)
     }
 
+    /// Takes open number `handle` out of the persisted state if it is of
+    /// the kind `is` accepts (each interface closes only its own numbers);
+    /// false if none. What else a close lets go of is the caller's.
+    fn forget(&mut self, handle: u32, is: impl Fn(&OpenKind) -> bool) -> bool {
+        match self
+            .state
+            .open
+            .iter()
+            .position(|d| d.handle == handle && is(&d.kind))
+        {
+            Some(k) => {
+                self.state.open.remove(k);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn find_mut(&mut self, handle: u32) -> Option<&mut OpenDevice> {
         self.state.open.iter_mut().find(|d| d.handle == handle)
     }
@@ -497,17 +515,14 @@ impl ProcessCtx {
     /// Closes open pin (`gpio`) or bus `handle`; false if none. A number
     /// of another interface is not closed by this one's `close`.
     pub(crate) fn device_close(&mut self, handle: u32, gpio: bool) -> bool {
-        let Some(k) = self.devices.state.open.iter().position(|d| {
-            d.handle == handle
-                && match d.kind {
-                    OpenKind::Gpio { .. } => gpio,
-                    OpenKind::I2c { .. } => !gpio,
-                    _ => false,
-                }
-        }) else {
+        let closed = self.devices.forget(handle, |k| match k {
+            OpenKind::Gpio { .. } => gpio,
+            OpenKind::I2c { .. } => !gpio,
+            _ => false,
+        });
+        if !closed {
             return false;
-        };
-        self.devices.state.open.remove(k);
+        }
         self.devices.acquired.remove(&handle);
         self.devices.baselines.remove(&handle);
         true

@@ -454,16 +454,12 @@ impl ProcessCtx {
 
     /// `sensor.close`: the number is gone, and its sampling with it.
     pub fn sensor_close(&mut self, handle: u32) -> bool {
-        let Some(k) = self
+        if !self
             .devices
-            .state
-            .open
-            .iter()
-            .position(|d| d.handle == handle && matches!(d.kind, OpenKind::Sensor { .. }))
-        else {
+            .forget(handle, |k| matches!(k, OpenKind::Sensor { .. }))
+        {
             return false;
-        };
-        self.devices.state.open.remove(k);
+        }
         self.devices.acquired.remove(&handle);
         true
     }

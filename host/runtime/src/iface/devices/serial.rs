@@ -365,16 +365,12 @@ impl ProcessCtx {
     /// `serial.close`: the number is gone now; the port is let go once the
     /// writes before the close have left.
     pub fn serial_close(&mut self, handle: u32) -> bool {
-        let Some(k) = self
+        if !self
             .devices
-            .state
-            .open
-            .iter()
-            .position(|d| d.handle == handle && matches!(d.kind, OpenKind::Serial { .. }))
-        else {
+            .forget(handle, |k| matches!(k, OpenKind::Serial { .. }))
+        {
             return false;
-        };
-        self.devices.state.open.remove(k);
+        }
         self.exit(Output::Device(DeviceEffect::SerialClose { handle }));
         true
     }

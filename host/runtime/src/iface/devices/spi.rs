@@ -336,16 +336,12 @@ impl ProcessCtx {
 
     /// `spi.close`.
     pub fn spi_close(&mut self, handle: u32) -> bool {
-        let Some(k) = self
+        if !self
             .devices
-            .state
-            .open
-            .iter()
-            .position(|d| d.handle == handle && matches!(d.kind, OpenKind::Spi { .. }))
-        else {
+            .forget(handle, |k| matches!(k, OpenKind::Spi { .. }))
+        {
             return false;
-        };
-        self.devices.state.open.remove(k);
+        }
         self.devices.acquired.remove(&handle);
         true
     }
