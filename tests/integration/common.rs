@@ -363,3 +363,27 @@ pub fn check_count_lines(text: &str, list: &str, ok: &str) {
     assert!(!text.contains("unknown handle"), "{text}");
     assert!(!text.contains("trapped"), "{text}");
 }
+
+/// Sends one console line to a process in this test and returns what the
+/// guest printed in that one call (its effects are released at once:
+/// `step`).
+pub fn say_step(
+    rt: &phantom_runtime::runtime::Runtime,
+    p: &mut phantom_runtime::process::Process,
+    line: &str,
+) -> String {
+    p.offer(phantom_runtime::gate::Input::ConsoleLine(line.into()))
+        .unwrap();
+    let out = p.step(rt).unwrap().unwrap();
+    String::from_utf8(phantom_runtime::exit::console_text(&out)).unwrap()
+}
+
+/// Every operation that reached the simulated BME280's I2C bus.
+pub fn i2c_log(p: &phantom_runtime::process::Process) -> Vec<phantom_devices::sim::I2cOp> {
+    p.devices()
+        .sim()
+        .buses()
+        .get("bme280")
+        .map(|b| b.log())
+        .unwrap_or_default()
+}

@@ -126,14 +126,16 @@ const MANIFEST: &str = "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] 
 
 mod in_process {
     use phantom_devices::PinMode;
-    use phantom_devices::sim::{GpioOp, I2cOp};
-    use phantom_runtime::exit::{Output, console_text};
-    use phantom_runtime::gate::Input;
+    use phantom_devices::sim::GpioOp;
+    use phantom_runtime::exit::console_text;
     use phantom_runtime::process::{Process, SpawnRequest};
     use phantom_runtime::runtime::{Runtime, RuntimeConfig};
 
     use super::super::common::*;
     use super::MANIFEST;
+
+    use crate::common::i2c_log;
+    use crate::common::say_step as say;
 
     fn spawn(rt: &Runtime, data: &std::path::Path, scenario: &str) -> Process {
         let bytes = std::fs::read(phantom_tests::RELAY_SENSOR).unwrap();
@@ -148,27 +150,11 @@ mod in_process {
         p
     }
 
-    /// Sends one console line and returns what the guest printed.
-    fn say(rt: &Runtime, p: &mut Process, line: &str) -> String {
-        p.offer(Input::ConsoleLine(line.into())).unwrap();
-        let out: Vec<Output> = p.step(rt).unwrap().unwrap();
-        String::from_utf8(console_text(&out)).unwrap()
-    }
-
     fn gpio_log(p: &Process) -> Vec<GpioOp> {
         p.devices()
             .sim()
             .banks()
             .get("0")
-            .map(|b| b.log())
-            .unwrap_or_default()
-    }
-
-    fn i2c_log(p: &Process) -> Vec<I2cOp> {
-        p.devices()
-            .sim()
-            .buses()
-            .get("bme280")
             .map(|b| b.log())
             .unwrap_or_default()
     }

@@ -121,6 +121,8 @@ mod in_process {
     /// The process's display number (display-paint opens it first).
     const SCREEN: u32 = 1;
 
+    use crate::common::say_step as say;
+
     fn spawn(rt: &Runtime, data: &std::path::Path, manifest: &str) -> (Process, String) {
         let bytes = std::fs::read(phantom_tests::DISPLAY_PAINT).unwrap();
         let request = SpawnRequest {
@@ -130,13 +132,6 @@ mod in_process {
         };
         let (p, out) = Process::spawn(rt, &bytes, data, request).unwrap();
         (p, String::from_utf8(console_text(&out)).unwrap())
-    }
-
-    /// Sends one console line and returns what the guest printed.
-    fn say(rt: &Runtime, p: &mut Process, line: &str) -> String {
-        p.offer(Input::ConsoleLine(line.into())).unwrap();
-        let out: Vec<Output> = p.step(rt).unwrap().unwrap();
-        String::from_utf8(console_text(&out)).unwrap()
     }
 
     fn fb(p: &Process) -> SimFramebuffer {

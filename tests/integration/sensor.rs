@@ -84,13 +84,15 @@ fn spi_and_sensor_imports_need_grants_and_bad_grants_are_refused_at_spawn() {
 mod in_process {
     use phantom_devices::sim::{I2cOp, SpiOp};
     use phantom_devices::{SpiConfig, SpiMode};
-    use phantom_runtime::exit::{Output, console_text};
-    use phantom_runtime::gate::Input;
+    use phantom_runtime::exit::console_text;
     use phantom_runtime::process::{Process, SpawnRequest};
     use phantom_runtime::runtime::{Runtime, RuntimeConfig};
 
     use super::super::common::*;
     use super::{MANIFEST, STEEP, samples, steep};
+
+    use crate::common::i2c_log;
+    use crate::common::say_step as say;
 
     fn spawn(rt: &Runtime, data: &std::path::Path, scenario: &str, args: &[&str]) -> Process {
         let bytes = std::fs::read(phantom_tests::SENSOR_LOGGER).unwrap();
@@ -104,22 +106,6 @@ mod in_process {
         let (p, out) = Process::spawn(rt, &bytes, data, request).unwrap();
         assert_eq!(console_text(&out), b"", "init opens both");
         p
-    }
-
-    /// Sends one console line and returns what the guest printed.
-    fn say(rt: &Runtime, p: &mut Process, line: &str) -> String {
-        p.offer(Input::ConsoleLine(line.into())).unwrap();
-        let out: Vec<Output> = p.step(rt).unwrap().unwrap();
-        String::from_utf8(console_text(&out)).unwrap()
-    }
-
-    fn i2c_log(p: &Process) -> Vec<I2cOp> {
-        p.devices()
-            .sim()
-            .buses()
-            .get("bme280")
-            .map(|b| b.log())
-            .unwrap_or_default()
     }
 
     fn spi_log(p: &Process) -> Vec<SpiOp> {

@@ -67,13 +67,14 @@ fn a_serial_import_without_a_grant_is_refused_at_spawn() {
 
 mod in_process {
     use phantom_devices::sim::SerialOp;
-    use phantom_runtime::exit::{Output, console_text};
-    use phantom_runtime::gate::Input;
+    use phantom_runtime::exit::console_text;
     use phantom_runtime::process::{Process, SpawnRequest};
     use phantom_runtime::runtime::{Runtime, RuntimeConfig};
 
     use super::super::common::*;
     use super::LOOPBACK;
+
+    use crate::common::say_step as say;
 
     fn spawn(rt: &Runtime, data: &std::path::Path) -> Process {
         let bytes = std::fs::read(phantom_tests::SERIAL_ECHO).unwrap();
@@ -85,14 +86,6 @@ mod in_process {
         let (p, out) = Process::spawn(rt, &bytes, data, request).unwrap();
         assert_eq!(console_text(&out), b"link: error not-granted\n");
         p
-    }
-
-    /// Sends one console line and returns what the guest printed (its
-    /// effects are released at once: `step`).
-    fn say(rt: &Runtime, p: &mut Process, line: &str) -> String {
-        p.offer(Input::ConsoleLine(line.into())).unwrap();
-        let out: Vec<Output> = p.step(rt).unwrap().unwrap();
-        String::from_utf8(console_text(&out)).unwrap()
     }
 
     fn log(p: &Process) -> Vec<SerialOp> {
