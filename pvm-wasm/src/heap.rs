@@ -67,13 +67,68 @@ pub struct ClassData {
     pub statics: Vec<Ref>,
 }
 
-/// The headless tty window: text is kept in the object, not printed.
-#[derive(Debug, Clone, Default)]
+/// A tty window (`.internal.io.tty`): its text is drawn into its own
+/// pixels (and kept as text too), never printed to stdout.
+#[derive(Debug, Clone)]
 pub struct TtyState {
     /// Text drawn so far (only the most recent [`TTY_KEEP`] bytes).
     pub text: Vec<u8>,
     /// Window title.
     pub title: Vec<u8>,
+    /// The window's pixels.
+    pub canvas: crate::screen::Canvas,
+    /// Position of the window on the screen (bottom-left corner).
+    pub x: i32,
+    /// See [`TtyState::x`].
+    pub y: i32,
+    /// Text cursor: the bottom-left corner of the next character's cell.
+    pub cursor: (i64, i64),
+    /// Text colour.
+    pub fg: u32,
+    /// Background colour (`setbgcolor`; `clear` fills with it).
+    pub bg: u32,
+}
+
+impl Default for TtyState {
+    fn default() -> Self {
+        use crate::screen::{
+            BLACK, Canvas, DEFAULT_HEIGHT, DEFAULT_POS, DEFAULT_WIDTH, FONT_H, WHITE,
+        };
+        TtyState {
+            text: Vec::new(),
+            title: b"TTY".to_vec(),
+            canvas: Canvas::new(DEFAULT_WIDTH, DEFAULT_HEIGHT, WHITE),
+            x: DEFAULT_POS,
+            y: DEFAULT_POS,
+            cursor: (0, i64::from(DEFAULT_HEIGHT) - FONT_H),
+            fg: BLACK,
+            bg: WHITE,
+        }
+    }
+}
+
+/// What a connection is connected to (`vm_connect.c`'s table; the
+/// hosted VM has the timer and the statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connected {
+    /// `tmr:`: `invoke(ms, 0)` calls the callback once after `ms`;
+    /// `block(_, ms)` sleeps `ms`.
+    Timer,
+    /// `stt:`: `block(counter, op)` reads a kernel statistic.
+    Stats,
+}
+
+/// A `.internal.connection`.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionState {
+    /// The name connected to (`tmr:`), empty before `connect`.
+    pub name: Vec<u8>,
+    /// The kernel part serving it, if connected.
+    pub kind: Option<Connected>,
+    /// Called back (`setCallback`): the object, null for none.
+    pub callback: Ref,
+    /// ... and its method ordinal.
+    pub method: u32,
 }
 
 /// How much tty text an object keeps.
@@ -111,6 +166,12 @@ pub enum Kind {
     Directory(BTreeMap<Vec<u8>, Ref>),
     /// `.internal.io.tty`.
     Tty(Box<TtyState>),
+    /// `.internal.window`.
+    Window(Box<crate::screen::WindowState>),
+    /// `.internal.bitmap`: its pixels (empty until `loadFromString`).
+    Bitmap(Box<crate::screen::Canvas>),
+    /// `.internal.connection`.
+    Connection(Box<ConnectionState>),
     /// `.internal.mutex`: the owning thread id, if locked.
     Mutex(Option<u32>),
     /// `.internal.thread`: the VM thread id.
@@ -299,6 +360,7 @@ impl Heap {
                     stack.extend_from_slice(&c.statics);
                 }
                 Kind::Directory(d) => stack.extend(d.values().copied()),
+                Kind::Connection(c) => stack.push(c.callback),
                 _ => {}
             }
         }

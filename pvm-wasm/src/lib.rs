@@ -49,6 +49,7 @@ mod interp;
 pub mod natives;
 pub mod opcode;
 pub mod process;
+pub mod screen;
 pub mod stack;
 pub mod vm;
 

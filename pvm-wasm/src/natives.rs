@@ -159,6 +159,9 @@ pub fn call(
         ic::BINARY => binary(vm, ordinal, this, args)?,
         ic::DIRECTORY => directory(vm, ordinal, this, args)?,
         ic::TTY => tty(vm, ordinal, this, args)?,
+        ic::WINDOW => window(vm, ordinal, this, args)?,
+        ic::BITMAP => bitmap(vm, ordinal, this, args)?,
+        ic::CONNECTION => connection(vm, ordinal, this, args)?,
         ic::MUTEX => mutex(vm, ordinal, this)?,
         i if i >= INTERNAL_CLASSES.len() => {
             let f = vm
@@ -399,7 +402,15 @@ fn boot(vm: &mut Vm, ordinal: u8, _this: Ref, args: &[Ref]) -> Result<Option<Nat
                 .heap
                 .alloc(class, flags::INTERNAL, Kind::Binary(vec![0; n])))?
         }
-        20 => ret(Ref::NULL)?,
+        20 => {
+            // setScreenBackground(bitmap): tiled under every window.
+            let bmp = arg(args, 0)?;
+            if let Kind::Bitmap(b) = &vm.heap.get(bmp).kind {
+                vm.screen.background = Some((**b).clone());
+                vm.screen.dirty = true;
+            }
+            ret(Ref::NULL)?
+        }
         21 => {
             let ms = int_arg(vm, args, 0)?.max(0) as u64;
             Native::Sleep {
@@ -613,21 +624,362 @@ fn tty(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Nativ
             vm.tty_write(this, &s);
             ret(Ref::NULL)?
         }
-        18 | 19 | 21 | 24 | 26 => ret(Ref::NULL)?,
+        // debug(obj) and setcolor are no-ops (spec §3.6).
+        18 | 21 => ret(Ref::NULL)?,
+        19 => {
+            // gotoxy(x, y): in character cells from the top-left corner.
+            let (x, y) = (int_arg(vm, args, 0)?, int_arg(vm, args, 1)?);
+            if let Kind::Tty(t) = &mut vm.heap.get_mut(this).kind {
+                let top = i64::from(t.canvas.height()) - crate::screen::FONT_H;
+                t.cursor = (
+                    i64::from(x.max(0)) * crate::screen::FONT_W,
+                    (top - i64::from(y.max(0)) * crate::screen::FONT_H).max(0),
+                );
+            }
+            ret(Ref::NULL)?
+        }
         20 => {
             if let Kind::Tty(t) = &mut vm.heap.get_mut(this).kind {
                 t.text.clear();
+                t.canvas.fill(t.bg);
+                t.cursor = (0, i64::from(t.canvas.height()) - crate::screen::FONT_H);
+                vm.screen.dirty = true;
             }
             ret(Ref::NULL)?
         }
         22 | 23 => Err(throw("not implemented"))?,
-        25 => {
-            let s = str_arg(vm, args, 0)?;
+        24 => {
+            let (x, y) = (int_arg(vm, args, 0)?, int_arg(vm, args, 1)?);
             if let Kind::Tty(t) = &mut vm.heap.get_mut(this).kind {
-                t.title = s;
+                (t.x, t.y) = (x, y);
+                vm.screen.dirty = true;
             }
             ret(Ref::NULL)?
         }
+        25 => {
+            let mut s = str_arg(vm, args, 0)?;
+            s.truncate(crate::screen::MAX_TITLE);
+            if let Kind::Tty(t) = &mut vm.heap.get_mut(this).kind {
+                t.title = s;
+                vm.screen.dirty = true;
+            }
+            ret(Ref::NULL)?
+        }
+        26 => {
+            let c = int_arg(vm, args, 0)? as u32;
+            if let Kind::Tty(t) = &mut vm.heap.get_mut(this).kind {
+                t.bg = c;
+            }
+            ret(Ref::NULL)?
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// `EINVAL`, returned by `window.scrollHor` for a rectangle outside.
+pub const EINVAL: i32 = 22;
+
+/// The bitmap object `r`'s pixels, or the exception the C VM's missing
+/// class check should have thrown.
+fn bitmap_pixels(vm: &Vm, r: Ref) -> Result<crate::screen::Canvas, Trap> {
+    match &vm.heap.get(r).kind {
+        Kind::Bitmap(b) => Ok((**b).clone()),
+        _ => Err(throw("not a bitmap")),
+    }
+}
+
+/// `.internal.window` (spec §3.6; `syscall_win.c`): a window's pixels are
+/// its own canvas; `update` (or, with autoupdate on, `clear`, `drawString`
+/// and the image draws) shows them on the screen.
+fn window(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    use crate::screen::WindowState;
+    // Integer arguments first (they may throw), then the window.
+    let ints = |vm: &Vm, n: usize| -> Result<Vec<i64>, Trap> {
+        (0..n)
+            .map(|i| int_arg(vm, args, i).map(i64::from))
+            .collect()
+    };
+    fn win(vm: &mut Vm, this: Ref) -> Result<&mut WindowState, Trap> {
+        match &mut vm.heap.get_mut(this).kind {
+            Kind::Window(w) => Ok(w),
+            _ => Err(throw("not a window")),
+        }
+    }
+    // Runs a drawing operation; `shows` says whether it updates the screen
+    // when autoupdate is on.
+    fn draw(
+        vm: &mut Vm,
+        this: Ref,
+        shows: bool,
+        f: impl FnOnce(&mut WindowState),
+    ) -> Result<Native, Trap> {
+        let w = win(vm, this)?;
+        f(w);
+        if shows && w.autoupdate {
+            vm.screen.dirty = true;
+        }
+        ret(Ref::NULL)
+    }
+    Ok(Some(match ordinal {
+        5 => ret_str(vm, "(window)")?,
+        16 => {
+            let v = win(vm, this)?.canvas.width() as i32;
+            ret_int(vm, v)?
+        }
+        17 => {
+            let v = win(vm, this)?.canvas.height() as i32;
+            ret_int(vm, v)?
+        }
+        18 => {
+            let v = win(vm, this)?.x;
+            ret_int(vm, v)?
+        }
+        19 => {
+            let v = win(vm, this)?.y;
+            ret_int(vm, v)?
+        }
+        20 => draw(vm, this, true, |w| w.canvas.fill(w.bg))?,
+        21 => {
+            let c = int_arg(vm, args, 0)? as u32;
+            draw(vm, this, false, |w| w.canvas.fill(c))?
+        }
+        22 => {
+            let c = int_arg(vm, args, 0)? as u32;
+            draw(vm, this, false, |w| w.fg = c)?
+        }
+        23 => {
+            let c = int_arg(vm, args, 0)? as u32;
+            draw(vm, this, false, |w| w.bg = c)?
+        }
+        24 => {
+            let p = ints(vm, 2)?;
+            let mut text = str_arg(vm, args, 2)?;
+            text.truncate(1024);
+            draw(vm, this, true, |w| {
+                let (mut x, mut y) = (p[0], p[1]);
+                w.canvas.text(&mut x, &mut y, &text, w.fg, w.bg);
+            })?
+        }
+        25 => {
+            let p = ints(vm, 2)?;
+            let img = bitmap_pixels(vm, arg(args, 2)?)?;
+            let (iw, ih) = (i64::from(img.width()), i64::from(img.height()));
+            draw(vm, this, true, |w| {
+                w.canvas.blit(&img, p[0], p[1], 0, 0, iw, ih)
+            })?
+        }
+        26 => {
+            let p = ints(vm, 2)?;
+            let (x, y) = (p[0], p[1]);
+            if x <= 0 || y <= 0 || (x * y) as u64 > crate::screen::MAX_WINDOW_PIXELS {
+                return Err(throw("new win size > PVM_MAX_WIN_PIXELS"));
+            }
+            vm.screen.dirty = true;
+            draw(vm, this, false, |w| {
+                w.canvas.resize(x as u32, y as u32, w.bg)
+            })?
+        }
+        27 => {
+            let p = ints(vm, 2)?;
+            vm.screen.dirty = true;
+            draw(vm, this, false, |w| (w.x, w.y) = (p[0] as i32, p[1] as i32))?
+        }
+        28 => {
+            let p = ints(vm, 4)?;
+            draw(vm, this, false, |w| {
+                w.canvas
+                    .draw_line(p[0], p[1], p[0] + p[2], p[1] + p[3], w.fg)
+            })?
+        }
+        29 => {
+            let p = ints(vm, 4)?;
+            draw(vm, this, false, |w| {
+                w.canvas.draw_box(p[0], p[1], p[2], p[3], w.fg)
+            })?
+        }
+        30 => {
+            let p = ints(vm, 4)?;
+            draw(vm, this, false, |w| {
+                w.canvas.fill_box(p[0], p[1], p[2], p[3], w.fg)
+            })?
+        }
+        31 => {
+            let p = ints(vm, 4)?;
+            draw(vm, this, false, |w| {
+                w.canvas.fill_ellipse(p[0], p[1], p[2], p[3], w.fg)
+            })?
+        }
+        // setEventHandler: displays have no input, so no event ever comes.
+        32 => {
+            arg(args, 0)?;
+            ret(Ref::NULL)?
+        }
+        33 => {
+            let mut s = str_arg(vm, args, 0)?;
+            s.truncate(crate::screen::MAX_TITLE);
+            vm.screen.dirty = true;
+            draw(vm, this, false, |w| w.title = s)?
+        }
+        34 => {
+            win(vm, this)?;
+            vm.screen.dirty = true;
+            ret(Ref::NULL)?
+        }
+        35 => {
+            let p = ints(vm, 5)?;
+            let w = win(vm, this)?;
+            let bg = w.bg;
+            let ok = w.canvas.scroll_hor(p[0], p[1], p[2], p[3], p[4], bg);
+            ret_int(vm, if ok { 0 } else { EINVAL })?
+        }
+        36 => {
+            let p = ints(vm, 2)?;
+            let img = bitmap_pixels(vm, arg(args, 2)?)?;
+            let q: Vec<i64> = (3..7)
+                .map(|i| int_arg(vm, args, i).map(i64::from))
+                .collect::<Result<_, _>>()?;
+            let (xs, ys, w_, h_) = (q[0], q[1], q[2], q[3]);
+            draw(vm, this, true, |w| {
+                w.canvas.blit(&img, p[0] + xs, p[1] + ys, xs, ys, w_, h_)
+            })?
+        }
+        37 => {
+            let on = int_arg(vm, args, 0)? != 0;
+            draw(vm, this, false, |w| w.autoupdate = on)?
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// `ENXIO`: a connection to nothing the VM serves.
+pub const ENXIO: i32 = 6;
+
+/// `.internal.connection` (spec §3.6, `syscall.c`; the kernel parts of
+/// `vm_cn_timer.c` and `vm_cn_stats.c`): 8 connect(name) → 0 or ENXIO,
+/// 9 disconnect, 10 check → ENXIO, 11 invoke(arg, op), 12 setCallback(obj,
+/// method), 13 block(arg, op).
+fn connection(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    use crate::heap::{Connected, ConnectionState};
+    fn state(vm: &mut Vm, this: Ref) -> Result<&mut ConnectionState, Trap> {
+        match &mut vm.heap.get_mut(this).kind {
+            Kind::Connection(c) => Ok(c),
+            _ => Err(throw("not a connection")),
+        }
+    }
+    Ok(Some(match ordinal {
+        5 => ret_str(vm, "(connection)")?,
+        8 => {
+            let name = match &vm.heap.get(arg(args, 0)?).kind {
+                Kind::Str(s) => s.clone(),
+                _ => return Err(throw("connection.connect: not a string arg")),
+            };
+            if name.len() >= 1024 {
+                return Err(throw("string arg too long"));
+            }
+            let kind = match name.get(..4) {
+                Some(b"tmr:") => Some(Connected::Timer),
+                Some(b"stt:") => Some(Connected::Stats),
+                _ => None,
+            };
+            let c = state(vm, this)?;
+            c.name = name;
+            c.kind = kind;
+            ret_int(vm, if kind.is_some() { 0 } else { ENXIO })?
+        }
+        9 => {
+            state(vm, this)?.kind = None;
+            vm.conn_timers.retain(|t| t.1 != this);
+            ret_int(vm, 0)?
+        }
+        10 => {
+            int_arg(vm, args, 0)?;
+            ret_int(vm, ENXIO)?
+        }
+        11 => {
+            let op = int_arg(vm, args, 1)?;
+            let value = &vm.heap.get(arg(args, 0)?).kind;
+            let ms = match value {
+                Kind::Int(v) => Some(*v),
+                _ => None,
+            };
+            let rc = match (state(vm, this)?.kind, op, ms) {
+                (None, ..) => ENXIO,
+                // Op 0 of a timer: call back once, `ms` from now (a new
+                // request replaces the one pending, as set_net_timer does).
+                (Some(Connected::Timer), 0, Some(ms)) => {
+                    let due = vm
+                        .now_ns
+                        .saturating_add(u64::from(ms.max(0) as u32) * 1_000_000);
+                    vm.conn_timers.retain(|t| t.1 != this);
+                    vm.conn_timers.push((due, this));
+                    0
+                }
+                _ => EINVAL,
+            };
+            ret_int(vm, rc)?
+        }
+        12 => {
+            let obj = arg(args, 0)?;
+            let method = int_arg(vm, args, 1)?;
+            let method = u32::try_from(method).map_err(|_| throw("bad callback method"))?;
+            let c = state(vm, this)?;
+            let had = !c.callback.is_null();
+            c.callback = obj;
+            c.method = method;
+            ret_int(vm, i32::from(had))?
+        }
+        13 => {
+            let value = arg(args, 0)?;
+            let op = int_arg(vm, args, 1)?;
+            match state(vm, this)?.kind {
+                None => return Err(throw("connection: not connected")),
+                // The timer's blocking call sleeps `op` milliseconds.
+                Some(Connected::Timer) => Native::Sleep {
+                    until_ns: vm
+                        .now_ns
+                        .saturating_add(u64::from(op.max(0) as u32) * 1_000_000),
+                    value: Ref::NULL,
+                },
+                // Statistics: op 0..=4 read counter `value` (current,
+                // average, this run, previous run, all runs), op 5 the
+                // CPU's idle percentage. The hosted VM keeps no kernel
+                // counters: every counter reads 0 and the CPU is 100%
+                // idle; a bad op or a non-int counter is -1.
+                Some(Connected::Stats) => {
+                    let counter = match vm.heap.get(value).kind {
+                        Kind::Int(v) => Some(v),
+                        _ => None,
+                    };
+                    let v = match (op, counter) {
+                        (0..=4, Some(0..)) => 0,
+                        (5, Some(_)) => 100,
+                        _ => -1,
+                    };
+                    ret_int(vm, v)?
+                }
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// `.internal.bitmap`: 8 loadFromString(ppm), 9 paintTo (a no-op, as in
+/// the C VM, where its body is compiled out).
+fn bitmap(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Native>, Trap> {
+    Ok(Some(match ordinal {
+        5 => ret_str(vm, "(bitmap)")?,
+        8 => {
+            let data = str_arg(vm, args, 0)?;
+            let max = (vm.config.max_binary_bytes / 4) as u64;
+            let canvas = crate::screen::parse_ppm(&data, max)
+                .ok_or_else(|| throw("can not parse graphics data"))?;
+            match &mut vm.heap.get_mut(this).kind {
+                Kind::Bitmap(b) => **b = canvas,
+                _ => return Err(throw("not a bitmap")),
+            }
+            ret(Ref::NULL)?
+        }
+        9 => ret(Ref::NULL)?,
         _ => return Ok(None),
     }))
 }

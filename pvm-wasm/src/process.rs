@@ -131,6 +131,7 @@ impl PvmProcess {
                 t.state = ThreadState::Runnable;
             }
         }
+        vm.fire_connection_timers();
         let start = vm.instructions;
         let mut outcome = None;
         while vm.instructions - start < budget {
@@ -198,7 +199,9 @@ impl PvmProcess {
         }
         out.append(&mut vm.console);
         let outcome = outcome.unwrap_or_else(|| {
-            if vm.threads.is_empty() {
+            // An armed timer connection will start a callback thread.
+            let timers = vm.conn_timers.iter().map(|t| t.0);
+            if vm.threads.is_empty() && vm.conn_timers.is_empty() {
                 SliceOutcome::Finished { exit_code: 0 }
             } else if vm.threads.iter().any(|t| t.state == ThreadState::Runnable) {
                 SliceOutcome::Busy
@@ -207,7 +210,7 @@ impl PvmProcess {
                     ThreadState::Sleeping(u) => Some(u),
                     _ => None,
                 });
-                match until.min() {
+                match until.chain(timers).min() {
                     Some(until_ns) => SliceOutcome::Sleeping { until_ns },
                     None => SliceOutcome::Idle,
                 }
@@ -230,6 +233,24 @@ impl PvmProcess {
     /// Garbage collector counters.
     pub fn gc_stats(&self) -> crate::GcStats {
         self.vm.gc_stats()
+    }
+
+    /// Makes the screen `width` x `height` (the display's size); false,
+    /// and nothing changed, if that is empty or above
+    /// [`crate::screen::MAX_SCREEN_PIXELS`].
+    pub fn set_screen_size(&mut self, width: u32, height: u32) -> bool {
+        self.vm.screen.set_size(width, height)
+    }
+
+    /// The screen (desktop, background, every live window and tty) as
+    /// `0xAARRGGBB` pixels in rows top to bottom, if something shown
+    /// changed since the last call; `None` otherwise.
+    pub fn take_frame(&mut self) -> Option<Vec<u32>> {
+        if !self.vm.screen.dirty {
+            return None;
+        }
+        self.vm.screen.dirty = false;
+        Some(self.vm.screen.compose_top_down(&self.vm.heap))
     }
 
     /// The VM, for inspection.

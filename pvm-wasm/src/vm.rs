@@ -75,8 +75,11 @@ pub mod ic {
     pub const TTY: usize = 15;
     pub const MUTEX: usize = 16;
     pub const BINARY: usize = 19;
+    pub const BITMAP: usize = 20;
     pub const WORLD: usize = 22;
+    pub const WINDOW: usize = 25;
     pub const DIRECTORY: usize = 26;
+    pub const CONNECTION: usize = 27;
     pub const FLOAT: usize = 28;
     pub const DOUBLE: usize = 29;
 }
@@ -299,6 +302,11 @@ pub struct Vm {
     /// Internal classes the embedder added after [`INTERNAL_CLASSES`]
     /// (indices 38..). Plain `fn` pointers into this same binary.
     pub native_classes: &'static [crate::natives::NativeClass],
+    /// The screen the windows and ttys are shown on.
+    pub screen: crate::screen::Screen,
+    /// Armed `tmr:` connections: when each calls its callback back. They
+    /// keep their connections alive, as the kernel's timer did.
+    pub conn_timers: Vec<(u64, Ref)>,
 }
 
 /// `method_in`'s errors: not a class; index out of bounds (true) or
@@ -397,6 +405,8 @@ impl Vm {
             receiver: Ref::NULL,
             loading: 0,
             native_classes: &[],
+            screen: crate::screen::Screen::default(),
+            conn_timers: Vec::new(),
         };
         vm.boot_object = vm.new_internal(ic::BOOT);
         let env: Vec<Ref> = [
@@ -455,6 +465,9 @@ impl Vm {
             ic::BINARY => Kind::Binary(Vec::new()),
             ic::DIRECTORY => Kind::Directory(BTreeMap::new()),
             ic::TTY => Kind::Tty(Box::default()),
+            ic::WINDOW => Kind::Window(Box::default()),
+            ic::BITMAP => Kind::Bitmap(Box::default()),
+            ic::CONNECTION => Kind::Connection(Box::default()),
             ic::MUTEX => Kind::Mutex(None),
             ic::CLASS => Kind::Class(Box::new(ClassData {
                 parent: self.internal[ic::VOID],
@@ -463,8 +476,14 @@ impl Vm {
             ic::CODE => Kind::Code(Arc::new(Code::new(&[]))),
             _ => Kind::Opaque,
         };
-        self.heap
-            .alloc(self.internal[idx], internal_flags(idx), kind)
+        let shown = matches!(kind, Kind::Tty(_) | Kind::Window(_));
+        let r = self
+            .heap
+            .alloc(self.internal[idx], internal_flags(idx), kind);
+        if shown {
+            self.screen.add(r);
+        }
+        r
     }
 
     /// A new `.internal.int`.
@@ -853,7 +872,39 @@ impl Vm {
         result
     }
 
-    /// Wakes threads waiting for `mutex`.
+    /// Starts the callback threads of the `tmr:` connections that are due
+    /// (at the start of a slice, after sleepers wake).
+    pub fn fire_connection_timers(&mut self) {
+        let now = self.now_ns;
+        let due: Vec<Ref> = self
+            .conn_timers
+            .iter()
+            .filter(|t| t.0 <= now)
+            .map(|t| t.1)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.conn_timers.retain(|t| t.0 > now);
+        for conn in due {
+            let Kind::Connection(c) = &self.heap.get(conn).kind else {
+                continue;
+            };
+            let (callback, method) = (c.callback, c.method);
+            if callback.is_null() {
+                continue;
+            }
+            // `phantom_connection_callback_int(c, time)`: the callback's
+            // method on a thread of its own, with the time in seconds.
+            let time = self.new_int((now / 1_000_000_000) as i32);
+            if let Err(t) = self.spawn(callback, method, &[time]) {
+                let text = format!("pvm: timer callback {method} failed: {t:?}\n");
+                self.console.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+
+    /// Wakes the threads waiting for `mutex`.
     pub fn wake_mutex_waiters(&mut self, mutex: Ref) {
         for t in &mut self.threads {
             if t.state == ThreadState::WaitMutex(mutex) {
@@ -887,6 +938,10 @@ impl Vm {
                 let cut = t.text.len() - crate::heap::TTY_KEEP;
                 t.text.drain(..cut);
             }
+            let (mut x, mut y) = t.cursor;
+            t.canvas.text(&mut x, &mut y, text, t.fg, t.bg);
+            t.cursor = (x, y);
+            self.screen.dirty = true;
         }
     }
 
@@ -899,6 +954,7 @@ impl Vm {
         roots.extend_from_slice(&self.sys_stubs);
         roots.extend(self.cache.values().copied());
         roots.extend([self.class_loader, self.boot_object, self.os_entry, self.env]);
+        roots.extend(self.conn_timers.iter().map(|t| t.1));
         for t in &self.threads {
             roots.extend([t.obj, t.environment]);
             for f in &t.frames {
@@ -914,7 +970,9 @@ impl Vm {
     /// frame is in `threads` (not during a nested run).
     pub fn collect_garbage(&mut self) -> usize {
         let roots = self.roots();
-        self.heap.collect(roots)
+        let freed = self.heap.collect(roots);
+        self.screen.prune(&self.heap);
+        freed
     }
 
     /// Collects if enough was allocated since the last collection.

@@ -56,7 +56,7 @@ fn golden_dir() -> PathBuf {
 
 /// Compares a PNG's pixels with `tests/golden/<name>`; `BLESS=1` writes it.
 #[track_caller]
-fn check_golden(name: &str, png: &[u8]) {
+pub(super) fn check_golden(name: &str, png: &[u8]) {
     let path = golden_dir().join(name);
     if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(golden_dir()).unwrap();

@@ -24,6 +24,7 @@ mod lazy_restore;
 mod migrate;
 mod newcomer;
 mod pvm;
+mod pvm_display;
 mod regressions;
 mod sensor;
 mod serial;

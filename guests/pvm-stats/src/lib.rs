@@ -24,6 +24,9 @@ use pvm_vm::vm::{Trap, Vm};
 #[path = "../../pvm/src/driver.rs"]
 mod driver;
 
+/// Windows are drawn in the VM's memory only (`pvm-display` shows them).
+type ScreenImpl = driver::NoScreen;
+
 wit_bindgen::generate!({
     path: "../interop",
     world: "demo:interop/user",

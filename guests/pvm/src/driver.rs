@@ -5,7 +5,9 @@
 //! sleep sets a one-shot timer for the earliest wake-up and goes idle.
 //!
 //! The including crate defines `static NATIVES: [NativeClass; N]`: its
-//! extra internal classes (none for the plain VM). The VM keeps a
+//! extra internal classes (none for the plain VM), and `type ScreenImpl`:
+//! where the VM's screen (its windows and ttys) is shown, [`NoScreen`]
+//! for nowhere (`guests/pvm-display` shows it on a display). The VM keeps a
 //! reference to that static in linear memory, which is checkpointed with
 //! the rest; a restore is refused unless the component is the same binary,
 //! so the function pointers in it stay valid.
@@ -18,11 +20,34 @@ use std::time::Duration;
 /// so the host can checkpoint and deliver events often.
 const SLICE_BUDGET: u64 = 200_000;
 
+/// Where the VM's screen is shown.
+pub trait Screen: Sized + 'static {
+    /// Opens it, taking the arguments it understands out of `args`; with
+    /// its size, or `None` if there is nothing to show frames on.
+    fn open(args: &mut Vec<String>) -> Result<Option<(Self, u32, u32)>, String>;
+
+    /// Shows a frame: `0xAARRGGBB` pixels, rows top to bottom, of the size
+    /// `open` gave.
+    fn show(&mut self, frame: &[u32]);
+}
+
+/// No screen: windows are drawn in the VM's memory only.
+pub struct NoScreen;
+
+impl Screen for NoScreen {
+    fn open(_args: &mut Vec<String>) -> Result<Option<(Self, u32, u32)>, String> {
+        Ok(None)
+    }
+
+    fn show(&mut self, _frame: &[u32]) {}
+}
+
 /// The VM as a process.
 pub struct Pvm {
     vm: PvmProcess,
     status: Status,
     wake: Option<TimerId>,
+    screen: Option<crate::ScreenImpl>,
 }
 
 impl Pvm {
@@ -31,6 +56,12 @@ impl Pvm {
         let mut out = Vec::new();
         let outcome = self.vm.run_slice(now, SLICE_BUDGET, &mut out);
         console::write(&out);
+        // What the slice drew, once per slice at most.
+        if let Some(screen) = &mut self.screen
+            && let Some(frame) = self.vm.take_frame()
+        {
+            screen.show(&frame);
+        }
         self.status = match outcome {
             SliceOutcome::Busy => Status::Busy,
             SliceOutcome::Sleeping { until_ns } => {
@@ -53,13 +84,27 @@ impl Pvm {
 }
 
 impl Process for Pvm {
-    fn init(args: Vec<String>, files: Vec<File>) -> Result<Self, String> {
+    fn init(mut args: Vec<String>, files: Vec<File>) -> Result<Self, String> {
+        let screen = <crate::ScreenImpl as Screen>::open(&mut args)?;
         let files = files.into_iter().map(|f| (f.name, f.data)).collect();
-        let vm = PvmProcess::init_with_natives(&args, files, VmConfig::default(), &crate::NATIVES)?;
+        let mut vm =
+            PvmProcess::init_with_natives(&args, files, VmConfig::default(), &crate::NATIVES)?;
+        let screen = match screen {
+            Some((screen, width, height)) => {
+                if !vm.set_screen_size(width, height) {
+                    return Err(format!(
+                        "the display's size {width}x{height} is too large for the PVM's screen"
+                    ));
+                }
+                Some(screen)
+            }
+            None => None,
+        };
         Ok(Pvm {
             vm,
             status: Status::Busy,
             wake: None,
+            screen,
         })
     }
 

@@ -15,4 +15,7 @@ mod driver;
 /// The plain VM has no internal classes beyond the spec's.
 static NATIVES: [NativeClass; 0] = [];
 
+/// Windows are drawn in the VM's memory only (`pvm-display` shows them).
+type ScreenImpl = driver::NoScreen;
+
 phantom_sdk::export_process!(driver::Pvm);

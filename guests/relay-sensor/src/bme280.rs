@@ -33,4 +33,3 @@ pub fn measure(bus: i2c::Bus) -> Result<i32, i2c::I2cError> {
     let adc_t = (i32::from(d[3]) << 12) | (i32::from(d[4]) << 4) | (i32::from(d[5]) >> 4);
     Ok(temperature(&cal, adc_t))
 }
-

@@ -79,9 +79,7 @@ fn parse_args(args: &[String], t: &mut Thermostat) -> Result<u64, String> {
     let mut period_ms = 1000u64;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let centi = || -> Result<i32, String> {
             value
                 .parse::<f64>()
@@ -185,7 +183,12 @@ impl Thermostat {
             put(x, y_of(self.high), [80, 80, 80]);
         }
         let shown = self.readings.len().min(w);
-        for (i, &t) in self.readings.iter().skip(self.readings.len() - shown).enumerate() {
+        for (i, &t) in self
+            .readings
+            .iter()
+            .skip(self.readings.len() - shown)
+            .enumerate()
+        {
             let x = w - shown + i;
             let colour = if t < self.low {
                 [60, 120, 255]
@@ -195,10 +198,22 @@ impl Thermostat {
                 [60, 220, 90]
             };
             for y in y_of(t)..h {
-                put(x, y, if y == y_of(t) { [255, 255, 255] } else { colour });
+                put(
+                    x,
+                    y,
+                    if y == y_of(t) {
+                        [255, 255, 255]
+                    } else {
+                        colour
+                    },
+                );
             }
         }
-        let bar = if self.heating { [220, 30, 30] } else { [30, 30, 30] };
+        let bar = if self.heating {
+            [220, 30, 30]
+        } else {
+            [30, 30, 30]
+        };
         for y in 0..top {
             for x in 0..w {
                 put(x, y, bar);
@@ -255,7 +270,8 @@ impl Guest for ThermostatGuest {
         t.env = Some(i2c::open("env").map_err(|e| format!("cannot open the sensor bus: {e:?}"))?);
         // The chart is optional: without a `screen` grant it logs only.
         if let Ok(screen) = display::open("screen") {
-            let info = display::info(screen).map_err(|e| format!("cannot size the display: {e:?}"))?;
+            let info =
+                display::info(screen).map_err(|e| format!("cannot size the display: {e:?}"))?;
             if info.format != display::PixelFormat::Rgb888 {
                 return Err("the chart needs an rgb888 display".into());
             }

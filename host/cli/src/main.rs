@@ -163,14 +163,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// The PVM component: `--component`, `$PHANTOM_PVM`, or the guest build
 /// next to this binary (`target/guests/components/pvm.wasm`).
 pub fn pvm_component(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = explicit.or_else(|| std::env::var_os("PHANTOM_PVM").map(PathBuf::from)) {
+    pvm_component_named(explicit, "pvm")
+}
+
+/// [`pvm_component`] of a PVM build: `pvm`, or `pvm-display` (the VM
+/// whose windows are shown on a display; `$PHANTOM_PVM` does not apply).
+pub fn pvm_component_named(explicit: Option<PathBuf>, build: &str) -> anyhow::Result<PathBuf> {
+    let from_env = (build == "pvm")
+        .then(|| std::env::var_os("PHANTOM_PVM").map(PathBuf::from))
+        .flatten();
+    if let Some(p) = explicit.or(from_env) {
         return Ok(p);
     }
     let exe = std::env::current_exe()?;
     let guess = exe
         .parent()
         .and_then(std::path::Path::parent)
-        .map(|t| t.join("guests/components/pvm.wasm"))
+        .map(|t| t.join(format!("guests/components/{build}.wasm")))
         .context("cannot locate the PVM component")?;
     if !guess.exists() {
         anyhow::bail!(

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod connections;
 mod fuzz;
 mod natives_ext;
 mod opcodes;
@@ -9,6 +10,7 @@ mod prefix_slices;
 mod regression;
 mod robustness;
 mod roundtrip;
+mod screen;
 mod threads;
 mod windows;
 

@@ -18,7 +18,9 @@ use crate::terminal::Terminal;
 #[derive(Args)]
 pub struct SpawnArgs {
     /// The component (.wasm) to run; `pvm` names the Phantom VM component
-    /// (give it the class directory with --classes).
+    /// (give it the class directory with --classes); with a manifest that
+    /// grants a display, the VM shows its windows on the one granted as
+    /// `screen` (or the grant named by `-- --display NAME`).
     component: PathBuf,
     /// The data directory (created if missing).
     #[arg(long)]
@@ -56,9 +58,35 @@ pub struct SpawnArgs {
 }
 
 /// Runs `phantom spawn`.
-pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut a: SpawnArgs) -> anyhow::Result<ExitCode> {
+    let devices = match &a.devices {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the device manifest {}", path.display()))?,
+        ),
+        None => None,
+    };
     let component = if a.component.as_os_str() == "pvm" && !a.component.exists() {
-        crate::pvm_component(None)?
+        // The VM shows its windows when the manifest grants a display (an
+        // invalid manifest is refused by the spawn itself, with its error).
+        let displays: Vec<String> = devices
+            .as_deref()
+            .and_then(|t| phantom_devices::manifest::DeviceManifest::parse(t).ok())
+            .map(|m| m.display.keys().map(|k| k.as_str().to_string()).collect())
+            .unwrap_or_default();
+        if displays.is_empty() {
+            crate::pvm_component(None)?
+        } else {
+            // It draws on `screen`; a single display of another name is
+            // the one meant (unless the arguments name one).
+            if let [only] = displays.as_slice()
+                && only != "screen"
+                && a.args.first().map(String::as_str) != Some("--display")
+            {
+                a.args.splice(0..0, ["--display".to_string(), only.clone()]);
+            }
+            crate::pvm_component_named(None, "pvm-display")?
+        }
     } else {
         a.component.clone()
     };
@@ -79,13 +107,6 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &a.files_dir {
         files.extend(super::read_dir_files(dir)?);
     }
-    let devices = match &a.devices {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the device manifest {}", path.display()))?,
-        ),
-        None => None,
-    };
     let scenario = match &a.scenario {
         Some(path) => Some(
             std::fs::read_to_string(path)

@@ -1,0 +1,152 @@
+//! The Phantom VM on a display: the plain VM (`guests/pvm`'s driver), whose
+//! screen (every live window and tty, on the desktop and the background
+//! bitmap) is shown on the display granted as `screen`, or as the name
+//! given with `--display NAME` before the VM's own arguments.
+//!
+//! ```text
+//!   Phantom bytecode: win.drawLine(..); win.update()
+//!     └─► window natives draw into the window's pixels (VM heap, linear memory)
+//!   end of the slice: PvmProcess::take_frame ─► compose ─► DisplayScreen::show
+//!     └─► phantom:devices/display draw (whole frame) + flush ─► the device
+//! ```
+//!
+//! The world is `phantom:devices/device-process`; its `phantom:os`
+//! interfaces are the SDK's (`with`), so the driver's `Process` code is
+//! the same as the plain VM's. A frame goes out at most once per slice and
+//! only when something shown changed. After a restore the host brings the
+//! display back with the last frame flushed (the VM's windows are in its
+//! memory anyway); a display that is gone answers `device-lost`, which is
+//! reported once on the console and never stops the VM.
+
+use pvm_vm::natives::NativeClass;
+
+#[path = "../../pvm/src/driver.rs"]
+mod driver;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "phantom:devices/device-process",
+    with: {
+        "phantom:os/console@0.1.0": phantom_sdk::bindings::phantom::os::console,
+        "phantom:os/clocks@0.1.0": phantom_sdk::bindings::phantom::os::clocks,
+        "phantom:os/timers@0.1.0": phantom_sdk::bindings::phantom::os::timers,
+        "phantom:os/process@0.1.0": phantom_sdk::bindings::phantom::os::process,
+        "phantom:os/messages@0.1.0": phantom_sdk::bindings::phantom::os::messages,
+        "phantom:os/types@0.1.0": phantom_sdk::bindings::phantom::os::types,
+    },
+    generate_all,
+});
+
+use phantom::devices::display::{self, DisplayError, PixelFormat};
+
+/// The plain VM's internal classes.
+static NATIVES: [NativeClass; 0] = [];
+
+/// The display the name given (or `screen`) is granted as.
+type ScreenImpl = DisplayScreen;
+
+/// The grant the VM draws on unless `--display NAME` says otherwise.
+const DEFAULT_GRANT: &str = "screen";
+
+/// An open display and how its pixels are stored.
+pub struct DisplayScreen {
+    display: display::Display,
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    /// The last error reported, so a lost display is reported once.
+    reported: Option<DisplayError>,
+}
+
+impl driver::Screen for DisplayScreen {
+    fn open(args: &mut Vec<String>) -> Result<Option<(Self, u32, u32)>, String> {
+        let name = match args.first().map(String::as_str) {
+            Some("--display") => {
+                if args.len() < 2 || args[1].starts_with("--") {
+                    return Err("--display needs the name of a display grant".into());
+                }
+                let name = args.remove(1);
+                args.remove(0);
+                name
+            }
+            _ => DEFAULT_GRANT.to_string(),
+        };
+        let display = display::open(&name).map_err(|e| match e {
+            DisplayError::NotGranted => format!(
+                "the PVM draws on the display granted as `{name}`, and the manifest grants \
+                 no display by that name (grant one, or pass --display NAME)"
+            ),
+            e => format!("cannot open the display `{name}`: {e:?}"),
+        })?;
+        let info = display::info(display).map_err(|e| format!("display `{name}`: {e:?}"))?;
+        let screen = DisplayScreen {
+            display,
+            format: info.format,
+            width: info.width,
+            height: info.height,
+            reported: None,
+        };
+        Ok(Some((screen, info.width, info.height)))
+    }
+
+    fn show(&mut self, frame: &[u32]) {
+        let mut bytes = Vec::with_capacity(frame.len() * 3);
+        for &argb in frame {
+            let [_, r, g, b] = argb.to_be_bytes();
+            match self.format {
+                PixelFormat::Rgb888 => bytes.extend_from_slice(&[r, g, b]),
+                PixelFormat::Rgb565 => {
+                    let v =
+                        (u16::from(r >> 3) << 11) | (u16::from(g >> 2) << 5) | u16::from(b >> 3);
+                    bytes.extend_from_slice(&v.to_le_bytes());
+                }
+                PixelFormat::Gray8 => {
+                    let y = (77 * u32::from(r) + 150 * u32::from(g) + 29 * u32::from(b) + 128) >> 8;
+                    bytes.push(y as u8);
+                }
+            }
+        }
+        let shown = display::draw(self.display, 0, 0, self.width, self.height, &bytes)
+            .and_then(|()| display::flush(self.display));
+        match shown {
+            Ok(()) => self.reported = None,
+            Err(e) if self.reported != Some(e) => {
+                phantom_sdk::println!("pvm: the display does not show the screen: {e:?}");
+                self.reported = Some(e);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+std::thread_local! {
+    // One thread, no TLS on this target: a plain static in linear memory.
+    static STATE: std::cell::RefCell<Option<driver::Pvm>> = const { std::cell::RefCell::new(None) };
+}
+
+struct Exports;
+
+impl Guest for Exports {
+    fn init(args: Vec<String>, files: Vec<File>) -> Result<Status, String> {
+        phantom_sdk::__private::init::<driver::Pvm>(&STATE, args, files)
+    }
+
+    fn handle(event: Event) -> Status {
+        phantom_sdk::__private::handle::<driver::Pvm>(&STATE, event)
+    }
+
+    fn handle_message(message: Message) -> Status {
+        phantom_sdk::__private::handle_message::<driver::Pvm>(&STATE, message)
+    }
+
+    fn handle_device_event(_event: DeviceEvent) -> Status {
+        // The VM watches no device: its display has no events. Asked for
+        // a status anyway, it answers what it wants next.
+        STATE.with_borrow(|s| {
+            s.as_ref()
+                .map_or(Status::Idle, phantom_sdk::Process::status)
+        })
+    }
+}
+
+export!(Exports);
