@@ -20,6 +20,11 @@ use std::time::Duration;
 /// so the host can checkpoint and deliver events often.
 const SLICE_BUDGET: u64 = 200_000;
 
+/// Shortest time between two frames shown while the VM is busy (30 per
+/// second): a program that updates its windows in a tight loop does not
+/// send a whole screen every slice.
+const FRAME_INTERVAL_NS: u64 = 33_000_000;
+
 /// Where the VM's screen is shown.
 pub trait Screen: Sized + 'static {
     /// Opens it, taking the arguments it understands out of `args`; with
@@ -48,6 +53,8 @@ pub struct Pvm {
     status: Status,
     wake: Option<TimerId>,
     screen: Option<crate::ScreenImpl>,
+    /// When the last frame was shown (monotonic ns).
+    last_frame_ns: u64,
 }
 
 impl Pvm {
@@ -56,11 +63,15 @@ impl Pvm {
         let mut out = Vec::new();
         let outcome = self.vm.run_slice(now, SLICE_BUDGET, &mut out);
         console::write(&out);
-        // What the slice drew, once per slice at most.
+        // What was drawn: at most one frame per FRAME_INTERVAL while the VM
+        // stays busy, and always before it waits or ends.
+        let pausing = !matches!(outcome, SliceOutcome::Busy);
         if let Some(screen) = &mut self.screen
+            && (pausing || now.saturating_sub(self.last_frame_ns) >= FRAME_INTERVAL_NS)
             && let Some(frame) = self.vm.take_frame()
         {
             screen.show(&frame);
+            self.last_frame_ns = now;
         }
         self.status = match outcome {
             SliceOutcome::Busy => Status::Busy,
@@ -105,6 +116,7 @@ impl Process for Pvm {
             status: Status::Busy,
             wake: None,
             screen,
+            last_frame_ns: 0,
         })
     }
 
