@@ -265,6 +265,9 @@ struct Driven {
     /// Events handled since it resumed (the fallback policy's measure of
     /// health).
     handled: u64,
+    /// Its console log, once opened (`--console-log`); `Err` once it
+    /// failed (reported once, not retried).
+    log: Option<Result<crate::console_log::ConsoleLog, ()>>,
 }
 
 /// Runs processes.
@@ -283,6 +286,9 @@ pub struct Drive<'rt> {
     /// The workers' steps.
     live_tx: mpsc::Sender<LiveRequest>,
     live_rx: mpsc::Receiver<LiveRequest>,
+    /// Console output also goes to each process's `console.log`, exactly
+    /// once (`console_log.rs`).
+    console_log: bool,
 }
 
 impl<'rt> Drive<'rt> {
@@ -300,7 +306,14 @@ impl<'rt> Drive<'rt> {
             migrating: Default::default(),
             live_tx,
             live_rx,
+            console_log: false,
         }
+    }
+
+    /// Also appends every process's console output to its `console.log`,
+    /// exactly once across crashes (`phantom run --console-log`).
+    pub fn log_console(&mut self, on: bool) {
+        self.console_log = on;
     }
 
     /// What wakes the loop from its sleep: give it to the control server
@@ -322,6 +335,7 @@ impl<'rt> Drive<'rt> {
             touched: true,
             clock_anchor: anchor,
             handled: 0,
+            log: None,
         });
     }
 
@@ -1101,9 +1115,16 @@ impl<'rt> Drive<'rt> {
         let mut stopped_at = None;
         // What is left of a device effect the device had no room for.
         let mut unfinished = None;
+        // Console output for the log: (call, bytes).
+        let mut logged: Vec<(u64, &[u8])> = Vec::new();
         for (k, held) in ready.iter().enumerate() {
             match &held.output {
-                out @ Output::Console(_) => hooks.emit(&sender, out),
+                out @ Output::Console(bytes) => {
+                    hooks.emit(&sender, out);
+                    if self.console_log {
+                        logged.push((held.call, bytes));
+                    }
+                }
                 Output::Device(effect) => {
                     if let Some(rest) = self.procs[i].process.apply_device(effect) {
                         unfinished = Some(rest);
@@ -1160,14 +1181,77 @@ impl<'rt> Drive<'rt> {
                 let _ = log.wait_durable(next - 1, RECEIVER_SYNC);
             }
         }
+        let logged_to = if self.console_log {
+            self.write_console_log(i, &logged, upto, hooks)
+        } else {
+            None
+        };
         let p = &mut self.procs[i].process;
         if !rest.is_empty() {
             p.put_back(rest);
         }
-        if let Some(call) = upto {
-            p.mark_released(call);
+        match (upto, logged_to) {
+            (Some(call), Some(offset)) => p.mark_released_logged(call, offset),
+            (Some(call), None) => p.mark_released(call),
+            _ => {}
         }
         self.procs[i].touched = true;
+    }
+
+    /// Appends process `i`'s released console output to its console log
+    /// and syncs it; the log's length to record with `upto` (None if the
+    /// log cannot be written: then the release is recorded without it).
+    fn write_console_log(
+        &mut self,
+        i: usize,
+        logged: &[(u64, &[u8])],
+        upto: Option<u64>,
+        hooks: &mut dyn DriveHooks,
+    ) -> Option<u64> {
+        let d = &mut self.procs[i];
+        if d.log.is_none() {
+            let recorded = d.process.console_log_offset();
+            d.log = Some(
+                match crate::console_log::ConsoleLog::open(d.process.dir(), recorded) {
+                    Ok((log, warning)) => {
+                        if let Some(w) = warning {
+                            hooks.note(Note::Warning(&w));
+                        }
+                        Ok(log)
+                    }
+                    Err(e) => {
+                        hooks.note(Note::Warning(&format!(
+                            "'{}': cannot open its console log: {e}; its output is not logged",
+                            d.process.name()
+                        )));
+                        Err(())
+                    }
+                },
+            );
+        }
+        let Some(Ok(log)) = &mut d.log else {
+            return None;
+        };
+        let written = logged
+            .iter()
+            .try_for_each(|&(call, bytes)| log.append(call, bytes))
+            .and_then(|()| {
+                if logged.is_empty() {
+                    Ok(())
+                } else {
+                    log.sync()
+                }
+            });
+        if let Err(e) = written {
+            hooks.note(Note::Warning(&format!(
+                "'{}': cannot write {}: {e}; its output is no longer logged",
+                d.process.name(),
+                log.path().display()
+            )));
+            d.log = Some(Err(()));
+            return None;
+        }
+        upto.map(|call| log.recorded_for(call))
     }
 
     /// Answers a control request now.

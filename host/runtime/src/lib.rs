@@ -19,6 +19,7 @@
 
 pub mod bindings;
 pub mod component;
+pub mod console_log;
 pub mod control;
 pub mod ctx;
 pub mod datadir;

@@ -148,6 +148,10 @@ fn describe(entry: &Entry) -> (String, Value) {
             format!("effects up to the call of entry {call}"),
             json!({"call": call}),
         ),
+        Entry::ReleasedLogged { call, offset } => (
+            format!("effects up to the call of entry {call}; console.log is {offset} bytes"),
+            json!({"call": call, "offset": offset}),
+        ),
         Entry::CallAbandoned { call } => (
             format!("the call of entry {call} never finished: its input goes again"),
             json!({"call": call}),

@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// With --fallback: most checkpoints a rollback steps back past.
     #[arg(long, default_value_t = 8)]
     fallback_depth: u32,
+    /// Also append each process's console output to `console.log` in its
+    /// directory, exactly once across crashes (stdout may repeat the
+    /// output in flight at a crash; the log never does).
+    #[arg(long)]
+    console_log: bool,
     /// Log restores and checkpoints to stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -102,6 +107,7 @@ impl RunArgs {
             fallback: false,
             fallback_tries: 2,
             fallback_depth: 8,
+            console_log: false,
             verbose,
             engine,
             listen: Some(listen),
@@ -187,6 +193,7 @@ pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
     // Listening before the processes are restored: a spawn that hands its
     // process over meanwhile is answered once the loop runs.
     let mut drive = Drive::new(&rt, Some(data.path().to_path_buf()));
+    drive.log_console(a.console_log);
     let (server, requests) = match ControlServer::start(&data, &lock, drive.waker()) {
         Ok((s, r)) => (Some(s), Some(r)),
         Err(e) => {

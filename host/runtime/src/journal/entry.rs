@@ -122,6 +122,15 @@ pub enum Entry {
         /// The call entry's sequence number.
         call: u64,
     },
+    /// [`Entry::Released`], and the console log (`phantom run
+    /// --console-log`) holds exactly the console output of those calls:
+    /// its first `offset` bytes.
+    ReleasedLogged {
+        /// The call entry's sequence number.
+        call: u64,
+        /// The console log's length once they were written (and synced).
+        offset: u64,
+    },
     /// The call at entry `call` failed (trap, timeout, out of memory): a
     /// replay consumes its input without running it, so the process comes
     /// back as it was before that call (and `--retry-failed` goes on).
@@ -155,6 +164,7 @@ impl Entry {
             Entry::HostValue(HostValue::RestoreCount, _) => "restore-count",
             Entry::HostValue(HostValue::CheckpointId, _) => "checkpoint-id",
             Entry::Released { .. } => "released",
+            Entry::ReleasedLogged { .. } => "released-logged",
             Entry::CallFailed { .. } => "call-failed",
             Entry::CallAbandoned { .. } => "call-abandoned",
             Entry::DeviceRead(_) => "device-read",
@@ -234,6 +244,11 @@ impl Entry {
             Entry::Released { call } => {
                 b.push(9);
                 b.extend_from_slice(&call.to_le_bytes());
+            }
+            Entry::ReleasedLogged { call, offset } => {
+                b.push(13);
+                b.extend_from_slice(&call.to_le_bytes());
+                b.extend_from_slice(&offset.to_le_bytes());
             }
             Entry::CallFailed { call } => {
                 b.push(10);
@@ -318,6 +333,10 @@ impl Entry {
             9 => Entry::Released { call: r.u64()? },
             10 => Entry::CallFailed { call: r.u64()? },
             11 => Entry::CallAbandoned { call: r.u64()? },
+            13 => Entry::ReleasedLogged {
+                call: r.u64()?,
+                offset: r.u64()?,
+            },
             12 => {
                 let status = r.u8()?;
                 let len = r.u32()? as usize;
@@ -593,6 +612,10 @@ mod tests {
             Entry::HostValue(HostValue::RestoreCount, 4),
             Entry::HostValue(HostValue::CheckpointId, 5),
             Entry::Released { call: 12 },
+            Entry::ReleasedLogged {
+                call: 12,
+                offset: 1 << 40,
+            },
             Entry::CallFailed { call: 11 },
             Entry::CallAbandoned { call: 11 },
             Entry::DeviceRead(Ok(vec![0x60, 1])),

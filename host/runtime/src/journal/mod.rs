@@ -69,6 +69,10 @@ pub struct JournalState {
     pub senders: BTreeMap<String, u64>,
     /// Effects captured before they were released.
     pub held: Vec<Held>,
+    /// The console log's length as last recorded (`--console-log`): it
+    /// holds exactly the console output of the released calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_log: Option<u64>,
 }
 
 impl Section for JournalState {

@@ -183,6 +183,7 @@ mod tests {
                 end: 35,
                 output: crate::exit::Output::Console(b"hi".to_vec()),
             }],
+            console_log: Some(1234),
         };
         HostParts {
             host,

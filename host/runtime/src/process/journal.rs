@@ -188,11 +188,18 @@ impl Process {
             let marked = entries
                 .iter()
                 .filter_map(|(_, e)| match e {
-                    Entry::Released { call } => Some(*call),
+                    Entry::Released { call } | Entry::ReleasedLogged { call, .. } => Some(*call),
                     _ => None,
                 })
                 .max();
             j.state.released = j.state.released.max(marked);
+            // The console log's length as last recorded.
+            if let Some(offset) = entries.iter().rev().find_map(|(_, e)| match e {
+                Entry::ReleasedLogged { offset, .. } => Some(*offset),
+                _ => None,
+            }) {
+                j.state.console_log = Some(offset);
+            }
             let released = j.state.released;
             let before = j.state.held.len();
             j.state.held.retain(|h| released.is_none_or(|r| h.call > r));
@@ -228,7 +235,7 @@ impl Process {
                     })?;
                     report.admitted += 1;
                 }
-                Entry::Released { .. } => {}
+                Entry::Released { .. } | Entry::ReleasedLogged { .. } => {}
                 Entry::Call { time_ns, kind } => {
                     latest_ns = latest_ns.max(time_ns);
                     // A call that failed: its input is consumed, the call
@@ -427,6 +434,26 @@ impl Process {
         // A lost marker only means the effect may happen again after a
         // crash (at-least-once); a failing journal fails the next call.
         let _ = j.append(&Entry::Released { call });
+    }
+
+    /// [`Process::mark_released`], with the console log's length once
+    /// those calls' console output is in it (and synced).
+    pub fn mark_released_logged(&mut self, call: u64, offset: u64) {
+        let j = &mut self.store.data_mut().journal;
+        if j.state.released.is_some_and(|r| r >= call) && j.state.console_log == Some(offset) {
+            return;
+        }
+        j.state.released = Some(j.state.released.map_or(call, |r| r.max(call)));
+        j.state.console_log = Some(offset);
+        let _ = j.append(&Entry::ReleasedLogged {
+            call: j.state.released.unwrap_or(call),
+            offset,
+        });
+    }
+
+    /// The console log's length as last recorded, if ever.
+    pub fn console_log_offset(&self) -> Option<u64> {
+        self.store.data().journal.state.console_log
     }
 
     /// Effects held, not yet released.
