@@ -112,6 +112,9 @@ pub fn run(a: SpawnArgs) -> anyhow::Result<ExitCode> {
     for o in &spawned.outputs {
         terminal.emit(&a.name, o);
     }
+    for w in &spawned.device_warnings {
+        eprintln!("phantom: warning: '{}': {w}", a.name);
+    }
     let what = format!(
         "spawned '{}' in {} (checkpoint {})",
         a.name,
