@@ -386,6 +386,181 @@ mod in_process {
         assert_eq!(say(&rt, &mut p, "level"), "error device-lost\n");
         assert_eq!(say(&rt, &mut p, "id"), "id 0x60\n");
     }
+
+    /// Linux grants of a GPIO chip and an I2C bus that do not exist (no
+    /// machine that runs the tests has either): the grants are valid, so
+    /// the process spawns; every open is `device-lost`, never a trap; the
+    /// policy still answers first; each failed open is a warning naming
+    /// the grant, the device and the OS error; no simulated device is made.
+    #[test]
+    fn linux_devices_that_do_not_exist_are_device_lost() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let bytes = std::fs::read(phantom_tests::RELAY_SENSOR).unwrap();
+        let request = SpawnRequest {
+            name: "dev".into(),
+            devices: Some(super::LINUX_MANIFEST.into()),
+            ..Default::default()
+        };
+        let (mut p, out) = Process::spawn(&rt, &bytes, data.path(), request).unwrap();
+        assert_eq!(
+            console_text(&out),
+            b"relay: error device-lost\nenv: error device-lost\n"
+        );
+        let warnings = p.take_device_warnings();
+        for (open, device) in [
+            (
+                "gpio.open(`relay`)",
+                "/dev/phantom-no-such-gpiochip line 17",
+            ),
+            ("i2c.open(`env`)", "/dev/phantom-no-such-i2c"),
+        ] {
+            assert!(
+                warnings.iter().any(|w| w.contains(open)
+                    && w.contains(&format!("{device}: No such file or directory (os error 2)"))),
+                "{open}: {warnings:?}"
+            );
+        }
+        for (line, want) in [
+            ("open button input", "error device-lost\n"),
+            ("open button input-pull-up", "error device-lost\n"),
+            ("i2c-open env", "error device-lost\n"),
+            ("open relay input", "error mode-not-allowed\n"),
+            ("open fan output", "error not-granted\n"),
+            ("i2c-open other", "error not-granted\n"),
+            ("on", "error no relay\n"),
+        ] {
+            assert_eq!(say(&rt, &mut p, line), want, "{line}");
+        }
+        let warnings = p.take_device_warnings();
+        assert_eq!(
+            warnings.len(),
+            3,
+            "one per open that reached a device: {warnings:?}"
+        );
+        assert!(p.devices().sim().banks().is_empty());
+        assert!(p.devices().sim().buses().is_empty());
+        assert!(p.devices().state.open.is_empty(), "no number handed out");
+    }
+}
+
+/// `LINUX_MANIFEST`'s devices are named by path; a chip by name under
+/// `/dev` is the same grant syntax (`linux:gpiochip0/17`).
+const LINUX_MANIFEST: &str = "gpio.relay = { pin = \"linux:/dev/phantom-no-such-gpiochip/17\", modes = [\"output\"] }\ngpio.button = { pin = \"linux:phantom-no-such-gpiochip/4\", modes = [\"input\", \"input-pull-up\"] }\ni2c.env = { bus = \"linux:/dev/phantom-no-such-i2c\", addresses = [0x76] }\n";
+
+/// A real `phantom spawn` and `phantom run` of a process granted Linux
+/// devices that do not exist: it runs, the guest gets `device-lost`, and
+/// both warn on stderr naming each device and the OS error.
+#[test]
+fn a_host_warns_of_linux_devices_that_cannot_be_opened() {
+    let data = data_dir();
+    let o = spawn_with(
+        data.path(),
+        phantom_tests::RELAY_SENSOR,
+        Some(LINUX_MANIFEST),
+    );
+    ok(&o);
+    // `init` opened `relay` and `env`: spawn warns of both.
+    assert!(
+        stderr(&o).contains("warning: 'dev': gpio.open(`relay`): linux:/dev/phantom-no-such-gpiochip/17 cannot be opened (/dev/phantom-no-such-gpiochip line 17: No such file or directory (os error 2))"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("i2c.open(`env`)"), "{}", stderr(&o));
+    let o = feed(data.path(), "dev", "open button input\ni2c-open env\n");
+    ok(&o);
+    assert_eq!(
+        stdout(&o).matches("error device-lost").count(),
+        2,
+        "{}",
+        stdout(&o)
+    );
+    let err = stderr(&o);
+    for want in [
+        "gpio.open(`button`): linux:phantom-no-such-gpiochip/4 cannot be opened (/dev/phantom-no-such-gpiochip line 4: No such file or directory (os error 2))",
+        "i2c.open(`env`): linux:/dev/phantom-no-such-i2c cannot be opened (/dev/phantom-no-such-i2c: No such file or directory (os error 2))",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+}
+
+/// A device lost while a host runs the process: `phantom devices` shows it
+/// as lost with why, and the restore warned naming it (here the pin's
+/// grant was taken out of `devices.toml` while no host ran).
+#[test]
+fn phantom_devices_shows_a_lost_device_and_why() {
+    use std::io::{BufRead, Write};
+    let data = data_dir();
+    ok(&spawn_with(
+        data.path(),
+        phantom_tests::RELAY_SENSOR,
+        Some(MANIFEST),
+    ));
+    std::fs::write(
+        data.path().join("dev").join("devices.toml"),
+        "i2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n",
+    )
+    .unwrap();
+    let log = data.path().join("stderr.log");
+    let mut host = HostChild(
+        phantom()
+            .args(["run", "--data", s(data.path()), "--input", "dev"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let out = host.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stdin = host.stdin.take().unwrap();
+    stdin.write_all(b"level\nid\n").unwrap();
+    stdin.flush().unwrap();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("id 0x60")) {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no answer from the host; saw {seen:?}"));
+        seen.push(line);
+    }
+    assert!(
+        seen.iter().any(|l| l.ends_with("error device-lost")),
+        "{seen:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
+        "devices",
+        "--data",
+        s(data.path()),
+        "dev",
+        "--json",
+    ]))))
+    .unwrap();
+    assert_eq!(v["live"], true, "{v}");
+    assert_eq!(
+        v["lost"]["1"], "its grant was taken out of devices.toml",
+        "{v}"
+    );
+    assert!(v["lost"].get("2").is_none(), "the bus is there: {v}");
+    let human = stdout(ok(&run(&["devices", "--data", s(data.path()), "dev"])));
+    assert!(
+        human.contains(
+            "1 relay gpio sim:0/17 output low\n    lost: its grant was taken out of devices.toml"
+        ),
+        "{human}"
+    );
+    host.kill().unwrap();
+    host.wait().unwrap();
+    drop(stdin);
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        err.contains("device `relay` is gone (its grant was taken out of devices.toml)"),
+        "{err}"
+    );
 }
 
 /// Real processes and `kill -9`: the relay's level, the open pins and the

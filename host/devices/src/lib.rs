@@ -3,6 +3,10 @@
 //!
 //! ```text
 //!   manifest.rs  DeviceManifest (TOML) ─► grants by logical name ─► the policy
+//!   gpio.rs      pins behind embedded-hal's digital traits: a simulated
+//!                pin, or gpio_linux.rs (a GPIO character device line)
+//!   i2c.rs       buses behind embedded-hal's I2c: a simulated bus, or
+//!                i2c_linux.rs (i2c-dev)
 //!   sim/         simulated backends behind the embedded-hal 1.0 traits:
 //!                gpio.rs (SimGpioBank: levels, modes, scripted inputs, a log),
 //!                bme280.rs (SimBme280 on a SimI2cBus: the BME280 register map),
@@ -73,6 +77,10 @@ macro_rules! device_ref {
 pub mod bme280;
 pub mod bme280_spi;
 pub mod display;
+pub mod gpio;
+mod gpio_linux;
+pub mod i2c;
+mod i2c_linux;
 pub mod manifest;
 pub mod scenario;
 pub mod sensor;
@@ -82,6 +90,8 @@ pub mod sim;
 pub mod spi;
 mod spi_linux;
 
+pub use gpio::{GpioFault, GpioPin, LinuxLines, open_pin};
+pub use i2c::{I2cBus, I2cFault, open_bus};
 pub use manifest::{
     Backend, BusRef, DeviceManifest, GpioGrant, I2cGrant, ManifestError, PinMode, PinRef,
     PolicyError,

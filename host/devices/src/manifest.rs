@@ -138,7 +138,9 @@ pub(crate) fn parse_device_ref(
     }
 }
 
-/// A pin: `sim:<chip>/<line>` or `linux:<chip>/<line>` (`linux:gpiochip0/17`).
+/// A pin: `sim:<chip>/<line>` or `linux:<chip>/<line>`, the chip a device
+/// path or a name under `/dev` (`linux:/dev/gpiochip0/17`,
+/// `linux:gpiochip0/17`; `gpio_linux.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PinRef {
     /// Its backend.

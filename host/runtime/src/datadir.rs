@@ -312,6 +312,8 @@ pub struct Spawned {
     pub checkpoint: u64,
     /// What `init` sent out.
     pub outputs: Vec<crate::exit::Output>,
+    /// Devices `init` could not open, each naming the device and why.
+    pub device_warnings: Vec<String>,
     /// A host was running the data directory: what became of the hand-over.
     pub handed_over: Option<HandOver>,
 }
@@ -342,11 +344,14 @@ pub fn spawn_process(
         data.clean_stale_spawns();
     }
     let name = request.name.clone();
-    let (process, outputs) = crate::process::Process::spawn(rt, component, data.path(), request)?;
+    let (mut process, outputs) =
+        crate::process::Process::spawn(rt, component, data.path(), request)?;
+    let device_warnings = process.take_device_warnings();
     let spawned = |handed_over| Spawned {
         dir: process.dir().to_path_buf(),
         checkpoint: process.last_committed().map(|c| c.id).unwrap_or(0),
         outputs,
+        device_warnings,
         handed_over,
     };
     Ok(spawned(hand_over(&data, &name)))

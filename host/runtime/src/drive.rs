@@ -682,6 +682,9 @@ impl<'rt> Drive<'rt> {
             if p.process.take_checkpoint_request() {
                 opts.checkpoint_now.store(true, Ordering::Relaxed);
             }
+            for w in p.process.take_device_warnings() {
+                hooks.note(Note::Warning(&format!("'{}': {w}", p.process.name())));
+            }
             if let Some(failure) = failed {
                 let name = p.process.name().to_string();
                 hooks.note(Note::Failed {
@@ -1309,6 +1312,7 @@ impl<'rt> Drive<'rt> {
                     "running": true,
                     "checkpoint": p.process.last_committed().map(|c| c.id),
                     "open": p.process.devices().state.open,
+                    "lost": p.process.devices().lost(),
                 }),
                 None => json!({"ok": true, "running": false}),
             },

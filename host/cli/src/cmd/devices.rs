@@ -1,6 +1,7 @@
 //! `phantom devices`: a process's device grants, and the devices it holds
 //! open (mode, level, bus, port, rate, display): now, if a host runs it,
-//! else at its newest checkpoint.
+//! else at its newest checkpoint. A running host also says which are lost,
+//! and why (the device and the OS error).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -139,6 +140,9 @@ pub fn run(a: DevicesArgs) -> anyhow::Result<ExitCode> {
                 "  {} {} sensor {device} {address:#04x} rate {rate_mhz} mHz",
                 d.handle, d.name
             ),
+        }
+        if let Some(why) = r.lost.get(&d.handle) {
+            println!("    lost: {why}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -133,6 +133,9 @@ pub fn run(mut a: SpawnArgs) -> anyhow::Result<ExitCode> {
     for o in &spawned.outputs {
         terminal.emit(&a.name, o);
     }
+    for w in &spawned.device_warnings {
+        eprintln!("phantom: warning: '{}': {w}", a.name);
+    }
     let what = format!(
         "spawned '{}' in {} (checkpoint {})",
         a.name,

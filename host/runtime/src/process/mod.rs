@@ -319,6 +319,12 @@ impl Process {
         self.store.data_mut().poll_device_events();
     }
 
+    /// Devices found gone, or that could not be opened, since the last
+    /// call, each naming the device and why (the drive loop warns).
+    pub fn take_device_warnings(&mut self) -> Vec<String> {
+        self.store.data_mut().devices.take_warnings()
+    }
+
     /// Unplugs every simulated device of the process (tests).
     pub fn unplug_devices(&mut self) {
         self.store.data_mut().devices.unplug_all();

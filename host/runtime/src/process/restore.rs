@@ -125,9 +125,9 @@ impl Process {
         }
         // Devices come back after the replay (which touched none), in the
         // order opened, with what the guest set re-applied.
-        for name in process.store.data_mut().devices.reacquire() {
+        for gone in process.store.data_mut().devices.reacquire() {
             warnings.push(format!(
-                "{}: device `{name}` is gone: the guest gets `device-lost` when it next uses it",
+                "{}: device {gone}: the guest gets `device-lost` when it next uses it",
                 dir.display()
             ));
         }

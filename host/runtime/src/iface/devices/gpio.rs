@@ -135,11 +135,11 @@ fn policy(e: PolicyError) -> GpioError {
     }
 }
 
+/// The WIT error of a journal code.
 fn device(code: u8) -> GpioError {
-    if code == CODE_LOST {
-        GpioError::DeviceLost
-    } else {
-        GpioError::Other
+    match code {
+        CODE_LOST => GpioError::DeviceLost,
+        _ => GpioError::Other,
     }
 }
 
@@ -166,11 +166,17 @@ impl ProcessCtx {
             .pin
             .clone();
         let handle = self.devices.next_handle().ok_or(GpioError::Other)?;
-        self.device_op("a GPIO open", |d| {
-            let a = d.acquire_pin(&pin, mode, high);
-            let lost = matches!(a, super::Acquired::Lost);
-            d.acquired.insert(handle, a);
-            if lost { Err(CODE_LOST) } else { Ok(Vec::new()) }
+        self.device_op("a GPIO open", |d| match d.acquire_pin(&pin, mode, high) {
+            Ok(a) => {
+                d.acquired.insert(handle, a);
+                Ok(Vec::new())
+            }
+            Err(why) => {
+                d.warn(format!(
+                    "gpio.open(`{name}`): {pin} cannot be opened ({why}): the guest gets `device-lost`"
+                ));
+                Err(CODE_LOST)
+            }
         })
         .map_err(device)?;
         let d = &mut self.devices;
@@ -196,16 +202,10 @@ impl ProcessCtx {
             .gpio_open(&name, mode)
             .map_err(policy)?;
         self.device_op("a GPIO mode change", |d| match d.acquired(handle) {
-            super::Acquired::Pin(mut p) => {
-                let r = p.configure(mode).and_then(|()| {
-                    if mode.is_output() {
-                        embedded_hal::digital::OutputPin::set_state(&mut p, high.into())
-                    } else {
-                        Ok(())
-                    }
-                });
-                r.map(|()| Vec::new()).map_err(|_| CODE_LOST)
-            }
+            super::Acquired::Pin(mut p) => match p.configure(mode, high) {
+                Ok(()) => Ok(Vec::new()),
+                Err(f) => Err(d.pin_fault(handle, f)),
+            },
             _ => Err(CODE_LOST),
         })
         .map_err(device)?;
@@ -259,9 +259,12 @@ impl ProcessCtx {
         }
         let r = self
             .device_op("a GPIO input's level", |d| match d.acquired(handle) {
-                super::Acquired::Pin(mut p) => embedded_hal::digital::InputPin::is_high(&mut p)
-                    .map(|h| vec![u8::from(h)])
-                    .map_err(|_| CODE_LOST),
+                super::Acquired::Pin(mut p) => {
+                    match embedded_hal::digital::InputPin::is_high(&mut p) {
+                        Ok(h) => Ok(vec![u8::from(h)]),
+                        Err(f) => Err(d.pin_fault(handle, f)),
+                    }
+                }
                 _ => Err(CODE_LOST),
             })
             .map_err(device)?;

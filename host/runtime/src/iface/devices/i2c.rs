@@ -7,7 +7,7 @@
 //! bus.
 
 use embedded_hal::i2c::{ErrorKind, I2c, NoAcknowledgeSource};
-use phantom_devices::PolicyError;
+use phantom_devices::{I2cFault, PolicyError};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 
@@ -128,11 +128,17 @@ impl ProcessCtx {
             .bus
             .clone();
         let handle = self.devices.next_handle().ok_or(I2cError::Other)?;
-        self.device_op("an I2C open", |d| {
-            let a = d.acquire_bus(&bus);
-            let lost = matches!(a, super::Acquired::Lost);
-            d.acquired.insert(handle, a);
-            if lost { Err(CODE_LOST) } else { Ok(Vec::new()) }
+        self.device_op("an I2C open", |d| match d.acquire_bus(&bus) {
+            Ok(a) => {
+                d.acquired.insert(handle, a);
+                Ok(Vec::new())
+            }
+            Err(why) => {
+                d.warn(format!(
+                    "i2c.open(`{name}`): {bus} cannot be opened ({why}): the guest gets `device-lost`"
+                ));
+                Err(CODE_LOST)
+            }
         })
         .map_err(error)?;
         let d = &mut self.devices;
@@ -205,8 +211,11 @@ impl ProcessCtx {
                     .collect();
                 match bus.transaction(address, &mut ops) {
                     Ok(()) => Ok(bufs.concat()),
-                    Err(phantom_devices::sim::SimI2cError::Lost) => Err(CODE_LOST),
-                    Err(e) => Err(code(embedded_hal::i2c::Error::kind(&e))),
+                    Err(I2cFault::Lost(why)) => {
+                        d.lose(handle, why);
+                        Err(CODE_LOST)
+                    }
+                    Err(I2cFault::Kind(kind)) => Err(code(kind)),
                 }
             })
             .map_err(error)?;

@@ -18,6 +18,9 @@
 //!                     the framebuffer
 //!   restore ─► replay ─► Devices::reacquire: each device in the order opened,
 //!                        its state re-applied; gone ─► `device-lost` on next use
+//!   backends: pins (GpioPin) and buses (I2cBus) are simulated or Linux
+//!   (gpiocdev, i2c-dev); one that cannot be opened or is gone is `Lost`, and
+//!   why (the device, the OS error) is kept for a warning and `phantom devices`
 //! ```
 //! Device numbers are plain `u32`s, not WIT resources: what a number names
 //! is host state persisted with the guest's memory, like timers, so nothing
@@ -37,8 +40,10 @@ use std::path::Path;
 use phantom_devices::display::Geometry;
 use phantom_devices::manifest::{BusRef, PinRef};
 use phantom_devices::scenario::Scenario;
-use phantom_devices::sim::{SimFramebuffer, SimI2cBus, SimPin, SimWorld};
-use phantom_devices::{Backend, DeviceManifest, PinMode};
+use phantom_devices::sim::{SimFramebuffer, SimWorld};
+use phantom_devices::{
+    DeviceManifest, GpioFault, GpioPin, I2cBus, I2cFault, LinuxLines, PinMode, open_bus, open_pin,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ctx::ProcessCtx;
@@ -50,6 +55,10 @@ pub use display::{DisplayFrames, DisplaysState, FrameBytes, RenderedFrame, rende
 pub const MAX_OPEN_DEVICES: usize = 1024;
 /// The stored scenario of a process's simulated devices.
 pub const SCENARIO_FILE: &str = "scenario.toml";
+
+/// Most warnings kept for the drive loop to print (a guest that opens a
+/// missing device in a loop must not grow them without bound).
+const MAX_WARNINGS: usize = 64;
 
 /// Journal codes of device failures (`device-read` entries). 1 to 6 are the
 /// I2C kinds (`i2c.rs`).
@@ -188,8 +197,8 @@ pub enum DeviceEffect {
 /// A device the host holds for an open number.
 #[derive(Clone)]
 enum Acquired {
-    Pin(SimPin),
-    Bus(SimI2cBus),
+    Pin(GpioPin),
+    Bus(I2cBus),
     Serial(serial::SharedPort),
     Display(SimFramebuffer),
     Spi(spi::SharedSpi),
@@ -217,6 +226,15 @@ pub struct Devices {
     baselines: BTreeMap<u32, bool>,
     /// Serial state of the run (not persisted).
     serial: serial::SerialLive,
+    /// The Linux GPIO lines held (a line is requested once, whatever the
+    /// numbers open on it).
+    linux_lines: LinuxLines,
+    /// Why each lost number is lost, where the backend said (the device and
+    /// the OS error): `phantom devices` shows it.
+    lost_why: BTreeMap<u32, String>,
+    /// Devices found gone, or that could not be opened, since the drive
+    /// loop last took them (it prints them as warnings).
+    warnings: Vec<String>,
 }
 
 impl Devices {
@@ -230,6 +248,9 @@ impl Devices {
             sim: SimWorld::new(scenario),
             baselines: BTreeMap::new(),
             serial: Default::default(),
+            linux_lines: LinuxLines::default(),
+            lost_why: BTreeMap::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -304,36 +325,56 @@ impl Devices {
         }
     }
 
-    /// Acquires a pin and puts it in `mode` (driving `high` if an output).
-    fn acquire_pin(&mut self, pin: &PinRef, mode: PinMode, high: bool) -> Acquired {
-        if pin.backend != Backend::Sim {
-            // The Linux backends are not built yet: the grant names a
-            // device this host cannot reach.
-            return Acquired::Lost;
-        }
-        let bank = self.sim.bank(&pin.chip);
-        let mut p = bank.pin(pin.line);
-        let applied = p.configure(mode).and_then(|()| {
-            if mode.is_output() {
-                embedded_hal::digital::OutputPin::set_state(&mut p, high.into())
-            } else {
-                Ok(())
-            }
-        });
-        match applied {
-            Ok(()) => Acquired::Pin(p),
-            Err(_) => Acquired::Lost,
+    /// Acquires a pin and puts it in `mode` (driving `high` if an output);
+    /// Err: why it cannot be had.
+    fn acquire_pin(&mut self, pin: &PinRef, mode: PinMode, high: bool) -> Result<Acquired, String> {
+        open_pin(pin, mode, high, &mut self.sim, &mut self.linux_lines)
+            .map(Acquired::Pin)
+            .map_err(|f| gpio_why(&f))
+    }
+
+    /// Opens a bus; Err: why it cannot be had.
+    fn acquire_bus(&mut self, bus: &BusRef) -> Result<Acquired, String> {
+        open_bus(bus, &mut self.sim)
+            .map(Acquired::Bus)
+            .map_err(|f| i2c_why(&f))
+    }
+
+    /// Marks open number `handle` lost because of `why`, and warns once,
+    /// naming it.
+    fn lose(&mut self, handle: u32, why: String) -> Acquired {
+        let name = self.find(handle).map_or("?", |d| d.name.as_str());
+        let warning = format!("device `{name}` is gone ({why}): the guest gets `device-lost`");
+        self.warn(warning);
+        self.lost_why.insert(handle, why);
+        self.acquired.insert(handle, Acquired::Lost);
+        Acquired::Lost
+    }
+
+    /// Keeps a warning for the drive loop.
+    fn warn(&mut self, warning: String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(warning);
         }
     }
 
-    fn acquire_bus(&mut self, bus: &BusRef) -> Acquired {
-        match bus.backend {
-            Backend::Sim => self
-                .sim
-                .bus(&bus.path)
-                .map_or(Acquired::Lost, Acquired::Bus),
-            Backend::Linux => Acquired::Lost,
-        }
+    /// The warnings since the last call: devices found gone, or that could
+    /// not be opened, with the reason (the drive loop prints them).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The open numbers whose device is gone, with why where the backend
+    /// said (`phantom devices`).
+    pub fn lost(&self) -> BTreeMap<u32, String> {
+        self.acquired
+            .iter()
+            .filter(|(_, a)| matches!(a, Acquired::Lost))
+            .map(|(h, _)| {
+                let why = self.lost_why.get(h).cloned();
+                (*h, why.unwrap_or_else(|| "device-lost".to_string()))
+            })
+            .collect()
     }
 
     /// The backend of open number `handle`, acquired (and its state
@@ -349,11 +390,15 @@ impl Devices {
             OpenKind::Gpio {
                 pin, mode, high, ..
             } => match pin.parse::<PinRef>() {
-                Ok(p) => self.acquire_pin(&p, *mode, *high),
+                Ok(p) => self
+                    .acquire_pin(&p, *mode, *high)
+                    .unwrap_or_else(|why| self.lose(handle, why)),
                 Err(_) => Acquired::Lost,
             },
             OpenKind::I2c { bus } => match bus.parse::<BusRef>() {
-                Ok(b) => self.acquire_bus(&b),
+                Ok(b) => self
+                    .acquire_bus(&b)
+                    .unwrap_or_else(|why| self.lose(handle, why)),
                 Err(_) => Acquired::Lost,
             },
             OpenKind::Serial { port, baud, .. } => match port.parse() {
@@ -379,10 +424,13 @@ impl Devices {
     }
 
     /// After a restore: acquires every open device again, in the order
-    /// opened, and re-applies what the guest set. Returns the names of
-    /// those that are gone (their next use is `device-lost`).
+    /// opened, and re-applies what the guest set. Returns those that are
+    /// gone (their next use is `device-lost`), each as "`name` is gone",
+    /// with why in parentheses where the backend said (the device and the
+    /// OS error).
     pub fn reacquire(&mut self) -> Vec<String> {
         self.acquired.clear();
+        self.lost_why.clear();
         let handles: Vec<(u32, String, bool)> = self
             .state
             .open
@@ -409,11 +457,22 @@ impl Devices {
                     || self.manifest.sensor_open(&name).is_ok());
             if !granted {
                 self.acquired.insert(h, Acquired::Lost);
+                let why = if display_granted {
+                    "its grant was taken out of devices.toml"
+                } else {
+                    "its grant in devices.toml was taken out or changed"
+                };
+                self.lost_why.insert(h, why.to_string());
             }
             if matches!(self.acquired(h), Acquired::Lost) {
-                lost.push(name);
+                lost.push(match self.lost_why.get(&h) {
+                    Some(why) => format!("`{name}` is gone ({why})"),
+                    None => format!("`{name}` is gone"),
+                });
             }
         }
+        // The restore reports these itself.
+        self.warnings.clear();
         lost
     }
 
@@ -431,9 +490,9 @@ impl Devices {
             }
             DeviceEffect::GpioLevel { handle, high } => {
                 if let Acquired::Pin(mut p) = self.acquired(handle)
-                    && embedded_hal::digital::OutputPin::set_state(&mut p, high.into()).is_err()
+                    && let Err(f) = embedded_hal::digital::OutputPin::set_state(&mut p, high.into())
                 {
-                    self.acquired.insert(handle, Acquired::Lost);
+                    self.lose(handle, gpio_why(&f));
                 }
                 None
             }
@@ -472,13 +531,50 @@ impl Devices {
         match self.acquired(handle) {
             Acquired::Lost => Err(CODE_LOST),
             // Asking a pin what it drives changes nothing on it.
-            Acquired::Pin(mut p) => embedded_hal::digital::StatefulOutputPin::is_set_high(&mut p)
-                .map(|_| Vec::new())
-                .map_err(|_| CODE_LOST),
+            Acquired::Pin(mut p) => {
+                match embedded_hal::digital::StatefulOutputPin::is_set_high(&mut p) {
+                    Ok(_) => Ok(Vec::new()),
+                    Err(f) => Err(self.pin_fault(handle, f)),
+                }
+            }
             Acquired::Bus(_) | Acquired::Serial(_) | Acquired::Spi(_) | Acquired::Sensor(_) => {
                 Ok(Vec::new())
             }
             Acquired::Display(fb) => fb.present().map(|()| Vec::new()).map_err(|_| CODE_LOST),
+        }
+    }
+}
+
+/// Why a pin failed, as a warning or `phantom devices` says it: the
+/// device and the OS error.
+fn gpio_why(f: &GpioFault) -> String {
+    match f {
+        GpioFault::Lost(m) | GpioFault::Failed(m) => m.clone(),
+    }
+}
+
+/// Why a bus failed, the same way.
+fn i2c_why(f: &I2cFault) -> String {
+    match f {
+        I2cFault::Lost(m) => m.clone(),
+        I2cFault::Kind(k) => format!("{k:?}"),
+    }
+}
+
+impl Devices {
+    /// The journal code of a pin's failure; a pin gone is marked lost.
+    fn pin_fault(&mut self, handle: u32, f: GpioFault) -> u8 {
+        match f {
+            GpioFault::Lost(why) => {
+                self.lose(handle, why);
+                CODE_LOST
+            }
+            GpioFault::Failed(why) => {
+                let name = self.find(handle).map_or("?", |d| d.name.as_str());
+                let warning = format!("device `{name}` failed: {why}");
+                self.warn(warning);
+                CODE_OTHER
+            }
         }
     }
 }
@@ -525,6 +621,7 @@ impl ProcessCtx {
         }
         self.devices.acquired.remove(&handle);
         self.devices.baselines.remove(&handle);
+        self.devices.lost_why.remove(&handle);
         true
     }
 
@@ -561,8 +658,14 @@ impl ProcessCtx {
             let Acquired::Pin(mut pin) = self.devices.acquired(handle) else {
                 continue;
             };
-            let Ok(high) = embedded_hal::digital::InputPin::is_high(&mut pin) else {
-                continue;
+            let high = match embedded_hal::digital::InputPin::is_high(&mut pin) {
+                Ok(h) => h,
+                // Gone: the guest learns it at its next use.
+                Err(GpioFault::Lost(why)) => {
+                    self.devices.lose(handle, why);
+                    continue;
+                }
+                Err(GpioFault::Failed(_)) => continue,
             };
             match self.devices.baselines.insert(handle, high) {
                 Some(before) if before != high => {}
@@ -609,6 +712,11 @@ pub struct DevicesReport {
     pub live: bool,
     /// Open devices, in the order opened, with what the guest set.
     pub open: Vec<OpenDevice>,
+    /// Of those, the ones whose device is gone, by number, with why (the
+    /// device and the OS error). Known only to a host that runs the
+    /// process (`live`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost: BTreeMap<u32, String>,
 }
 
 /// The devices of process `name` of data directory `data`: live if a host
@@ -627,6 +735,11 @@ pub fn report_live(data: &Path, name: &str, dir: &Path) -> Result<DevicesReport,
         r.open = serde_json::from_value(v["open"].clone())
             .map_err(|e| format!("the host's answer cannot be read: {e}"))?;
         r.checkpoint = v["checkpoint"].as_u64().or(r.checkpoint);
+        r.lost = match v.get("lost") {
+            Some(lost) => serde_json::from_value(lost.clone())
+                .map_err(|e| format!("the host's answer cannot be read: {e}"))?,
+            None => BTreeMap::new(),
+        };
         r.live = true;
     }
     Ok(r)
@@ -659,5 +772,89 @@ pub fn report(dir: &Path) -> Result<DevicesReport, String> {
         checkpoint,
         live: false,
         open,
+        lost: BTreeMap::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Grants of a GPIO chip and an I2C bus that do not exist (this
+    /// machine has neither).
+    const MISSING: &str = "gpio.relay = { pin = \"linux:/dev/phantom-no-such-gpiochip/17\", modes = [\"output\"] }\ni2c.env = { bus = \"linux:/dev/phantom-no-such-i2c\", addresses = [0x76] }\n";
+
+    /// What a restore does with open Linux devices that are not there:
+    /// each is lost, the restore's warning names it with the device and
+    /// the OS error, `lost` says why, and its next use is `device-lost`.
+    #[test]
+    fn linux_devices_missing_at_a_restore_are_lost_naming_the_os_error() {
+        let manifest = DeviceManifest::parse(MISSING).unwrap();
+        let mut d = Devices::new(manifest, Scenario::default());
+        d.state.open = vec![
+            OpenDevice {
+                handle: 1,
+                name: "relay".into(),
+                kind: OpenKind::Gpio {
+                    pin: "linux:/dev/phantom-no-such-gpiochip/17".into(),
+                    mode: PinMode::Output,
+                    high: true,
+                    watch: None,
+                },
+            },
+            OpenDevice {
+                handle: 2,
+                name: "env".into(),
+                kind: OpenKind::I2c {
+                    bus: "linux:/dev/phantom-no-such-i2c".into(),
+                },
+            },
+        ];
+        d.state.last_handle = 2;
+        let gone = d.reacquire();
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        assert!(
+            gone[0].starts_with(
+                "`relay` is gone (/dev/phantom-no-such-gpiochip line 17: No such file or directory"
+            ),
+            "{gone:?}"
+        );
+        assert!(
+            gone[1]
+                .starts_with("`env` is gone (/dev/phantom-no-such-i2c: No such file or directory"),
+            "{gone:?}"
+        );
+        assert!(
+            d.take_warnings().is_empty(),
+            "the restore reports them, the drive loop not again"
+        );
+        let lost = d.lost();
+        assert_eq!(lost.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        assert!(
+            lost[&1].contains("line 17") && lost[&1].contains("os error 2"),
+            "{lost:?}"
+        );
+        assert_eq!(d.present(1), Err(CODE_LOST));
+        assert_eq!(d.present(2), Err(CODE_LOST));
+        // The level the guest set is released to nothing, without a panic.
+        assert_eq!(
+            d.apply(&DeviceEffect::GpioLevel {
+                handle: 1,
+                high: false
+            }),
+            None
+        );
+        assert!(d.sim().banks().is_empty() && d.sim().buses().is_empty());
+        // A grant taken out while down: lost, and why.
+        d.manifest = DeviceManifest::parse(
+            "i2c.env = { bus = \"linux:/dev/phantom-no-such-i2c\", addresses = [0x76] }\n",
+        )
+        .unwrap();
+        let gone = d.reacquire();
+        assert!(
+            gone[0] == "`relay` is gone (its grant was taken out of devices.toml)",
+            "{gone:?}"
+        );
+        assert!(d.lost()[&1].contains("devices.toml"));
+    }
 }
