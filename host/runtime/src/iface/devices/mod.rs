@@ -435,32 +435,19 @@ impl Devices {
             .state
             .open
             .iter()
-            .map(|d| {
-                let display = matches!(d.kind, OpenKind::Display { .. });
-                (
-                    d.handle,
-                    d.name.clone(),
-                    !display || self.display_still_granted(d),
-                )
-            })
+            .map(|d| (d.handle, d.name.clone(), self.still_granted(d)))
             .collect();
         let mut lost = Vec::new();
-        for (h, name, display_granted) in handles {
-            // A grant taken out of the manifest is gone too (a display's,
-            // also when it names another device, size or format).
-            let granted = display_granted
-                && (self.manifest.gpio_grant(&name).is_some()
-                    || self.manifest.i2c_open(&name).is_ok()
-                    || self.manifest.serial_open(&name).is_ok()
-                    || self.manifest.display_open(&name).is_ok()
-                    || self.manifest.spi_open(&name).is_ok()
-                    || self.manifest.sensor_open(&name).is_ok());
+        for (h, name, granted) in handles {
+            // A grant taken out of the manifest is gone too, and so is one
+            // that names another device now or no longer allows what the
+            // guest set (the device opened is never driven again).
             if !granted {
                 self.acquired.insert(h, Acquired::Lost);
-                let why = if display_granted {
-                    "its grant was taken out of devices.toml"
+                let why = if self.grant_named(h) {
+                    "its grant in devices.toml now names another device, or no longer allows what the process set"
                 } else {
-                    "its grant in devices.toml was taken out or changed"
+                    "its grant was taken out of devices.toml"
                 };
                 self.lost_why.insert(h, why.to_string());
             }
@@ -474,6 +461,56 @@ impl Devices {
         // The restore reports these itself.
         self.warnings.clear();
         lost
+    }
+
+    /// Whether the manifest has a grant of open device `h`'s name and kind.
+    fn grant_named(&self, h: u32) -> bool {
+        let (m, Some(dev)) = (&self.manifest, self.find(h)) else {
+            return false;
+        };
+        let name = dev.name.as_str();
+        match dev.kind {
+            OpenKind::Gpio { .. } => m.gpio_grant(name).is_some(),
+            OpenKind::I2c { .. } => m.i2c_open(name).is_ok(),
+            OpenKind::Serial { .. } => m.serial_open(name).is_ok(),
+            OpenKind::Display { .. } => m.display_open(name).is_ok(),
+            OpenKind::Spi { .. } => m.spi_open(name).is_ok(),
+            OpenKind::Sensor { .. } => m.sensor_open(name).is_ok(),
+        }
+    }
+
+    /// Whether the manifest still grants open device `dev` as it was
+    /// opened: the same device, and what the guest set (a pin's mode, a
+    /// port's rate, an SPI mode and clock, a sensor's address and rate)
+    /// within what the grant allows now.
+    fn still_granted(&self, dev: &OpenDevice) -> bool {
+        let m = &self.manifest;
+        let name = dev.name.as_str();
+        match &dev.kind {
+            OpenKind::Gpio { pin, mode, .. } => m
+                .gpio_grant(name)
+                .is_some_and(|g| g.pin.to_string() == *pin && g.modes.contains(mode)),
+            OpenKind::I2c { bus } => m.i2c_open(name).is_ok_and(|g| g.bus.to_string() == *bus),
+            OpenKind::Serial { port, baud, .. } => m
+                .serial_open(name)
+                .is_ok_and(|g| g.port.to_string() == *port && g.allows_baud(*baud)),
+            OpenKind::Display { .. } => self.display_still_granted(dev),
+            OpenKind::Spi { device, config } => m.spi_open(name).is_ok_and(|g| {
+                g.device.to_string() == *device
+                    && config.hz <= g.max_hz
+                    && g.modes.contains(&config.mode)
+            }),
+            OpenKind::Sensor {
+                device,
+                address,
+                rate_mhz,
+                ..
+            } => m.sensor_open(name).is_ok_and(|g| {
+                g.device.to_string() == *device
+                    && g.address == *address
+                    && (*rate_mhz == 0 || g.allows_rate(*rate_mhz))
+            }),
+        }
     }
 
     /// Performs a released effect. A device that fails is marked lost.
@@ -856,5 +893,76 @@ mod tests {
             "{gone:?}"
         );
         assert!(d.lost()[&1].contains("devices.toml"));
+    }
+    /// A grant changed while no host ran (another pin, a mode taken out,
+    /// another bus): the device opened is lost, never driven again, and
+    /// the pin the grant names now is not touched either.
+    #[test]
+    fn a_grant_changed_while_down_loses_the_device_and_drives_nothing() {
+        let open = |pin: &str, mode| OpenDevice {
+            handle: 1,
+            name: "relay".into(),
+            kind: OpenKind::Gpio {
+                pin: pin.into(),
+                mode,
+                high: true,
+                watch: None,
+            },
+        };
+        let bus = OpenDevice {
+            handle: 2,
+            name: "env".into(),
+            kind: OpenKind::I2c {
+                bus: "sim:bme280".into(),
+            },
+        };
+        for (manifest, relay_granted, bus_granted) in [
+            // As opened: both come back.
+            (
+                "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] }\ni2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n",
+                true,
+                true,
+            ),
+            // The relay moved to pin 18, the bus to another device.
+            (
+                "gpio.relay = { pin = \"sim:0/18\", modes = [\"output\"] }\ni2c.env = { bus = \"sim:other\", addresses = [0x76] }\n",
+                false,
+                false,
+            ),
+            // Output no longer allowed on the pin.
+            (
+                "gpio.relay = { pin = \"sim:0/17\", modes = [\"input\"] }\ni2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n",
+                false,
+                true,
+            ),
+        ] {
+            let mut d = Devices::new(
+                DeviceManifest::parse(manifest).unwrap(),
+                Scenario::default(),
+            );
+            d.state.open = vec![open("sim:0/17", PinMode::Output), bus.clone()];
+            d.state.last_handle = 2;
+            let gone = d.reacquire();
+            assert_eq!(
+                gone.iter().any(|g| g.starts_with("`relay`")),
+                !relay_granted,
+                "{manifest}: {gone:?}"
+            );
+            assert_eq!(
+                gone.iter().any(|g| g.starts_with("`env`")),
+                !bus_granted,
+                "{manifest}: {gone:?}"
+            );
+            let touched: Vec<_> = d.sim().banks().values().flat_map(|b| b.log()).collect();
+            // Granted as opened: configured and driven again.
+            assert_eq!(touched.is_empty(), !relay_granted, "{manifest}: {touched:?}");
+            if !relay_granted {
+                assert!(
+                    gone[0].contains("now names another device, or no longer allows"),
+                    "{gone:?}"
+                );
+                assert_eq!(d.present(1), Err(CODE_LOST));
+            }
+        }
     }
 }
