@@ -194,3 +194,60 @@ fn componentize_makes_a_c_library_component_of_its_own_world() {
     let o = run(&["componentize", s(&d.join("tally.core.wasm")), "-o", s(&out)]);
     assert!(!o.status.success());
 }
+
+/// Messages in C (`phantom_on_message`, `phantom_send`, guest
+/// `guests/c-mailbox`): messages from outside, sent while a host runs and
+/// with none, all arrive once, in order, across a `kill -9` of the host;
+/// a C process sends to another one, and a bad name is an error value.
+#[test]
+fn a_c_guest_takes_and_sends_messages_exactly_once() {
+    let data = data_dir();
+    let component = build_c_example("c-mailbox", data.path());
+    for name in ["a", "b"] {
+        ok(&run(&[
+            "spawn",
+            s(&component),
+            "--data",
+            s(data.path()),
+            "--name",
+            name,
+        ]));
+    }
+    // Half of them through a running host, killed with -9 after the
+    // acknowledgements; the rest straight into the journal.
+    let mut host = quiet_host(data.path(), "20ms");
+    let sent: Vec<String> = (1..=40).map(|i| format!("m{i}")).collect();
+    for m in &sent[..20] {
+        let o = run(&["send", "--data", s(data.path()), "a", m, "--timeout", "30"]);
+        ok(&o);
+    }
+    host.kill().unwrap();
+    host.wait().unwrap();
+    for m in &sent[20..] {
+        ok(&run(&["send", "--data", s(data.path()), "a", m]));
+    }
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "a",
+            "--until-idle",
+        ],
+        "send b ping\nsend b pong\nsend bad/name x\nlist\n",
+    );
+    let out = stdout(ok(&o));
+    assert!(
+        out.contains(&format!("[a] count 40: {}\n", sent.join(" "))),
+        "{out}"
+    );
+    assert!(
+        out.contains("[a] sent 1\n[a] sent 2\n[a] send error -1\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[b] got a 1 ping\n") && out.contains("[b] got a 2 pong\n"),
+        "{out}"
+    );
+}

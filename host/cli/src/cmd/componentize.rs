@@ -116,6 +116,21 @@ fn own_world_exports_init(core: &[u8]) -> anyhow::Result<bool> {
         .any(|k| bindgen.resolve.name_world_key(k) == "init"))
 }
 
+/// Whether a core module exports a function named `name`.
+fn exports_function(core: &[u8], name: &str) -> anyhow::Result<bool> {
+    for payload in wasmparser::Parser::new(0).parse_all(core) {
+        if let wasmparser::Payload::ExportSection(s) = payload.context("not a valid core module")? {
+            for export in s {
+                let export = export?;
+                if export.name == name && export.kind == wasmparser::ExternalKind::Func {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Whether a core module carries a component-type section.
 fn has_component_type(core: &[u8]) -> anyhow::Result<bool> {
     for payload in wasmparser::Parser::new(0).parse_all(core) {
@@ -171,7 +186,13 @@ fn componentize_world(core: &[u8], chosen: Chosen<'_>) -> anyhow::Result<Vec<u8>
             let pkg = resolve
                 .push_str("phantom-os.wit", PHANTOM_OS_WIT)
                 .context("the built-in phantom:os WIT does not parse")?;
-            Some((pkg, "persistent-process"))
+            // A module that takes messages (the C SDK's phantom.c exports
+            // `handle-message`) is a messaging process.
+            if exports_function(core, "handle-message")? {
+                Some((pkg, "messaging-process"))
+            } else {
+                Some((pkg, "persistent-process"))
+            }
         }
         Chosen::Process | Chosen::OwnOnly => None,
     };
@@ -195,7 +216,7 @@ fn componentize_world(core: &[u8], chosen: Chosen<'_>) -> anyhow::Result<Vec<u8>
     }
     let component = encoder.encode().map_err(|e| {
         anyhow::anyhow!(
-            "{e:#}\n(a persistent process exports `init` and `handle` of the phantom:os `persistent-process` world: build C with the SDK that `phantom new --lang c` writes)"
+            "{e:#}\n(a persistent process exports `init` and `handle` of the phantom:os `persistent-process` world (and `handle-message` of `messaging-process`): build C with the SDK that `phantom new --lang c` writes)"
         )
     })?;
     Ok(component)

@@ -88,12 +88,12 @@ pub const C_SDK: &[(&str, &str)] = &[
         include_str!("../../../../guests/c-sdk/phantom.c"),
     ),
     (
-        "persistent_process.h",
-        include_str!("../../../../guests/c-sdk/persistent_process.h"),
+        "messaging_process.h",
+        include_str!("../../../../guests/c-sdk/messaging_process.h"),
     ),
     (
-        "persistent_process.c",
-        include_str!("../../../../guests/c-sdk/persistent_process.c"),
+        "messaging_process.c",
+        include_str!("../../../../guests/c-sdk/messaging_process.c"),
     ),
     (
         "README.md",

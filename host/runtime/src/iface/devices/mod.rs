@@ -955,7 +955,11 @@ mod tests {
             );
             let touched: Vec<_> = d.sim().banks().values().flat_map(|b| b.log()).collect();
             // Granted as opened: configured and driven again.
-            assert_eq!(touched.is_empty(), !relay_granted, "{manifest}: {touched:?}");
+            assert_eq!(
+                touched.is_empty(),
+                !relay_granted,
+                "{manifest}: {touched:?}"
+            );
             if !relay_granted {
                 assert!(
                     gone[0].contains("now names another device, or no longer allows"),
