@@ -37,6 +37,10 @@ pub trait Screen: Sized + 'static {
 }
 
 /// No screen: windows are drawn in the VM's memory only.
+#[allow(
+    dead_code,
+    reason = "pvm-display includes this file and shows its frames on a display instead"
+)]
 pub struct NoScreen;
 
 impl Screen for NoScreen {
