@@ -387,3 +387,91 @@ pub fn i2c_log(p: &phantom_runtime::process::Process) -> Vec<phantom_devices::si
         .map(|b| b.log())
         .unwrap_or_default()
 }
+
+/// A `phantom run` of a data directory talked to line by line: its stdin
+/// goes to one process (`--input`), its stdout lines arrive as they come.
+pub struct Conversation {
+    /// The host.
+    pub host: HostChild,
+    /// Its stdin (dropped to close the console).
+    pub stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every stdout line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Conversation {
+    /// Starts `phantom run --data DATA --input INPUT`; stderr goes to
+    /// `stderr` if given, else nowhere.
+    pub fn start(data: &Path, input: &str, stderr: Option<&Path>) -> Conversation {
+        let err = match stderr {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::null(),
+        };
+        let mut host = HostChild(
+            phantom()
+                .args(["run", "--data", s(data), "--input", input])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(err)
+                .spawn()
+                .unwrap(),
+        );
+        let out = host.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stdin = host.stdin.take();
+        Conversation {
+            host,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Writes `text` to the process's console.
+    pub fn say(&mut self, text: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next stdout line (30 s at most, else the test fails).
+    pub fn next_line(&mut self) -> String {
+        let line = self
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no answer from the host; saw {:?}", self.seen));
+        self.seen.push(line.clone());
+        line
+    }
+
+    /// Reads lines until one satisfies `done`; returns every line so far.
+    pub fn until(&mut self, done: impl Fn(&str) -> bool) -> &[String] {
+        while !self.seen.iter().any(|l| done(l)) {
+            self.next_line();
+        }
+        &self.seen
+    }
+
+    /// Kills the host (SIGKILL) and returns the lines it printed before,
+    /// the last ones included.
+    pub fn kill(mut self) -> Vec<String> {
+        self.host.kill().unwrap();
+        self.host.wait().unwrap();
+        self.stdin = None;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(std::time::Duration::from_millis(200))
+        {
+            self.seen.push(line);
+        }
+        std::mem::take(&mut self.seen)
+    }
+}

@@ -489,7 +489,6 @@ fn a_host_warns_of_linux_devices_that_cannot_be_opened() {
 /// grant was taken out of `devices.toml` while no host ran).
 #[test]
 fn phantom_devices_shows_a_lost_device_and_why() {
-    use std::io::{BufRead, Write};
     let data = data_dir();
     ok(&spawn_with(
         data.path(),
@@ -502,32 +501,9 @@ fn phantom_devices_shows_a_lost_device_and_why() {
     )
     .unwrap();
     let log = data.path().join("stderr.log");
-    let mut host = HostChild(
-        phantom()
-            .args(["run", "--data", s(data.path()), "--input", "dev"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let out = host.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut stdin = host.stdin.take().unwrap();
-    stdin.write_all(b"level\nid\n").unwrap();
-    stdin.flush().unwrap();
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains("id 0x60")) {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no answer from the host; saw {seen:?}"));
-        seen.push(line);
-    }
+    let mut talk = Conversation::start(data.path(), "dev", Some(&log));
+    talk.say("level\nid\n");
+    let seen = talk.until(|l| l.contains("id 0x60")).to_vec();
     assert!(
         seen.iter().any(|l| l.ends_with("error device-lost")),
         "{seen:?}"
@@ -553,9 +529,7 @@ fn phantom_devices_shows_a_lost_device_and_why() {
         ),
         "{human}"
     );
-    host.kill().unwrap();
-    host.wait().unwrap();
-    drop(stdin);
+    talk.kill();
     let err = std::fs::read_to_string(&log).unwrap();
     assert!(
         err.contains("device `relay` is gone (its grant was taken out of devices.toml)"),
@@ -567,7 +541,6 @@ fn phantom_devices_shows_a_lost_device_and_why() {
 /// bus are the same after the restore, and `phantom devices` shows them.
 #[test]
 fn devices_survive_kill_9() {
-    use std::io::{BufRead, Write};
     let data = data_dir();
     let manifest = data.path().join("manifest.toml");
     let scenario = data.path().join("scenario.toml");
@@ -585,32 +558,9 @@ fn devices_survive_kill_9() {
         "--scenario",
         s(&scenario),
     ]));
-    let mut host = HostChild(
-        phantom()
-            .args(["run", "--data", s(data.path()), "--input", "dev"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let out = host.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut stdin = host.stdin.take().unwrap();
-    stdin.write_all(b"on\nopen button input\nread\n").unwrap();
-    stdin.flush().unwrap();
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains("temp ")) {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no answer from the host; saw {seen:?}"));
-        seen.push(line);
-    }
+    let mut talk = Conversation::start(data.path(), "dev", None);
+    talk.say("on\nopen button input\nread\n");
+    let seen = talk.until(|l| l.contains("temp ")).to_vec();
     assert!(
         seen.iter().any(|l| l.ends_with("relay high switches=1")),
         "{seen:?}"
@@ -633,9 +583,7 @@ fn devices_survive_kill_9() {
     assert_eq!(live["open"][0]["high"], true, "{live}");
     assert_eq!(live["open"][2]["name"], "button", "{live}");
     // Output is released only once durable: the kill loses none of it.
-    host.kill().unwrap();
-    host.wait().unwrap();
-    drop(stdin);
+    talk.kill();
     assert_eq!(devices(data.path())["live"], false);
 
     let o = feed(

@@ -414,43 +414,17 @@ fn phantom_display_names_what_is_missing() {
 /// deleted), and equals a fresh process's rendering of the same frame.
 #[test]
 fn the_frame_survives_kill_9() {
-    use std::io::{BufRead, Write};
     let data = data_dir();
     ok(&spawn_paint(data.path(), "paint", MANIFEST));
-    let mut host = HostChild(
-        phantom()
-            .args(["run", "--data", s(data.path()), "--input", "paint"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let out = host.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut stdin = host.stdin.take().unwrap();
+    let mut talk = Conversation::start(data.path(), "paint", None);
     // Five frames on a timer.
-    stdin.write_all(b"animate 20 5\n").unwrap();
-    stdin.flush().unwrap();
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.ends_with("animated")) {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no answer from the host; saw {seen:?}"));
-        seen.push(line);
-    }
+    talk.say("animate 20 5\n");
+    let seen = talk.until(|l| l.ends_with("animated")).to_vec();
     assert!(seen.iter().any(|l| l.ends_with("tick 5")), "{seen:?}");
     // Output is released once durable, after the frame of the same call.
     let (before, said) = render(data.path(), "paint", &[]);
     assert!(said.ends_with("live\n"), "{said}");
-    host.kill().unwrap();
-    host.wait().unwrap();
-    drop(stdin);
+    talk.kill();
     // The display loses what it showed.
     std::fs::remove_file(data.path().join("paint/sim-framebuffer.fb")).unwrap();
     ok(&run_for(data.path(), "1"));

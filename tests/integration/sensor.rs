@@ -366,7 +366,6 @@ mod in_process {
 /// missed while no host ran.
 #[test]
 fn sampling_survives_kill_9_without_repeats_or_bursts() {
-    use std::io::{BufRead, Write};
     let data = data_dir();
     let manifest = data.path().join("manifest.toml");
     let scenario = data.path().join("scenario.toml");
@@ -386,41 +385,13 @@ fn sampling_survives_kill_9_without_repeats_or_bursts() {
         "--",
         "20000",
     ]));
-    let mut host = HostChild(
-        phantom()
-            .args(["run", "--data", s(data.path()), "--input", "dev"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let out = host.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut stdin = host.stdin.take().unwrap();
-    stdin.write_all(b"configure 2 3 5000000\n").unwrap();
-    stdin.flush().unwrap();
-    let mut first = String::new();
-    while samples(&first).len() < 10 {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no samples from the host; saw {first}"));
-        first += &line;
-        first.push('\n');
+    let mut talk = Conversation::start(data.path(), "dev", None);
+    talk.say("configure 2 3 5000000\n");
+    while samples(&(talk.seen.join("\n") + "\n")).len() < 10 {
+        talk.next_line();
     }
-    host.kill().unwrap();
-    host.wait().unwrap();
-    drop(stdin);
-    // Whatever the reader still had.
-    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
-        first += &line;
-        first.push('\n');
-    }
+    // Killed; with whatever the reader still had.
+    let first = talk.kill().join("\n") + "\n";
     assert!(first.contains("ok configured"), "{first}");
 
     let o = run(&[
