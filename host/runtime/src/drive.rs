@@ -1083,7 +1083,13 @@ impl<'rt> Drive<'rt> {
             .find(|p| p.process.name() == send.name)
             .and_then(|p| p.process.journal_log().cloned());
         let reply = match (log, send.last) {
-            (Some(log), Some(seq)) => Reply::WhenDurable { log, seq, value },
+            (Some(log), Some(seq)) => {
+                // Asked now, the writer syncs in the same pass that writes
+                // the entries, rather than once the connection's thread
+                // waits.
+                log.request_durable(seq);
+                Reply::WhenDurable { log, seq, value }
+            }
             _ => Reply::Now(value),
         };
         let _ = send.reply.send(reply);
