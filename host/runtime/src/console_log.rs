@@ -56,6 +56,9 @@ impl ConsoleLog {
         recorded: Option<u64>,
     ) -> std::io::Result<(ConsoleLog, Option<String>)> {
         let path = dir.join(FILE);
+        // No log at all (a process imported, migrated or forked here, or
+        // the file removed): a new log, not a short one.
+        let recorded = recorded.filter(|_| path.exists());
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -188,6 +191,12 @@ mod tests {
         assert!(w.unwrap().contains("shorter than the 100 recorded"));
         log.append(3, b"x").unwrap();
         assert_eq!(read(dir.path()), "one\nOTHER\ntwo\nx");
+        // Gone altogether (an imported process): a new log, no warning.
+        std::fs::remove_file(dir.path().join(FILE)).unwrap();
+        let (mut log, w) = ConsoleLog::open(dir.path(), Some(100)).unwrap();
+        assert!(w.is_none());
+        log.append(4, b"y").unwrap();
+        assert_eq!(read(dir.path()), "y");
         // Never recorded: what is there is compared from the start.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE), "hel").unwrap();
