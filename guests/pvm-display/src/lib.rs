@@ -10,9 +10,9 @@
 //!     └─► phantom:devices/display draw (whole frame) + flush ─► the device
 //! ```
 //!
-//! The world is `phantom:devices/device-process`; its `phantom:os`
-//! interfaces are the SDK's (`with`), so the driver's `Process` code is
-//! the same as the plain VM's. A frame goes out at most once per slice and
+//! The world is `phantom:devices/device-process`, through
+//! `phantom-device-sdk` (whose `phantom:os` interfaces are phantom-sdk's),
+//! so the driver's `Process` code is the same as the plain VM's. A frame goes out at most once per slice and
 //! only when something shown changed. After a restore the host brings the
 //! display back with the last frame flushed (the VM's windows are in its
 //! memory anyway); a display that is gone answers `device-lost`, which is
@@ -23,21 +23,7 @@ use pvm_vm::natives::NativeClass;
 #[path = "../../pvm/src/driver.rs"]
 mod driver;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "phantom:devices/device-process",
-    with: {
-        "phantom:os/console@0.1.0": phantom_sdk::bindings::phantom::os::console,
-        "phantom:os/clocks@0.1.0": phantom_sdk::bindings::phantom::os::clocks,
-        "phantom:os/timers@0.1.0": phantom_sdk::bindings::phantom::os::timers,
-        "phantom:os/process@0.1.0": phantom_sdk::bindings::phantom::os::process,
-        "phantom:os/messages@0.1.0": phantom_sdk::bindings::phantom::os::messages,
-        "phantom:os/types@0.1.0": phantom_sdk::bindings::phantom::os::types,
-    },
-    generate_all,
-});
-
-use phantom::devices::display::{self, DisplayError, PixelFormat};
+use phantom_device_sdk::display::{self, DisplayError, PixelFormat};
 
 /// The plain VM's internal classes.
 static NATIVES: [NativeClass; 0] = [];
@@ -119,34 +105,8 @@ impl driver::Screen for DisplayScreen {
     }
 }
 
-std::thread_local! {
-    // One thread, no TLS on this target: a plain static in linear memory.
-    static STATE: std::cell::RefCell<Option<driver::Pvm>> = const { std::cell::RefCell::new(None) };
-}
+// The VM watches no device (a display has no events): the default
+// `on_device_event`.
+impl phantom_device_sdk::DeviceProcess for driver::Pvm {}
 
-struct Exports;
-
-impl Guest for Exports {
-    fn init(args: Vec<String>, files: Vec<File>) -> Result<Status, String> {
-        phantom_sdk::__private::init::<driver::Pvm>(&STATE, args, files)
-    }
-
-    fn handle(event: Event) -> Status {
-        phantom_sdk::__private::handle::<driver::Pvm>(&STATE, event)
-    }
-
-    fn handle_message(message: Message) -> Status {
-        phantom_sdk::__private::handle_message::<driver::Pvm>(&STATE, message)
-    }
-
-    fn handle_device_event(_event: DeviceEvent) -> Status {
-        // The VM watches no device: its display has no events. Asked for
-        // a status anyway, it answers what it wants next.
-        STATE.with_borrow(|s| {
-            s.as_ref()
-                .map_or(Status::Idle, phantom_sdk::Process::status)
-        })
-    }
-}
-
-export!(Exports);
+phantom_device_sdk::export_device_process!(driver::Pvm);
