@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   rust: Cargo.toml (cdylib, [workspace]), src/lib.rs, phantom-sdk/ (+ wit/)
+//!         --devices: + phantom-device-sdk/, devices.toml, scenario.toml
 //!   c:    main.c, phantom/ (phantom.h, phantom.c, the wit-bindgen bindings)
 //! ```
 
@@ -33,7 +34,35 @@ pub struct NewArgs {
     /// The guest's name (default: the directory's name).
     #[arg(long)]
     name: Option<String>,
+    /// A device process (Rust): with phantom-device-sdk, a GPIO example,
+    /// and the manifest and scenario that drive it on simulated devices.
+    #[arg(long)]
+    devices: bool,
 }
+
+/// What `--devices` adds to a Rust project.
+const RUST_DEVICE_FILES: &[(&str, &str)] = &[
+    (
+        "phantom-device-sdk/Cargo.toml",
+        include_str!("../../templates/rust-devices/device-sdk-Cargo.toml"),
+    ),
+    (
+        "phantom-device-sdk/src/lib.rs",
+        include_str!("../../../../guests/device-sdk/src/lib.rs"),
+    ),
+    (
+        "phantom-sdk/wit/phantom-devices.wit",
+        include_str!("../../../../wit/phantom-devices.wit"),
+    ),
+    (
+        "devices.toml",
+        include_str!("../../templates/rust-devices/devices.toml"),
+    ),
+    (
+        "scenario.toml",
+        include_str!("../../templates/rust-devices/scenario.toml"),
+    ),
+];
 
 const RUST_FILES: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("../../templates/rust/lib.rs")),
@@ -132,13 +161,30 @@ pub fn run(a: NewArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, text.replace("{name}", &name))
             .with_context(|| format!("cannot write {}", path.display()))
     };
+    if a.devices && a.lang != Lang::Rust {
+        bail!("--devices makes a Rust device process; C guests have no device SDK yet");
+    }
+    // Written verbatim: `{name}` is not a placeholder in SDK sources and WIT.
+    let verbatim = |rel: &str, text: &str| -> anyhow::Result<()> {
+        let path = a.dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
     match a.lang {
         Lang::Rust => {
-            write(
-                "Cargo.toml",
-                include_str!("../../templates/rust/Cargo.toml.in"),
-            )?;
+            let mut cargo = include_str!("../../templates/rust/Cargo.toml.in").to_string();
+            if a.devices {
+                cargo = cargo.replace(
+                    "phantom-sdk = { path = \"phantom-sdk\" }\n",
+                    "phantom-sdk = { path = \"phantom-sdk\" }\nphantom-device-sdk = { path = \"phantom-device-sdk\" }\n",
+                );
+            }
+            write("Cargo.toml", &cargo)?;
             for (rel, text) in RUST_FILES {
+                if a.devices && *rel == "src/lib.rs" {
+                    write(rel, include_str!("../../templates/rust-devices/lib.rs"))?;
+                    continue;
+                }
                 // The SDK's bindings read the WIT next to it.
                 let text = if *rel == "phantom-sdk/src/lib.rs" {
                     text.replace("path: \"../../wit\"", "path: \"wit\"")
@@ -146,13 +192,16 @@ pub fn run(a: NewArgs) -> anyhow::Result<ExitCode> {
                     text.to_string()
                 };
                 if *rel == "phantom-sdk/src/lib.rs" || rel.ends_with(".wit") {
-                    // Written verbatim: `{name}` is not a placeholder there.
-                    let path = a.dir.join(rel);
-                    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-                    std::fs::write(&path, text)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    verbatim(rel, &text)?;
                 } else {
                     write(rel, &text)?;
+                }
+            }
+            if a.devices {
+                for (rel, text) in RUST_DEVICE_FILES {
+                    // The device SDK's bindings read the WIT of phantom-sdk.
+                    let text = text.replace("path: \"../../wit\"", "path: \"../phantom-sdk/wit\"");
+                    verbatim(rel, &text)?;
                 }
             }
         }
@@ -168,9 +217,10 @@ pub fn run(a: NewArgs) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!(
-        "phantom: created {} ({:?} guest `{name}`); build it with `phantom build {}`",
+        "phantom: created {} ({:?} {} `{name}`); build it with `phantom build {}`",
         a.dir.display(),
         a.lang,
+        if a.devices { "device process" } else { "guest" },
         a.dir.display()
     );
     Ok(ExitCode::SUCCESS)
