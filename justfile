@@ -54,8 +54,8 @@ bench: build
 # Regenerates the C SDK's phantom:os bindings after wit/ changed (needs
 # `cargo install wit-bindgen-cli --version 0.63.0`).
 c-sdk:
-    wit-bindgen c wit --world messaging-process --out-dir guests/c-sdk
-    rm -f guests/c-sdk/messaging_process_component_type.o
+    wit-bindgen c wit --world phantom:devices/device-process --out-dir guests/c-sdk
+    rm -f guests/c-sdk/device_process_component_type.o
 
 # Regenerates the C bindings of the interop demos (guests/interop/stats.wit).
 interop-bindings:

@@ -251,3 +251,12 @@ fn a_c_guest_takes_and_sends_messages_exactly_once() {
         "{out}"
     );
 }
+
+/// Devices in C (phantom.h's GPIO calls, `phantom_on_gpio_edge`; guest
+/// `guests/c-doorbell`): the same kill loop as the Rust doorbell's.
+#[test]
+fn a_c_device_process_survives_kill_9() {
+    let dir = data_dir();
+    let component = build_c_example("c-doorbell", dir.path());
+    super::devices::doorbell_survives_kill_9(&component);
+}

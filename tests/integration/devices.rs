@@ -733,14 +733,20 @@ fn the_drive_loop_delivers_edges() {
 /// scenario of five presses): the bell's edges arrive at
 /// `DeviceProcess::on_device_event` across repeated `kill -9`s of the
 /// host, each counted once, and the chime pin holds the level the count
-/// says.
+/// says. (`c_guests.rs` runs the same for the C SDK.)
 #[test]
 fn a_device_process_written_with_the_device_sdk_survives_kill_9() {
+    doorbell_survives_kill_9(Path::new(phantom_tests::DOORBELL));
+}
+
+/// The doorbell of `guests/doorbell` (Rust) or `guests/c-doorbell` (C),
+/// spawned with the demo's manifest and scenario, across six kills.
+pub fn doorbell_survives_kill_9(component: &Path) {
     let data = data_dir();
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/doorbell/demo");
     ok(&run(&[
         "spawn",
-        phantom_tests::DOORBELL,
+        s(component),
         "--data",
         s(data.path()),
         "--name",

@@ -349,50 +349,45 @@ fn the_readme_writing_a_guest_section_works_verbatim() {
     }
 }
 
-/// `phantom new --lang rust --devices`: a device process project (with
-/// phantom-device-sdk, a manifest and a scenario) builds outside the
-/// repository, spawns with its own files and rings on the scripted
+/// `phantom new --lang rust|c --devices`: a device process project (with
+/// phantom-device-sdk for Rust, a manifest and a scenario) builds outside
+/// the repository, spawns with its own files and rings on the scripted
 /// presses; after a restart it goes on counting.
 #[test]
 fn a_new_device_process_project_builds_and_runs_on_simulated_pins() {
-    let dir = data_dir();
-    let project = dir.path().join("bell");
-    ok(&run(&["new", s(&project), "--lang", "rust", "--devices"]));
-    for f in [
-        "devices.toml",
-        "scenario.toml",
-        "phantom-device-sdk/src/lib.rs",
-    ] {
-        assert!(project.join(f).is_file(), "{f} is missing");
+    for lang in ["rust", "c"] {
+        let dir = data_dir();
+        let project = dir.path().join("bell");
+        ok(&run(&["new", s(&project), "--lang", lang, "--devices"]));
+        for f in ["devices.toml", "scenario.toml"] {
+            assert!(project.join(f).is_file(), "{lang}: {f} is missing");
+        }
+        ok(&run(&["build", s(&project)]));
+        let data = dir.path().join("data");
+        ok(&run(&[
+            "spawn",
+            s(&project.join("bell.wasm")),
+            "--data",
+            s(&data),
+            "--name",
+            "bell",
+            "--devices",
+            s(&project.join("devices.toml")),
+            "--scenario",
+            s(&project.join("scenario.toml")),
+        ]));
+        // The presses are at 0.5, 1.0 and 1.5 s of process time.
+        let o = run(&["run", "--data", s(&data), "--for", "1.4", "--no-stdin"]);
+        let first = stdout(ok(&o));
+        assert!(first.contains("ring 2"), "{lang}: {first}");
+        let o = run_with_input(
+            &["run", "--data", s(&data), "--input", "bell", "--for", "1.2"],
+            "",
+        );
+        let second = stdout(ok(&o));
+        assert!(
+            second.contains("ring 3") && !second.contains("ring 4"),
+            "{lang}: {second}"
+        );
     }
-    ok(&run(&["build", s(&project)]));
-    let data = dir.path().join("data");
-    ok(&run(&[
-        "spawn",
-        s(&project.join("bell.wasm")),
-        "--data",
-        s(&data),
-        "--name",
-        "bell",
-        "--devices",
-        s(&project.join("devices.toml")),
-        "--scenario",
-        s(&project.join("scenario.toml")),
-    ]));
-    // The presses are at 0.5, 1.0 and 1.5 s of process time.
-    let o = run(&["run", "--data", s(&data), "--for", "1.4", "--no-stdin"]);
-    let first = stdout(ok(&o));
-    assert!(first.contains("ring 2"), "{first}");
-    let o = run_with_input(
-        &["run", "--data", s(&data), "--input", "bell", "--for", "1.2"],
-        "",
-    );
-    let second = stdout(ok(&o));
-    assert!(
-        second.contains("ring 3") && !second.contains("ring 4"),
-        "{second}"
-    );
-    // --devices is for Rust.
-    let o = run(&["new", s(&dir.path().join("c")), "--lang", "c", "--devices"]);
-    fails_with(&o, "--devices makes a Rust device process");
 }

@@ -22,6 +22,8 @@ use wasi_preview1_component_adapter_provider::{
 
 /// The phantom:os WIT this binary serves.
 pub const PHANTOM_OS_WIT: &str = include_str!("../../../../wit/phantom-os.wit");
+/// The `phantom:devices` WIT (a package nested in `wit/`'s).
+pub const PHANTOM_DEVICES_WIT: &str = include_str!("../../../../wit/phantom-devices.wit");
 
 /// Arguments of `phantom componentize`.
 #[derive(Args)]
@@ -183,12 +185,23 @@ fn componentize_world(core: &[u8], chosen: Chosen<'_>) -> anyhow::Result<Vec<u8>
             Some((pkg, name))
         }
         Chosen::Process if !own_world_exports_init(core)? => {
+            // phantom:os with the nested phantom:devices, as `wit/` holds
+            // them (one package directory).
+            let mut sources = wit_parser::SourceMap::default();
+            sources.push_str("phantom-os.wit", PHANTOM_OS_WIT);
+            sources.push_str("phantom-devices.wit", PHANTOM_DEVICES_WIT);
+            let group = sources.parse().map_err(|(_, e)| {
+                anyhow::anyhow!("the built-in phantom WIT does not parse: {e}")
+            })?;
             let pkg = resolve
-                .push_str("phantom-os.wit", PHANTOM_OS_WIT)
-                .context("the built-in phantom:os WIT does not parse")?;
-            // A module that takes messages (the C SDK's phantom.c exports
-            // `handle-message`) is a messaging process.
-            if exports_function(core, "handle-message")? {
+                .push_group(group)
+                .context("the built-in phantom WIT does not resolve")?;
+            // The C SDK's phantom.c exports `handle-device-event` (a device
+            // process), an earlier one `handle-message` (a messaging
+            // process) or neither.
+            if exports_function(core, "handle-device-event")? {
+                Some((pkg, "phantom:devices/device-process"))
+            } else if exports_function(core, "handle-message")? {
                 Some((pkg, "messaging-process"))
             } else {
                 Some((pkg, "persistent-process"))

@@ -5,6 +5,7 @@
 //! ```text
 //!   rust: Cargo.toml (cdylib, [workspace]), src/lib.rs, phantom-sdk/ (+ wit/)
 //!         --devices: + phantom-device-sdk/, devices.toml, scenario.toml
+//!   c --devices: a GPIO main.c, devices.toml, scenario.toml
 //!   c:    main.c, phantom/ (phantom.h, phantom.c, the wit-bindgen bindings)
 //! ```
 
@@ -34,13 +35,13 @@ pub struct NewArgs {
     /// The guest's name (default: the directory's name).
     #[arg(long)]
     name: Option<String>,
-    /// A device process (Rust): with phantom-device-sdk, a GPIO example,
-    /// and the manifest and scenario that drive it on simulated devices.
+    /// A device process: a GPIO example (with phantom-device-sdk for
+    /// Rust) and the manifest and scenario that run it on simulated pins.
     #[arg(long)]
     devices: bool,
 }
 
-/// What `--devices` adds to a Rust project.
+/// What `--devices` adds to a Rust project (a C one takes the last two).
 const RUST_DEVICE_FILES: &[(&str, &str)] = &[
     (
         "phantom-device-sdk/Cargo.toml",
@@ -117,12 +118,12 @@ pub const C_SDK: &[(&str, &str)] = &[
         include_str!("../../../../guests/c-sdk/phantom.c"),
     ),
     (
-        "messaging_process.h",
-        include_str!("../../../../guests/c-sdk/messaging_process.h"),
+        "device_process.h",
+        include_str!("../../../../guests/c-sdk/device_process.h"),
     ),
     (
-        "messaging_process.c",
-        include_str!("../../../../guests/c-sdk/messaging_process.c"),
+        "device_process.c",
+        include_str!("../../../../guests/c-sdk/device_process.c"),
     ),
     (
         "README.md",
@@ -161,9 +162,6 @@ pub fn run(a: NewArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, text.replace("{name}", &name))
             .with_context(|| format!("cannot write {}", path.display()))
     };
-    if a.devices && a.lang != Lang::Rust {
-        bail!("--devices makes a Rust device process; C guests have no device SDK yet");
-    }
     // Written verbatim: `{name}` is not a placeholder in SDK sources and WIT.
     let verbatim = |rel: &str, text: &str| -> anyhow::Result<()> {
         let path = a.dir.join(rel);
@@ -206,7 +204,17 @@ pub fn run(a: NewArgs) -> anyhow::Result<ExitCode> {
             }
         }
         Lang::C => {
-            write("main.c", include_str!("../../templates/c/main.c"))?;
+            if a.devices {
+                write(
+                    "main.c",
+                    include_str!("../../../../guests/c-doorbell/main.c"),
+                )?;
+                for (rel, text) in &RUST_DEVICE_FILES[3..] {
+                    write(rel, text)?;
+                }
+            } else {
+                write("main.c", include_str!("../../templates/c/main.c"))?;
+            }
             for (rel, text) in C_SDK {
                 let path = a.dir.join("phantom").join(rel);
                 std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
