@@ -475,3 +475,15 @@ impl Conversation {
         std::mem::take(&mut self.seen)
     }
 }
+
+/// `phantom devices --data DATA NAME --json`, parsed.
+pub fn devices_json(data: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_str(&stdout(ok(&run(&[
+        "devices",
+        "--data",
+        s(data),
+        name,
+        "--json",
+    ]))))
+    .unwrap()
+}

@@ -510,14 +510,7 @@ fn phantom_devices_shows_a_lost_device_and_why() {
         seen.iter().any(|l| l.ends_with("error device-lost")),
         "{seen:?}"
     );
-    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "devices",
-        "--data",
-        s(data.path()),
-        "dev",
-        "--json",
-    ]))))
-    .unwrap();
+    let v = devices_json(data.path(), "dev");
     assert_eq!(v["live"], true, "{v}");
     assert_eq!(
         v["lost"]["1"], "its grant was taken out of devices.toml",
@@ -570,23 +563,13 @@ fn devices_survive_kill_9() {
     assert!(seen.iter().any(|l| l.ends_with("ok 3")), "{seen:?}");
     assert!(seen.iter().any(|l| l.ends_with("temp 1925")), "{seen:?}");
     // `phantom devices` asks the running host: the state now.
-    let devices = |data: &std::path::Path| -> serde_json::Value {
-        serde_json::from_str(&stdout(ok(&run(&[
-            "devices",
-            "--data",
-            s(data),
-            "dev",
-            "--json",
-        ]))))
-        .unwrap()
-    };
-    let live = devices(data.path());
+    let live = devices_json(data.path(), "dev");
     assert_eq!(live["live"], true, "{live}");
     assert_eq!(live["open"][0]["high"], true, "{live}");
     assert_eq!(live["open"][2]["name"], "button", "{live}");
     // Output is released only once durable: the kill loses none of it.
     talk.kill();
-    assert_eq!(devices(data.path())["live"], false);
+    assert_eq!(devices_json(data.path(), "dev")["live"], false);
 
     let o = feed(
         data.path(),
@@ -604,14 +587,7 @@ fn devices_survive_kill_9() {
     ] {
         assert!(text.contains(want), "{want:?} not in {text}");
     }
-    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "devices",
-        "--data",
-        s(data.path()),
-        "dev",
-        "--json",
-    ]))))
-    .unwrap();
+    let v = devices_json(data.path(), "dev");
     let open = v["open"].as_array().unwrap();
     let brief: Vec<(u64, &str, &str)> = open
         .iter()
@@ -718,14 +694,7 @@ fn the_drive_loop_delivers_edges() {
     let text = stdout(&o);
     assert!(text.contains("ok watching"), "{text}");
     assert!(text.contains("edge pin=3 level=high"), "{text}");
-    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "devices",
-        "--data",
-        s(data.path()),
-        "dev",
-        "--json",
-    ]))))
-    .unwrap();
+    let v = devices_json(data.path(), "dev");
     assert_eq!(v["open"][2]["watch"], "rising", "{v}");
 }
 
@@ -824,14 +793,7 @@ pub fn doorbell_survives_kill_9(component: &Path) {
         "{}",
         stdout(&o)
     );
-    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "devices",
-        "--data",
-        s(data.path()),
-        "door",
-        "--json",
-    ]))))
-    .unwrap();
+    let v = devices_json(data.path(), "door");
     assert_eq!(v["open"][1]["name"], "chime", "{v}");
     assert_eq!(v["open"][1]["high"], true, "{v}");
     assert_eq!(v["open"][0]["watch"], "rising", "{v}");

@@ -444,14 +444,7 @@ fn sampling_survives_kill_9_without_repeats_or_bursts() {
         "{} samples in {span} ns:\n{second}",
         b.len()
     );
-    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "devices",
-        "--data",
-        s(data.path()),
-        "dev",
-        "--json",
-    ]))))
-    .unwrap();
+    let v = devices_json(data.path(), "dev");
     let open = v["open"].as_array().unwrap();
     assert_eq!(open[0]["interface"], "sensor", "{v}");
     assert_eq!(open[0]["rate_mhz"], 20000, "{v}");

@@ -207,14 +207,7 @@ fn twenty_kills_change_none_of_its_decisions() {
         "{status}"
     );
     let relay_on = status.contains("relay on");
-    let devices: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "devices",
-        "--data",
-        s(&killed),
-        "thermo",
-        "--json",
-    ]))))
-    .unwrap();
+    let devices = devices_json(&killed, "thermo");
     assert_eq!(devices["open"][0]["name"], "relay", "{devices}");
     assert_eq!(devices["open"][0]["high"], relay_on, "{devices}\n{status}");
 
@@ -247,13 +240,6 @@ fn twenty_kills_change_none_of_its_decisions() {
         "the chart has {columns} readings, the log {last_logged}"
     );
     let bar_red = at(0, 0) == [220, 30, 30];
-    let devices: serde_json::Value = serde_json::from_str(&stdout(ok(&run(&[
-        "devices",
-        "--data",
-        s(&killed),
-        "thermo",
-        "--json",
-    ]))))
-    .unwrap();
+    let devices = devices_json(&killed, "thermo");
     assert_eq!(devices["open"][0]["high"], bar_red, "the chart's relay bar");
 }
