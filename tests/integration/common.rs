@@ -487,3 +487,27 @@ pub fn devices_json(data: &Path, name: &str) -> serde_json::Value {
     ]))))
     .unwrap()
 }
+
+/// Runs an in-process `p`'s turns (device polls, then its queue) until
+/// what it printed satisfies `done`, for at most 10 s; returns what it
+/// printed.
+pub fn turns_until(
+    rt: &phantom_runtime::runtime::Runtime,
+    p: &mut phantom_runtime::process::Process,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let start = std::time::Instant::now();
+    let mut text = String::new();
+    while !done(&text) {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "waited 10 s for the process to print what the test expects; it printed {text:?}"
+        );
+        p.poll_device_events();
+        while let Some(out) = p.step(rt).unwrap() {
+            text += &String::from_utf8(phantom_runtime::exit::console_text(&out)).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    text
+}

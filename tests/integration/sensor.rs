@@ -117,23 +117,9 @@ mod in_process {
             .unwrap_or_default()
     }
 
-    /// Runs `p`'s turns (device polls, then its queue) until it has logged
-    /// `n` more samples, for at most 10 s; returns what it printed.
+    /// Runs `p`'s turns until it has logged `n` more samples.
     fn run_samples(rt: &Runtime, p: &mut Process, n: usize) -> String {
-        let start = std::time::Instant::now();
-        let mut text = String::new();
-        while samples(&text).len() < n {
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "waited for {n} samples, got {text:?}"
-            );
-            p.poll_device_events();
-            while let Some(out) = p.step(rt).unwrap() {
-                text += &String::from_utf8(console_text(&out)).unwrap();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        text
+        turns_until(rt, p, |text| samples(text).len() >= n)
     }
 
     /// `read` gives typed readings at the scenario's values for the time

@@ -97,23 +97,9 @@ mod in_process {
             .unwrap_or_default()
     }
 
-    /// Runs `p`'s turns (device polls, then its queue) until `until` has
-    /// been printed, for at most 10 s.
+    /// Runs `p`'s turns until `until` has been printed.
     fn run_until(rt: &Runtime, p: &mut Process, until: &str) -> String {
-        let start = std::time::Instant::now();
-        let mut text = String::new();
-        while !text.contains(until) {
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "waited for {until:?}, got {text:?}"
-            );
-            p.poll_device_events();
-            while let Some(out) = p.step(rt).unwrap() {
-                text += &String::from_utf8(console_text(&out)).unwrap();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        text
+        turns_until(rt, p, |text| text.contains(until))
     }
 
     #[test]
