@@ -511,3 +511,29 @@ pub fn turns_until(
     }
     text
 }
+
+/// Spawns `component` in process as `name` with a device manifest (and a
+/// scenario, and `init` arguments); returns it and what `init` printed.
+pub fn spawn_in_process(
+    rt: &phantom_runtime::runtime::Runtime,
+    component: &str,
+    data: &Path,
+    name: &str,
+    manifest: &str,
+    scenario: Option<&str>,
+    args: &[&str],
+) -> (phantom_runtime::process::Process, String) {
+    let bytes = std::fs::read(component).unwrap();
+    let request = phantom_runtime::process::SpawnRequest {
+        name: name.into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        devices: Some(manifest.into()),
+        scenario: scenario.map(Into::into),
+        ..Default::default()
+    };
+    let (p, out) = phantom_runtime::process::Process::spawn(rt, &bytes, data, request).unwrap();
+    (
+        p,
+        String::from_utf8(phantom_runtime::exit::console_text(&out)).unwrap(),
+    )
+}

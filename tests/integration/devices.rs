@@ -140,15 +140,16 @@ mod in_process {
     use crate::common::say_step as say;
 
     fn spawn(rt: &Runtime, data: &std::path::Path, scenario: &str) -> Process {
-        let bytes = std::fs::read(phantom_tests::RELAY_SENSOR).unwrap();
-        let request = SpawnRequest {
-            name: "dev".into(),
-            devices: Some(MANIFEST.into()),
-            scenario: Some(scenario.into()),
-            ..Default::default()
-        };
-        let (p, out) = Process::spawn(rt, &bytes, data, request).unwrap();
-        assert_eq!(console_text(&out), b"", "init opens both");
+        let (p, out) = spawn_in_process(
+            rt,
+            phantom_tests::RELAY_SENSOR,
+            data,
+            "dev",
+            MANIFEST,
+            Some(scenario),
+            &[],
+        );
+        assert_eq!(out, "", "init opens both");
         p
     }
 

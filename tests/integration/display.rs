@@ -111,9 +111,9 @@ fn a_display_import_without_a_grant_is_refused_at_spawn() {
 
 mod in_process {
     use phantom_devices::sim::{FramebufferOp, SimFramebuffer, framebuffer::checksum};
-    use phantom_runtime::exit::{Output, console_text};
+    use phantom_runtime::exit::Output;
     use phantom_runtime::gate::Input;
-    use phantom_runtime::process::{Process, SpawnRequest};
+    use phantom_runtime::process::Process;
     use phantom_runtime::runtime::{Runtime, RuntimeConfig};
 
     use super::super::common::*;
@@ -124,14 +124,15 @@ mod in_process {
     use crate::common::say_step as say;
 
     fn spawn(rt: &Runtime, data: &std::path::Path, manifest: &str) -> (Process, String) {
-        let bytes = std::fs::read(phantom_tests::DISPLAY_PAINT).unwrap();
-        let request = SpawnRequest {
-            name: "paint".into(),
-            devices: Some(manifest.into()),
-            ..Default::default()
-        };
-        let (p, out) = Process::spawn(rt, &bytes, data, request).unwrap();
-        (p, String::from_utf8(console_text(&out)).unwrap())
+        spawn_in_process(
+            rt,
+            phantom_tests::DISPLAY_PAINT,
+            data,
+            "paint",
+            manifest,
+            None,
+            &[],
+        )
     }
 
     fn fb(p: &Process) -> SimFramebuffer {

@@ -85,7 +85,7 @@ mod in_process {
     use phantom_devices::sim::{I2cOp, SpiOp};
     use phantom_devices::{SpiConfig, SpiMode};
     use phantom_runtime::exit::console_text;
-    use phantom_runtime::process::{Process, SpawnRequest};
+    use phantom_runtime::process::Process;
     use phantom_runtime::runtime::{Runtime, RuntimeConfig};
 
     use super::super::common::*;
@@ -95,16 +95,16 @@ mod in_process {
     use crate::common::say_step as say;
 
     fn spawn(rt: &Runtime, data: &std::path::Path, scenario: &str, args: &[&str]) -> Process {
-        let bytes = std::fs::read(phantom_tests::SENSOR_LOGGER).unwrap();
-        let request = SpawnRequest {
-            name: "dev".into(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            devices: Some(MANIFEST.into()),
-            scenario: Some(scenario.into()),
-            ..Default::default()
-        };
-        let (p, out) = Process::spawn(rt, &bytes, data, request).unwrap();
-        assert_eq!(console_text(&out), b"", "init opens both");
+        let (p, out) = spawn_in_process(
+            rt,
+            phantom_tests::SENSOR_LOGGER,
+            data,
+            "dev",
+            MANIFEST,
+            Some(scenario),
+            args,
+        );
+        assert_eq!(out, "", "init opens both");
         p
     }
 

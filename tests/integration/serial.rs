@@ -67,8 +67,7 @@ fn a_serial_import_without_a_grant_is_refused_at_spawn() {
 
 mod in_process {
     use phantom_devices::sim::SerialOp;
-    use phantom_runtime::exit::console_text;
-    use phantom_runtime::process::{Process, SpawnRequest};
+    use phantom_runtime::process::Process;
     use phantom_runtime::runtime::{Runtime, RuntimeConfig};
 
     use super::super::common::*;
@@ -77,14 +76,16 @@ mod in_process {
     use crate::common::say_step as say;
 
     fn spawn(rt: &Runtime, data: &std::path::Path) -> Process {
-        let bytes = std::fs::read(phantom_tests::SERIAL_ECHO).unwrap();
-        let request = SpawnRequest {
-            name: "dev".into(),
-            devices: Some(LOOPBACK.into()),
-            ..Default::default()
-        };
-        let (p, out) = Process::spawn(rt, &bytes, data, request).unwrap();
-        assert_eq!(console_text(&out), b"link: error not-granted\n");
+        let (p, out) = spawn_in_process(
+            rt,
+            phantom_tests::SERIAL_ECHO,
+            data,
+            "dev",
+            LOOPBACK,
+            None,
+            &[],
+        );
+        assert_eq!(out, "link: error not-granted\n");
         p
     }
 
