@@ -679,13 +679,34 @@ fn tty(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Nativ
 /// `EINVAL`, returned by `window.scrollHor` for a rectangle outside.
 pub const EINVAL: i32 = 22;
 
-/// The bitmap object `r`'s pixels, or the exception the C VM's missing
-/// class check should have thrown.
-fn bitmap_pixels(vm: &Vm, r: Ref) -> Result<crate::screen::Canvas, Trap> {
-    match &vm.heap.get(r).kind {
-        Kind::Bitmap(b) => Ok((**b).clone()),
-        _ => Err(throw("not a bitmap")),
+/// Copies part of bitmap `img` into window `this`: `f` gets the window's
+/// canvas and the bitmap's, borrowed in place (a bitmap may be 16 MiB: it
+/// is not copied). Throws what the C VM's missing class checks should.
+fn blit_bitmap(
+    vm: &mut Vm,
+    this: Ref,
+    img: Ref,
+    f: impl FnOnce(&mut crate::screen::Canvas, &crate::screen::Canvas),
+) -> Result<Native, Trap> {
+    if !matches!(vm.heap.get(img).kind, Kind::Bitmap(_)) {
+        return Err(throw("not a bitmap"));
     }
+    // The window's canvas is taken out for the copy (the bitmap is another
+    // object of the same heap), then put back.
+    let (mut canvas, autoupdate) = match &mut vm.heap.get_mut(this).kind {
+        Kind::Window(w) => (std::mem::take(&mut w.canvas), w.autoupdate),
+        _ => return Err(throw("not a window")),
+    };
+    if let Kind::Bitmap(b) = &vm.heap.get(img).kind {
+        f(&mut canvas, b);
+    }
+    if let Kind::Window(w) = &mut vm.heap.get_mut(this).kind {
+        w.canvas = canvas;
+    }
+    if autoupdate {
+        vm.screen.dirty = true;
+    }
+    ret(Ref::NULL)
 }
 
 /// `.internal.window` (spec §3.6; `syscall_win.c`): a window's pixels are
@@ -762,10 +783,9 @@ fn window(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
         }
         25 => {
             let p = ints(vm, 2)?;
-            let img = bitmap_pixels(vm, arg(args, 2)?)?;
-            let (iw, ih) = (i64::from(img.width()), i64::from(img.height()));
-            draw(vm, this, true, |w| {
-                w.canvas.blit(&img, p[0], p[1], 0, 0, iw, ih)
+            blit_bitmap(vm, this, arg(args, 2)?, |canvas, img| {
+                let (iw, ih) = (i64::from(img.width()), i64::from(img.height()));
+                canvas.blit(img, p[0], p[1], 0, 0, iw, ih)
             })?
         }
         26 => {
@@ -834,13 +854,12 @@ fn window(vm: &mut Vm, ordinal: u8, this: Ref, args: &[Ref]) -> Result<Option<Na
         }
         36 => {
             let p = ints(vm, 2)?;
-            let img = bitmap_pixels(vm, arg(args, 2)?)?;
             let q: Vec<i64> = (3..7)
                 .map(|i| int_arg(vm, args, i).map(i64::from))
                 .collect::<Result<_, _>>()?;
             let (xs, ys, w_, h_) = (q[0], q[1], q[2], q[3]);
-            draw(vm, this, true, |w| {
-                w.canvas.blit(&img, p[0] + xs, p[1] + ys, xs, ys, w_, h_)
+            blit_bitmap(vm, this, arg(args, 2)?, |canvas, img| {
+                canvas.blit(img, p[0] + xs, p[1] + ys, xs, ys, w_, h_)
             })?
         }
         37 => {
