@@ -381,6 +381,92 @@ fn a_changed_recorded_value_is_a_divergence() {
     }
 }
 
+/// An entry that does not decode (a crafted kind, checksums recomputed)
+/// stops the process with a message naming it; `phantom journal --cut-at`
+/// keeps every entry before it, sets the removed ones aside, and the
+/// process resumes from just before it and takes new messages.
+#[test]
+fn a_journal_cut_before_a_bad_entry_keeps_what_precedes_it() {
+    let data = data_dir();
+    let (dir, _rt) = mailbox_with_tail(data.path(), &[], 4);
+    let seg = segment(&dir);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let fr = frames(&bytes);
+    // The third message's admit.
+    let admits: Vec<_> = fr
+        .iter()
+        .filter(|f| bytes[f.2.start] == 1)
+        .cloned()
+        .collect();
+    assert_eq!(admits.len(), 4);
+    let (at, bad, payload) = admits[2].clone();
+    let total = fr.last().unwrap().1 + 1;
+    bytes[payload.start] = 0xee;
+    reseal(&mut bytes, at, payload.clone());
+    std::fs::write(&seg, &bytes).unwrap();
+    let o = run(&["run", "--data", s(data.path()), "--no-stdin", "--for", "1"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("entry {bad} of the journal")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("--cut-at {bad}")), "{err}");
+    let o = run(&["fsck", "--data", s(data.path())]);
+    assert!(
+        !o.status.success(),
+        "fsck passes a journal entry that does not decode"
+    );
+    // Refused: inside the checkpoint, and past the end.
+    let o = run(&[
+        "journal",
+        "--data",
+        s(data.path()),
+        "box",
+        "--cut-at",
+        &(total + 5).to_string(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nothing to cut"), "{}", stderr(&o));
+    let o = run(&[
+        "journal",
+        "--data",
+        s(data.path()),
+        "box",
+        "--cut-at",
+        &bad.to_string(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
+    assert_eq!(v["removed"], total - bad, "{v}");
+    assert_eq!(v["failed"], true, "{v}");
+    // The removed entries are kept, byte for byte, the bad one first.
+    let kept =
+        phantom_runtime::journal::log::scan(Path::new(v["kept"].as_str().unwrap()), bad).unwrap();
+    assert_eq!(kept.entries.len() as u64, total - bad);
+    assert_eq!(kept.entries[0].payload, bytes[payload].to_vec());
+    ok(&run(&["fsck", "--data", s(data.path())]));
+    let o = run(&["journal", "--data", s(data.path()), "box", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len() as u64, bad, "{v}");
+    // Resumed from the cut: the first two messages, then new ones.
+    ok(&run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--no-stdin",
+        "--for",
+        "1",
+        "--retry-failed",
+    ]));
+    ok(&run(&["send", "--data", s(data.path()), "box", "after"]));
+    let got: Vec<String> = dump(data.path(), "box")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(got, ["m0", "m1", "after"]);
+}
+
 /// `phantom journal` lists the entries after the checkpoint; `--json`
 /// gives their kinds and positions; `send --json` gives the position.
 #[test]

@@ -32,7 +32,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::datadir::{DataDir, DataLock};
-use crate::journal::Log;
 
 /// The socket's name in the data directory.
 pub const SOCKET_NAME: &str = ".control.sock";
@@ -40,6 +39,8 @@ pub const SOCKET_NAME: &str = ".control.sock";
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 /// Longest a connection waits for the drive loop's reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a full queue may make a `send` wait when it names no limit.
+pub(crate) const SEND_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A migration's reply comes when it is over.
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(900);
 /// The pause after an accept that failed (descriptors run out).
@@ -94,27 +95,9 @@ pub enum Request {
     },
 }
 
-/// A reply from the drive loop.
-pub enum Reply {
-    /// Sent as it is.
-    Now(Value),
-    /// Sent once entry `seq` of `log` is durable (the acknowledgement of
-    /// what was appended up to it).
-    WhenDurable {
-        /// The journal.
-        log: Arc<Log>,
-        /// The last entry that must be durable.
-        seq: u64,
-        /// The reply.
-        value: Value,
-    },
-}
-
-impl From<Value> for Reply {
-    fn from(v: Value) -> Self {
-        Reply::Now(v)
-    }
-}
+/// A reply from the drive loop (`{"ok": ...}`): a send's comes once its
+/// messages are durable.
+pub type Reply = Value;
 
 /// A request waiting for the drive loop, with where its reply goes.
 pub struct PendingRequest {
@@ -297,10 +280,15 @@ fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>, waker:
         let reply = match parse_request(line.trim()) {
             Ok(request) => {
                 let (tx, rx) = mpsc::channel();
-                let wait = if matches!(request, Request::Migrate { .. }) {
-                    MIGRATE_TIMEOUT
-                } else {
-                    REPLY_TIMEOUT
+                // A send waits for its queue (backpressure), then for the
+                // sync that makes it durable.
+                let sending = matches!(request, Request::Send { .. });
+                let wait = match &request {
+                    Request::Migrate { .. } => MIGRATE_TIMEOUT,
+                    Request::Send { timeout_ms, .. } => {
+                        timeout_ms.map_or(SEND_QUEUE_TIMEOUT, Duration::from_millis) + REPLY_TIMEOUT
+                    }
+                    _ => REPLY_TIMEOUT,
                 };
                 let stopping =
                     json!({"ok": false, "stopping": true, "error": "the host is stopping"});
@@ -312,20 +300,13 @@ fn connection(stream: UnixStream, requests: mpsc::Sender<PendingRequest>, waker:
                 } else {
                     waker.wake();
                     match rx.recv_timeout(wait) {
-                        Ok(Reply::Now(reply)) => reply,
-                        Ok(Reply::WhenDurable { log, seq, value }) => {
-                            match log.wait_durable(seq, REPLY_TIMEOUT) {
-                                Ok(true) => value,
-                                Ok(false) => json!({"ok": false, "error": format!(
-                                    "the journal did not become durable in time (entry {seq}): the messages may or may not have been delivered"
-                                )}),
-                                Err(e) => json!({"ok": false, "error": format!(
-                                    "the journal failed before the messages were durable (they may be lost): {e}"
-                                )}),
-                            }
-                        }
+                        Ok(reply) => reply,
                         // The drive loop ended with the request unanswered.
                         Err(mpsc::RecvTimeoutError::Disconnected) => stopping,
+                        Err(mpsc::RecvTimeoutError::Timeout) if sending => {
+                            json!({"ok": false, "error":
+                            "the host did not acknowledge in time: the messages may or may not have been delivered"})
+                        }
                         Err(mpsc::RecvTimeoutError::Timeout) => {
                             json!({"ok": false, "error": "the host did not answer in time"})
                         }

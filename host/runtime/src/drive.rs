@@ -49,7 +49,6 @@ const ROUND_TIME: Duration = Duration::from_millis(20);
 /// Longest the loop sleeps without looking at signals and requests.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// How long a `send` waits for room in a full queue unless it says.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest the drive loop waits for a receiver's journal before it records
 /// a message as released.
 const RECEIVER_SYNC: Duration = Duration::from_secs(30);
@@ -792,7 +791,7 @@ impl<'rt> Drive<'rt> {
                     Ok(report) => json!({"ok": true, "report": report}),
                     Err(e) => json!({"ok": false, "error": e.to_string()}),
                 };
-                let _ = reply.send(Reply::Now(value));
+                let _ = reply.send(value);
                 let (tx, _rx) = mpsc::channel();
                 let _ = done.tx.send(LiveRequest {
                     name: done.name.clone(),
@@ -928,7 +927,8 @@ impl<'rt> Drive<'rt> {
             timeout_ms,
         } = request
         {
-            let timeout = timeout_ms.map_or(SEND_TIMEOUT, Duration::from_millis);
+            let timeout =
+                timeout_ms.map_or(crate::control::SEND_QUEUE_TIMEOUT, Duration::from_millis);
             self.start_send(name, messages, timeout, reply);
             return;
         }
@@ -943,12 +943,12 @@ impl<'rt> Drive<'rt> {
             if let Err(why) =
                 self.start_migration(name, to, key_file, insecure_plaintext, max_rounds, &reply)
             {
-                let _ = reply.send(Reply::Now(json!({"ok": false, "error": why})));
+                let _ = reply.send(json!({"ok": false, "error": why}));
             }
             return;
         }
         let value = self.answer_now(request, hooks);
-        let _ = reply.send(Reply::Now(value));
+        let _ = reply.send(value);
     }
 
     /// Starts delivering a `send` request's messages.
@@ -960,7 +960,7 @@ impl<'rt> Drive<'rt> {
         reply: mpsc::Sender<Reply>,
     ) {
         let refuse = |why: String| {
-            let _ = reply.send(Reply::Now(json!({"ok": false, "error": why})));
+            let _ = reply.send(json!({"ok": false, "error": why}));
         };
         if !self.procs.iter().any(|p| p.process.name() == name) {
             let why = if self.parked.iter().any(|p| p.process.name() == name) {
@@ -1082,17 +1082,30 @@ impl<'rt> Drive<'rt> {
             .iter()
             .find(|p| p.process.name() == send.name)
             .and_then(|p| p.process.journal_log().cloned());
-        let reply = match (log, send.last) {
+        match (log, send.last) {
+            // The writer answers right after the sync that makes the
+            // last message durable (asked now, it syncs in the pass that
+            // writes the entries): the connection's thread sleeps until
+            // then, woken once.
             (Some(log), Some(seq)) => {
-                // Asked now, the writer syncs in the same pass that writes
-                // the entries, rather than once the connection's thread
-                // waits.
-                log.request_durable(seq);
-                Reply::WhenDurable { log, seq, value }
+                let reply = send.reply;
+                log.when_durable(
+                    seq,
+                    Box::new(move |durable| {
+                        let value = match durable {
+                            Ok(()) => value,
+                            Err(e) => json!({"ok": false, "error": format!(
+                                "the journal failed before the messages were durable (they may be lost): {e}"
+                            )}),
+                        };
+                        let _ = reply.send(value);
+                    }),
+                );
             }
-            _ => Reply::Now(value),
-        };
-        let _ = send.reply.send(reply);
+            _ => {
+                let _ = send.reply.send(value);
+            }
+        }
     }
 
     /// Makes process `i`'s journal durable and releases its effects.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use phantom_runtime::control::{ControlServer, PendingRequest, Reply, Request};
+use phantom_runtime::control::{ControlServer, PendingRequest, Request};
 use phantom_runtime::datadir::DataDir;
 use phantom_runtime::drive::{
     ChannelFeed, Console, Drive, DriveHooks, DriveOptions, FeedItem, Note, restore_all,
@@ -224,10 +224,7 @@ pub fn run(args: &MigrateBenchArgs) -> anyhow::Result<serde_json::Value> {
             },
             reply: reply_tx,
         })?;
-        let reply = match reply_rx.recv_timeout(Duration::from_secs(600))? {
-            Reply::Now(v) => v,
-            Reply::WhenDurable { value, .. } => value,
-        };
+        let reply = reply_rx.recv_timeout(Duration::from_secs(600))?;
         if reply["ok"] != true {
             bail!("the migration failed: {}", reply["error"]);
         }

@@ -22,6 +22,14 @@ pub struct JournalArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Cut the journal before this entry (no host may run the data
+    /// directory): a restore then replays up to it and the process runs on
+    /// live from there. The way past an entry that diverges or does not
+    /// decode; the inputs and results removed are lost to the process (it
+    /// never sees them), but kept in `journal-cut-<entry>-<time>` in its
+    /// directory.
+    #[arg(long, value_name = "ENTRY")]
+    cut_at: Option<u64>,
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -185,6 +193,39 @@ impl<T> Pipe for T {}
 pub fn run(a: JournalArgs) -> anyhow::Result<ExitCode> {
     let data = DataDir::open(&a.data)?;
     let dir = data.process_dir(&a.name)?;
+    if let Some(at) = a.cut_at {
+        let _lock = data.lock()?;
+        let cut = offline::cut(&dir, at).map_err(anyhow::Error::msg)?;
+        let failed = dir.join("failed.json").exists();
+        if a.json {
+            println!(
+                "{}",
+                json!({
+                    "process": a.name,
+                    "cut_at": cut.at,
+                    "removed": cut.removed,
+                    "kept": cut.kept,
+                    "failed": failed,
+                })
+            );
+        } else {
+            println!(
+                "{}: journal cut before entry {}: {} entr{} removed, kept in {}",
+                a.name,
+                cut.at,
+                cut.removed,
+                if cut.removed == 1 { "y" } else { "ies" },
+                cut.kept.display()
+            );
+            if failed {
+                println!(
+                    "{} is marked failed: `phantom run --retry-failed` resumes it from the cut",
+                    a.name
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let tail = offline::tail(&dir).map_err(anyhow::Error::msg)?;
     let mut bad = false;
     if a.json {

@@ -219,6 +219,7 @@ fn read_segment(
     named_first: u64,
     expected: Option<u64>,
     from_seq: u64,
+    stop: u64,
     out: &mut Vec<Entry>,
 ) -> Result<SegmentRead, LogError> {
     let bytes = fs::read(path).map_err(io_err(format!("cannot read {}", path.display())))?;
@@ -307,6 +308,9 @@ fn read_segment(
                 format!("the frame holds entry {got_seq} where entry {seq} belongs"),
             ));
         }
+        if seq >= stop {
+            break Some((at as u64, format!("cut on request at entry {seq}")));
+        }
         if seq >= from_seq {
             out.push(Entry {
                 seq,
@@ -331,6 +335,12 @@ struct Last {
 }
 
 fn scan_full(dir: &Path, from_seq: u64) -> Result<(Scan, Option<Last>), LogError> {
+    scan_until(dir, from_seq, u64::MAX)
+}
+
+/// `scan_full`, reading as if the log ended before entry `stop` (which
+/// shows as damage there, if the log holds it).
+fn scan_until(dir: &Path, from_seq: u64, stop: u64) -> Result<(Scan, Option<Last>), LogError> {
     let segs = segments(dir)?;
     let Some(&(first_named, _)) = segs.first() else {
         return Ok((
@@ -350,7 +360,7 @@ fn scan_full(dir: &Path, from_seq: u64) -> Result<(Scan, Option<Last>), LogError
     let mut last = None;
     for (i, (first, path)) in segs.iter().enumerate() {
         let expected = (i > 0).then_some(scan.next_seq);
-        let read = read_segment(path, *first, expected, from_seq, &mut scan.entries)?;
+        let read = read_segment(path, *first, expected, from_seq, stop, &mut scan.entries)?;
         scan.next_seq = read.next_seq;
         last = Some(Last {
             path: path.clone(),
@@ -396,6 +406,54 @@ pub struct Opened {
     pub reset: bool,
 }
 
+/// Makes a cut real: the segments after the damaged one are deleted (later
+/// ones first, so a crash part way leaves a log that still reads up to the
+/// cut), and the damaged one is zeroed from the cut on (or deleted, if the
+/// cut is in its header). True when it was deleted.
+fn cut_tail(dir: &Path, d: &Damage) -> Result<bool, LogError> {
+    let mut removed = false;
+    // Later segments first, so a crash part way leaves a log that
+    // still reads up to the cut.
+    let segs = segments(dir)?;
+    if let Some(k) = segs.iter().position(|(_, p)| *p == d.segment) {
+        for (_, path) in segs[k + 1..].iter().rev() {
+            fs::remove_file(path).map_err(io_err(format!("cannot remove {}", path.display())))?;
+        }
+    }
+    if d.offset < HEADER {
+        fs::remove_file(&d.segment)
+            .map_err(io_err(format!("cannot remove {}", d.segment.display())))?;
+        removed = true;
+    } else {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&d.segment)
+            .map_err(io_err(format!("cannot open {}", d.segment.display())))?;
+        let len = file
+            .metadata()
+            .map_err(io_err(format!("cannot read {}", d.segment.display())))?
+            .len();
+        write_zeros(&file, d.offset, len, &d.segment)?;
+        file.sync_data()
+            .map_err(io_err(format!("cannot sync {}", d.segment.display())))?;
+    }
+    sync_dir(dir)?;
+    Ok(removed)
+}
+
+/// Cuts the log in `dir` (nobody has it open) before entry `seq`: the
+/// entries from `seq` on are gone for good and the next append gets `seq`.
+/// Returns the valid entries removed. A log that ends before `seq` is left
+/// as it is.
+pub fn cut_at(dir: &Path, seq: u64) -> Result<Vec<Entry>, LogError> {
+    let removed = scan(dir, seq)?.entries;
+    let (scan, _) = scan_until(dir, seq, seq)?;
+    if let Some(d) = &scan.damage {
+        cut_tail(dir, d)?;
+    }
+    Ok(removed)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -433,6 +491,10 @@ struct Spare {
 /// What runs on the writer thread when entries become durable.
 pub type DurableHook = Box<dyn Fn(u64) + Send + Sync>;
 
+/// Called once, on the writer thread, when an entry became durable
+/// (`Ok`) or the journal failed before it did (`Err`, why).
+pub type DurableWaiter = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 struct State {
     buf: Vec<u8>,
     /// (seq, offset in buf) of each frame in `buf`.
@@ -446,6 +508,8 @@ struct State {
     error: Option<String>,
     closing: bool,
     truncate: Option<u64>,
+    /// Called when the entry they name is durable (see `when_durable`).
+    waiters: Vec<(u64, DurableWaiter)>,
 }
 
 struct Shared {
@@ -500,33 +564,9 @@ impl Log {
         let mut current = last;
         let cut = scan.damage.clone();
         if let Some(d) = &cut {
-            // Later segments first, so a crash part way leaves a log that
-            // still reads up to the cut.
-            let segs = segments(dir)?;
-            if let Some(k) = segs.iter().position(|(_, p)| *p == d.segment) {
-                for (_, path) in segs[k + 1..].iter().rev() {
-                    fs::remove_file(path)
-                        .map_err(io_err(format!("cannot remove {}", path.display())))?;
-                }
-            }
-            if d.offset < HEADER {
-                fs::remove_file(&d.segment)
-                    .map_err(io_err(format!("cannot remove {}", d.segment.display())))?;
+            if cut_tail(dir, d)? {
                 current = None;
-            } else {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&d.segment)
-                    .map_err(io_err(format!("cannot open {}", d.segment.display())))?;
-                let len = file
-                    .metadata()
-                    .map_err(io_err(format!("cannot read {}", d.segment.display())))?
-                    .len();
-                write_zeros(&file, d.offset, len, &d.segment)?;
-                file.sync_data()
-                    .map_err(io_err(format!("cannot sync {}", d.segment.display())))?;
             }
-            sync_dir(dir)?;
             if segments(dir)?.is_empty() {
                 first_seq = next_seq;
             }
@@ -578,6 +618,7 @@ impl Log {
                 error: None,
                 closing: false,
                 truncate: None,
+                waiters: Vec::new(),
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -690,6 +731,29 @@ impl Log {
         }
     }
 
+    /// Calls `f` once entry `seq` is durable (`Ok`), or once the journal
+    /// failed before it was (`Err`): at once if either is already so, else
+    /// on the writer thread right after the sync, which it asks for. A
+    /// waiting thread is woken by nobody but `f` (no broadcast to every
+    /// waiter at each sync).
+    pub fn when_durable(&self, seq: u64, f: DurableWaiter) {
+        let mut s = self.shared.lock();
+        if s.durable > seq {
+            drop(s);
+            return f(Ok(()));
+        }
+        if let Some(e) = s.error.clone() {
+            drop(s);
+            return f(Err(e));
+        }
+        s.waiters.push((seq, f));
+        if s.demand <= seq {
+            s.demand = seq + 1;
+            drop(s);
+            self.shared.work.notify_one();
+        }
+    }
+
     /// Asks for entry `seq` to become durable soon, without waiting (the
     /// drive loop, for effects it holds).
     pub fn request_durable(&self, seq: u64) {
@@ -743,6 +807,21 @@ impl Drop for Log {
             let _ = t.join();
         }
     }
+}
+
+/// Removes and returns the waiters whose entry `done` says is durable.
+fn take_waiters(
+    waiters: &mut Vec<(u64, DurableWaiter)>,
+    done: impl Fn(u64) -> bool,
+) -> Vec<DurableWaiter> {
+    if !waiters.iter().any(|(seq, _)| done(*seq)) {
+        return Vec::new();
+    }
+    let (ready, left): (Vec<_>, Vec<_>) = std::mem::take(waiters)
+        .into_iter()
+        .partition(|(seq, _)| done(*seq));
+    *waiters = left;
+    ready.into_iter().map(|(_, f)| f).collect()
 }
 
 struct Writer {
@@ -830,8 +909,15 @@ impl Writer {
                     }
                     unsynced_since = None;
                     self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-                    self.shared.lock().durable = written;
+                    let ready = {
+                        let mut s = self.shared.lock();
+                        s.durable = written;
+                        take_waiters(&mut s.waiters, |seq| seq < written)
+                    };
                     self.shared.done.notify_all();
+                    for f in ready {
+                        f(Ok(()));
+                    }
                     if let Some(f) = &*self
                         .shared
                         .on_durable
@@ -845,8 +931,16 @@ impl Writer {
                 Ok(())
             })();
             if let Err(e) = result {
-                self.shared.lock().error = Some(e.to_string());
+                let why = e.to_string();
+                let failed = {
+                    let mut s = self.shared.lock();
+                    s.error = Some(why.clone());
+                    std::mem::take(&mut s.waiters)
+                };
                 self.shared.done.notify_all();
+                for (_, f) in failed {
+                    f(Err(why.clone()));
+                }
             }
         }
     }
@@ -1129,6 +1223,50 @@ mod tests {
     }
 
     #[test]
+    fn cut_at_removes_exactly_the_entries_from_there_on() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fill(&src, 300);
+        let firsts: Vec<u64> = segments(&src).unwrap().iter().map(|s| s.0).collect();
+        assert!(firsts.len() > 2, "the test needs several segments");
+        let mut cuts = vec![0, 1, 150, 299, firsts[1], firsts[1] + 1, firsts[2] - 1];
+        cuts.sort();
+        cuts.dedup();
+        for at in cuts {
+            let dir = t.path().join(format!("cut-{at}"));
+            copy_dir(&src, &dir);
+            let removed = cut_at(&dir, at).unwrap();
+            assert_eq!(removed.len() as u64, 300 - at, "cut at {at}");
+            assert_eq!(
+                removed[0],
+                Entry {
+                    seq: at,
+                    payload: payload(at)
+                }
+            );
+            let s = scan(&dir, 0).unwrap();
+            assert_eq!(s.next_seq, at, "cut at {at}");
+            assert!(s.damage.is_none(), "cut at {at}: {:?}", s.damage);
+            assert!(s.entries.iter().all(|e| e.payload == payload(e.seq)));
+            // Appends go on from the cut; nothing removed ever reads again.
+            let (log, opened) = Log::open(&dir, small(), 0).unwrap();
+            assert_eq!(opened.next_seq, at);
+            assert!(opened.cut.is_none());
+            assert_eq!(log.append(b"after").unwrap(), at);
+            drop(log);
+            let s = scan(&dir, at).unwrap();
+            assert_eq!(s.entries.len(), 1);
+            assert_eq!(s.entries[0].payload, b"after");
+        }
+        // Past the end: nothing changes.
+        let dir = t.path().join("past");
+        copy_dir(&src, &dir);
+        assert!(cut_at(&dir, 300).unwrap().is_empty());
+        assert!(cut_at(&dir, 5000).unwrap().is_empty());
+        assert_eq!(scan(&dir, 0).unwrap().next_seq, 300);
+    }
+
+    #[test]
     fn stale_frames_after_a_cut_are_never_read_again() {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join("j");
@@ -1217,6 +1355,40 @@ mod tests {
         assert_eq!(log.append(b"y").unwrap(), 1000);
         drop(log);
         assert_eq!(scan(&dir, 1000).unwrap().entries.len(), 1);
+    }
+
+    #[test]
+    fn when_durable_calls_back_once_after_the_sync_that_covers_the_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(&t.path().join("j"), small(), 0).unwrap();
+        let log = Arc::new(log);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let first = log.append(&payload(0)).unwrap();
+        for seq in [first, 40, 99] {
+            let (tx, probe) = (tx.clone(), log.clone());
+            log.when_durable(
+                seq,
+                Box::new(move |r| tx.send((seq, r, probe.durable())).unwrap()),
+            );
+        }
+        for i in 1..100 {
+            log.append(&payload(i)).unwrap();
+        }
+        let mut seen: Vec<u64> = Vec::new();
+        for _ in 0..3 {
+            let (seq, r, durable) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(r, Ok(()));
+            assert!(durable > seq, "entry {seq} answered with durable {durable}");
+            seen.push(seq);
+        }
+        seen.sort();
+        assert_eq!(seen, [first, 40, 99]);
+        // Already durable: answered at once, on the caller's thread.
+        let tx2 = tx.clone();
+        log.when_durable(7, Box::new(move |r| tx2.send((7, r, 0)).unwrap()));
+        assert_eq!(rx.try_recv().unwrap().1, Ok(()));
+        drop(tx);
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
     }
 
     #[test]

@@ -194,6 +194,81 @@ pub fn send_offline(dir: &Path, messages: &[Vec<u8>]) -> Result<Delivered, Strin
     })
 }
 
+/// What `cut` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// The first entry removed (the next one written gets its number).
+    pub at: u64,
+    /// Entries removed.
+    pub removed: u64,
+    /// Where they are kept: a journal directory of their own, in the same
+    /// segment format (its first segment starts at `at`).
+    pub kept: std::path::PathBuf,
+}
+
+/// Cuts the journal of the process in `dir` (no host runs it: the caller
+/// holds the data directory's lock) before entry `at`, so a restore
+/// replays up to there and the process runs on live from that point: the
+/// way past an entry that diverges or does not decode. Nothing is thrown
+/// away: the entries removed are first written, durably, to
+/// `journal-cut-<at>-<unix seconds>` in the process directory.
+pub fn cut(dir: &Path, at: u64) -> Result<Cut, String> {
+    let name = crate::datadir::process_name(dir);
+    let tail = tail(dir)?;
+    if at < tail.position {
+        return Err(format!(
+            "entry {at} of the journal of '{name}' is inside checkpoint {}, which holds the journal up to entry {}: cut at {} or later (or go back first with `phantom rollback`)",
+            tail.checkpoint, tail.position, tail.position
+        ));
+    }
+    let end = tail.position + tail.entries.len() as u64;
+    if at >= end {
+        return Err(match &tail.damage {
+            Some(why) => format!(
+                "the journal of '{name}' holds whole entries only up to entry {end} ({why}): nothing to cut at entry {at} (a run cuts the damaged tail by itself)"
+            ),
+            None => format!(
+                "the journal of '{name}' ends before entry {at} (its next entry is {end}): nothing to cut"
+            ),
+        });
+    }
+    let jdir = journal_dir(dir);
+    let removed = log::scan(&jdir, at)
+        .map_err(|e| format!("cannot read the journal of '{name}': {e}"))?
+        .entries;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut kept = dir.join(format!("journal-cut-{at}-{secs}"));
+    let mut n = 1;
+    while kept.exists() {
+        kept = dir.join(format!("journal-cut-{at}-{secs}-{n}"));
+        n += 1;
+    }
+    // The copy is whole and durable before the journal loses anything.
+    let bytes: u64 = removed.iter().map(|e| e.payload.len() as u64 + 64).sum();
+    let config = LogConfig {
+        segment_bytes: (bytes + 4096).max(64 << 10),
+    };
+    {
+        let (copy, _) = Log::open(&kept, config, at)
+            .map_err(|e| format!("cannot keep the entries in {}: {e}", kept.display()))?;
+        for e in &removed {
+            copy.append(&e.payload)
+                .map_err(|e| format!("cannot keep the entries in {}: {e}", kept.display()))?;
+        }
+        copy.sync()
+            .map_err(|e| format!("cannot keep the entries in {}: {e}", kept.display()))?;
+    }
+    let gone =
+        log::cut_at(&jdir, at).map_err(|e| format!("cannot cut the journal of '{name}': {e}"))?;
+    Ok(Cut {
+        at,
+        removed: gone.len() as u64,
+        kept,
+    })
+}
+
 /// Checks the journal of the process in `dir` against the checkpoint it
 /// would restore from (position `position`): problems found, and how many
 /// entries a restore would replay.
@@ -216,8 +291,8 @@ pub fn check(dir: &Path, position: u64) -> (Vec<String>, usize) {
             for e in &scan.entries {
                 if let Err(why) = Entry::decode(&e.payload) {
                     problems.push(format!(
-                        "journal: entry {} is not a valid entry: {why}",
-                        e.seq
+                        "journal: entry {} is not a valid entry: {why} (the process cannot resume past it; `phantom journal --cut-at {}` keeps the entries before it)",
+                        e.seq, e.seq
                     ));
                 }
             }

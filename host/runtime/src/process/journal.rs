@@ -100,7 +100,9 @@ pub(super) fn find_handle_message(
 fn divergence(seq: u64, why: impl std::fmt::Display) -> Failure {
     Failure::new(
         FailureKind::Divergence,
-        format!("replaying the journal diverged at entry {seq}: {why}"),
+        format!(
+            "replaying the journal diverged at entry {seq}: {why} (`phantom journal --cut-at {seq}` keeps the entries before it and runs on from there; `phantom run --retry-failed --fallback` drops the whole tail)"
+        ),
     )
 }
 
@@ -161,8 +163,9 @@ impl Process {
                 Failure::new(
                     FailureKind::BadImage,
                     format!(
-                        "entry {} of the journal of '{}' is not a valid entry: {why}",
-                        e.seq, self.name
+                        "entry {seq} of the journal of '{name}' is not a valid entry: {why} (`phantom journal {name} --cut-at {seq}` keeps the entries before it)",
+                        seq = e.seq,
+                        name = self.name
                     ),
                 )
             })?;
