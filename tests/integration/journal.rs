@@ -173,6 +173,75 @@ fn messages_between_processes_arrive_exactly_once_across_kills() {
     ok(&run(&["fsck", "--data", s(data.path())]));
 }
 
+/// A receiver that fails (its guest traps) while another process sends
+/// to it: the messages go straight into its journal, and once it is
+/// retried it has every one, exactly once, in order (they used to be
+/// dropped with a warning).
+#[test]
+fn messages_to_a_failed_process_wait_in_its_journal() {
+    let data = data_dir();
+    let n = 40;
+    spawn(data.path(), phantom_tests::MAILBOX, "b", &[]);
+    spawn(
+        data.path(),
+        phantom_tests::MAILBOX,
+        "a",
+        &[
+            "--send-to",
+            "b",
+            "--period-ms",
+            "2",
+            "--limit",
+            &n.to_string(),
+        ],
+    );
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data.path()),
+            "--input",
+            "b",
+            "--until-idle",
+        ],
+        "trap\n",
+    );
+    let err = stderr(&o);
+    assert!(err.contains("asked to trap"), "{err}");
+    assert!(!err.contains("was not delivered"), "{err}");
+    let ps = ps_json(data.path());
+    let b = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "b")
+        .unwrap();
+    assert_eq!(b["state"], "failed", "{ps}");
+    // The pings wait in b's journal, whatever b had taken before it failed.
+    let o = run(&["journal", "--data", s(data.path()), "b", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let admitted = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["input"] == "message")
+        .count();
+    assert!(admitted > 0, "{v}");
+    let o = run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--no-stdin",
+        "--until-idle",
+        "--retry-failed",
+    ]);
+    ok(&o);
+    let got = dump(data.path(), "b");
+    let want: Vec<(String, String)> = (1..=n).map(|k| ("a".into(), format!("ping {k}"))).collect();
+    assert_eq!(got, want);
+    ok(&run(&["fsck", "--data", s(data.path())]));
+}
+
 /// The frames of a journal segment: (offset, seq, payload range).
 fn frames(bytes: &[u8]) -> Vec<(usize, u64, std::ops::Range<usize>)> {
     let mut out = Vec::new();

@@ -95,6 +95,8 @@ impl Process for Mailbox {
                 println!("end {}", self.got.len());
             }
             Some("count") => println!("count {}", self.got.len()),
+            // A guest bug on demand: the call traps, the process fails.
+            Some("trap") => panic!("asked to trap"),
             Some("send") => {
                 let to = words.next().unwrap_or("");
                 let text = words.next().unwrap_or("");

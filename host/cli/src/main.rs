@@ -190,7 +190,23 @@ pub fn pvm_component_named(explicit: Option<PathBuf>, build: &str) -> anyhow::Re
     Ok(guess)
 }
 
+/// `phantom journal | head`: stdout closed by the reader ends the command
+/// quietly, with the status a SIGPIPE would give (Rust ignores SIGPIPE, so
+/// `println!` panics instead). `phantom run` writes its guests' output
+/// without `println!`, and goes on when nobody reads it.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload_as_str().unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Spawn(a) => cmd::spawn::run(a),

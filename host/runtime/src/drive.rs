@@ -255,6 +255,14 @@ struct PendingSend {
     reply: mpsc::Sender<Reply>,
 }
 
+/// What became of a message to a process not running here.
+enum Elsewhere {
+    /// Durable in its journal.
+    Delivered,
+    /// Not yet: try again at the next release.
+    Wait,
+}
+
 struct Driven {
     process: Process,
     /// Ran anything since the last checkpoint.
@@ -1156,9 +1164,18 @@ impl<'rt> Drive<'rt> {
                 }
                 Output::Message { to, id, data } => {
                     let Some(j) = self.procs.iter().position(|p| p.process.name() == to) else {
-                        hooks.note(Note::Warning(&format!(
-                            "message {id} from '{sender}' to '{to}' was not delivered: no process '{to}' runs here"
-                        )));
+                        match self.deliver_not_running(&sender, to, *id, data) {
+                            Ok(Elsewhere::Delivered) => {}
+                            // Its migration's last round: it is either
+                            // back here or gone soon.
+                            Ok(Elsewhere::Wait) => {
+                                stopped_at = Some(k);
+                                break;
+                            }
+                            Err(why) => hooks.note(Note::Warning(&format!(
+                                "message {id} from '{sender}' to '{to}' was not delivered: {why}"
+                            ))),
+                        }
                         continue;
                     };
                     let input = Input::Message {
@@ -1218,6 +1235,34 @@ impl<'rt> Drive<'rt> {
             _ => {}
         }
         self.procs[i].touched = true;
+    }
+
+    /// Delivers a message to process `to`, which is not among those
+    /// running: into its journal straight away when it is a process of this
+    /// data directory that failed or is not taken back yet (this host holds
+    /// the lock), so it gets the message when it runs again; `Wait` while
+    /// it is in its migration's last round here.
+    fn deliver_not_running(
+        &self,
+        from: &str,
+        to: &str,
+        id: u64,
+        data: &[u8],
+    ) -> Result<Elsewhere, String> {
+        if self.parked.iter().any(|p| p.process.name() == to) {
+            return Ok(Elsewhere::Wait);
+        }
+        if self.summary.exited.iter().any(|(n, _)| n == to) {
+            return Err(format!("'{to}' has exited: it takes no more messages"));
+        }
+        let Some(data_path) = &self.data else {
+            return Err(format!("no process '{to}' runs here"));
+        };
+        let dir = crate::datadir::DataDir::open(data_path)
+            .and_then(|d| d.process_dir(to))
+            .map_err(|e| e.to_string())?;
+        crate::journal::offline::deliver_offline(&dir, from, id, data)?;
+        Ok(Elsewhere::Delivered)
     }
 
     /// Appends process `i`'s released console output to its console log

@@ -70,10 +70,36 @@ pub struct Delivered {
 /// it: the caller holds the data directory's lock) and returns once they
 /// are durable. The process gets them when it runs next.
 pub fn send_offline(dir: &Path, messages: &[Vec<u8>]) -> Result<Delivered, String> {
-    let name = crate::datadir::process_name(dir);
     if messages.is_empty() {
         return Err("no messages to send".into());
     }
+    let items: Vec<(Option<u64>, &[u8])> = messages.iter().map(|m| (None, &m[..])).collect();
+    append_messages(dir, "", &items)?.ok_or_else(|| "no messages to send".to_string())
+}
+
+/// Delivers message `id` of process `from` into the journal of the process
+/// in `dir`, which does not run (it failed, or has not been taken back by
+/// the host yet; the caller holds the data directory's lock, as the host
+/// does), and returns once it is durable. The process gets it when it runs
+/// next. None: it already has it (a sender resending after a crash).
+pub fn deliver_offline(
+    dir: &Path,
+    from: &str,
+    id: u64,
+    data: &[u8],
+) -> Result<Option<Delivered>, String> {
+    append_messages(dir, from, &[(Some(id), data)])
+}
+
+/// Appends messages from `from` (empty: from outside, each numbered by its
+/// position) after checking what a replay will accept; those a process
+/// sender already delivered are left out. None: nothing was left to append.
+fn append_messages(
+    dir: &Path,
+    from: &str,
+    messages: &[(Option<u64>, &[u8])],
+) -> Result<Option<Delivered>, String> {
+    let name = crate::datadir::process_name(dir);
     let bytes = std::fs::read(dir.join("component.wasm"))
         .map_err(|e| format!("cannot read the component of '{name}': {e}"))?;
     let facts = crate::inspect::inspect_component(&bytes).map_err(|e| e.to_string())?;
@@ -88,11 +114,13 @@ pub fn send_offline(dir: &Path, messages: &[Vec<u8>]) -> Result<Delivered, Strin
             "the journal of '{name}' is damaged ({why}): run it once (which cuts a torn tail) or check it with `phantom fsck`"
         ));
     }
-    // The queue as a replay will rebuild it, and the latest process time.
+    // The queue as a replay will rebuild it, the latest process time, and
+    // the last id taken from `from`.
     let mut queued: Vec<usize> = tail.parts.host.pending.iter().map(Input::bytes).collect();
     let mut head: usize = 0;
     let mut time_ns = tail.parts.host.process_time_ns;
     let mut exited = tail.parts.host.exit_code.is_some();
+    let mut taken = tail.parts.journal.senders.get(from).copied();
     // A call the host died in (no end recorded): abandoned before anything
     // is appended after it, its input back at the head of the queue.
     let mut open_call: Option<(u64, CallKind)> = None;
@@ -108,6 +136,12 @@ pub fn send_offline(dir: &Path, messages: &[Vec<u8>]) -> Result<Delivered, Strin
             Ok(Entry::Admit { time_ns: t, input }) => {
                 time_ns = time_ns.max(*t);
                 queued.push(input.bytes());
+                if let Input::Message { from: f, id, .. } = input
+                    && !from.is_empty()
+                    && f == from
+                {
+                    taken = Some(taken.map_or(*id, |t| t.max(*id)));
+                }
             }
             Ok(Entry::Call { time_ns: t, kind }) => {
                 time_ns = time_ns.max(*t);
@@ -132,21 +166,32 @@ pub fn send_offline(dir: &Path, messages: &[Vec<u8>]) -> Result<Delivered, Strin
             "process '{name}' has exited: it takes no more messages"
         ));
     }
+    // A process sender's resend of what the receiver has: left out.
+    let fresh: Vec<&(Option<u64>, &[u8])> = messages
+        .iter()
+        .filter(|(id, _)| match (id, taken) {
+            (Some(id), Some(t)) if !from.is_empty() => *id > t,
+            _ => true,
+        })
+        .collect();
+    if fresh.is_empty() {
+        return Ok(None);
+    }
     if let Some((_, CallKind::Next)) = open_call {
         head = head.saturating_sub(1);
     }
     let waiting = &queued[head.min(queued.len())..];
     let mut count = waiting.len();
     let mut total: usize = waiting.iter().sum();
-    for m in messages {
-        if m.len() > MAX_LINE_BYTES {
+    for (_, m) in &fresh {
+        if m.len() + from.len() > MAX_LINE_BYTES {
             return Err(format!(
                 "a message of {} bytes is longer than the limit of {MAX_LINE_BYTES}",
                 m.len()
             ));
         }
         count += 1;
-        total += m.len();
+        total += m.len() + from.len();
     }
     if count > MAX_PENDING_INPUTS || total > MAX_PENDING_BYTES {
         return Err(format!(
@@ -164,14 +209,14 @@ pub fn send_offline(dir: &Path, messages: &[Vec<u8>]) -> Result<Delivered, Strin
     }
     let mut first = None;
     let mut last = 0;
-    for m in messages {
-        let id = log.next_seq();
+    for (id, m) in fresh {
+        let id = id.unwrap_or_else(|| log.next_seq());
         let entry = Entry::Admit {
             time_ns,
             input: Input::Message {
-                from: String::new(),
+                from: from.to_string(),
                 id,
-                data: m.clone(),
+                data: m.to_vec(),
             },
         };
         last = log
@@ -188,10 +233,10 @@ pub fn send_offline(dir: &Path, messages: &[Vec<u8>]) -> Result<Delivered, Strin
         }
         Err(e) => return Err(format!("the journal of '{name}' failed: {e}")),
     }
-    Ok(Delivered {
+    Ok(Some(Delivered {
         first: first.unwrap_or(last),
         last,
-    })
+    }))
 }
 
 /// What `cut` did.
