@@ -11,6 +11,15 @@
 //! and prints.
 #![forbid(unsafe_code)]
 
+/// `eprintln!` that never panics: a host (`run`, `serve`) whose stderr is
+/// closed or on a full disk goes on running its processes.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod cmd;
 mod terminal;

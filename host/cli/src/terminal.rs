@@ -72,14 +72,14 @@ impl DriveHooks for Terminal {
                 self.seen.insert(name.to_string());
                 self.multi |= self.seen.len() > 1;
                 if self.verbose {
-                    eprintln!(
+                    note!(
                         "phantom: restored '{name}' from checkpoint {checkpoint} (restore #{restore_count})"
                     );
                 }
             }
             Note::Replayed { name, report } => {
                 if self.verbose {
-                    eprintln!(
+                    note!(
                         "phantom: replayed the journal of '{name}': {} entries, {} calls, {} inputs queued again, {} effects not repeated, {} to release",
                         report.entries,
                         report.calls,
@@ -91,7 +91,7 @@ impl DriveHooks for Terminal {
             }
             Note::Captured { name, report } => {
                 if self.verbose {
-                    eprintln!(
+                    note!(
                         "phantom: captured checkpoint {} of '{name}' ({} dirty pages{}, pause {} us)",
                         report.id,
                         report.dirty_pages,
@@ -102,16 +102,16 @@ impl DriveHooks for Terminal {
             }
             Note::Committed { name, id } => {
                 if self.verbose {
-                    eprintln!("phantom: committed checkpoint {id} of '{name}'");
+                    note!("phantom: committed checkpoint {id} of '{name}'");
                 }
             }
             Note::CheckpointFailed { name, error } => {
-                eprintln!("phantom: checkpoint of '{name}' failed: {error}");
+                note!("phantom: checkpoint of '{name}' failed: {error}");
             }
             Note::Failed { name, failure } => {
-                eprintln!("phantom: {}", self.text(&failure.message));
+                note!("phantom: {}", self.text(&failure.message));
                 if self.rename.is_none() {
-                    eprintln!(
+                    note!(
                         "phantom: '{name}' is marked failed ({}); its checkpoints are untouched (`phantom run --retry-failed` tries it again)",
                         failure.kind.name()
                     );
@@ -119,13 +119,13 @@ impl DriveHooks for Terminal {
             }
             Note::Exited { name, code } => {
                 if self.verbose || code != 0 {
-                    eprintln!("phantom: '{name}' exited with code {code}");
+                    note!("phantom: '{name}' exited with code {code}");
                 }
             }
             Note::InputRefused { name, why } => {
-                eprintln!("phantom: input for '{name}' is not delivered: {why}");
+                note!("phantom: input for '{name}' is not delivered: {why}");
             }
-            Note::Warning(w) => eprintln!("phantom: warning: {w}"),
+            Note::Warning(w) => note!("phantom: warning: {w}"),
         }
     }
 }
@@ -140,16 +140,16 @@ pub fn report_hand_over(
 ) -> bool {
     use phantom_runtime::datadir::HandOver;
     match handed_over {
-        None if !quiet => eprintln!("phantom: {what}"),
+        None if !quiet => note!("phantom: {what}"),
         None => {}
         Some(HandOver::Started(pid)) => {
-            eprintln!("phantom: {what}; the host running it (pid {pid}) has started it")
+            note!("phantom: {what}; the host running it (pid {pid}) has started it")
         }
         Some(HandOver::HostGone) => {
-            eprintln!("phantom: {what}; it starts with the next `phantom run`")
+            note!("phantom: {what}; it starts with the next `phantom run`")
         }
         Some(HandOver::Refused(pid, why)) => {
-            eprintln!(
+            note!(
                 "phantom: {what}, but the host running the directory (pid {pid}) could not start it: {why}"
             );
             return false;
@@ -220,13 +220,13 @@ impl Progress {
                 mib(done) / secs
             ),
         };
-        eprint!("\r{line}\x1b[K");
+        let _ = write!(std::io::stderr(), "\r{line}\x1b[K");
     }
 
     /// Clears the bar.
     pub fn finish(&mut self) {
         if self.shown && self.last.is_some() {
-            eprint!("\r\x1b[K");
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
         }
         self.shown = false;
     }

@@ -197,7 +197,7 @@ pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let (server, requests) = match ControlServer::start(&data, &lock, drive.waker()) {
         Ok((s, r)) => (Some(s), Some(r)),
         Err(e) => {
-            eprintln!(
+            note!(
                 "phantom: warning: no control socket in {} ({e}); `phantom checkpoint` falls back to SIGUSR1",
                 data.path().display()
             );
@@ -216,11 +216,11 @@ pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
                     listen: listen.addr.clone(),
                     security: listen.security,
                     hand_over: true,
-                    log: std::sync::Arc::new(|line: &str| eprintln!("phantom: {line}")),
+                    log: std::sync::Arc::new(|line: &str| note!("phantom: {line}")),
                 },
             )
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", listen.addr))?;
-            eprintln!(
+            note!(
                 "phantom: serving {} on {}",
                 data.path().display(),
                 server.local_addr
@@ -254,7 +254,7 @@ pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
         None if names.len() == 1 => Some(names[0].clone()),
         None => {
             if !a.no_stdin && names.len() > 1 {
-                eprintln!(
+                note!(
                     "phantom: not reading stdin: {} holds {} processes ({}); name the one that gets it with --input NAME, or pass --no-stdin",
                     data.path().display(),
                     names.len(),
@@ -281,7 +281,7 @@ pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let serving = listener.is_some();
     let started_empty = (serving || data.process_dirs()?.is_empty()) && !a.until_idle;
     if started_empty && a.run_for.is_none() && !serving {
-        eprintln!(
+        note!(
             "phantom: no process to run in {}; waiting for `phantom spawn` (Ctrl-C stops)",
             data.path().display()
         );
@@ -305,20 +305,20 @@ pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
     drop(server);
     drop(listener);
     if a.verbose {
-        eprintln!("phantom: stopped after {} checkpoints", summary.checkpoints);
+        note!("phantom: stopped after {} checkpoints", summary.checkpoints);
     }
     let mut clean = true;
     if !summary.failed.is_empty() {
         let names: Vec<&str> = summary.failed.iter().map(|(n, _)| n.as_str()).collect();
-        eprintln!("phantom: failed processes: {}", names.join(", "));
+        note!("phantom: failed processes: {}", names.join(", "));
         clean = false;
     }
     for (name, e) in &summary.checkpoint_failures {
-        eprintln!("phantom: a checkpoint of '{name}' was not written: {e}");
+        note!("phantom: a checkpoint of '{name}' was not written: {e}");
         clean = false;
     }
     if summary.undelivered > 0 {
-        eprintln!(
+        note!(
             "phantom: {} line(s) of input were not delivered ({})",
             summary.undelivered,
             summary.undelivered_reason.as_deref().unwrap_or("unknown")

@@ -58,7 +58,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot create {}", path.display()))?;
         writeln!(f, "{key}").with_context(|| format!("cannot write {}", path.display()))?;
         f.sync_all()?;
-        eprintln!(
+        note!(
             "phantom: wrote a new migration key to {} (copy it to the other hosts; keep it secret)",
             path.display()
         );
@@ -71,7 +71,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let (security, _) =
         security_from(a.key_file.as_deref(), a.insecure_plaintext).map_err(anyhow::Error::msg)?;
     if a.insecure_plaintext {
-        eprintln!(
+        note!(
             "phantom: warning: --insecure-plaintext: migrations to {addr} are neither authenticated nor encrypted"
         );
     }
