@@ -1028,6 +1028,14 @@ impl<'rt> Drive<'rt> {
                 continue;
             };
             let mut error = None;
+            // Someone waits for what is appended next: asked before the
+            // append, the writer writes and syncs it in one pass instead of
+            // writing it when woken and syncing when asked.
+            if !send.messages.is_empty()
+                && let Some(log) = p.process.journal_log()
+            {
+                log.request_durable(log.next_seq());
+            }
             while let Some(text) = send.messages.front() {
                 let id = p.process.journal_log().map_or(0, |l| l.next_seq());
                 let input = Input::Message {

@@ -755,13 +755,17 @@ impl Log {
     }
 
     /// Asks for entry `seq` to become durable soon, without waiting (the
-    /// drive loop, for effects it holds).
+    /// drive loop, for effects it holds). An entry not appended yet is
+    /// synced in the pass that writes it (its append wakes the writer).
     pub fn request_durable(&self, seq: u64) {
         let mut s = self.shared.lock();
         if s.durable <= seq && s.demand <= seq {
             s.demand = seq + 1;
+            let appended = seq < s.next_seq;
             drop(s);
-            self.shared.work.notify_one();
+            if appended {
+                self.shared.work.notify_one();
+            }
         }
     }
 
