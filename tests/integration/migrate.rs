@@ -359,16 +359,27 @@ fn kill_nine_at_any_step_leaves_one_owner_and_loses_nothing() {
             if owners.len() == 1 && !pending {
                 break owners[0];
             }
-            assert!(owners.len() < 2, "two owners after kill {k}: {states:?}");
-            if Instant::now() > until {
+            let logs = || {
                 let mut logs = String::new();
-                for e in std::fs::read_dir(root.path()).unwrap().flatten() {
-                    if e.file_name().to_string_lossy().ends_with(".err") {
-                        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                        logs += &format!("== {}\n{text}\n", e.file_name().to_string_lossy());
-                    }
+                let mut files: Vec<_> = std::fs::read_dir(root.path())
+                    .unwrap()
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".err"))
+                    .collect();
+                files.sort_by_key(|e| e.file_name());
+                for e in files {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    logs += &format!("== {}\n{text}\n", e.file_name().to_string_lossy());
                 }
-                panic!("not settled after kill {k}: {states:?}\n{logs}");
+                logs
+            };
+            assert!(
+                owners.len() < 2,
+                "two owners after kill {k} (owner {owner}, victim {victim}): {states:?}\n{}",
+                logs()
+            );
+            if Instant::now() > until {
+                panic!("not settled after kill {k}: {states:?}\n{}", logs());
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -418,6 +429,65 @@ fn kill_nine_at_any_step_leaves_one_owner_and_loses_nothing() {
 
 /// Every file under `dir` (the lock, the socket and the compile cache
 /// excepted) with its bytes.
+/// A process that arrived but is not adopted yet (the target's host is
+/// slow to take it) is migrated on at once, from its files: the late
+/// adoption waits for that migration's outcome instead of running it here
+/// too (it used to: two owners).
+#[test]
+fn an_adoption_during_a_migration_from_files_waits_for_its_outcome() {
+    let root = data_dir();
+    let key = new_key(root.path(), "key");
+    let dirs = [root.path().join("a"), root.path().join("b")];
+    let addrs = [
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    spawn(&dirs[0], phantom_tests::MAILBOX, "box", &[]);
+    ok(&run(&["send", "--data", s(&dirs[0]), "box", "before"]));
+    let mut a = start(
+        serve_cmd(&dirs[0], &addrs[0], &key),
+        &root.path().join("a-host"),
+        "serving",
+    );
+    // b asks its host to adopt an arrival 0.4 s after the commit, and a
+    // migration it starts waits 0.8 s once connected (before its intent
+    // is on disk): the adoption lands inside that migration.
+    let mut cb = serve_cmd(&dirs[1], &addrs[1], &key);
+    cb.env(
+        "PHANTOM_MIGRATE_PAUSE",
+        "target-adopt-asked=400,connected=800",
+    );
+    let mut b = start(cb, &root.path().join("b-host"), "serving");
+    let migrate = |from: usize, to: usize| {
+        run(&[
+            "migrate",
+            "box",
+            "--data",
+            s(&dirs[from]),
+            "--to",
+            &addrs[to],
+            "--key-file",
+            s(&key),
+        ])
+    };
+    ok(&migrate(0, 1));
+    // At once back, while b has not adopted it: from b's files.
+    ok(&migrate(1, 0));
+    std::thread::sleep(Duration::from_millis(500));
+    let states = [state(&dirs[0], "box"), state(&dirs[1], "box")];
+    assert_eq!(states[0].as_deref(), Some("running"), "{states:?}");
+    assert!(
+        matches!(states[1].as_deref(), None | Some("moved")),
+        "two owners: {states:?}"
+    );
+    ok(&run(&["send", "--data", s(&dirs[0]), "box", "after"]));
+    for h in [&mut a, &mut b] {
+        sigterm(h);
+    }
+    let got: Vec<String> = dump(&dirs[0], "box").into_iter().map(|(_, t)| t).collect();
+    assert_eq!(got, ["before", "after"]);
+}
+
 fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];

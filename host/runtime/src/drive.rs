@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::control::{PendingRequest, Reply, Request, Waker};
+use crate::control::{PendingRequest, ReplyTo, Request, Waker};
 use crate::datadir::{clear_failure, mark_failed, process_name, read_failure};
 use crate::error::{CheckpointError, Failure, RestoreError};
 use crate::exit::{Output, OutputSink};
@@ -252,7 +252,7 @@ struct PendingSend {
     first: Option<u64>,
     last: Option<u64>,
     deadline: Instant,
-    reply: mpsc::Sender<Reply>,
+    reply: ReplyTo,
 }
 
 /// What became of a message to a process not running here.
@@ -290,6 +290,10 @@ pub struct Drive<'rt> {
     parked: Vec<Driven>,
     /// Processes whose migration worker runs.
     migrating: std::collections::BTreeSet<String>,
+    /// Adoptions asked while their process was being migrated from its
+    /// files (it did not run here when the migration started): answered
+    /// when the migration is over, by running it if it stayed.
+    deferred_adopts: Vec<(String, ReplyTo)>,
     /// The workers' steps.
     live_tx: mpsc::Sender<LiveRequest>,
     live_rx: mpsc::Receiver<LiveRequest>,
@@ -311,6 +315,7 @@ impl<'rt> Drive<'rt> {
             sends: Vec::new(),
             parked: Vec::new(),
             migrating: Default::default(),
+            deferred_adopts: Vec::new(),
             live_tx,
             live_rx,
             console_log: false,
@@ -756,7 +761,7 @@ impl<'rt> Drive<'rt> {
         key_file: Option<PathBuf>,
         insecure_plaintext: bool,
         max_rounds: Option<u32>,
-        reply: &mpsc::Sender<Reply>,
+        reply: &ReplyTo,
     ) -> Result<(), String> {
         let data = self
             .data
@@ -859,6 +864,15 @@ impl<'rt> Drive<'rt> {
             }
             LiveOp::Done => {
                 self.migrating.remove(&name);
+                let (waiting, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred_adopts)
+                    .into_iter()
+                    .partition(|(n, _)| *n == name);
+                self.deferred_adopts = others;
+                for (n, reply) in waiting {
+                    // Stayed: it runs here now; moved: the files say so.
+                    let value = self.answer_now(Request::Adopt { name: n }, hooks);
+                    let _ = reply.send(value);
+                }
                 Ok(0)
             }
         };
@@ -929,6 +943,16 @@ impl<'rt> Drive<'rt> {
     /// Answers a control request (a `send` may answer later).
     fn answer(&mut self, pending: PendingRequest, hooks: &mut dyn DriveHooks) {
         let PendingRequest { request, reply } = pending;
+        // Adopted while a migration takes it from its files, it would run
+        // here and there: it waits for the migration's outcome.
+        if let Request::Adopt { name } = &request
+            && self.migrating.contains(name)
+            && !self.procs.iter().any(|p| p.process.name() == *name)
+            && !self.parked.iter().any(|p| p.process.name() == *name)
+        {
+            self.deferred_adopts.push((name.clone(), reply));
+            return;
+        }
         if let Request::Send {
             name,
             messages,
@@ -965,7 +989,7 @@ impl<'rt> Drive<'rt> {
         name: String,
         messages: Vec<String>,
         timeout: Duration,
-        reply: mpsc::Sender<Reply>,
+        reply: ReplyTo,
     ) {
         let refuse = |why: String| {
             let _ = reply.send(json!({"ok": false, "error": why}));

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use phantom_runtime::control::{ControlServer, PendingRequest, Request};
+use phantom_runtime::control::{ControlServer, PendingRequest, ReplyTo, Request};
 use phantom_runtime::datadir::DataDir;
 use phantom_runtime::drive::{
     ChannelFeed, Console, Drive, DriveHooks, DriveOptions, FeedItem, Note, restore_all,
@@ -213,7 +213,7 @@ pub fn run(args: &MigrateBenchArgs) -> anyhow::Result<serde_json::Value> {
             })
         };
         std::thread::sleep(Duration::from_secs_f64(args.warmup));
-        let (reply_tx, reply_rx) = mpsc::channel();
+        let (reply_tx, reply_rx) = ReplyTo::channel();
         tx_ctl.send(PendingRequest {
             request: Request::Migrate {
                 name: "bench".into(),
