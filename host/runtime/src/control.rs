@@ -488,6 +488,35 @@ impl Server {
                 self.waker.wake();
             }
         }
+        self.finish();
+    }
+
+    /// The host stops: what was answered leaves, every request still in
+    /// flight is answered `stopping` (its client then goes on without a
+    /// host), each connection given a moment to take it.
+    fn finish(&mut self) {
+        for (id, serial, value) in self.outbox.take() {
+            if let Some(c) = self.conns.get_mut(&id)
+                && c.inflight.as_ref().is_some_and(|f| f.serial == serial)
+            {
+                c.inflight = None;
+                c.queue(&value);
+            }
+        }
+        for c in self.conns.values_mut() {
+            if c.inflight.take().is_some() {
+                c.queue(&stopping());
+            }
+            if !c.output.is_empty()
+                && c.stream.set_nonblocking(false).is_ok()
+                && c.stream
+                    .set_write_timeout(Some(Duration::from_millis(100)))
+                    .is_ok()
+            {
+                let _ = (&c.stream).write_all(&c.output);
+            }
+        }
+        self.conns.clear();
     }
 
     fn accept(&mut self, touched: &mut Vec<u64>) {
