@@ -633,16 +633,23 @@ impl Server {
             }
         }
         c.flush();
-        let done = c.broken || (c.closed && c.inflight.is_none() && c.output.is_empty());
-        if done {
-            let _ = epoll::delete(&self.epoll, &c.stream);
-            self.conns.remove(&id);
+        // A peer that closed sends nothing more and may be gone: its answer
+        // in flight is written (what the socket takes) when it comes, and
+        // the connection ends. It leaves epoll now: a hung-up socket is
+        // reported ready again and again (level triggered) and would spin
+        // this thread until then.
+        let done = c.broken || (c.closed && c.inflight.is_none());
+        if done || c.closed {
+            if !c.interest.is_empty() {
+                let _ = epoll::delete(&self.epoll, &c.stream);
+                c.interest = epoll::EventFlags::empty();
+            }
+            if done {
+                self.conns.remove(&id);
+            }
             return sent;
         }
-        let mut want = epoll::EventFlags::RDHUP;
-        if !c.closed {
-            want |= epoll::EventFlags::IN;
-        }
+        let mut want = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
         if !c.output.is_empty() {
             want |= epoll::EventFlags::OUT;
         }
@@ -861,6 +868,109 @@ mod tests {
         assert!(parse_request(r#"{"op":"adopt"}"#).is_err());
         assert!(parse_request("[1]").is_err());
         assert!(parse_request("").is_err());
+    }
+
+    /// CPU time (clock ticks) of this process's threads named `name`.
+    fn thread_ticks(name: &str) -> u64 {
+        let mut total = 0;
+        let mut found = false;
+        for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // After the command's closing parenthesis: state is field 3,
+            // utime and stime fields 14 and 15.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            let f: Vec<&str> = rest.split(' ').collect();
+            total += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            found = true;
+        }
+        assert!(found, "no thread named {name}");
+        total
+    }
+
+    fn exchange(path: &Path, line: &str) -> Value {
+        let mut s = UnixStream::connect(path).unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        let mut reply = String::new();
+        BufReader::new(s).read_line(&mut reply).unwrap();
+        serde_json::from_str(&reply).unwrap()
+    }
+
+    /// Requests are answered in order per connection, from any thread, a
+    /// bad line gets an error, a peer that hangs up while its request is in
+    /// flight costs no CPU while it waits, and a request still in flight
+    /// when the server stops is answered `stopping`.
+    #[test]
+    fn the_server_answers_in_order_from_any_thread_and_idles_for_gone_peers() {
+        let t = tempfile::tempdir().unwrap();
+        let data = DataDir::create(t.path()).unwrap();
+        let lock = data.lock().unwrap();
+        let (server, rx) = ControlServer::start(&data, &lock, Waker::default()).unwrap();
+        let sock = t.path().join(SOCKET_NAME);
+        // Answered from another thread, in the order asked.
+        let answerer = std::thread::spawn(move || {
+            let mut n = 0;
+            while let Ok(p) = rx.recv() {
+                n += 1;
+                let reply = p.reply;
+                let request = format!("{:?}", p.request);
+                std::thread::spawn(move || {
+                    let _ = reply.send(json!({"ok": true, "n": n, "request": request}));
+                });
+                if n == 3 {
+                    // The next two are held, never answered while the
+                    // server runs.
+                    let held = (rx.recv().ok(), rx.recv().ok());
+                    return Some((held, rx));
+                }
+            }
+            None
+        });
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.write_all(b"{\"op\":\"status\"}\nnot json\n{\"op\":\"checkpoint\"}\n")
+            .unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            lines.push(serde_json::from_str::<Value>(&l).unwrap());
+        }
+        assert_eq!(lines[0]["n"], 1, "{lines:?}");
+        assert!(lines[0]["request"].as_str().unwrap().contains("Status"));
+        assert!(lines[1]["error"].as_str().unwrap().contains("bad request"));
+        assert!(lines[2]["request"].as_str().unwrap().contains("Checkpoint"));
+        assert_eq!(exchange(&sock, "{\"op\":\"status\"}\n")["n"], 3);
+        // A request held in flight, its peer gone.
+        let mut gone = UnixStream::connect(&sock).unwrap();
+        gone.write_all(b"{\"op\":\"status\"}\n").unwrap();
+        drop(gone);
+        std::thread::sleep(Duration::from_millis(100));
+        let before = thread_ticks("phantom-control");
+        std::thread::sleep(Duration::from_millis(500));
+        let spent = thread_ticks("phantom-control") - before;
+        assert!(
+            spent <= 5,
+            "the server spun for {spent} ticks while waiting"
+        );
+        // Stopping: a request in flight is answered `stopping`.
+        let mut waiting = UnixStream::connect(&sock).unwrap();
+        waiting.write_all(b"{\"op\":\"status\"}\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let held = answerer.join().unwrap().unwrap();
+        assert!(held.0.0.is_some() && held.0.1.is_some());
+        drop(server);
+        let mut l = String::new();
+        BufReader::new(waiting).read_line(&mut l).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&l).unwrap()["stopping"],
+            true,
+            "{l}"
+        );
+        drop(held);
     }
 
     #[test]
