@@ -557,8 +557,12 @@ impl Server {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 // Out of descriptors, or the like: the listener stays
-                // readable, so a later wake tries again.
-                Err(_) => return,
+                // readable, so the next wait tries again; a pause keeps
+                // that from spinning.
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(25));
+                    return;
+                }
             }
         }
     }
