@@ -1273,7 +1273,7 @@ impl<'rt> Drive<'rt> {
     /// running: into its journal straight away when it is a process of this
     /// data directory that failed or is not taken back yet (this host holds
     /// the lock), so it gets the message when it runs again; `Wait` while
-    /// it is in its migration's last round here.
+    /// it is being migrated from here.
     fn deliver_not_running(
         &self,
         from: &str,
@@ -1281,7 +1281,9 @@ impl<'rt> Drive<'rt> {
         id: u64,
         data: &[u8],
     ) -> Result<Elsewhere, String> {
-        if self.parked.iter().any(|p| p.process.name() == to) {
+        // Being migrated (parked for its last round, or taken from its
+        // files): its journal is not to be touched until the outcome.
+        if self.parked.iter().any(|p| p.process.name() == to) || self.migrating.contains(to) {
             return Ok(Elsewhere::Wait);
         }
         if self.summary.exited.iter().any(|(n, _)| n == to) {
