@@ -133,6 +133,14 @@ fn acknowledged_messages_survive_kill_9() {
     ok(&run(&["fsck", "--data", s(data.path())]));
 }
 
+/// Mailbox `b`, and mailbox `a` sending it `ping 1..=n`, one every 2 ms.
+fn spawn_pinger_and_mailbox(data: &Path, n: usize) {
+    spawn(data, phantom_tests::MAILBOX, "b", &[]);
+    let limit = n.to_string();
+    let args = ["--send-to", "b", "--period-ms", "2", "--limit", &limit];
+    spawn(data, phantom_tests::MAILBOX, "a", &args);
+}
+
 /// Two processes, one sending `ping 1..N` to the other on a timer, the
 /// host killed again and again: every message arrives exactly once, in
 /// order.
@@ -140,20 +148,7 @@ fn acknowledged_messages_survive_kill_9() {
 fn messages_between_processes_arrive_exactly_once_across_kills() {
     let data = data_dir();
     let n = 300;
-    spawn(data.path(), phantom_tests::MAILBOX, "b", &[]);
-    spawn(
-        data.path(),
-        phantom_tests::MAILBOX,
-        "a",
-        &[
-            "--send-to",
-            "b",
-            "--period-ms",
-            "2",
-            "--limit",
-            &n.to_string(),
-        ],
-    );
+    spawn_pinger_and_mailbox(data.path(), n);
     // `done` from the start: exactly this many kills.
     let done = AtomicBool::new(true);
     let killed = kill_hosts(data.path(), &done, kills().max(20), 0x77);
@@ -181,20 +176,7 @@ fn messages_between_processes_arrive_exactly_once_across_kills() {
 fn messages_to_a_failed_process_wait_in_its_journal() {
     let data = data_dir();
     let n = 40;
-    spawn(data.path(), phantom_tests::MAILBOX, "b", &[]);
-    spawn(
-        data.path(),
-        phantom_tests::MAILBOX,
-        "a",
-        &[
-            "--send-to",
-            "b",
-            "--period-ms",
-            "2",
-            "--limit",
-            &n.to_string(),
-        ],
-    );
+    spawn_pinger_and_mailbox(data.path(), n);
     let o = run_with_input(
         &[
             "run",

@@ -272,6 +272,20 @@ fn a_running_counter_moves_live_and_goes_on_where_it_was() {
     assert_eq!(state(&dst, "c").as_deref(), Some("ready"));
 }
 
+/// Two data directories `a` and `b` under one root with a shared key and a
+/// free port each; a mailbox `box` spawned in `a`.
+fn two_hosts_with_a_mailbox() -> (tempfile::TempDir, PathBuf, [PathBuf; 2], [String; 2]) {
+    let root = data_dir();
+    let key = new_key(root.path(), "key");
+    let dirs = [root.path().join("a"), root.path().join("b")];
+    let addrs = [
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    spawn(&dirs[0], phantom_tests::MAILBOX, "box", &[]);
+    (root, key, dirs, addrs)
+}
+
 /// Kills `child` with SIGKILL.
 fn kill9(child: &mut HostChild) {
     let _ = child.0.kill();
@@ -284,14 +298,7 @@ fn kill_nine_at_any_step_leaves_one_owner_and_loses_nothing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(22);
-    let root = data_dir();
-    let key = new_key(root.path(), "key");
-    let dirs = [root.path().join("a"), root.path().join("b")];
-    let addrs = [
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    ];
-    spawn(&dirs[0], phantom_tests::MAILBOX, "box", &[]);
+    let (root, key, dirs, addrs) = two_hosts_with_a_mailbox();
     let host = |i: usize, round: usize| {
         let mut c = serve_cmd(&dirs[i], &addrs[i], &key);
         // Every step of the protocol takes a little longer, so the kills
@@ -435,14 +442,7 @@ fn kill_nine_at_any_step_leaves_one_owner_and_loses_nothing() {
 /// too (it used to: two owners).
 #[test]
 fn an_adoption_during_a_migration_from_files_waits_for_its_outcome() {
-    let root = data_dir();
-    let key = new_key(root.path(), "key");
-    let dirs = [root.path().join("a"), root.path().join("b")];
-    let addrs = [
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    ];
-    spawn(&dirs[0], phantom_tests::MAILBOX, "box", &[]);
+    let (root, key, dirs, addrs) = two_hosts_with_a_mailbox();
     ok(&run(&["send", "--data", s(&dirs[0]), "box", "before"]));
     let mut a = start(
         serve_cmd(&dirs[0], &addrs[0], &key),
