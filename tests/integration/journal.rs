@@ -133,6 +133,26 @@ fn acknowledged_messages_survive_kill_9() {
     ok(&run(&["fsck", "--data", s(data.path())]));
 }
 
+/// `phantom run` of `data` for a second, without stdin, with `extra`.
+fn run_a_second(data: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", "--data", s(data), "--no-stdin", "--for", "1"];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Runs `data` until idle (with `extra`), then what mailbox `b` got.
+fn run_until_idle_and_dump_b(data: &Path, extra: &[&str]) -> Vec<(String, String)> {
+    let mut args = vec!["run", "--data", s(data), "--no-stdin", "--until-idle"];
+    args.extend_from_slice(extra);
+    ok(&run(&args));
+    dump(data, "b")
+}
+
+/// What `b` gets from `a` of `spawn_pinger_and_mailbox`.
+fn pings(n: usize) -> Vec<(String, String)> {
+    (1..=n).map(|k| ("a".into(), format!("ping {k}"))).collect()
+}
+
 /// Mailbox `b`, and mailbox `a` sending it `ping 1..=n`, one every 2 ms.
 fn spawn_pinger_and_mailbox(data: &Path, n: usize) {
     spawn(data, phantom_tests::MAILBOX, "b", &[]);
@@ -153,16 +173,8 @@ fn messages_between_processes_arrive_exactly_once_across_kills() {
     let done = AtomicBool::new(true);
     let killed = kill_hosts(data.path(), &done, kills().max(20), 0x77);
     // Let it finish without kills.
-    let o = run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--no-stdin",
-        "--until-idle",
-    ]);
-    ok(&o);
-    let got = dump(data.path(), "b");
-    let want: Vec<(String, String)> = (1..=n).map(|k| ("a".into(), format!("ping {k}"))).collect();
+    let got = run_until_idle_and_dump_b(data.path(), &[]);
+    let want = pings(n);
     assert_eq!(got.len(), want.len(), "{killed} kills");
     assert_eq!(got, want, "{killed} kills");
     ok(&run(&["fsck", "--data", s(data.path())]));
@@ -209,17 +221,8 @@ fn messages_to_a_failed_process_wait_in_its_journal() {
         .filter(|e| e["input"] == "message")
         .count();
     assert!(admitted > 0, "{v}");
-    let o = run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--no-stdin",
-        "--until-idle",
-        "--retry-failed",
-    ]);
-    ok(&o);
-    let got = dump(data.path(), "b");
-    let want: Vec<(String, String)> = (1..=n).map(|k| ("a".into(), format!("ping {k}"))).collect();
+    let got = run_until_idle_and_dump_b(data.path(), &["--retry-failed"]);
+    let want = pings(n);
     assert_eq!(got, want);
     ok(&run(&["fsck", "--data", s(data.path())]));
 }
@@ -393,7 +396,7 @@ fn a_changed_recorded_value_is_a_divergence() {
         assert_eq!(failure.kind, FailureKind::Divergence, "{what}: {e}");
         assert!(failure.message.contains("diverged at entry"), "{e}");
         // The CLI: the process is marked failed, the others run on.
-        let o = run(&["run", "--data", s(data.path()), "--no-stdin", "--for", "1"]);
+        let o = run_a_second(data.path(), &[]);
         assert!(!o.status.success());
         assert!(stderr(&o).contains("diverged at entry"), "{}", stderr(&o));
         let ps = ps_json(data.path());
@@ -402,16 +405,7 @@ fn a_changed_recorded_value_is_a_divergence() {
         assert_eq!(p["failure"]["kind"], "divergence", "{ps}");
         // With --fallback, the process goes back to its newest checkpoint
         // without the tail that does not replay, says so, and runs.
-        let o = run(&[
-            "run",
-            "--data",
-            s(data.path()),
-            "--no-stdin",
-            "--for",
-            "1",
-            "--retry-failed",
-            "--fallback",
-        ]);
+        let o = run_a_second(data.path(), &["--retry-failed", "--fallback"]);
         assert!(o.status.success(), "{what}: {}", stderr(&o));
         assert!(stderr(&o).contains("does not replay"), "{}", stderr(&o));
         let ps = ps_json(data.path());
@@ -455,7 +449,7 @@ fn a_journal_cut_before_a_bad_entry_keeps_what_precedes_it() {
     bytes[payload.start] = 0xee;
     reseal(&mut bytes, at, payload.clone());
     std::fs::write(&seg, &bytes).unwrap();
-    let o = run(&["run", "--data", s(data.path()), "--no-stdin", "--for", "1"]);
+    let o = run_a_second(data.path(), &[]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
@@ -468,26 +462,23 @@ fn a_journal_cut_before_a_bad_entry_keeps_what_precedes_it() {
         !o.status.success(),
         "fsck passes a journal entry that does not decode"
     );
-    // Refused: inside the checkpoint, and past the end.
-    let o = run(&[
-        "journal",
-        "--data",
-        s(data.path()),
-        "box",
-        "--cut-at",
-        &(total + 5).to_string(),
-    ]);
+    let cut_at = |at: u64| {
+        let at = at.to_string();
+        run(&[
+            "journal",
+            "--data",
+            s(data.path()),
+            "box",
+            "--json",
+            "--cut-at",
+            &at,
+        ])
+    };
+    // Refused past the end.
+    let o = cut_at(total + 5);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("nothing to cut"), "{}", stderr(&o));
-    let o = run(&[
-        "journal",
-        "--data",
-        s(data.path()),
-        "box",
-        "--cut-at",
-        &bad.to_string(),
-        "--json",
-    ]);
+    let o = cut_at(bad);
     let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
     assert_eq!(v["removed"], total - bad, "{v}");
     assert_eq!(v["failed"], true, "{v}");
@@ -501,15 +492,7 @@ fn a_journal_cut_before_a_bad_entry_keeps_what_precedes_it() {
     let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
     assert_eq!(v["entries"].as_array().unwrap().len() as u64, bad, "{v}");
     // Resumed from the cut: the first two messages, then new ones.
-    ok(&run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--no-stdin",
-        "--for",
-        "1",
-        "--retry-failed",
-    ]));
+    ok(&run_a_second(data.path(), &["--retry-failed"]));
     ok(&run(&["send", "--data", s(data.path()), "box", "after"]));
     let got: Vec<String> = dump(data.path(), "box")
         .into_iter()
