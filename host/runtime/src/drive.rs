@@ -48,7 +48,6 @@ const STEPS_PER_ROUND: usize = 64;
 const ROUND_TIME: Duration = Duration::from_millis(20);
 /// Longest the loop sleeps without looking at signals and requests.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
-/// How long a `send` waits for room in a full queue unless it says.
 /// Longest the drive loop waits for a receiver's journal before it records
 /// a message as released.
 const RECEIVER_SYNC: Duration = Duration::from_secs(30);
@@ -1125,8 +1124,7 @@ impl<'rt> Drive<'rt> {
         match (log, send.last) {
             // The writer answers right after the sync that makes the
             // last message durable (asked now, it syncs in the pass that
-            // writes the entries): the connection's thread sleeps until
-            // then, woken once.
+            // writes the entries); the control thread writes the answer.
             (Some(log), Some(seq)) => {
                 let reply = send.reply;
                 log.when_durable(
@@ -1198,8 +1196,8 @@ impl<'rt> Drive<'rt> {
                     let Some(j) = self.procs.iter().position(|p| p.process.name() == to) else {
                         match self.deliver_not_running(&sender, to, *id, data) {
                             Ok(Elsewhere::Delivered) => {}
-                            // Its migration's last round: it is either
-                            // back here or gone soon.
+                            // Being migrated from here: held (with what
+                            // follows) until the outcome is known.
                             Ok(Elsewhere::Wait) => {
                                 stopped_at = Some(k);
                                 break;
