@@ -62,7 +62,7 @@ enum Command {
     Fsck(cmd::fsck::FsckArgs),
     /// Send a message to a process; returns once it is durable.
     Send(cmd::send::SendArgs),
-    /// List the journal entries after a process's last checkpoint.
+    /// List the journal entries after a process's last checkpoint (or cut the journal before a bad one: --cut-at).
     Journal(cmd::journal::JournalArgs),
     /// Write a process as one bundle, to restore it on another host with `import`.
     Export(cmd::export::ExportArgs),
