@@ -82,6 +82,12 @@ pub enum Request {
         /// How long a full queue may make the request wait (default 30 s).
         #[serde(default)]
         timeout_ms: Option<u64>,
+        /// An idempotency key (32 hex digits, `journal::valid_outside_key`):
+        /// sent again with the same key and messages (after a host died
+        /// under the request), messages the process already took are not
+        /// delivered again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Move process `name` to the host listening at `to` (live: the drive
     /// loop runs the pre-copy rounds); replied to when it is over.

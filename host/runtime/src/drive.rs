@@ -248,6 +248,11 @@ struct PendingSend {
     name: String,
     messages: std::collections::VecDeque<String>,
     total: usize,
+    /// The request's idempotency key.
+    key: Option<String>,
+    /// Messages left out: an earlier attempt with the same key delivered
+    /// them.
+    already: usize,
     first: Option<u64>,
     last: Option<u64>,
     deadline: Instant,
@@ -956,11 +961,12 @@ impl<'rt> Drive<'rt> {
             name,
             messages,
             timeout_ms,
+            key,
         } = request
         {
             let timeout =
                 timeout_ms.map_or(crate::control::SEND_QUEUE_TIMEOUT, Duration::from_millis);
-            self.start_send(name, messages, timeout, reply);
+            self.start_send(name, messages, key, timeout, reply);
             return;
         }
         if let Request::Migrate {
@@ -987,12 +993,18 @@ impl<'rt> Drive<'rt> {
         &mut self,
         name: String,
         messages: Vec<String>,
+        key: Option<String>,
         timeout: Duration,
         reply: ReplyTo,
     ) {
         let refuse = |why: String| {
             let _ = reply.send(json!({"ok": false, "error": why}));
         };
+        if let Some(k) = &key
+            && !crate::journal::valid_outside_key(k)
+        {
+            return refuse(format!("'{k}' is not a send key (32 lowercase hex digits)"));
+        }
         if !self.procs.iter().any(|p| p.process.name() == name) {
             let why = if self.parked.iter().any(|p| p.process.name() == name) {
                 format!(
@@ -1024,6 +1036,8 @@ impl<'rt> Drive<'rt> {
             name,
             total: messages.len(),
             messages: messages.into(),
+            key,
+            already: 0,
             first: None,
             last: None,
             deadline: Instant::now() + timeout,
@@ -1060,17 +1074,28 @@ impl<'rt> Drive<'rt> {
                 log.request_durable(log.next_seq());
             }
             while let Some(text) = send.messages.front() {
-                let id = p.process.journal_log().map_or(0, |l| l.next_seq());
+                let at = p.process.journal_log().map_or(0, |l| l.next_seq());
+                // Its place in the request, from 1.
+                let n = (send.total - send.messages.len()) as u64 + 1;
                 let input = Input::Message {
-                    from: String::new(),
-                    id,
+                    from: send
+                        .key
+                        .as_deref()
+                        .map_or_else(String::new, |k| crate::journal::outside_sender(k, n)),
+                    id: at,
                     data: text.as_bytes().to_vec(),
                 };
                 match p.process.offer(input) {
                     Ok(()) => {
                         send.messages.pop_front();
-                        send.first.get_or_insert(id);
-                        send.last = Some(id);
+                        // Not appended: the process had it already.
+                        let appended = p.process.journal_log().is_none_or(|l| l.next_seq() > at);
+                        if appended {
+                            send.first.get_or_insert(at);
+                            send.last = Some(at);
+                        } else {
+                            send.already += 1;
+                        }
                     }
                     Err(InputRefused::QueueFull) => break,
                     Err(e) => {
@@ -1104,6 +1129,7 @@ impl<'rt> Drive<'rt> {
             "messages": delivered,
             "first_position": send.first,
             "position": send.last,
+            "already_delivered": send.already,
         });
         if let Some(why) = error {
             value["error"] = json!(format!(
@@ -1121,7 +1147,14 @@ impl<'rt> Drive<'rt> {
             .iter()
             .find(|p| p.process.name() == send.name)
             .and_then(|p| p.process.journal_log().cloned());
-        match (log, send.last) {
+        // Left out as already taken: taken by an earlier attempt, maybe
+        // not durable yet (its answer was lost, not its host).
+        let wait_for = send.last.or_else(|| {
+            (send.already > 0)
+                .then(|| log.as_ref().and_then(|l| l.next_seq().checked_sub(1)))
+                .flatten()
+        });
+        match (log, wait_for) {
             // The writer answers right after the sync that makes the
             // last message durable (asked now, it syncs in the pass that
             // writes the entries); the control thread writes the answer.

@@ -54,7 +54,9 @@ pub enum Input {
     /// A message (`handle-message`): from a process of the same data
     /// directory (empty: from outside, `phantom send`), with the sender's id.
     Message {
-        /// The sending process; empty for `phantom send`.
+        /// The sending process; empty for `phantom send`, or the request's
+        /// key and the message's place in it (`.send-<key>/<n>`, see
+        /// `journal::OUTSIDE_KEY_PREFIX`), which the guest sees as empty.
         from: String,
         /// The sender's id for it.
         id: u64,
@@ -112,6 +114,10 @@ impl Input {
     pub fn bytes(&self) -> usize {
         match self {
             Input::ConsoleLine(s) => s.len(),
+            // The key of a `phantom send` (a sender beginning with `.`)
+            // is not counted: a message from outside may take the whole
+            // limit, keyed or not.
+            Input::Message { from, data, .. } if from.starts_with('.') => data.len(),
             Input::Message { from, data, .. } => from.len() + data.len(),
             Input::SerialData { bytes, .. } => bytes.len(),
             _ => 0,

@@ -239,6 +239,7 @@ fn drive_clients(
                 name: format!("p{}", i % processes),
                 messages: messages.clone(),
                 timeout_ms: None,
+                key: None,
             })?;
             Ok(batch as u64)
         },

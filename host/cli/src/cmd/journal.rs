@@ -102,16 +102,31 @@ fn describe(entry: &Entry) -> (String, Value) {
                                .collect::<Vec<_>>()),
                            "error": readings.as_ref().err()}),
                 ),
-                Input::Message { from, id, data } => (
-                    format!(
-                        "message {id} from {} ({} bytes) {}",
-                        if from.is_empty() { "outside" } else { from },
-                        data.len(),
-                        text(data)
-                    ),
-                    json!({"input": "message", "from": from, "id": id,
-                           "bytes": data.len(), "text": String::from_utf8_lossy(data)}),
-                ),
+                Input::Message { from, id, data } => {
+                    // `phantom send`'s key (the guest sees an empty sender).
+                    let (sender, key) = match from.strip_prefix('.') {
+                        Some(_) => ("", Some(from.as_str())),
+                        None => (from.as_str(), None),
+                    };
+                    let mut v = json!({"input": "message", "from": sender, "id": id,
+                           "bytes": data.len(), "text": String::from_utf8_lossy(data)});
+                    if let Some(k) = key {
+                        v["send_key"] = json!(k);
+                    }
+                    (
+                        format!(
+                            "message {id} from {} ({} bytes) {}",
+                            match key {
+                                Some(k) => format!("outside ({k})"),
+                                None if sender.is_empty() => "outside".to_string(),
+                                None => sender.to_string(),
+                            },
+                            data.len(),
+                            text(data)
+                        ),
+                        v,
+                    )
+                }
             };
             let mut v = v;
             v["time_ns"] = json!(time_ns);

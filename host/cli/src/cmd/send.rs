@@ -8,6 +8,8 @@
 //!                        them (waits while the queue is full, up to --timeout)
 //!                        ─► reply once the journal is durable
 //!     no host ─────────► the lock ─► straight into the journal ─► fdatasync
+//!     the host dies under it ─► again (either way), same key: what the
+//!                        process took already is left out, nothing twice
 //! ```
 
 use std::io::BufRead;
@@ -23,6 +25,33 @@ use phantom_runtime::journal::offline;
 use serde_json::json;
 
 use crate::parse_duration;
+
+/// How long `send` keeps trying while a host starts, stops or dies under
+/// it (at least; `--timeout` if longer).
+const RETRY_WINDOW: Duration = Duration::from_secs(10);
+
+/// A new idempotency key: the time in nanoseconds, then 64 random bits
+/// (`journal::valid_outside_key`).
+fn new_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut random = [0u8; 8];
+    let from_os = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
+        .is_ok();
+    let random = if from_os {
+        u64::from_le_bytes(random)
+    } else {
+        // Seeded per process by the standard library.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(nanos);
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    format!("{nanos:016x}{random:016x}")
+}
 
 /// Arguments of `phantom send`.
 #[derive(Args)]
@@ -59,30 +88,54 @@ pub fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     if messages.is_empty() {
         bail!("no messages to send (stdin was empty)");
     }
+    // Each attempt carries the same key: one the host died under may have
+    // delivered some messages; the next leaves those out.
+    let key = new_key();
     let request = Request::Send {
         name: a.name.clone(),
         messages: messages.clone(),
         timeout_ms: Some(a.timeout.as_millis() as u64),
+        key: Some(key.clone()),
     };
-    // A host may start or stop meanwhile: try both ways for a while.
-    let until = Instant::now() + Duration::from_secs(10);
-    let (first, last, host) = loop {
+    // A host may start, stop or die meanwhile: try both ways for a while.
+    let until = Instant::now() + RETRY_WINDOW.max(a.timeout);
+    let mut retries = 0u32;
+    let (first, last, already, host) = loop {
         match control::request_within(data.path(), &request, a.timeout + Duration::from_secs(130)) {
             Ok(reply) => {
                 break (
                     reply["first_position"].as_u64(),
                     reply["position"].as_u64(),
+                    reply["already_delivered"].as_u64().unwrap_or(0),
                     true,
                 );
             }
             Err(ControlError::NoHost(_)) => {}
+            Err(ControlError::Broken { why, .. }) => {
+                if Instant::now() >= until {
+                    bail!(
+                        "the host of {} went away before it acknowledged the messages ({why}); they may or may not have been delivered",
+                        a.data.display()
+                    );
+                }
+                retries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
         match data.lock() {
             Ok(_lock) => {
                 let bytes: Vec<Vec<u8>> = messages.iter().map(|m| m.as_bytes().to_vec()).collect();
-                let d = offline::send_offline(&dir, &bytes).map_err(anyhow::Error::msg)?;
-                break (Some(d.first), Some(d.last), false);
+                let d =
+                    offline::send_offline(&dir, Some(&key), &bytes).map_err(anyhow::Error::msg)?;
+                let new = d.map_or(0, |d| d.last - d.first + 1);
+                break (
+                    d.map(|d| d.first),
+                    d.map(|d| d.last),
+                    (messages.len() as u64).saturating_sub(new),
+                    false,
+                );
             }
             Err(DataDirError::Locked { .. }) if Instant::now() < until => {
                 std::thread::sleep(Duration::from_millis(50));
@@ -99,6 +152,8 @@ pub fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
                 "first_position": first,
                 "position": last,
                 "through_host": host,
+                "retries": retries,
+                "already_delivered": already,
             })
         );
     } else {
@@ -107,8 +162,15 @@ pub fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
             (Some(f), Some(l)) => format!(" (journal entries {f} to {l})"),
             _ => String::new(),
         };
+        let again = if retries > 0 {
+            format!(
+                "; sent again after the host went away ({retries}x), {already} of them were already there and were not delivered twice"
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "phantom: {} message(s) delivered to '{}'{at}",
+            "phantom: {} message(s) delivered to '{}'{at}{again}",
             messages.len(),
             a.name
         );

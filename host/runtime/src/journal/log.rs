@@ -454,6 +454,17 @@ pub fn cut_at(dir: &Path, seq: u64) -> Result<Vec<Entry>, LogError> {
     Ok(removed)
 }
 
+/// Makes every segment of `dir` durable as it is: what a host that died
+/// wrote but had not synced yet (the kernel still holds it).
+pub fn sync_files(dir: &Path) -> Result<(), LogError> {
+    for (_, path) in segments(dir)? {
+        File::open(&path)
+            .and_then(|f| f.sync_data())
+            .map_err(io_err(format!("cannot sync {}", path.display())))?;
+    }
+    sync_dir(dir)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())

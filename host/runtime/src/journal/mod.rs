@@ -19,6 +19,7 @@ pub mod log;
 pub mod offline;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,6 +41,80 @@ pub const JOURNAL_DIR: &str = "journal";
 pub const MAX_HELD: usize = 4096;
 /// Most sending processes whose last message id a process remembers.
 pub const MAX_SENDERS: usize = 4096;
+/// Of those, most keys of `phantom send` (outside senders); the oldest
+/// goes first, and only a send retried after that many others could be
+/// taken twice.
+pub const MAX_OUTSIDE_KEYS: usize = 1024;
+/// How the sender of a message from outside that carries an idempotency
+/// key (`phantom send`, which resends after a host died under it) begins
+/// in the journal: `.send-<key>/<n>`, `n` counting the request's messages
+/// from 1. No process name begins with `.`, and the guest sees an empty
+/// sender, as for any message from outside.
+pub const OUTSIDE_KEY_PREFIX: &str = ".send-";
+
+/// A `phantom send` key: 32 lowercase hex digits, the first 16 the time it
+/// was made (so the oldest sorts first).
+pub fn valid_outside_key(key: &str) -> bool {
+    key.len() == 32
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The sender field of message `n` (from 1) of the `phantom send` request
+/// with `key`.
+pub fn outside_sender(key: &str, n: u64) -> String {
+    format!("{OUTSIDE_KEY_PREFIX}{key}/{n}")
+}
+
+/// What a message's sender is remembered by, and its number: a process
+/// and the id it gave, or a `phantom send` key and the message's place in
+/// its request. None: a message from outside without a key (or not a
+/// message), never taken as a duplicate.
+pub fn dedupe_key(input: &Input) -> Option<(&str, u64)> {
+    let Input::Message { from, id, .. } = input else {
+        return None;
+    };
+    if from.is_empty() {
+        return None;
+    }
+    if let Some(rest) = from.strip_prefix(OUTSIDE_KEY_PREFIX)
+        && let Some((key, n)) = rest.split_once('/')
+        && valid_outside_key(key)
+        && let Ok(n) = n.parse::<u64>()
+    {
+        return Some((&from[..OUTSIDE_KEY_PREFIX.len() + key.len()], n));
+    }
+    Some((from, *id))
+}
+
+/// Records that message `n` of `sender` was taken, within the bounds: at
+/// most `MAX_OUTSIDE_KEYS` keys of `phantom send` (the oldest forgotten
+/// first) and `MAX_SENDERS` senders in all (the one with the lowest id).
+pub fn remember_sender(senders: &mut BTreeMap<String, u64>, sender: &str, n: u64) {
+    if !senders.contains_key(sender) {
+        if sender.starts_with('.') {
+            // Keys sort by the time they were made, and before every
+            // process name (which never begins with `.`).
+            let outside: Vec<String> = senders
+                .range::<str, _>((Bound::Included("."), Bound::Excluded("/")))
+                .map(|(k, _)| k.clone())
+                .collect();
+            if outside.len() >= MAX_OUTSIDE_KEYS {
+                senders.remove(&outside[0]);
+            }
+        }
+        if senders.len() >= MAX_SENDERS
+            && let Some(oldest) = senders
+                .iter()
+                .min_by_key(|(_, v)| **v)
+                .map(|(k, _)| k.clone())
+        {
+            senders.remove(&oldest);
+        }
+    }
+    senders.insert(sender.to_string(), n);
+}
 
 /// The journal of process directory `dir`.
 pub fn journal_dir(dir: &Path) -> std::path::PathBuf {
@@ -152,33 +227,18 @@ impl JournalCtx {
 
     /// Whether `input` is a message already taken from its sender.
     pub(crate) fn is_duplicate(&self, input: &Input) -> bool {
-        match input {
-            Input::Message { from, id, .. } if !from.is_empty() => {
-                self.state.senders.get(from).is_some_and(|last| id <= last)
-            }
-            _ => false,
-        }
+        dedupe_key(input).is_some_and(|(sender, n)| {
+            self.state
+                .senders
+                .get(sender)
+                .is_some_and(|last| n <= *last)
+        })
     }
 
-    /// Remembers the id of a message taken.
+    /// Remembers the number of a message taken.
     pub(crate) fn note_admitted(&mut self, input: &Input) {
-        if let Input::Message { from, id, .. } = input
-            && !from.is_empty()
-        {
-            if self.state.senders.len() >= MAX_SENDERS && !self.state.senders.contains_key(from) {
-                // Forget the sender with the oldest id (a bounded memory:
-                // its resends would no longer be recognised).
-                if let Some(oldest) = self
-                    .state
-                    .senders
-                    .iter()
-                    .min_by_key(|(_, v)| **v)
-                    .map(|(k, _)| k.clone())
-                {
-                    self.state.senders.remove(&oldest);
-                }
-            }
-            self.state.senders.insert(from.clone(), *id);
+        if let Some((sender, n)) = dedupe_key(input) {
+            remember_sender(&mut self.state.senders, sender, n);
         }
     }
 
@@ -289,5 +349,77 @@ impl JournalCtx {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(from: &str, id: u64) -> Input {
+        Input::Message {
+            from: from.into(),
+            id,
+            data: b"x".to_vec(),
+        }
+    }
+
+    #[test]
+    fn messages_are_remembered_by_process_and_id_or_by_send_key_and_place() {
+        let key = "0000000000000001ffffffffffffffff";
+        assert_eq!(dedupe_key(&message("", 7)), None);
+        assert_eq!(dedupe_key(&message("pinger", 7)), Some(("pinger", 7)));
+        let from = outside_sender(key, 3);
+        assert_eq!(
+            dedupe_key(&message(&from, 42)),
+            Some((&from[..OUTSIDE_KEY_PREFIX.len() + 32], 3))
+        );
+        // Not a key after all: remembered whole, by its id.
+        assert_eq!(
+            dedupe_key(&message(".send-xyz/3", 9)),
+            Some((".send-xyz/3", 9))
+        );
+        assert!(!valid_outside_key(&key.to_uppercase()));
+        assert!(!valid_outside_key(&key[1..]));
+
+        let mut j = JournalCtx::default();
+        for n in 1..=3 {
+            let m = message(&outside_sender(key, n), 100 + n);
+            assert!(!j.is_duplicate(&m));
+            j.note_admitted(&m);
+        }
+        assert!(j.is_duplicate(&message(&outside_sender(key, 2), 500)));
+        assert!(!j.is_duplicate(&message(&outside_sender(key, 4), 1)));
+        assert!(
+            !j.is_duplicate(&message("", 1)),
+            "no key: never a duplicate"
+        );
+    }
+
+    #[test]
+    fn send_keys_are_forgotten_oldest_first_and_never_push_out_processes() {
+        let mut senders = BTreeMap::new();
+        for p in 0..10u64 {
+            remember_sender(&mut senders, &format!("p{p}"), 1);
+        }
+        let key = |t: usize| format!("{OUTSIDE_KEY_PREFIX}{t:016x}{:016x}", 7);
+        for t in 0..MAX_OUTSIDE_KEYS + 5 {
+            remember_sender(&mut senders, &key(t), 2);
+        }
+        assert_eq!(senders.len(), 10 + MAX_OUTSIDE_KEYS);
+        for p in 0..10 {
+            assert!(senders.contains_key(&format!("p{p}")));
+        }
+        for t in 0..5 {
+            assert!(
+                !senders.contains_key(&key(t)),
+                "key {t} is among the oldest"
+            );
+        }
+        assert!(senders.contains_key(&key(5)));
+        assert!(senders.contains_key(&key(MAX_OUTSIDE_KEYS + 4)));
+        // Remembering a known sender again forgets nobody.
+        remember_sender(&mut senders, &key(9), 3);
+        assert_eq!(senders.len(), 10 + MAX_OUTSIDE_KEYS);
     }
 }

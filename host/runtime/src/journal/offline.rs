@@ -68,13 +68,32 @@ pub struct Delivered {
 
 /// Appends `messages` to the journal of the process in `dir` (no host runs
 /// it: the caller holds the data directory's lock) and returns once they
-/// are durable. The process gets them when it runs next.
-pub fn send_offline(dir: &Path, messages: &[Vec<u8>]) -> Result<Delivered, String> {
+/// are durable. The process gets them when it runs next. With `key` (see
+/// `journal::OUTSIDE_KEY_PREFIX`), those an earlier attempt with the same
+/// key delivered are left out: None if that was all of them (they are
+/// durable too).
+pub fn send_offline(
+    dir: &Path,
+    key: Option<&str>,
+    messages: &[Vec<u8>],
+) -> Result<Option<Delivered>, String> {
     if messages.is_empty() {
         return Err("no messages to send".into());
     }
-    let items: Vec<(Option<u64>, &[u8])> = messages.iter().map(|m| (None, &m[..])).collect();
-    append_messages(dir, "", &items)?.ok_or_else(|| "no messages to send".to_string())
+    if let Some(key) = key
+        && !super::valid_outside_key(key)
+    {
+        return Err(format!("'{key}' is not a send key (32 hex digits)"));
+    }
+    let items: Vec<(String, Option<u64>, &[u8])> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let from = key.map_or_else(String::new, |k| super::outside_sender(k, i as u64 + 1));
+            (from, None, &m[..])
+        })
+        .collect();
+    append_messages(dir, &items)
 }
 
 /// Delivers message `id` of process `from` into the journal of the process
@@ -88,16 +107,17 @@ pub fn deliver_offline(
     id: u64,
     data: &[u8],
 ) -> Result<Option<Delivered>, String> {
-    append_messages(dir, from, &[(Some(id), data)])
+    append_messages(dir, &[(from.to_string(), Some(id), data)])
 }
 
-/// Appends messages from `from` (empty: from outside, each numbered by its
-/// position) after checking what a replay will accept; those a process
-/// sender already delivered are left out. None: nothing was left to append.
+/// Appends messages `(from, id, data)` (id None: numbered by its
+/// position, as from outside) after checking what a replay will accept;
+/// those the process already took from their sender (`dedupe_key`) are
+/// left out. None: nothing was left to append, and what is there is made
+/// durable.
 fn append_messages(
     dir: &Path,
-    from: &str,
-    messages: &[(Option<u64>, &[u8])],
+    messages: &[(String, Option<u64>, &[u8])],
 ) -> Result<Option<Delivered>, String> {
     let name = crate::datadir::process_name(dir);
     let bytes = std::fs::read(dir.join("component.wasm"))
@@ -115,12 +135,15 @@ fn append_messages(
         ));
     }
     // The queue as a replay will rebuild it, the latest process time, and
-    // the last id taken from `from`.
+    // what was taken from each sender, as a replay remembers it.
     let mut queued: Vec<usize> = tail.parts.host.pending.iter().map(Input::bytes).collect();
     let mut head: usize = 0;
     let mut time_ns = tail.parts.host.process_time_ns;
     let mut exited = tail.parts.host.exit_code.is_some();
-    let mut taken = tail.parts.journal.senders.get(from).copied();
+    let mut senders = tail.parts.journal.senders.clone();
+    let taken = |senders: &std::collections::BTreeMap<String, u64>, input: &Input| {
+        super::dedupe_key(input).is_some_and(|(k, n)| senders.get(k).is_some_and(|t| n <= *t))
+    };
     // A call the host died in (no end recorded): abandoned before anything
     // is appended after it, its input back at the head of the queue.
     let mut open_call: Option<(u64, CallKind)> = None;
@@ -135,12 +158,11 @@ fn append_messages(
         match entry {
             Ok(Entry::Admit { time_ns: t, input }) => {
                 time_ns = time_ns.max(*t);
-                queued.push(input.bytes());
-                if let Input::Message { from: f, id, .. } = input
-                    && !from.is_empty()
-                    && f == from
-                {
-                    taken = Some(taken.map_or(*id, |t| t.max(*id)));
+                if !taken(&senders, input) {
+                    queued.push(input.bytes());
+                    if let Some((k, n)) = super::dedupe_key(input) {
+                        super::remember_sender(&mut senders, k, n);
+                    }
                 }
             }
             Ok(Entry::Call { time_ns: t, kind }) => {
@@ -166,15 +188,27 @@ fn append_messages(
             "process '{name}' has exited: it takes no more messages"
         ));
     }
-    // A process sender's resend of what the receiver has: left out.
-    let fresh: Vec<&(Option<u64>, &[u8])> = messages
-        .iter()
-        .filter(|(id, _)| match (id, taken) {
-            (Some(id), Some(t)) if !from.is_empty() => *id > t,
-            _ => true,
-        })
-        .collect();
+    // What the receiver already has (a resend after a crash): left out.
+    // Each with whether its id is its position (from outside).
+    let mut fresh: Vec<(Input, bool)> = Vec::new();
+    for (from, id, data) in messages {
+        let input = Input::Message {
+            from: from.clone(),
+            id: id.unwrap_or(0),
+            data: data.to_vec(),
+        };
+        if taken(&senders, &input) {
+            continue;
+        }
+        if let Some((k, n)) = super::dedupe_key(&input) {
+            super::remember_sender(&mut senders, k, n);
+        }
+        fresh.push((input, id.is_none()));
+    }
     if fresh.is_empty() {
+        // Taken by an attempt whose host died: written, maybe not synced.
+        log::sync_files(&journal_dir(dir))
+            .map_err(|e| format!("cannot sync the journal of '{name}': {e}"))?;
         return Ok(None);
     }
     if let Some((_, CallKind::Next)) = open_call {
@@ -183,15 +217,15 @@ fn append_messages(
     let waiting = &queued[head.min(queued.len())..];
     let mut count = waiting.len();
     let mut total: usize = waiting.iter().sum();
-    for (_, m) in &fresh {
-        if m.len() + from.len() > MAX_LINE_BYTES {
+    for (m, _) in &fresh {
+        if m.bytes() > MAX_LINE_BYTES {
             return Err(format!(
                 "a message of {} bytes is longer than the limit of {MAX_LINE_BYTES}",
-                m.len()
+                m.bytes()
             ));
         }
         count += 1;
-        total += m.len() + from.len();
+        total += m.bytes();
     }
     if count > MAX_PENDING_INPUTS || total > MAX_PENDING_BYTES {
         return Err(format!(
@@ -209,16 +243,13 @@ fn append_messages(
     }
     let mut first = None;
     let mut last = 0;
-    for (id, m) in fresh {
-        let id = id.unwrap_or_else(|| log.next_seq());
-        let entry = Entry::Admit {
-            time_ns,
-            input: Input::Message {
-                from: from.to_string(),
-                id,
-                data: m.to_vec(),
-            },
-        };
+    for (mut input, numbered_by_position) in fresh {
+        if let Input::Message { id, .. } = &mut input
+            && numbered_by_position
+        {
+            *id = log.next_seq();
+        }
+        let entry = Entry::Admit { time_ns, input };
         last = log
             .append(&entry.encode())
             .map_err(|e| format!("cannot write the journal of '{name}': {e}"))?;

@@ -215,7 +215,13 @@ impl Process {
                     .call(
                         &mut self.store,
                         (GuestMessage {
-                            sender: from.clone(),
+                            // A `phantom send` key is the host's, not a
+                            // sender the guest could answer.
+                            sender: if from.starts_with('.') {
+                                String::new()
+                            } else {
+                                from.clone()
+                            },
                             id: *id,
                             data: data.clone(),
                         },),
