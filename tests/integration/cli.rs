@@ -216,3 +216,50 @@ fn checkpoint_on_request_and_graceful_sigterm() {
     let o = run(&["checkpoint", "--data", s(data.path())]);
     assert!(!o.status.success() && stderr(&o).contains("no phantom host is running"));
 }
+
+/// `phantom run` waits for a short command that holds the data directory's
+/// lock (a `send` straight into a journal, a `spawn`) instead of failing;
+/// a host it does not wait for.
+#[test]
+fn run_waits_for_a_short_lock_holder_but_not_for_a_host() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MAILBOX, "box", &[]);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data.path().join(".lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        drop(lock);
+    });
+    let started = std::time::Instant::now();
+    ok(&run(&[
+        "run",
+        "--data",
+        s(data.path()),
+        "--no-stdin",
+        "--for",
+        "100ms",
+    ]));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    release.join().unwrap();
+    let _host = quiet_host(data.path(), "1h");
+    let socket = data.path().join(".control.sock");
+    while !socket.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fails_with(
+        &run(&[
+            "run",
+            "--data",
+            s(data.path()),
+            "--no-stdin",
+            "--for",
+            "100ms",
+        ]),
+        "another phantom host is using",
+    );
+}

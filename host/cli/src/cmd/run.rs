@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use phantom_runtime::control::{ControlServer, Waker};
-use phantom_runtime::datadir::DataDir;
+use phantom_runtime::control::{self, ControlServer, Waker};
+use phantom_runtime::datadir::{DataDir, DataDirError, DataLock};
 use phantom_runtime::drive::{
     ChannelFeed, Console, Drive, DriveOptions, FeedItem, restore_all_with,
 };
@@ -182,10 +182,37 @@ fn stdin_feed(waker: Waker) -> std::io::Result<ChannelFeed> {
     Ok(ChannelFeed(rx))
 }
 
+/// The data directory's lock. A short command that holds it (`send`
+/// without a host, `spawn`, `journal --cut-at`...) is waited for, up to
+/// `LOCK_WAIT`; a host (its control socket answers) is not.
+fn lock_when_free(data: &DataDir) -> anyhow::Result<DataLock> {
+    const LOCK_WAIT: Duration = Duration::from_secs(10);
+    let until = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match data.lock() {
+            Ok(lock) => return Ok(lock),
+            Err(DataDirError::Locked { .. })
+                if std::time::Instant::now() < until
+                    && matches!(
+                        control::request_within(
+                            data.path(),
+                            &control::Request::Status,
+                            Duration::from_secs(2)
+                        ),
+                        Err(control::ControlError::NoHost(_))
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Runs `phantom run`.
 pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let data = DataDir::open(&a.data)?;
-    let lock = data.lock()?;
+    let lock = lock_when_free(&data)?;
     data.clean_stale_spawns();
     let (stop, checkpoint_now) = install_signals()?;
     let rt = a.engine.runtime()?;
