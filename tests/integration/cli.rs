@@ -263,3 +263,41 @@ fn run_waits_for_a_short_lock_holder_but_not_for_a_host() {
         "another phantom host is using",
     );
 }
+
+/// `phantom bench journal` runs end to end (tiny sizes) and reports each
+/// one-at-a-time measurement against the disk's floor measured beside it.
+#[test]
+fn bench_journal_reports_the_disk_ceiling() {
+    let o = run(&[
+        "bench",
+        "journal",
+        "--component",
+        phantom_tests::MAILBOX,
+        "--json",
+        "--no-redis",
+        "--seconds",
+        "0.3",
+        "--batch",
+        "50",
+        "--processes",
+        "1",
+        "--clients",
+        "1",
+        "--events",
+        "50",
+        "--recovery-entries",
+        "100",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
+    let floor = v["disk_floor"]["per_second"].as_f64().unwrap();
+    assert!(floor > 0.0, "{v:#}");
+    let single = &v["one_message_at_a_time"][0];
+    assert_eq!(single["disk_ceiling_per_second"].as_f64(), Some(floor));
+    let ours = single["phantom"]["per_second"].as_f64().unwrap();
+    assert!(ours > 0.0, "{v:#}");
+    // Every acknowledgement waited for its sync: never above the disk.
+    assert!(
+        single["ratio_vs_disk_ceiling"].as_f64().unwrap() < 1.5,
+        "{v:#}"
+    );
+}
