@@ -264,8 +264,9 @@ fn run_waits_for_a_short_lock_holder_but_not_for_a_host() {
     );
 }
 
-/// `phantom bench journal` runs end to end (tiny sizes) and reports each
-/// one-at-a-time measurement against the disk's floor measured beside it.
+/// `phantom bench journal` runs end to end (tiny sizes), reports each
+/// one-at-a-time measurement against the disk's floor measured beside it,
+/// and measures recovery after a real kill -9.
 #[test]
 fn bench_journal_reports_the_disk_ceiling() {
     let o = run(&[
@@ -300,4 +301,17 @@ fn bench_journal_reports_the_disk_ceiling() {
         single["ratio_vs_disk_ceiling"].as_f64().unwrap() < 1.5,
         "{v:#}"
     );
+    // After a real kill -9 with no checkpoint since spawn, the next host
+    // replays every entry the killed one wrote.
+    let never = v["recovery_after_kill_9"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["checkpoint_every_s"].is_null())
+        .unwrap();
+    assert!(
+        never["replayed_entries"].as_u64().unwrap() >= never["journal_entries"].as_u64().unwrap(),
+        "{v:#}"
+    );
+    assert!(never["host_start_to_first_event_ms"].as_f64().unwrap() > 0.0);
 }

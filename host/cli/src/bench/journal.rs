@@ -9,6 +9,8 @@
 //!   event dispatch, journal off and on  vs  a plain wasmtime call
 //!   recovery (restore + first new event) after 1k, 10k, 100k entries with
 //!     a checkpoint every second  vs  the same with no checkpoint since spawn
+//!   the same after a real kill -9 of a `phantom run` fed through its socket:
+//!     from starting the next host to the guest's answer to a console line
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
@@ -111,6 +113,11 @@ pub fn run(a: &JournalBenchArgs) -> anyhow::Result<Value> {
         recovery.push(recovery_time(&bytes, n, a.recovery_rate, true)?);
         recovery.push(recovery_time(&bytes, n, a.recovery_rate, false)?);
     }
+    let mut after_kill = Vec::new();
+    for &n in &a.recovery_entries {
+        after_kill.push(recovery_after_kill(&bytes, n, a.recovery_rate, true)?);
+        after_kill.push(recovery_after_kill(&bytes, n, a.recovery_rate, false)?);
+    }
     let out = json!({
         "benchmark": "journal",
         "disk_floor": floor,
@@ -118,6 +125,7 @@ pub fn run(a: &JournalBenchArgs) -> anyhow::Result<Value> {
         "one_message_at_a_time": single,
         "dispatch": dispatch,
         "recovery": recovery,
+        "recovery_after_kill_9": after_kill,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(out)
@@ -397,6 +405,114 @@ fn redis_one_at_a_time(clients: usize, secs: Duration) -> anyhow::Result<Value> 
         "per_second": total as f64 / elapsed.as_secs_f64(),
         "latency_us_median": us(percentile(lat.clone(), 0.5)),
         "latency_us_p99": us(percentile(lat, 0.99)),
+    }))
+}
+
+/// A `phantom run` of `data` (process `p0` takes stdin), with what it
+/// prints piped.
+fn start_host(data: &Path, checkpoint_every: &str) -> anyhow::Result<Child> {
+    Command::new(std::env::current_exe()?)
+        .args(["run", "--verbose", "--input", "p0", "--checkpoint-every"])
+        .arg(checkpoint_every)
+        .arg("--data")
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start phantom run")
+}
+
+/// Recovery as a user sees it: a host fed messages through its control
+/// socket at `rate` journal entries per second until its journal holds
+/// `entries`, killed with SIGKILL; then the time from starting the next
+/// host to the guest's answer to a console line (process start, restore,
+/// replay, the new event). With `checkpoints`, the host checkpoints at
+/// `phantom run`'s default interval (1 s); without, never.
+fn recovery_after_kill(
+    bytes: &[u8],
+    entries: u64,
+    rate: u64,
+    checkpoints: bool,
+) -> anyhow::Result<Value> {
+    let data = mailboxes(bytes, 1)?;
+    let every = if checkpoints { "1s" } else { "24h" };
+    let mut host = start_host(&data, every)?;
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut client = loop {
+        if let Ok(mut c) = Client::connect(&data)
+            && c.request(&Request::Status).is_ok()
+        {
+            break c;
+        }
+        if Instant::now() > until {
+            let _ = host.kill();
+            bail!("the host did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A request every 10 ms; a message costs about three entries (admit,
+    // call, call-end).
+    let per_request = (rate / 300).max(1) as usize;
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut sent = 0usize;
+    while written < entries {
+        let messages = (sent..sent + per_request)
+            .map(|k| format!("m{k}"))
+            .collect();
+        let reply = client.request(&Request::Send {
+            name: "p0".into(),
+            messages,
+            timeout_ms: None,
+            key: None,
+        })?;
+        sent += per_request;
+        written = reply["position"].as_u64().map_or(written, |p| p + 1);
+        let due = started + Duration::from_secs_f64(written as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    drop(client);
+    host.kill()?;
+    host.wait()?;
+    let t = Instant::now();
+    let mut host = start_host(&data, every)?;
+    let mut stdin = host.stdin.take().context("no stdin")?;
+    stdin.write_all(b"count\n")?;
+    let mut out = BufReader::new(host.stdout.take().context("no stdout")?);
+    let mut line = String::new();
+    let answered = loop {
+        line.clear();
+        if out.read_line(&mut line)? == 0 {
+            bail!("the host ended before the guest answered");
+        }
+        if line.contains("count ") {
+            break t.elapsed();
+        }
+    };
+    drop(stdin);
+    host.kill()?;
+    host.wait()?;
+    let mut log = String::new();
+    if let Some(mut err) = host.stderr.take() {
+        use std::io::Read;
+        let _ = err.read_to_string(&mut log);
+    }
+    // "replayed the journal of 'p0': N entries, ..."
+    let replayed = log
+        .lines()
+        .find_map(|l| l.split("replayed the journal of 'p0': ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(json!({
+        "journal_entries": written,
+        "checkpoint_every_s": if checkpoints { json!(1) } else { Value::Null },
+        "entries_per_second": rate,
+        "replayed_entries": replayed.unwrap_or(0),
+        "host_start_to_first_event_ms": answered.as_secs_f64() * 1e3,
     }))
 }
 
