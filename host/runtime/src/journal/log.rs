@@ -213,6 +213,47 @@ struct SegmentRead {
     damage: Option<(u64, String)>,
 }
 
+/// A segment's bytes, read from the file as the parser gets to them: a
+/// pre-allocated segment is mostly zeros after its last frame, and those
+/// are never read (a restore read 8 MiB per segment before, twice).
+struct SegmentBytes {
+    file: File,
+    /// The file's length.
+    len: usize,
+    /// Its first bytes, as far as read.
+    buf: Vec<u8>,
+}
+
+/// Bytes read from a segment at a time, at least.
+const READ_CHUNK: usize = 256 << 10;
+
+impl SegmentBytes {
+    fn open(path: &Path) -> io::Result<SegmentBytes> {
+        let file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+        Ok(SegmentBytes {
+            file,
+            len,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Bytes `range` of the file (the caller keeps it within `len`).
+    fn get(&mut self, range: std::ops::Range<usize>) -> io::Result<&[u8]> {
+        if range.end > self.buf.len() {
+            let want = range
+                .end
+                .max(self.buf.len().saturating_add(READ_CHUNK))
+                .min(self.len);
+            let from = self.buf.len();
+            self.buf.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.buf[from..], from as u64)?;
+        }
+        Ok(&self.buf[range])
+    }
+}
+
 /// Reads one segment; `expected`: the first seq it must hold.
 fn read_segment(
     path: &Path,
@@ -222,24 +263,30 @@ fn read_segment(
     stop: u64,
     out: &mut Vec<Entry>,
 ) -> Result<SegmentRead, LogError> {
-    let bytes = fs::read(path).map_err(io_err(format!("cannot read {}", path.display())))?;
+    let read_err = |e: io::Error| io_err(format!("cannot read {}", path.display()))(e);
+    let mut seg = SegmentBytes::open(path).map_err(&read_err)?;
     let start = expected.unwrap_or(named_first);
     let bad = |why: String| SegmentRead {
         next_seq: start,
         end: 0,
         damage: Some((0, why)),
     };
-    if (bytes.len() as u64) < HEADER {
+    let total = seg.len;
+    if (total as u64) < HEADER {
         return Ok(bad(format!(
-            "it has {} bytes, less than a segment header",
-            bytes.len()
+            "it has {total} bytes, less than a segment header"
         )));
     }
-    if &bytes[..8] != MAGIC {
+    let head: [u8; HEADER as usize] = seg
+        .get(0..HEADER as usize)
+        .map_err(&read_err)?
+        .try_into()
+        .unwrap_or([0; HEADER as usize]);
+    if &head[..8] != MAGIC {
         return Ok(bad("it is not a journal segment (wrong magic)".into()));
     }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
-    if xxh3_64(&bytes[..24]).to_le_bytes() != bytes[24..32] {
+    let version = u32::from_le_bytes(head[8..12].try_into().unwrap_or_default());
+    if xxh3_64(&head[..24]).to_le_bytes() != head[24..32] {
         return Ok(bad("its header checksum does not match".into()));
     }
     if version != VERSION {
@@ -247,13 +294,13 @@ fn read_segment(
             "it is of journal format version {version}; this phantom reads version {VERSION}"
         )));
     }
-    let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default());
+    let header_len = u32::from_le_bytes(head[12..16].try_into().unwrap_or_default());
     if u64::from(header_len) != HEADER {
         return Ok(bad(format!(
             "its header says {header_len} bytes, not {HEADER}"
         )));
     }
-    let first = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
+    let first = u64::from_le_bytes(head[16..24].try_into().unwrap_or_default());
     if first != named_first {
         return Ok(bad(format!(
             "its header starts at entry {first}, but its name says {named_first}"
@@ -268,17 +315,27 @@ fn read_segment(
     }
     let mut seq = first;
     let mut at = HEADER as usize;
-    let total = bytes.len();
+    let frame = FRAME as usize;
     let damage = loop {
-        if total - at < FRAME as usize {
-            if bytes[at..].iter().any(|&b| b != 0) {
+        if total - at < frame {
+            if seg
+                .get(at..total)
+                .map_err(&read_err)?
+                .iter()
+                .any(|&b| b != 0)
+            {
                 break Some((at as u64, "a frame header cut short".to_string()));
             }
             break None;
         }
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
+        let head: [u8; FRAME as usize] = seg
+            .get(at..at + frame)
+            .map_err(&read_err)?
+            .try_into()
+            .unwrap_or([0; FRAME as usize]);
+        let len = u32::from_le_bytes(head[..4].try_into().unwrap_or_default()) as usize;
         if len == 0 {
-            if bytes[at..at + FRAME as usize].iter().any(|&b| b != 0) {
+            if head.iter().any(|&b| b != 0) {
                 break Some((at as u64, "a frame of length 0".to_string()));
             }
             break None;
@@ -289,17 +346,17 @@ fn read_segment(
                 format!("a frame of {len} bytes, over the limit of {MAX_ENTRY_BYTES}"),
             ));
         }
-        let body = at + FRAME as usize;
+        let body = at + frame;
         if total - body < len {
             break Some((
                 at as u64,
                 format!("a frame of {len} bytes runs past the end of the file"),
             ));
         }
-        let got_seq = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap_or_default());
-        let sum = u64::from_le_bytes(bytes[at + 12..at + 20].try_into().unwrap_or_default());
-        let payload = &bytes[body..body + len];
-        if frame_checksum(&bytes[at..at + 4], &bytes[at + 4..at + 12], payload) != sum {
+        let got_seq = u64::from_le_bytes(head[4..12].try_into().unwrap_or_default());
+        let sum = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
+        let payload = seg.get(body..body + len).map_err(&read_err)?;
+        if frame_checksum(&head[..4], &head[4..12], payload) != sum {
             break Some((at as u64, "the frame's checksum does not match".to_string()));
         }
         if got_seq != seq {
@@ -565,11 +622,14 @@ impl Log {
                 }
             }
         }
-        let (scan, last) = match scan_full(dir, 0) {
-            Ok(r) => r,
-            Err(LogError::Gap { first_seq, .. }) => scan_full(dir, first_seq)?,
-            Err(e) => return Err(e),
-        };
+        // Where the log ends and whether it is damaged; no entry is kept
+        // (`u64::MAX`: none is at or after it).
+        let (mut scan, last) = scan_full(dir, u64::MAX)?;
+        if last.is_none() {
+            // No segment: an empty log starts at 0 (not at `u64::MAX`).
+            scan.first_seq = 0;
+            scan.next_seq = 0;
+        }
         let mut first_seq = scan.first_seq;
         let mut next_seq = scan.next_seq;
         let mut current = last;
@@ -1118,6 +1178,53 @@ mod tests {
             let e = e.unwrap();
             fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
+    }
+
+    /// Segments are read a chunk at a time as the frames need them: frames
+    /// that straddle chunk boundaries, a tail of zeros never read, and a
+    /// torn frame past a boundary all read as they did when whole files
+    /// were read.
+    #[test]
+    fn big_segments_read_in_chunks_give_every_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("j");
+        let config = LogConfig {
+            segment_bytes: 8 << 20,
+        };
+        let big = |i: u64| -> Vec<u8> {
+            let len = 1 + (i * 7919 % 90_000) as usize;
+            (0..len).map(|k| (i as usize * 13 + k) as u8).collect()
+        };
+        let n = 120;
+        {
+            let (log, _) = Log::open(&dir, config, 0).unwrap();
+            for i in 0..n {
+                log.append(&big(i)).unwrap();
+            }
+            log.sync().unwrap();
+        }
+        let s = scan(&dir, 0).unwrap();
+        assert_eq!((s.damage.clone(), s.next_seq), (None, n));
+        for e in &s.entries {
+            assert_eq!(e.payload, big(e.seq));
+        }
+        let total: usize = (0..n).map(|i| big(i).len()).sum();
+        assert!(total > 4 * READ_CHUNK, "frames span several chunks");
+        // Torn in the middle of its last frame: that frame is cut.
+        let segs = segments(&dir).unwrap();
+        let (_, last) = segs.last().unwrap();
+        let end = {
+            let (_, l) = scan_full(&dir, u64::MAX).unwrap();
+            l.unwrap().end
+        };
+        let f = OpenOptions::new().write(true).open(last).unwrap();
+        f.set_len(end - 10).unwrap();
+        let s = scan(&dir, 0).unwrap();
+        assert_eq!(s.next_seq, n - 1);
+        assert!(s.damage.is_some());
+        let (log, opened) = Log::open(&dir, config, 0).unwrap();
+        assert_eq!((opened.next_seq, opened.cut.is_some()), (n - 1, true));
+        drop(log);
     }
 
     #[test]
