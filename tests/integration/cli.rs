@@ -235,15 +235,18 @@ fn run_waits_for_a_short_lock_holder_but_not_for_a_host() {
         std::thread::sleep(std::time::Duration::from_millis(600));
         drop(lock);
     });
+    let run_briefly = || {
+        run(&[
+            "run",
+            "--data",
+            s(data.path()),
+            "--no-stdin",
+            "--for",
+            "100ms",
+        ])
+    };
     let started = std::time::Instant::now();
-    ok(&run(&[
-        "run",
-        "--data",
-        s(data.path()),
-        "--no-stdin",
-        "--for",
-        "100ms",
-    ]));
+    ok(&run_briefly());
     assert!(started.elapsed() >= std::time::Duration::from_millis(500));
     release.join().unwrap();
     let _host = quiet_host(data.path(), "1h");
@@ -251,17 +254,7 @@ fn run_waits_for_a_short_lock_holder_but_not_for_a_host() {
     while !socket.exists() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    fails_with(
-        &run(&[
-            "run",
-            "--data",
-            s(data.path()),
-            "--no-stdin",
-            "--for",
-            "100ms",
-        ]),
-        "another phantom host is using",
-    );
+    fails_with(&run_briefly(), "another phantom host is using");
 }
 
 /// `phantom bench journal` runs end to end (tiny sizes), reports each
