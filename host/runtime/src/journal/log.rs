@@ -461,6 +461,11 @@ pub struct Opened {
     pub cut: Option<Damage>,
     /// The log ended before `min_next_seq` and was started again there.
     pub reset: bool,
+    /// The valid entries from `min_next_seq` on, as `scan(dir,
+    /// min_next_seq)` would read them now (the open reads them anyway, so
+    /// a restore does not read the log twice). None: the log starts after
+    /// `min_next_seq` (`scan` reports that gap).
+    pub tail: Option<Vec<Entry>>,
 }
 
 /// Makes a cut real: the segments after the damaged one are deleted (later
@@ -622,9 +627,17 @@ impl Log {
                 }
             }
         }
-        // Where the log ends and whether it is damaged; no entry is kept
-        // (`u64::MAX`: none is at or after it).
-        let (mut scan, last) = scan_full(dir, u64::MAX)?;
+        // Where the log ends, whether it is damaged, and the entries from
+        // `min_next_seq` on (none is at or after `u64::MAX`).
+        let (mut scan, last, gap) = match scan_full(dir, min_next_seq) {
+            Ok((scan, last)) => (scan, last, false),
+            Err(LogError::Gap { .. }) => {
+                let (scan, last) = scan_full(dir, u64::MAX)?;
+                (scan, last, true)
+            }
+            Err(e) => return Err(e),
+        };
+        let tail = (!gap).then(|| std::mem::take(&mut scan.entries));
         if last.is_none() {
             // No segment: an empty log starts at 0 (not at `u64::MAX`).
             scan.first_seq = 0;
@@ -717,6 +730,7 @@ impl Log {
                 next_seq,
                 cut,
                 reset,
+                tail,
             },
         ))
     }
@@ -1222,8 +1236,12 @@ mod tests {
         let s = scan(&dir, 0).unwrap();
         assert_eq!(s.next_seq, n - 1);
         assert!(s.damage.is_some());
-        let (log, opened) = Log::open(&dir, config, 0).unwrap();
+        let (log, opened) = Log::open(&dir, config, 50).unwrap();
         assert_eq!((opened.next_seq, opened.cut.is_some()), (n - 1, true));
+        // The entries a restore replays, read by the open itself.
+        let tail = opened.tail.unwrap();
+        assert_eq!(tail.len() as u64, n - 1 - 50);
+        assert_eq!(tail, scan(&dir, 50).unwrap().entries);
         drop(log);
     }
 

@@ -151,14 +151,21 @@ impl Process {
                 self.state().checkpoint_id
             ));
         }
-        let scan = log::scan(&dir, position).map_err(|e| {
-            Failure::new(
-                FailureKind::BadImage,
-                format!("cannot replay the journal of '{}': {e}", self.name),
-            )
-        })?;
-        let mut entries = Vec::with_capacity(scan.entries.len());
-        for e in scan.entries {
+        let tail = match opened.tail {
+            Some(tail) => tail,
+            None => {
+                log::scan(&dir, position)
+                    .map_err(|e| {
+                        Failure::new(
+                            FailureKind::BadImage,
+                            format!("cannot replay the journal of '{}': {e}", self.name),
+                        )
+                    })?
+                    .entries
+            }
+        };
+        let mut entries = Vec::with_capacity(tail.len());
+        for e in tail {
             let entry = Entry::decode(&e.payload).map_err(|why| {
                 Failure::new(
                     FailureKind::BadImage,
