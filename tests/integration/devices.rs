@@ -738,18 +738,21 @@ pub fn doorbell_survives_kill_9(component: &Path) {
         );
     }
     // Whatever process time the kills left: the rest of the presses.
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(data.path()),
-            "--input",
-            "door",
-            "--for",
-            "2.5",
-        ],
-        "",
-    );
+    let run_door = |secs: &str, input: &str| {
+        run_with_input(
+            &[
+                "run",
+                "--data",
+                s(data.path()),
+                "--input",
+                "door",
+                "--for",
+                secs,
+            ],
+            input,
+        )
+    };
+    let o = run_door("2.5", "");
     let out = stdout(ok(&o));
     rang.extend(
         out.lines()
@@ -763,18 +766,7 @@ pub fn doorbell_survives_kill_9(component: &Path) {
         .map(|n| format!("{n} chime {}", if n % 2 == 1 { "high" } else { "low" }))
         .collect();
     assert_eq!(rang, want);
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(data.path()),
-            "--input",
-            "door",
-            "--for",
-            "0.3",
-        ],
-        "status\n",
-    );
+    let o = run_door("0.3", "status\n");
     assert!(
         stdout(ok(&o)).contains("rings 5 chime high"),
         "{}",
