@@ -308,3 +308,29 @@ fn bench_journal_reports_the_disk_ceiling() {
     );
     assert!(never["host_start_to_first_event_ms"].as_f64().unwrap() > 0.0);
 }
+
+/// `phantom checkpoint` signals nothing but a host: a lock held by another
+/// program (here flock(1), as a `phantom send` straight into a journal
+/// holds it) is reported, and its holder lives on.
+#[test]
+fn checkpoint_never_signals_a_lock_holder_that_is_not_a_host() {
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::COUNTER, "c", &[]);
+    let lock = d.join(".lock");
+    let mut holder = std::process::Command::new("flock")
+        .args(["-x", s(&lock), "sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::fs::write(&lock, holder.id().to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = run(&["checkpoint", "--data", s(d)]);
+    fails_with(&o, &format!("is held by pid {}", holder.id()));
+    assert!(stderr(&o).contains("flock"), "{}", stderr(&o));
+    assert!(
+        holder.try_wait().unwrap().is_none(),
+        "the lock holder was signalled"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

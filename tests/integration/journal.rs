@@ -386,7 +386,11 @@ fn a_torn_journal_tail_restores_to_the_last_whole_entry() {
 /// and `phantom run` marks the process failed (kind `divergence`).
 #[test]
 fn a_changed_recorded_value_is_a_divergence() {
-    for (what, kind) in [("wall clock", 6u8), ("message", 1u8)] {
+    for (what, kind) in [
+        ("wall clock", 6u8),
+        ("message", 1u8),
+        ("process clock", 7u8),
+    ] {
         let data = data_dir();
         let (dir, rt) = mailbox_with_tail(data.path(), &["--random", "1"], 3);
         let seg = segment(&dir);
@@ -399,12 +403,22 @@ fn a_changed_recorded_value_is_a_divergence() {
             .unwrap_or_else(|| panic!("no {what} entry"));
         // The last byte of the payload: the wall clock's nanoseconds (kept
         // below a second) or the message's text.
-        let i = if kind == 6 {
-            payload.end - 5
+        // The process clock's read becomes a random number's (same size):
+        // the guest reads another kind of value than recorded.
+        match kind {
+            6 => bytes[payload.end - 5] ^= 1,
+            7 => bytes[payload.start] = 5,
+            _ => bytes[payload.end - 1] ^= 1,
+        }
+        // The call it belongs to (the one after a message's admit): the
+        // way past cuts there, not at the entry that showed it.
+        let call = if kind == 1 {
+            fr.iter().find(|f| f.1 > seq && bytes[f.2.start] == 2)
         } else {
-            payload.end - 1
-        };
-        bytes[i] ^= 1;
+            fr.iter().rev().find(|f| f.1 < seq && bytes[f.2.start] == 2)
+        }
+        .unwrap()
+        .1;
         reseal(&mut bytes, at, payload);
         std::fs::write(&seg, &bytes).unwrap();
         let e = match Process::restore(&rt, &dir) {
@@ -417,9 +431,31 @@ fn a_changed_recorded_value_is_a_divergence() {
         assert_eq!(failure.kind, FailureKind::Divergence, "{what}: {e}");
         assert!(failure.message.contains("diverged at entry"), "{e}");
         // The CLI: the process is marked failed, the others run on.
+        let entries = || {
+            let o = run(&["journal", "--data", s(data.path()), "box", "--json"]);
+            let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
+            v["entries"].as_array().unwrap().len()
+        };
+        let before = entries();
         let o = run_a_second(data.path(), &[]);
         assert!(!o.status.success());
         assert!(stderr(&o).contains("diverged at entry"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("--cut-at {call}`")),
+            "{what}: the hint names the call: {}",
+            stderr(&o)
+        );
+        // Tried again, it fails the same way and writes nothing.
+        let o = run_a_second(data.path(), &["--retry-failed"]);
+        assert!(!o.status.success());
+        assert_eq!(entries(), before, "{what}: a retry lengthened the journal");
+        let o = run(&["fsck", "--data", s(data.path())]);
+        assert!(!o.status.success());
+        assert!(
+            stdout(&o).contains("the last restore failed"),
+            "{}",
+            stdout(&o)
+        );
         let ps = ps_json(data.path());
         let p = &ps[0];
         assert_eq!(p["state"], "failed", "{ps}");
@@ -635,4 +671,70 @@ fn a_send_again_with_its_key_delivers_nothing_twice() {
     let got: Vec<(String, String)> = dump(d, "box");
     let want: Vec<(String, String)> = texts(5).into_iter().map(|t| ("-".to_string(), t)).collect();
     assert_eq!(got, want, "each once, in order, from outside");
+}
+
+/// With no host, a full queue makes `phantom send` wait (up to
+/// `--timeout`) for a host to start and let the guest drain it, instead of
+/// failing at once; a batch no empty queue could hold says so.
+#[test]
+fn a_send_to_a_full_queue_waits_for_a_host() {
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::MAILBOX, "box", &[]);
+    let full: String = (0..4096).map(|i| format!("f{i}\n")).collect();
+    ok(&run_with_input(
+        &["send", "--data", s(d), "box", "-"],
+        &full,
+    ));
+    let waiting = phantom()
+        .args([
+            "send",
+            "--data",
+            s(d),
+            "box",
+            "last",
+            "--timeout",
+            "60s",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut host = quiet_host(d, "1h");
+    let o = waiting.wait_with_output().unwrap();
+    ok(&o);
+    assert!(stderr(&o).contains("waiting up to 60 s"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    sigterm(&mut host.0);
+    let got = dump(d, "box");
+    assert_eq!(got.len(), 4097);
+    assert_eq!(got.last().unwrap().1, "last");
+    // More than an empty queue holds, no host: refused after --timeout,
+    // naming the limit, as JSON too; nothing was delivered.
+    let big: String = (0..4097).map(|i| format!("b{i}\n")).collect();
+    let o = run_with_input(
+        &[
+            "send",
+            "--data",
+            s(d),
+            "box",
+            "-",
+            "--timeout",
+            "300ms",
+            "--json",
+        ],
+        &big,
+    );
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], false);
+    let why = v["error"].as_str().unwrap();
+    assert!(
+        why.contains("a batch of 4097 messages") && why.contains("at most 4096"),
+        "{why}"
+    );
+    assert_eq!(dump(d, "box").len(), 4097);
 }

@@ -362,6 +362,19 @@ fn a_new_device_process_project_builds_and_runs_on_simulated_pins() {
         for f in ["devices.toml", "scenario.toml"] {
             assert!(project.join(f).is_file(), "{lang}: {f} is missing");
         }
+        if lang == "rust" {
+            // The SDK is copied as it is: its `{name}`s are formatting.
+            let copied = std::fs::read_to_string(project.join("phantom-sdk/src/args.rs")).unwrap();
+            let original = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/sdk/src/args.rs"),
+            )
+            .unwrap();
+            assert!(
+                original.contains("{name}"),
+                "the check needs a `{{name}}` in args.rs"
+            );
+            assert_eq!(copied, original, "phantom new changed the SDK's args.rs");
+        }
         ok(&run(&["build", s(&project)]));
         let data = dir.path().join("data");
         ok(&run(&[

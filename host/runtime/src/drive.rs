@@ -243,6 +243,9 @@ impl RunSummary {
     }
 }
 
+/// Why a send still waiting is answered when the drive loop ends.
+const HOST_STOPPED: &str = "the host stopped before they were delivered";
+
 /// A `send` request still delivering (its target's queue was full).
 struct PendingSend {
     name: String,
@@ -545,7 +548,7 @@ impl<'rt> Drive<'rt> {
         }
         self.release_all(hooks);
         for send in std::mem::take(&mut self.sends) {
-            self.finish_send(send, Some("the host stopped before they were delivered"));
+            self.finish_send(send, Some(HOST_STOPPED));
         }
         // Input read but never delivered is reported, never silently lost.
         if let Some(console) = console.as_mut() {
@@ -1122,6 +1125,7 @@ impl<'rt> Drive<'rt> {
 
     /// Answers a send: once what it delivered is durable.
     fn finish_send(&self, send: PendingSend, error: Option<&str>) {
+        let stopped = error == Some(HOST_STOPPED);
         let delivered = send.total - send.messages.len();
         let mut value = json!({
             "ok": error.is_none(),
@@ -1131,6 +1135,12 @@ impl<'rt> Drive<'rt> {
             "position": send.last,
             "already_delivered": send.already,
         });
+        if stopped {
+            // The client goes on without this host (its key leaves out
+            // what was delivered here): `control::request` reads this as
+            // no host.
+            value["stopping"] = json!(true);
+        }
         if let Some(why) = error {
             value["error"] = json!(format!(
                 "'{}': {why}; {delivered} of {} messages were delivered{}",

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::control::{self, Request};
 use crate::datadir::{DataDir, DataDirError, process_name, read_failure};
-use crate::error::Failure;
+use crate::error::{Failure, FailureKind};
 use crate::inspect::{ComponentFacts, inspect_component};
 use crate::process::ProcessMeta;
 use crate::process::check_image_contents;
@@ -311,6 +311,16 @@ pub fn fsck(dir: &Path) -> FsckStatus {
         let (journal_problems, entries) = crate::journal::offline::check(dir, position);
         problems.extend(journal_problems);
         journal_entries = Some(entries);
+    }
+    // What only a replay finds (a recorded value changed with its checksum
+    // recomputed): the last restore's verdict, until a retry runs it again.
+    if let Some(f) = read_failure(dir)
+        && f.kind == FailureKind::Divergence
+    {
+        let first = f.message.lines().next().unwrap_or_default();
+        problems.push(format!(
+            "journal: the last restore failed ({first}); `phantom run --retry-failed` replays it again"
+        ));
     }
     let restorable = from.is_some();
     FsckStatus {

@@ -1,9 +1,12 @@
 //! `phantom checkpoint`: asks the host running a data directory to
 //! checkpoint its processes, through the control socket, and waits until
-//! the checkpoints are durable. A host without a socket gets SIGUSR1.
+//! the checkpoints are durable. Whatever else holds the directory's lock
+//! (a `phantom send` straight into a journal, a `rollback`) is left alone:
+//! it is never signalled.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Args;
@@ -24,37 +27,86 @@ pub struct CheckpointArgs {
 /// Runs `phantom checkpoint`.
 pub fn run(a: CheckpointArgs) -> anyhow::Result<ExitCode> {
     let data = DataDir::open(&a.data)?;
-    let Some(pid) = data.lock_holder() else {
+    if data.lock_holder().is_none() {
         bail!("no phantom host is running on {}", data.path().display());
-    };
-    match control::request(data.path(), &Request::Checkpoint) {
-        Ok(reply) => {
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&reply["processes"])?);
-            } else {
-                for p in reply["processes"].as_array().into_iter().flatten() {
-                    eprintln!(
-                        "phantom: '{}' is at checkpoint {}",
-                        p["name"].as_str().unwrap_or("?"),
-                        p["checkpoint"]
+    }
+    // A host that is just starting may not listen yet.
+    let until = Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        match control::request(data.path(), &Request::Checkpoint) {
+            Ok(reply) => break reply,
+            Err(ControlError::NoHost(_)) => {
+                let Some(pid) = data.lock_holder() else {
+                    bail!("no phantom host is running on {}", data.path().display());
+                };
+                if Instant::now() >= until {
+                    // A host whose socket could not be made (it said so
+                    // when it started) still takes the signal; nothing
+                    // else holding the lock is ever signalled.
+                    if is_host(pid) {
+                        let rc = std::process::Command::new("kill")
+                            .arg("-USR1")
+                            .arg(pid.to_string())
+                            .status()?;
+                        if !rc.success() {
+                            bail!("cannot signal the host (pid {pid})");
+                        }
+                        eprintln!(
+                            "phantom: host {pid} has no control socket: asked it to checkpoint with SIGUSR1 (nothing tells when the checkpoint is durable)"
+                        );
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    bail!(
+                        "{} is held by pid {pid}{}, which does not answer on its control socket: no checkpoint was taken (a `phantom run` also checkpoints on SIGUSR1)",
+                        data.path().display(),
+                        command_of(pid).map_or(String::new(), |c| format!(" (`{c}`)"))
                     );
                 }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            Ok(ExitCode::SUCCESS)
+            Err(e) => return Err(e.into()),
         }
-        Err(ControlError::NoHost(_)) => {
-            // An older host, or its socket is gone: the signal still works,
-            // though nothing tells when the checkpoint is durable.
-            let rc = std::process::Command::new("kill")
-                .arg("-USR1")
-                .arg(pid.to_string())
-                .status()?;
-            if !rc.success() {
-                bail!("cannot signal the host (pid {pid})");
-            }
-            eprintln!("phantom: asked host {pid} to checkpoint (SIGUSR1)");
-            Ok(ExitCode::SUCCESS)
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reply["processes"])?);
+    } else {
+        for p in reply["processes"].as_array().into_iter().flatten() {
+            eprintln!(
+                "phantom: '{}' is at checkpoint {}",
+                p["name"].as_str().unwrap_or("?"),
+                p["checkpoint"]
+            );
         }
-        Err(e) => Err(e.into()),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether process `pid` is a host (`phantom run`, `phantom pvm run`,
+/// `phantom serve`), which checkpoints on SIGUSR1.
+fn is_host(pid: u32) -> bool {
+    let Some(cmd) = command_of(pid) else {
+        return false;
+    };
+    let mut words = cmd.split(' ');
+    let program = words.next().unwrap_or_default();
+    let sub: Vec<&str> = words.take(2).collect();
+    program.starts_with("phantom")
+        && matches!(sub.as_slice(), ["run", ..] | ["serve", ..] | ["pvm", "run"])
+}
+
+/// The command line of process `pid`, its program named by its file name.
+fn command_of(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    let program = args.next()?;
+    let program = program.rsplit('/').next().unwrap_or(&program).to_string();
+    Some(
+        std::iter::once(program)
+            .chain(args.take(3))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }

@@ -189,7 +189,9 @@ pub fn run(a: NewArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     text.to_string()
                 };
-                if *rel == "phantom-sdk/src/lib.rs" || rel.ends_with(".wit") {
+                // The SDK's sources are copies: `{name}` in them is Rust
+                // formatting (its error messages), not a placeholder.
+                if rel.starts_with("phantom-sdk/src/") || rel.ends_with(".wit") {
                     verbatim(rel, &text)?;
                 } else {
                     write(rel, &text)?;

@@ -65,7 +65,9 @@ pub struct SendArgs {
     /// sent as one batch.
     text: Option<String>,
     /// How long a full queue may hold the messages before `send` gives up
-    /// (the host's backpressure), e.g. 30s.
+    /// (the host's backpressure; with no host, how long to wait for one to
+    /// drain it), e.g. 30s. A guest call under way finishes first (the
+    /// host's --call-timeout at most).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
     /// Print the journal positions as JSON.
@@ -73,16 +75,42 @@ pub struct SendArgs {
     json: bool,
 }
 
-/// Runs `phantom send`.
+/// Runs `phantom send`; with `--json`, a failure is printed as JSON too
+/// (`{"ok": false, "error": ...}` on stdout).
 pub fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
+    let json = a.json;
+    let name = a.name.clone();
+    send(a).inspect_err(|e| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "process": name, "error": format!("{e:#}")})
+            );
+        }
+    })
+}
+
+fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
     let data = DataDir::open(&a.data)?;
     let dir = data.process_dir(&a.name)?;
     let messages: Vec<String> = match a.text.as_deref() {
-        Some("-") | None => std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<Result<_, _>>()
-            .context("cannot read messages from stdin")?,
+        Some("-") | None => {
+            let mut lines = Vec::new();
+            for (i, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+                let mut line = line.context("cannot read messages from stdin")?;
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let text = String::from_utf8(line).map_err(|e| {
+                    anyhow::anyhow!(
+                        "line {} of stdin is not UTF-8 ({e}): no message was sent",
+                        i + 1
+                    )
+                })?;
+                lines.push(text);
+            }
+            lines
+        }
         Some(text) => vec![text.to_string()],
     };
     if messages.is_empty() {
@@ -98,8 +126,12 @@ pub fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         key: Some(key.clone()),
     };
     // A host may start, stop or die meanwhile: try both ways for a while.
-    let until = Instant::now() + RETRY_WINDOW.max(a.timeout);
+    let started = Instant::now();
+    let until = started + RETRY_WINDOW.max(a.timeout);
+    // A full queue with no host to drain it: a host may start.
+    let queue_until = started + a.timeout;
     let mut retries = 0u32;
+    let mut waiting_noted = false;
     let (first, last, already, host) = loop {
         match control::request_within(data.path(), &request, a.timeout + Duration::from_secs(130)) {
             Ok(reply) => {
@@ -127,8 +159,35 @@ pub fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         match data.lock() {
             Ok(_lock) => {
                 let bytes: Vec<Vec<u8>> = messages.iter().map(|m| m.as_bytes().to_vec()).collect();
-                let d =
-                    offline::send_offline(&dir, Some(&key), &bytes).map_err(anyhow::Error::msg)?;
+                let d = match offline::send_offline(&dir, Some(&key), &bytes) {
+                    Ok(d) => d,
+                    Err(offline::OfflineSendError::Full(why)) => {
+                        if Instant::now() >= queue_until {
+                            bail!(
+                                "{why} (waited {:.1} s, --timeout)",
+                                started.elapsed().as_secs_f64()
+                            );
+                        }
+                        if !waiting_noted {
+                            waiting_noted = true;
+                            eprintln!(
+                                "phantom: {why}; waiting up to {:.0} s (--timeout) for a host to take them",
+                                a.timeout.as_secs_f64()
+                            );
+                        }
+                        drop(_lock);
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    Err(e) => bail!("{e}"),
+                };
+                if let Some(f) = phantom_runtime::datadir::read_failure(&dir) {
+                    eprintln!(
+                        "phantom: note: '{}' has failed ({}): the messages wait in its journal until it runs again (`phantom run --retry-failed`)",
+                        a.name,
+                        f.kind.name()
+                    );
+                }
                 let new = d.map_or(0, |d| d.last - d.first + 1);
                 break (
                     d.map(|d| d.first),
@@ -147,6 +206,7 @@ pub fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             json!({
+                "ok": true,
                 "process": a.name,
                 "messages": messages.len(),
                 "first_position": first,

@@ -91,6 +91,10 @@ pub enum LogError {
     /// The writer failed earlier; nothing more is appended.
     #[error("the journal cannot be written: {0}")]
     Failed(String),
+    /// A segment of another format version (a newer phantom's): refused,
+    /// not guessed at, and never cut.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LogError {
@@ -289,15 +293,18 @@ fn read_segment(
     if xxh3_64(&head[..24]).to_le_bytes() != head[24..32] {
         return Ok(bad("its header checksum does not match".into()));
     }
+    // A whole header of another format: refused, never cut.
     if version != VERSION {
-        return Ok(bad(format!(
-            "it is of journal format version {version}; this phantom reads version {VERSION}"
+        return Err(LogError::Unsupported(format!(
+            "{} is of journal format version {version}; this phantom reads version {VERSION} (written by another phantom? it is left as it is)",
+            path.display()
         )));
     }
     let header_len = u32::from_le_bytes(head[12..16].try_into().unwrap_or_default());
     if u64::from(header_len) != HEADER {
-        return Ok(bad(format!(
-            "its header says {header_len} bytes, not {HEADER}"
+        return Err(LogError::Unsupported(format!(
+            "{} has a header of {header_len} bytes, where version {VERSION} has {HEADER} (another format? it is left as it is)",
+            path.display()
         )));
     }
     let first = u64::from_le_bytes(head[16..24].try_into().unwrap_or_default());
@@ -459,6 +466,10 @@ pub struct Opened {
     pub next_seq: u64,
     /// A torn or damaged tail that was cut.
     pub cut: Option<Damage>,
+    /// What the cut found (`assess`), and where what it removed is kept
+    /// when that was more than a crash leaves (valid entries after the
+    /// damage, or a frame changed rather than torn).
+    pub cut_kept: Option<(Assessed, Option<PathBuf>)>,
     /// The log ended before `min_next_seq` and was started again there.
     pub reset: bool,
     /// The valid entries from `min_next_seq` on, as `scan(dir,
@@ -468,11 +479,154 @@ pub struct Opened {
     pub tail: Option<Vec<Entry>>,
 }
 
+/// Copies the segment `d` names and every later one, as they are, into
+/// `keep` (created; prefixed `raw-`, so they are never read as segments),
+/// durably: what a cut is about to remove. Damage may have valid,
+/// acknowledged entries after it (a flipped bit is not a torn write); a
+/// cut never destroys them.
+fn keep_raw(dir: &Path, d: &Damage, keep: &Path) -> Result<(), LogError> {
+    let segs = segments(dir)?;
+    let Some(k) = segs.iter().position(|(_, p)| *p == d.segment) else {
+        return Ok(());
+    };
+    fs::create_dir_all(keep).map_err(io_err(format!("cannot create {}", keep.display())))?;
+    for (_, path) in &segs[k..] {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("seg");
+        let to = keep.join(format!("raw-{name}"));
+        fs::copy(path, &to)
+            .and_then(|_| File::open(&to)?.sync_all())
+            .map_err(io_err(format!(
+                "cannot keep {} in {}",
+                path.display(),
+                keep.display()
+            )))?;
+    }
+    sync_dir(keep)?;
+    if let Some(parent) = keep.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// A directory beside the journal `dir` that does not exist yet, named
+/// `<prefix>-<seq>-<unix seconds>` (`-<n>` added if taken).
+pub fn fresh_dir_beside(dir: &Path, prefix: &str, seq: u64) -> PathBuf {
+    let parent = dir.parent().unwrap_or(dir);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut kept = parent.join(format!("{prefix}-{seq}-{secs}"));
+    let mut n = 1;
+    while kept.exists() {
+        kept = parent.join(format!("{prefix}-{seq}-{secs}-{n}"));
+        n += 1;
+    }
+    kept
+}
+
+/// Bytes a device writes whole or not at all (the smallest sector).
+const SECTOR: usize = 512;
+
+/// What a cut at damage `d` would remove, besides bytes a crash left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Assessed {
+    /// Frames that read as valid (or later segments) follow the damage:
+    /// those entries may have been acknowledged.
+    pub valid_after: bool,
+    /// The damaged frame shows what an interrupted write leaves in a
+    /// pre-allocated segment: a zero share of some sector it spans (or the
+    /// file ends inside it).
+    pub torn: bool,
+}
+
+/// Looks at damage `d` (reading its segment whole): whether entries that
+/// read as valid follow it, and whether it looks torn rather than changed.
+/// A kill -9 part way through a write, or a power loss, leaves zeros where
+/// the write did not land and nothing valid after them (except frames of
+/// the same write, if the device wrote its sectors out of order); a
+/// flipped bit leaves a frame with no zero sector share, followed by the
+/// valid frames that were there.
+pub fn assess(d: &Damage) -> io::Result<Assessed> {
+    let bytes = fs::read(&d.segment)?;
+    let at = d.offset as usize;
+    if at < HEADER as usize || at >= bytes.len() {
+        return Ok(Assessed {
+            valid_after: d.later_segments > 0,
+            torn: true,
+        });
+    }
+    // The next frame that reads as valid, numbered after the damaged one.
+    let frame = FRAME as usize;
+    let mut next = None;
+    let mut p = at + 1;
+    while p + frame <= bytes.len() {
+        let seq = u64::from_le_bytes(bytes[p + 4..p + 12].try_into().unwrap_or_default());
+        if seq >= d.seq && seq - d.seq < 1 << 32 {
+            let len = u32::from_le_bytes(bytes[p..p + 4].try_into().unwrap_or_default()) as usize;
+            let sum = u64::from_le_bytes(bytes[p + 12..p + 20].try_into().unwrap_or_default());
+            if len > 0
+                && len <= MAX_ENTRY_BYTES
+                && p + frame + len <= bytes.len()
+                && frame_checksum(
+                    &bytes[p..p + 4],
+                    &bytes[p + 4..p + 12],
+                    &bytes[p + frame..p + frame + len],
+                ) == sum
+            {
+                next = Some(p);
+                break;
+            }
+        }
+        p += 1;
+    }
+    // The damaged frame's extent: to the next valid frame, or as long as
+    // its length says (a header's worth if that is not believable).
+    let len = u32::from_le_bytes(
+        bytes[at..(at + 4).min(bytes.len())]
+            .try_into()
+            .unwrap_or_default(),
+    ) as usize;
+    let claimed = if (1..=MAX_ENTRY_BYTES).contains(&len) {
+        at + frame + len
+    } else {
+        at + frame
+    };
+    let runs_past_end = claimed > bytes.len();
+    let end = next.unwrap_or(claimed).min(bytes.len());
+    let mut torn = false;
+    let mut start = at;
+    while start < end {
+        let chunk_end = end.min((start / SECTOR + 1) * SECTOR);
+        if bytes[start..chunk_end].iter().all(|&b| b == 0) {
+            torn = true;
+            break;
+        }
+        start = chunk_end;
+    }
+    // A file cut short inside the frame (what the truncation does,
+    // or a file system losing its end) counts as torn, unless zeros past
+    // the frame's real end show the length itself was changed.
+    if runs_past_end && next.is_none() {
+        let first = at.div_ceil(SECTOR) * SECTOR;
+        torn = !(first..bytes.len())
+            .step_by(SECTOR)
+            .any(|s| s + SECTOR <= bytes.len() && bytes[s..s + SECTOR].iter().all(|&b| b == 0));
+    }
+    Ok(Assessed {
+        valid_after: next.is_some() || d.later_segments > 0,
+        torn,
+    })
+}
+
 /// Makes a cut real: the segments after the damaged one are deleted (later
 /// ones first, so a crash part way leaves a log that still reads up to the
 /// cut), and the damaged one is zeroed from the cut on (or deleted, if the
-/// cut is in its header). True when it was deleted.
-fn cut_tail(dir: &Path, d: &Damage) -> Result<bool, LogError> {
+/// cut is in its header). With `keep`, they are copied there first. True
+/// when the damaged one was deleted.
+fn cut_tail(dir: &Path, d: &Damage, keep: Option<&Path>) -> Result<bool, LogError> {
+    if let Some(keep) = keep {
+        keep_raw(dir, d, keep)?;
+    }
     let mut removed = false;
     // Later segments first, so a crash part way leaves a log that
     // still reads up to the cut.
@@ -507,13 +661,15 @@ fn cut_tail(dir: &Path, d: &Damage) -> Result<bool, LogError> {
 /// entries from `seq` on are gone for good and the next append gets `seq`.
 /// Returns the valid entries removed. A log that ends before `seq` is left
 /// as it is.
-pub fn cut_at(dir: &Path, seq: u64) -> Result<Vec<Entry>, LogError> {
-    let removed = scan(dir, seq)?.entries;
+/// Damage past `seq` (the valid entries end there) is kept as it is in
+/// `keep`, as `raw-` copies of the segments from the cut on.
+pub fn cut_at(dir: &Path, seq: u64, keep: &Path) -> Result<Vec<Entry>, LogError> {
+    let full = scan(dir, seq)?;
     let (scan, _) = scan_until(dir, seq, seq)?;
     if let Some(d) = &scan.damage {
-        cut_tail(dir, d)?;
+        cut_tail(dir, d, full.damage.is_some().then_some(keep))?;
     }
-    Ok(removed)
+    Ok(full.entries)
 }
 
 /// Makes every segment of `dir` durable as it is: what a host that died
@@ -615,6 +771,12 @@ impl Log {
         config: LogConfig,
         min_next_seq: u64,
     ) -> Result<(Log, Opened), LogError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(LogError::Io {
+                what: format!("cannot open the journal {}", dir.display()),
+                source: io::Error::new(io::ErrorKind::NotADirectory, "it is not a directory"),
+            });
+        }
         fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
         if let Ok(rd) = fs::read_dir(dir) {
             for e in rd.flatten() {
@@ -647,10 +809,16 @@ impl Log {
         let mut next_seq = scan.next_seq;
         let mut current = last;
         let cut = scan.damage.clone();
+        let mut cut_kept = None;
         if let Some(d) = &cut {
-            if cut_tail(dir, d)? {
+            let assessed =
+                assess(d).map_err(io_err(format!("cannot read {}", d.segment.display())))?;
+            let keep = (assessed.valid_after || !assessed.torn)
+                .then(|| fresh_dir_beside(dir, "journal-damaged", d.seq));
+            if cut_tail(dir, d, keep.as_deref())? {
                 current = None;
             }
+            cut_kept = Some((assessed, keep));
             if segments(dir)?.is_empty() {
                 first_seq = next_seq;
             }
@@ -729,6 +897,7 @@ impl Log {
                 first_seq,
                 next_seq,
                 cut,
+                cut_kept,
                 reset,
                 tail,
             },
@@ -1375,7 +1544,7 @@ mod tests {
         for at in cuts {
             let dir = t.path().join(format!("cut-{at}"));
             copy_dir(&src, &dir);
-            let removed = cut_at(&dir, at).unwrap();
+            let removed = cut_at(&dir, at, &dir.join("kept")).unwrap();
             assert_eq!(removed.len() as u64, 300 - at, "cut at {at}");
             assert_eq!(
                 removed[0],
@@ -1401,8 +1570,8 @@ mod tests {
         // Past the end: nothing changes.
         let dir = t.path().join("past");
         copy_dir(&src, &dir);
-        assert!(cut_at(&dir, 300).unwrap().is_empty());
-        assert!(cut_at(&dir, 5000).unwrap().is_empty());
+        assert!(cut_at(&dir, 300, &dir.join("kept")).unwrap().is_empty());
+        assert!(cut_at(&dir, 5000, &dir.join("kept")).unwrap().is_empty());
         assert_eq!(scan(&dir, 0).unwrap().next_seq, 300);
     }
 
@@ -1553,7 +1722,163 @@ mod tests {
         let sum = xxh3_64(&b[..24]);
         b[24..32].copy_from_slice(&sum.to_le_bytes());
         fs::write(&path, &b).unwrap();
-        let d = scan(&dir, 0).unwrap().damage.unwrap();
-        assert!(d.why.contains("version 2"), "{}", d.why);
+        // Refused, not cut: left as it is.
+        let e = scan(&dir, 0).unwrap_err();
+        assert!(
+            matches!(&e, LogError::Unsupported(w) if w.contains("version 2")),
+            "{e}"
+        );
+        assert!(matches!(
+            Log::open(&dir, small(), 0),
+            Err(LogError::Unsupported(_))
+        ));
+        assert_eq!(fs::read(&path).unwrap(), b);
+        // So is a header of another length.
+        let mut b = good.clone();
+        b[12..16].copy_from_slice(&64u32.to_le_bytes());
+        let sum = xxh3_64(&b[..24]);
+        b[24..32].copy_from_slice(&sum.to_le_bytes());
+        fs::write(&path, &b).unwrap();
+        assert!(matches!(
+            Log::open(&dir, small(), 0),
+            Err(LogError::Unsupported(_))
+        ));
+        assert_eq!(fs::read(&path).unwrap(), b);
+    }
+
+    /// The directories a cut kept things in, beside the journal `dir`.
+    fn kept_beside(dir: &Path) -> Vec<PathBuf> {
+        fs::read_dir(dir.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("journal-damaged-"))
+            })
+            .collect()
+    }
+
+    /// A changed frame with valid entries after it is damage, not a torn
+    /// tail: the cut keeps the segments it changes or removes, as they
+    /// were. A torn tail (zeros where a write did not land, or a file cut
+    /// short) keeps nothing.
+    #[test]
+    fn a_cut_keeps_what_follows_damage_but_not_a_torn_tail() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src").join("j");
+        fill(&src, 60);
+        let segs = segments(&src).unwrap();
+        assert!(segs.len() >= 3, "the test needs several segments");
+        let (first, path) = segs[0].clone();
+        let name = path.file_name().unwrap().to_owned();
+        let good = fs::read(&path).unwrap();
+        let victim = first + 2;
+        let at = HEADER as usize
+            + (first..victim)
+                .map(|s| FRAME as usize + payload(s).len())
+                .sum::<usize>();
+        let last_at = {
+            let (lf, lp) = segs.last().unwrap().clone();
+            let mut a = HEADER as usize;
+            for s in lf..59 {
+                a += FRAME as usize + payload(s).len();
+            }
+            (lp, a)
+        };
+        let case = |label: &str,
+                    edit: &dyn Fn(&Path)|
+         -> (Scan, Option<(Assessed, Option<PathBuf>)>, PathBuf) {
+            let dir = t.path().join(label).join("j");
+            copy_dir(&src, &dir);
+            edit(&dir);
+            let before = scan(&dir, 0).unwrap();
+            let (_, opened) = Log::open(&dir, small(), 0).unwrap();
+            (before, opened.cut_kept, dir)
+        };
+        // A bit flipped in the payload of entry 2 of the first segment.
+        let (before, kept, dir) = case("flip", &|d| {
+            let mut b = good.clone();
+            b[at + FRAME as usize + 1] ^= 4;
+            fs::write(d.join(&name), b).unwrap();
+        });
+        assert_eq!(before.next_seq, victim);
+        let (a, keep) = kept.unwrap();
+        assert!(a.valid_after && !a.torn, "{a:?}");
+        let keep = keep.unwrap();
+        assert_eq!(kept_beside(&dir), vec![keep.clone()]);
+        for (_, p) in &segs {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            let mut original = fs::read(p).unwrap();
+            if p == &path {
+                original[at + FRAME as usize + 1] ^= 4;
+            }
+            assert_eq!(
+                fs::read(keep.join(format!("raw-{n}"))).unwrap(),
+                original,
+                "{n}"
+            );
+        }
+        assert_eq!(scan(&dir, 0).unwrap().next_seq, victim);
+        // Renumbered with its checksum recomputed: damage too.
+        let (_, kept, _) = case("renumbered", &|d| {
+            let mut b = good.clone();
+            b[at + 4] ^= 1;
+            let len = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+            let body = at + FRAME as usize;
+            let sum = frame_checksum(&b[at..at + 4], &b[at + 4..at + 12], &b[body..body + len]);
+            b[at + 12..at + 20].copy_from_slice(&sum.to_le_bytes());
+            fs::write(d.join(&name), b).unwrap();
+        });
+        assert!(kept.unwrap().1.is_some());
+        // The last entry changed: nothing follows, but it is not torn.
+        let (lp, la) = last_at.clone();
+        let (_, kept, _) = case("last", &|d| {
+            let mut b = fs::read(&lp).unwrap();
+            b[la + FRAME as usize] ^= 1;
+            fs::write(d.join(lp.file_name().unwrap()), b).unwrap();
+        });
+        let (a, keep) = kept.unwrap();
+        assert!(!a.valid_after && !a.torn && keep.is_some(), "{a:?}");
+        // Torn: a write landed only up to a sector boundary inside one of
+        // the last segment's frames (zeros from there, as pre-allocated),
+        // or the file was cut short inside the last frame.
+        let (lp, lf) = {
+            let (f, p) = segs.last().unwrap().clone();
+            (p, f)
+        };
+        let mut frames = vec![];
+        let mut a = HEADER as usize;
+        for s in lf..60 {
+            let end = a + FRAME as usize + payload(s).len();
+            frames.push((s, a, end));
+            a = end;
+        }
+        let (torn_seq, torn_at) = frames
+            .iter()
+            .find_map(|&(s, start, end)| {
+                let b = (start / SECTOR + 1) * SECTOR;
+                (b < end).then_some((s, b))
+            })
+            .expect("a frame across a sector boundary");
+        let (_, la) = last_at.clone();
+        for (label, truncate) in [("torn", false), ("short", true)] {
+            let (before, kept, dir) = case(label, &|d| {
+                let p = d.join(lp.file_name().unwrap());
+                let mut b = fs::read(&lp).unwrap();
+                if truncate {
+                    b.truncate(la + FRAME as usize + 1);
+                } else {
+                    b[torn_at..].iter_mut().for_each(|x| *x = 0);
+                }
+                fs::write(p, b).unwrap();
+            });
+            let expect = if truncate { 59 } else { torn_seq };
+            assert_eq!(before.next_seq, expect, "{label}");
+            let (a, keep) = kept.unwrap();
+            assert!(a.torn && !a.valid_after && keep.is_none(), "{label}: {a:?}");
+            assert!(kept_beside(&dir).is_empty(), "{label}");
+        }
     }
 }

@@ -273,13 +273,17 @@ impl JournalCtx {
         None
     }
 
-    /// Records a live read.
+    /// Records a live read. Not once the call is in trouble: a replay
+    /// that diverged writes nothing more (the call fails; a retry would
+    /// otherwise find the journal longer each time).
     pub(crate) fn record_read(&mut self, entry: &Entry) {
         let bytes = entry.encode();
         self.digest.update(&bytes);
+        if self.trouble.is_some() {
+            return;
+        }
         if let Some(log) = &self.log
             && let Err(e) = log.append(&bytes)
-            && self.trouble.is_none()
         {
             self.trouble = Some(Failure::new(
                 FailureKind::HostIo,

@@ -57,6 +57,25 @@ pub fn tail(dir: &Path) -> Result<Tail, String> {
     })
 }
 
+/// Why `send_offline` did not deliver.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineSendError {
+    /// The queue has no room for them (its inputs as a replay rebuilds
+    /// them): a host running the process would let it drain.
+    #[error("{0}")]
+    Full(String),
+    /// They cannot be delivered (no such process, it exited, a message too
+    /// long, a damaged journal, ...).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<String> for OfflineSendError {
+    fn from(why: String) -> Self {
+        OfflineSendError::Refused(why)
+    }
+}
+
 /// Where `send_offline` put the messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivered {
@@ -76,14 +95,14 @@ pub fn send_offline(
     dir: &Path,
     key: Option<&str>,
     messages: &[Vec<u8>],
-) -> Result<Option<Delivered>, String> {
+) -> Result<Option<Delivered>, OfflineSendError> {
     if messages.is_empty() {
-        return Err("no messages to send".into());
+        return Err("no messages to send".to_string().into());
     }
     if let Some(key) = key
         && !super::valid_outside_key(key)
     {
-        return Err(format!("'{key}' is not a send key (32 hex digits)"));
+        return Err(format!("'{key}' is not a send key (32 hex digits)").into());
     }
     let items: Vec<(String, Option<u64>, &[u8])> = messages
         .iter()
@@ -107,7 +126,7 @@ pub fn deliver_offline(
     id: u64,
     data: &[u8],
 ) -> Result<Option<Delivered>, String> {
-    append_messages(dir, &[(from.to_string(), Some(id), data)])
+    append_messages(dir, &[(from.to_string(), Some(id), data)]).map_err(|e| e.to_string())
 }
 
 /// Appends messages `(from, id, data)` (id None: numbered by its
@@ -118,7 +137,7 @@ pub fn deliver_offline(
 fn append_messages(
     dir: &Path,
     messages: &[(String, Option<u64>, &[u8])],
-) -> Result<Option<Delivered>, String> {
+) -> Result<Option<Delivered>, OfflineSendError> {
     let name = crate::datadir::process_name(dir);
     let bytes = std::fs::read(dir.join("component.wasm"))
         .map_err(|e| format!("cannot read the component of '{name}': {e}"))?;
@@ -126,13 +145,13 @@ fn append_messages(
     if !facts.exports.iter().any(|e| e == "handle-message") {
         return Err(format!(
             "process '{name}' does not take messages: its component does not export `handle-message` (write it with the SDK's `on_message`)"
-        ));
+        ).into());
     }
     let tail = tail(dir)?;
     if let Some(why) = &tail.damage {
         return Err(format!(
-            "the journal of '{name}' is damaged ({why}): run it once (which cuts a torn tail) or check it with `phantom fsck`"
-        ));
+            "the journal of '{name}' is damaged ({why}): check it with `phantom fsck`; running it once cuts the journal there (keeping what follows a damaged entry in journal-damaged-*)"
+        ).into());
     }
     // The queue as a replay will rebuild it, the latest process time, and
     // what was taken from each sender, as a replay remembers it.
@@ -177,16 +196,14 @@ fn append_messages(
             }) => exited = true,
             Ok(_) => {}
             Err(why) => {
-                return Err(format!(
-                    "entry {seq} of the journal of '{name}' is not valid: {why}"
-                ));
+                return Err(
+                    format!("entry {seq} of the journal of '{name}' is not valid: {why}").into(),
+                );
             }
         }
     }
     if exited {
-        return Err(format!(
-            "process '{name}' has exited: it takes no more messages"
-        ));
+        return Err(format!("process '{name}' has exited: it takes no more messages").into());
     }
     // What the receiver already has (a resend after a crash): left out.
     // Each with whether its id is its position (from outside).
@@ -222,17 +239,28 @@ fn append_messages(
             return Err(format!(
                 "a message of {} bytes is longer than the limit of {MAX_LINE_BYTES}",
                 m.bytes()
-            ));
+            )
+            .into());
         }
         count += 1;
         total += m.bytes();
     }
+    let batch = fresh.len();
+    let batch_bytes: usize = fresh.iter().map(|(m, _)| m.bytes()).sum();
+    if batch > MAX_PENDING_INPUTS || batch_bytes > MAX_PENDING_BYTES {
+        // It would not fit an empty queue: only a host, letting the guest
+        // take them as they come, can deliver it.
+        return Err(OfflineSendError::Full(format!(
+            "a batch of {batch} messages ({batch_bytes} bytes) is more than the queue of '{name}' holds (at most {MAX_PENDING_INPUTS} inputs and {} MiB) while no host runs it: send it while `phantom run` runs the directory, or in smaller batches",
+            MAX_PENDING_BYTES >> 20
+        )));
+    }
     if count > MAX_PENDING_INPUTS || total > MAX_PENDING_BYTES {
-        return Err(format!(
+        return Err(OfflineSendError::Full(format!(
             "the queue of '{name}' is full ({} inputs waiting, at most {MAX_PENDING_INPUTS} and {} MiB): run the host so it catches up, then send again",
             waiting.len(),
             MAX_PENDING_BYTES >> 20
-        ));
+        )));
     }
     let jdir = journal_dir(dir);
     let (log, _) = Log::open(&jdir, LogConfig::default(), tail.position)
@@ -258,11 +286,9 @@ fn append_messages(
     match log.wait_durable(last, Duration::from_secs(60)) {
         Ok(true) => {}
         Ok(false) => {
-            return Err(format!(
-                "the journal of '{name}' did not become durable in time"
-            ));
+            return Err(format!("the journal of '{name}' did not become durable in time").into());
         }
-        Err(e) => return Err(format!("the journal of '{name}' failed: {e}")),
+        Err(e) => return Err(format!("the journal of '{name}' failed: {e}").into()),
     }
     Ok(Some(Delivered {
         first: first.unwrap_or(last),
@@ -312,15 +338,7 @@ pub fn cut(dir: &Path, at: u64) -> Result<Cut, String> {
     let removed = log::scan(&jdir, at)
         .map_err(|e| format!("cannot read the journal of '{name}': {e}"))?
         .entries;
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut kept = dir.join(format!("journal-cut-{at}-{secs}"));
-    let mut n = 1;
-    while kept.exists() {
-        kept = dir.join(format!("journal-cut-{at}-{secs}-{n}"));
-        n += 1;
-    }
+    let kept = log::fresh_dir_beside(&jdir, "journal-cut", at);
     // The copy is whole and durable before the journal loses anything.
     let bytes: u64 = removed.iter().map(|e| e.payload.len() as u64 + 64).sum();
     let config = LogConfig {
@@ -336,8 +354,8 @@ pub fn cut(dir: &Path, at: u64) -> Result<Cut, String> {
         copy.sync()
             .map_err(|e| format!("cannot keep the entries in {}: {e}", kept.display()))?;
     }
-    let gone =
-        log::cut_at(&jdir, at).map_err(|e| format!("cannot cut the journal of '{name}': {e}"))?;
+    let gone = log::cut_at(&jdir, at, &kept)
+        .map_err(|e| format!("cannot cut the journal of '{name}': {e}"))?;
     Ok(Cut {
         at,
         removed: gone.len() as u64,
@@ -359,10 +377,52 @@ pub fn check(dir: &Path, position: u64) -> (Vec<String>, usize) {
         }
         return (problems, 0);
     }
+    // What a host could not append to, and files a journal does not have.
+    if let Ok(rd) = std::fs::read_dir(&jdir) {
+        for e in rd.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let segment = name.len() == 28
+                && name.starts_with("seg-")
+                && name.ends_with(".log")
+                && name[4..24].bytes().all(|b| b.is_ascii_digit());
+            if !segment {
+                if !(name.starts_with(".seg-") && name.ends_with(".tmp")) {
+                    problems.push(format!(
+                        "journal: {} is not a segment (named seg-<20 digits>.log): it is not read",
+                        path.display()
+                    ));
+                }
+            } else if let Err(e) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+            {
+                problems.push(format!(
+                    "journal: {} cannot be opened for writing ({e}): a host could not append to it",
+                    path.display()
+                ));
+            }
+        }
+    }
     match log::scan(&jdir, position) {
         Ok(scan) => {
             if let Some(d) = &scan.damage {
-                problems.push(format!("journal: {d}; a restore cuts the journal there"));
+                let what = match log::assess(d) {
+                    Ok(a) if a.valid_after => {
+                        "entries that read as valid follow it (damage, not a torn tail: they may have been acknowledged); a restore cuts the journal there, keeping what it removes in journal-damaged-*"
+                    }
+                    Ok(a) if !a.torn => {
+                        "the frame was changed, not torn by a crash; a restore cuts the journal there, keeping what it removes in journal-damaged-*"
+                    }
+                    _ => "a restore cuts the journal there (a tail torn by a crash)",
+                };
+                problems.push(format!("journal: {d}; {what}"));
+            } else if scan.next_seq < position {
+                problems.push(format!(
+                    "journal: it ends at entry {}, before position {position}, which the checkpoint covers (the journal never ends before a checkpoint's position): entries after it are lost; a restore starts the journal again at {position}",
+                    scan.next_seq
+                ));
             }
             for e in &scan.entries {
                 if let Err(why) = Entry::decode(&e.payload) {

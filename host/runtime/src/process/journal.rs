@@ -98,12 +98,74 @@ pub(super) fn find_handle_message(
 }
 
 fn divergence(seq: u64, why: impl std::fmt::Display) -> Failure {
+    divergence_cut(seq, seq, why)
+}
+
+/// A divergence at entry `seq`, whose way past is a cut at entry `cut`
+/// (for a call, the call's own entry: cutting at its end would replay the
+/// call with the recorded values, one of which may be what changed).
+fn divergence_cut(seq: u64, cut: u64, why: impl std::fmt::Display) -> Failure {
     Failure::new(
         FailureKind::Divergence,
         format!(
-            "replaying the journal diverged at entry {seq}: {why} (`phantom journal --cut-at {seq}` keeps the entries before it and runs on from there; `phantom run --retry-failed --fallback` drops the whole tail)"
+            "replaying the journal diverged at entry {seq}: {why} ({})",
+            cut_hint(cut)
         ),
     )
+}
+
+fn cut_hint(cut: u64) -> String {
+    format!(
+        "`phantom journal --cut-at {cut}` keeps the entries before it and runs on from there; `phantom run --retry-failed --fallback` drops the whole tail"
+    )
+}
+
+/// The newest `released` entry's call, after checking each: it names a
+/// call that ended before it (in the tail, or before the checkpoint), no
+/// earlier than the one released before it. A crafted one that named a
+/// call not ended yet would skip its effects; one that went back would
+/// release effects twice.
+fn check_released(
+    entries: &[(u64, Entry)],
+    position: u64,
+    mut released: Option<u64>,
+) -> Result<Option<u64>, Failure> {
+    let mut ended = std::collections::HashSet::new();
+    let mut open = None;
+    for (seq, e) in entries {
+        match e {
+            Entry::Call { .. } => open = Some(*seq),
+            Entry::CallEnd { .. } => {
+                ended.extend(open.take());
+            }
+            Entry::CallFailed { call } | Entry::CallAbandoned { call } => {
+                ended.insert(*call);
+                open = None;
+            }
+            Entry::Released { call } | Entry::ReleasedLogged { call, .. } => {
+                let why = if *call >= *seq {
+                    Some("a call at or after it".to_string())
+                } else if let Some(r) = released.filter(|r| call < r) {
+                    Some(format!("an earlier call than the {r} released before it"))
+                } else if *call >= position && !ended.contains(call) {
+                    Some("an entry that is not a call that ended before it".to_string())
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(divergence(
+                        *seq,
+                        format!(
+                            "it records the effects of calls up to entry {call} as released, but names {why}"
+                        ),
+                    ));
+                }
+                released = Some(*call);
+            }
+            _ => {}
+        }
+    }
+    Ok(released)
 }
 
 impl Process {
@@ -126,16 +188,37 @@ impl Process {
         let position = self.store.data().journal.state.position;
         let name = self.name.clone();
         let host_io = |e: log::LogError| {
-            Failure::new(
-                FailureKind::HostIo,
-                format!("cannot open the journal of '{name}': {e}"),
-            )
+            let kind = match e {
+                log::LogError::Unsupported(_) => FailureKind::BadImage,
+                _ => FailureKind::HostIo,
+            };
+            Failure::new(kind, format!("cannot open the journal of '{name}': {e}"))
         };
         let existed = dir.exists();
         let (log, opened) = Log::open(&dir, LogConfig::default(), position).map_err(host_io)?;
         if let Some(d) = &opened.cut {
+            let (assessed, kept) = opened.cut_kept.clone().unwrap_or((
+                log::Assessed {
+                    valid_after: false,
+                    torn: true,
+                },
+                None,
+            ));
+            let what = if assessed.valid_after {
+                "entries that read as valid follow it, so this is damage, not (only) a tail torn by a crash: they may have been acknowledged, and the process does not get them"
+            } else if !assessed.torn {
+                "the frame was changed, not torn by a crash: it may have been acknowledged, and the process does not get it"
+            } else {
+                "a tail torn by a crash, never acknowledged"
+            };
+            let kept = kept.map_or(String::new(), |k| {
+                format!(
+                    "; the journal from there on is kept as it was in {}",
+                    k.display()
+                )
+            });
             warnings.push(format!(
-                "{}: the journal's tail was cut at {} byte {}: entry {} and after were not whole ({}); a tail torn by a crash was never acknowledged, but if this is damage, those entries are lost",
+                "{}: the journal was cut at {} byte {}: entry {} and after were not whole ({}): {what}{kept}",
                 self.dir.display(),
                 d.segment.display(),
                 d.offset,
@@ -195,14 +278,7 @@ impl Process {
         };
         {
             let j = &mut self.store.data_mut().journal;
-            let marked = entries
-                .iter()
-                .filter_map(|(_, e)| match e {
-                    Entry::Released { call } | Entry::ReleasedLogged { call, .. } => Some(*call),
-                    _ => None,
-                })
-                .max();
-            j.state.released = j.state.released.max(marked);
+            j.state.released = check_released(&entries, j.state.position, j.state.released)?;
             // The console log's length as last recorded.
             if let Some(offset) = entries.iter().rev().find_map(|(_, e)| match e {
                 Entry::ReleasedLogged { offset, .. } => Some(*offset),
@@ -296,7 +372,18 @@ impl Process {
                     }
                     let done = match self.call(rt, kind, &input, time_ns) {
                         Ok(done) => done,
-                        Err(failure) => {
+                        Err(mut failure) => {
+                            // A read that diverged (`JournalCtx::diverge`):
+                            // the way past drops this call.
+                            if failure.kind == FailureKind::Divergence
+                                && !failure.message.contains("--cut-at")
+                            {
+                                failure.message = format!(
+                                    "{} (the call of entry {seq}: {})",
+                                    failure.message,
+                                    cut_hint(seq)
+                                );
+                            }
                             // The journal's last call (the host died in it)
                             // failed again: recorded, so a retry skips it.
                             let j = &mut self.store.data_mut().journal;
@@ -341,8 +428,9 @@ impl Process {
             Some((end, Entry::CallEnd { ended, digest })) => {
                 let end = *end;
                 if *ended != done.ended {
-                    return Err(divergence(
+                    return Err(divergence_cut(
                         end,
+                        call,
                         format!(
                             "the call of entry {call} ended {:?}, but the journal recorded {:?}",
                             done.ended, ended
@@ -350,8 +438,9 @@ impl Process {
                     ));
                 }
                 if *digest != done.digest {
-                    return Err(divergence(
+                    return Err(divergence_cut(
                         end,
+                        call,
                         format!(
                             "the call of entry {call} did not reproduce what was recorded (its digest of inputs, reads and outputs differs: the guest behaved differently, or a recorded value was changed)"
                         ),
@@ -361,8 +450,9 @@ impl Process {
                 end
             }
             Some((s, e)) if e.is_read() => {
-                return Err(divergence(
+                return Err(divergence_cut(
                     *s,
+                    call,
                     format!(
                         "the call of entry {call} ended without reading the recorded {}",
                         e.kind_name()
@@ -370,8 +460,9 @@ impl Process {
                 ));
             }
             Some((s, e)) => {
-                return Err(divergence(
+                return Err(divergence_cut(
                     *s,
+                    call,
                     format!(
                         "the call of entry {call} has no call-end before this {} entry",
                         e.kind_name()
@@ -497,5 +588,73 @@ impl Process {
         };
         self.positions.retain(|id, _| *id >= oldest);
         let _ = log.truncate_before(position);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Ended;
+
+    /// A tail from position 10: calls at 10 and 13 (ended at 12 and 15),
+    /// then `released` entries naming `calls` at 16, 17, ...
+    fn tail(calls: &[u64]) -> Vec<(u64, Entry)> {
+        let call = Entry::Call {
+            time_ns: 1,
+            kind: CallKind::Next,
+        };
+        let end = Entry::CallEnd {
+            ended: Ended::Idle,
+            digest: 7,
+        };
+        let mut t = vec![
+            (10, call.clone()),
+            (11, Entry::Monotonic(5)),
+            (12, end.clone()),
+            (13, call),
+            (14, Entry::Monotonic(6)),
+            (15, end),
+        ];
+        for (i, &c) in calls.iter().enumerate() {
+            t.push((16 + i as u64, Entry::Released { call: c }));
+        }
+        t
+    }
+
+    #[test]
+    fn released_entries_must_name_a_call_that_ended_before_them() {
+        // Calls of the tail, in order, or one before it (the checkpoint's
+        // position is 10; the checkpoint released up to 4).
+        for ok in [&[10][..], &[10, 13], &[13], &[6, 10], &[10, 10]] {
+            assert_eq!(
+                check_released(&tail(ok), 10, Some(4)).unwrap(),
+                ok.last().copied(),
+                "{ok:?}"
+            );
+        }
+        for (bad, why) in [
+            (&[11][..], "not a call"),
+            (&[99], "at or after it"),
+            (&[13, 10], "earlier call"),
+            (&[3], "earlier call"),
+            (&[16], "at or after it"),
+        ] {
+            let e = check_released(&tail(bad), 10, Some(4)).unwrap_err();
+            assert_eq!(e.kind, FailureKind::Divergence, "{bad:?}");
+            assert!(e.message.contains(why), "{bad:?}: {}", e.message);
+        }
+        // A call not ended yet when the entry was written.
+        let mut t = tail(&[]);
+        t.insert(3, (13, Entry::Released { call: 10 }));
+        t.truncate(4);
+        t.push((
+            14,
+            Entry::Call {
+                time_ns: 2,
+                kind: CallKind::Next,
+            },
+        ));
+        t.push((15, Entry::Released { call: 14 }));
+        assert!(check_released(&t, 10, None).is_err());
     }
 }
