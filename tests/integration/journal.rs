@@ -242,8 +242,25 @@ fn messages_to_a_failed_process_wait_in_its_journal() {
         .filter(|e| e["input"] == "message")
         .count();
     assert!(admitted > 0, "{v}");
+    // `phantom send` to it through a host that did not take it back: into
+    // its journal too, with a note, as without a host.
+    // (Until the host listens they go straight in: sent again then.)
+    let mut host = quiet_host(data.path(), "1h");
+    let mut want = pings(n);
+    for i in 0..50 {
+        let text = format!("late {i}");
+        let o = run(&["send", "--data", s(data.path()), "b", &text, "--json"]);
+        ok(&o);
+        assert!(stderr(&o).contains("has failed"), "{}", stderr(&o));
+        want.push(("-".to_string(), text));
+        if stdout(&o).contains("\"through_host\":true") {
+            break;
+        }
+        assert!(i < 49, "the host never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sigterm(&mut host.0);
     let got = run_until_idle_and_dump_b(data.path(), &["--retry-failed"]);
-    let want = pings(n);
     assert_eq!(got, want);
     ok(&run(&["fsck", "--data", s(data.path())]));
 }

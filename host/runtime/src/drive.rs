@@ -1015,6 +1015,43 @@ impl<'rt> Drive<'rt> {
                 )
             } else if self.summary.exited.iter().any(|(n, _)| *n == name) {
                 format!("process '{name}' has exited: it takes no more messages")
+            } else if let Some(data) = &self.data
+                && let Some(failure) = self
+                    .summary
+                    .failed
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, f)| f.clone())
+                    .or_else(|| crate::datadir::read_failure(&data.join(&name)))
+            {
+                // As without a host: straight into its journal (this host
+                // holds the lock), where they wait until it runs again.
+                let texts: Vec<Vec<u8>> = messages.iter().map(|m| m.as_bytes().to_vec()).collect();
+                let total = texts.len();
+                let value = match crate::journal::offline::send_offline(
+                    &data.join(&name),
+                    key.as_deref(),
+                    &texts,
+                ) {
+                    Ok(d) => {
+                        let new = d.map_or(0, |d| d.last - d.first + 1) as usize;
+                        json!({
+                            "ok": true,
+                            "process": name,
+                            "messages": total,
+                            "first_position": d.map(|d| d.first),
+                            "position": d.map(|d| d.last),
+                            "already_delivered": total - new,
+                            "note": format!(
+                                "'{name}' has failed ({}): the messages wait in its journal until it runs again (`phantom run --retry-failed`)",
+                                failure.kind.name()
+                            ),
+                        })
+                    }
+                    Err(e) => json!({"ok": false, "error": format!("'{name}' has failed and {e}")}),
+                };
+                let _ = reply.send(value);
+                return;
             } else if self.summary.failed.iter().any(|(n, _)| *n == name) {
                 format!(
                     "process '{name}' has failed (see `phantom ps`): the messages were not delivered"

@@ -135,6 +135,9 @@ fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
     let (first, last, already, host) = loop {
         match control::request_within(data.path(), &request, a.timeout + Duration::from_secs(130)) {
             Ok(reply) => {
+                if let Some(note) = reply["note"].as_str() {
+                    eprintln!("phantom: note: {note}");
+                }
                 break (
                     reply["first_position"].as_u64(),
                     reply["position"].as_u64(),
