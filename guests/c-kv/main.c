@@ -5,7 +5,10 @@
  *   get <key>           ->  <key>=<value>  |  <key> not found
  *   del <key>           ->  deleted <key>  |  <key> not found
  *   count               ->  count=<entries>
- *   dump                ->  every entry, sorted by key, then `end`  */
+ *   dump                ->  every entry, sorted by key, then `end`
+ *
+ * Files handed to `phantom spawn` (--file seed.kv) seed the store: each
+ * line `key=value` is set (the SDK's phantom_file_*). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +32,7 @@ static size_t hash(const char *s) {
 static void grow(void) {
   size_t n = nbuckets ? nbuckets * 2 : 8;
   struct entry **b = calloc(n, sizeof *b);
-  if (!b) abort();
+  if (!b) return; /* longer chains, still correct */
   for (size_t i = 0; i < nbuckets; i++)
     for (struct entry *e = buckets[i], *next; e; e = next) {
       next = e->next;
@@ -52,10 +55,50 @@ static int by_key(const void *a, const void *b) {
   return strcmp((*(struct entry *const *)a)->key, (*(struct entry *const *)b)->key);
 }
 
+/* False when memory ran out (the store is as it was). */
+static bool set(const char *key, const char *value) {
+  char *v = strdup(value);
+  if (!v) return false;
+  struct entry **p = find(key);
+  if (*p) {
+    free((*p)->value);
+    (*p)->value = v;
+    return true;
+  }
+  struct entry *e = malloc(sizeof *e);
+  char *k = strdup(key);
+  if (!e || !k) {
+    free(e);
+    free(k);
+    free(v);
+    return false;
+  }
+  e->key = k;
+  e->value = v;
+  e->next = NULL;
+  *p = e;
+  if (++entries > nbuckets) grow();
+  return true;
+}
+
 int phantom_init(int argc, char **argv) {
   (void)argc;
   (void)argv;
   grow();
+  for (size_t i = 0; i < phantom_file_count(); i++) {
+    const phantom_file_t *f = phantom_file(i);
+    char *text = strndup((const char *)f->data, f->len), *save = NULL;
+    size_t seeded = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+      char *eq = strchr(line, '=');
+      if (!eq || eq == line) continue;
+      *eq = 0;
+      seeded += set(line, eq + 1);
+    }
+    printf("seeded %zu from %s\n", seeded, f->name);
+    free(text);
+  }
+  phantom_files_free();
   return 0;
 }
 
@@ -66,19 +109,7 @@ void phantom_on_line(const char *line, size_t len) {
   char *value = strtok_r(NULL, "", &save);
   if (!cmd) {
   } else if (strcmp(cmd, "set") == 0 && key && value) {
-    struct entry **p = find(key);
-    if (*p) {
-      free((*p)->value);
-      (*p)->value = strdup(value);
-    } else {
-      struct entry *e = malloc(sizeof *e);
-      e->key = strdup(key);
-      e->value = strdup(value);
-      e->next = NULL;
-      *p = e;
-      if (++entries > nbuckets) grow();
-    }
-    printf("ok\n");
+    printf(set(key, value) ? "ok\n" : "error: out of memory\n");
   } else if (strcmp(cmd, "get") == 0 && key) {
     struct entry *e = *find(key);
     if (e) printf("%s=%s\n", key, e->value);

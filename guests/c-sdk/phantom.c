@@ -105,6 +105,29 @@ static void flush(void) {
   fflush(stderr);
 }
 
+static phantom_file_t *handed;
+static size_t nhanded;
+
+size_t phantom_file_count(void) { return nhanded; }
+
+const phantom_file_t *phantom_file(size_t i) { return i < nhanded ? &handed[i] : NULL; }
+
+const phantom_file_t *phantom_file_named(const char *name) {
+  for (size_t i = 0; i < nhanded; i++)
+    if (strcmp(handed[i].name, name) == 0) return &handed[i];
+  return NULL;
+}
+
+void phantom_files_free(void) {
+  for (size_t i = 0; i < nhanded; i++) {
+    free((void *)handed[i].name);
+    free((void *)handed[i].data);
+  }
+  free(handed);
+  handed = NULL;
+  nhanded = 0;
+}
+
 bool exports_device_process_init(device_process_list_string_t *args,
                                      device_process_list_file_t *files,
                                      device_process_status_t *ret,
@@ -115,6 +138,16 @@ bool exports_device_process_init(device_process_list_string_t *args,
   argv[0] = phantom_process_name();
   for (size_t i = 0; i < args->len; i++) argv[i + 1] = dup_n(args->ptr[i].ptr, args->ptr[i].len);
   device_process_list_string_free(args);
+  if (files->len) {
+    handed = calloc(files->len, sizeof *handed);
+    if (!handed) abort();
+    for (size_t i = 0; i < files->len; i++) {
+      handed[i].name = dup_n(files->ptr[i].name.ptr, files->ptr[i].name.len);
+      handed[i].data = (const uint8_t *)dup_n(files->ptr[i].data.ptr, files->ptr[i].data.len);
+      handed[i].len = files->ptr[i].data.len;
+    }
+    nhanded = files->len;
+  }
   device_process_list_file_free(files);
   status.tag = PHANTOM_OS_TYPES_STATUS_IDLE;
   int rc = phantom_init(argc, argv);

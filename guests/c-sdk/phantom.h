@@ -40,6 +40,21 @@ extern "C" {
  * non-zero after phantom_fail("why") to refuse the spawn. */
 int phantom_init(int argc, char **argv);
 
+/* The files handed to `phantom spawn` (--file, --files DIR), in the order
+ * given: readable in phantom_init and after (they are in the process's
+ * memory, so they persist like everything else; the host keeps no other
+ * copy). `data` is also NUL-terminated. phantom_files_free() gives the
+ * memory back once they are no longer needed. */
+typedef struct {
+  const char *name;
+  const uint8_t *data;
+  size_t len;
+} phantom_file_t;
+size_t phantom_file_count(void);
+const phantom_file_t *phantom_file(size_t i);                /* NULL past the end */
+const phantom_file_t *phantom_file_named(const char *name);  /* NULL if not handed */
+void phantom_files_free(void);
+
 /* Optional handlers. */
 void phantom_on_timer(uint32_t timer);               /* a timer fired */
 void phantom_on_line(const char *line, size_t len);  /* a console line (NUL-terminated, no newline) */

@@ -301,3 +301,49 @@ fn guest_trap_is_reported() {
     let o = run_with_input(&["run", "--data", s(data.path()), "--until-idle"], "trap\n");
     fails_with(&o, "trapped");
 }
+
+/// A process that grew under one `--max-memory-mib` and is restored under
+/// a smaller one: its newest checkpoints are over the limit, and the
+/// replay from an older one cannot grow as the journal did. That is the
+/// limit (kind `out-of-memory`, the limit named, no cut suggested), not a
+/// divergence; nothing is lost: under the old limit it comes back whole.
+#[test]
+fn a_smaller_memory_limit_than_the_journal_needs_is_named_not_a_divergence() {
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::KV, "kv", &[]);
+    let big = "v".repeat(1000 << 10);
+    let input: String = (0..40).map(|i| format!("set k{i} {big}\n")).collect();
+    ok(&run_with_input(
+        &["run", "--data", s(d), "--until-idle"],
+        &input,
+    ));
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(d),
+            "--until-idle",
+            "--max-memory-mib",
+            "16",
+        ],
+        "len\n",
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("--max-memory-mib"), "{err}");
+    assert!(!err.contains("--cut-at"), "{err}");
+    assert!(!host_panicked(&err), "{err}");
+    let ps = ps_json(d);
+    assert_eq!(ps[0]["failure"]["kind"], "out-of-memory", "{ps}");
+    let o = run_with_input(
+        &["run", "--data", s(d), "--until-idle", "--retry-failed"],
+        "len\nget k39\n",
+    );
+    ok(&o);
+    assert!(
+        stdout(&o).starts_with("40\n"),
+        "{}",
+        &stdout(&o)[..40.min(stdout(&o).len())]
+    );
+}

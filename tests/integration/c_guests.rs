@@ -77,14 +77,25 @@ fn a_c_guest_survives_kill_9_with_its_heap_stdio_and_clock() {
 fn a_c_key_value_store_keeps_what_was_acknowledged_through_kill_9() {
     let data = data_dir();
     let component = build_c_example("c-kv", data.path());
-    ok(&run(&[
+    // Handed files seed it (the C SDK's phantom_file_*).
+    let seed = data.path().join("seed.kv");
+    std::fs::write(&seed, "seed1=one\nseed2=two words\nnot a pair\n").unwrap();
+    let o = run(&[
         "spawn",
         s(&component),
         "--data",
         s(data.path()),
         "--name",
         "kv",
-    ]));
+        "--file",
+        s(&seed),
+    ]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains("seeded 2 from seed.kv"),
+        "{}",
+        stdout(&o)
+    );
     let mut input = String::new();
     for i in 0..200 {
         input.push_str(&format!("set key{i} value {i}\n"));
@@ -125,11 +136,12 @@ fn a_c_key_value_store_keeps_what_was_acknowledged_through_kill_9() {
     child.wait().unwrap();
     let o = run_with_input(
         &["run", "--data", s(data.path()), "--until-idle"],
-        "count\nget key3\nget key7\nget late\nget key9\nget key199\ndump\n",
+        "count\nget key3\nget key7\nget late\nget key9\nget key199\nget seed2\ndump\n",
     );
     ok(&o);
     let out = stdout(&o);
-    assert!(out.contains("count=199"), "{out}");
+    assert!(out.contains("count=201"), "{out}");
+    assert!(out.contains("seed2=two words"), "{out}");
     assert!(out.contains("key3=three"), "{out}");
     assert!(out.contains("key7 not found"), "{out}");
     assert!(out.contains("late=yes"), "{out}");
@@ -259,4 +271,52 @@ fn a_c_device_process_survives_kill_9() {
     let dir = data_dir();
     let component = build_c_example("c-doorbell", dir.path());
     super::devices::doorbell_survives_kill_9(&component);
+}
+
+/// A C guest whose `malloc` a smaller `--max-memory-mib` refuses goes
+/// another way in the replay (c-kv says `error: out of memory`): the
+/// restore names the limit as the cause (kind `out-of-memory`), not a
+/// divergence to cut, and under the old limit everything comes back.
+#[test]
+fn a_c_guest_replayed_under_a_smaller_memory_limit_names_the_limit() {
+    let data = data_dir();
+    let d = data.path();
+    let component = build_c_example("c-kv", d);
+    ok(&run(&[
+        "spawn",
+        s(&component),
+        "--data",
+        s(d),
+        "--name",
+        "kv",
+    ]));
+    let big = "v".repeat(1000 << 10);
+    let input: String = (0..40).map(|i| format!("set k{i} {big}\n")).collect();
+    let o = run_with_input(&["run", "--data", s(d), "--until-idle"], &input);
+    assert_eq!(stdout(ok(&o)).matches("ok\n").count(), 40);
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(d),
+            "--until-idle",
+            "--max-memory-mib",
+            "16",
+        ],
+        "count\n",
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("replaying the journal needs more memory"),
+        "{err}"
+    );
+    assert!(!err.contains("--cut-at"), "{err}");
+    let ps = ps_json(d);
+    assert_eq!(ps[0]["failure"]["kind"], "out-of-memory", "{ps}");
+    let o = run_with_input(
+        &["run", "--data", s(d), "--until-idle", "--retry-failed"],
+        "count\n",
+    );
+    assert!(stdout(ok(&o)).contains("count=40"), "{}", stdout(&o));
 }

@@ -103,6 +103,55 @@ fn device_imports_by_name(bytes: &[u8]) -> Vec<String> {
     found
 }
 
+/// Whether `import` is a WASI interface (which the host either provides
+/// or refuses: no composition can add it).
+pub fn is_wasi(import: &str) -> bool {
+    import.starts_with("wasi:")
+}
+
+/// The message of `InspectError::UnsupportedImports`: WASI the host
+/// refuses (sockets, HTTP: no network state survives a restore) is said
+/// apart from interfaces of one's own, which a library component provides
+/// once composed.
+pub fn unsupported_imports(imports: &[String]) -> String {
+    let list = |v: &[&String]| {
+        v.iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (wasi, own): (Vec<&String>, Vec<&String>) = imports.iter().partition(|i| is_wasi(i));
+    let os = ALLOWED_IMPORTS
+        .iter()
+        .filter_map(|i| i.strip_prefix("phantom:os/"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let devices = ALLOWED_IMPORTS
+        .iter()
+        .filter_map(|i| i.strip_prefix(DEVICES_PACKAGE))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut why = Vec::new();
+    if !wasi.is_empty() {
+        why.push(format!(
+            "it imports {}, which Phantom does not give a persistent process (no socket, connection or request survives a restore): in Rust, do not use std::net or crates that reach for sockets or HTTP; in C, do not call socket functions",
+            list(&wasi)
+        ));
+    }
+    if !own.is_empty() {
+        why.push(format!(
+            "it imports {}, which the host does not provide: compose it with a library component that exports {} (`phantom compose app.wasm --with lib.wasm -o out.wasm`)",
+            list(&own),
+            if own.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    format!(
+        "{}. A persistent process may import phantom:os ({os}), phantom:devices ({devices}, each with a grant: `spawn --devices`) and WASI 0.2.x ({}; `wasi:filesystem` finds no files: nothing is preopened, files reach `init` as bytes)",
+        why.join("; "),
+        crate::iface::wasi::WASI_INTERFACES.join(", ")
+    )
+}
+
 /// Why a component cannot become a persistent process.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -111,7 +160,7 @@ pub enum InspectError {
     NotWasm,
     /// A valid core module.
     #[error(
-        "a core WebAssembly module, not a component: a persistent process is a component of the `phantom:os` world (build a guest with the SDK in guests/sdk, or wrap a module with `wasm-tools component new`)"
+        "a core WebAssembly module, not a component: a persistent process is a component of the `phantom:os` world (a C build against phantom.h becomes one with `phantom componentize core.wasm -o guest.wasm`; `phantom new DIR --lang rust|c` makes a ready project)"
     )]
     CoreModule,
     /// A core module header followed by bytes that are not a module.
@@ -121,13 +170,7 @@ pub enum InspectError {
     #[error("malformed component: {0}")]
     Malformed(String),
     /// Imports something the host cannot restore.
-    #[error(
-        "the component imports {}, which Phantom cannot provide to a persistent process; it may import only phantom:os ({os}), phantom:devices ({devices}, each with a grant: `spawn --devices`) and WASI 0.2.x ({wasi}). Remove the refused imports: in Rust, do not use std::net, std::fs or crates that reach for sockets, HTTP or files; in C, do not call socket or file functions. Build Rust guests with `--target wasm32-wasip2` and the phantom SDK",
-        .0.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
-        os = ALLOWED_IMPORTS.iter().filter_map(|i| i.strip_prefix("phantom:os/")).collect::<Vec<_>>().join(", "),
-        devices = ALLOWED_IMPORTS.iter().filter_map(|i| i.strip_prefix(DEVICES_PACKAGE)).collect::<Vec<_>>().join(", "),
-        wasi = crate::iface::wasi::WASI_INTERFACES.join(", ")
-    )]
+    #[error("{}", unsupported_imports(.0))]
     UnsupportedImports(Vec<String>),
     /// Does not export the world's `init` and `handle`.
     #[error(

@@ -75,7 +75,9 @@ pub fn componentize(core: &[u8]) -> anyhow::Result<Vec<u8>> {
 pub fn check_process(component: &[u8]) -> anyhow::Result<()> {
     match phantom_runtime::inspect::inspect_component(component) {
         Ok(_) => Ok(()),
-        Err(phantom_runtime::inspect::InspectError::UnsupportedImports(imports)) => {
+        Err(phantom_runtime::inspect::InspectError::UnsupportedImports(imports))
+            if !imports.iter().any(|i| phantom_runtime::inspect::is_wasi(i)) =>
+        {
             eprintln!(
                 "phantom: note: it imports {}, which the host does not provide: compose it with library components that export them (`phantom compose <it>.wasm --with <lib>.wasm -o <out>.wasm`) before spawning",
                 imports

@@ -293,8 +293,34 @@ impl Process {
             j.replay = entries.into();
             j.replaying = true;
         }
-        let result = self.replay_entries(rt, &mut report);
+        let mut result = self.replay_entries(rt, &mut report);
         let ctx = self.store.data_mut();
+        // A replay that diverged after a memory grow was refused: the run
+        // that wrote the journal had a larger --max-memory-mib (the guest
+        // got memory then, not now). A limit, not damage: no cut.
+        if let Err(f) = &mut result
+            && f.kind == FailureKind::Divergence
+            && let Some(bytes) = ctx.limiter.refused.take()
+        {
+            *f = Failure::new(
+                FailureKind::OutOfMemory,
+                format!(
+                    "replaying the journal needs more memory than this run's limit of {} MiB (--max-memory-mib): a replayed call asked to grow a memory to {} MiB and, refused, went another way ({}); run with the limit the journal was written under (nothing was lost)",
+                    ctx.limiter.max_bytes >> 20,
+                    bytes.div_ceil(1 << 20),
+                    f.message
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .split(" (`phantom journal --cut-at")
+                        .next()
+                        .unwrap_or_default()
+                        .split(" (the call of entry")
+                        .next()
+                        .unwrap_or_default()
+                ),
+            );
+        }
         ctx.journal.replaying = false;
         ctx.journal.replay.clear();
         ctx.journal.trouble = None;

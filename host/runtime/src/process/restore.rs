@@ -21,7 +21,7 @@ use phantom_snapshots::{CheckpointStore, LoadedCheckpoint};
 
 use super::{Chain, Process};
 use crate::component::{LoadedComponent, cache_dir};
-use crate::error::RestoreError;
+use crate::error::{Failure, RestoreError};
 use crate::persist::HostParts;
 use crate::runtime::{RestoreMode, Runtime};
 
@@ -112,9 +112,25 @@ impl Process {
         process.positions.insert(id, position);
         // The journal's tail after the checkpoint: replayed, so the process
         // is where it was when its last entry was written.
-        let journal_failed = |failure| RestoreError::Journal {
-            dir: dir.to_path_buf(),
-            failure,
+        // Said with the failure: a replay from an older checkpoint than the
+        // newest fails for what made it older (a limit, say).
+        let skipped: Vec<String> = restored
+            .skipped
+            .iter()
+            .map(|(id, why)| format!("checkpoint {id}: {why}"))
+            .collect();
+        let journal_failed = |mut failure: Failure| {
+            if !skipped.is_empty() {
+                failure.message = format!(
+                    "{} (restored from checkpoint {id}, an older one; skipped {})",
+                    failure.message,
+                    skipped.join("; ")
+                );
+            }
+            RestoreError::Journal {
+                dir: dir.to_path_buf(),
+                failure,
+            }
         };
         let entries = process
             .open_journal(rt, &mut warnings)

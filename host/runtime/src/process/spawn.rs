@@ -75,7 +75,13 @@ fn check_device_grants(
             iface != "events" && !granted.contains(&iface)
         })
         .collect();
-    if !ungranted.is_empty() {
+    // A component cut short (or otherwise not whole) may still show its
+    // imports: the load that follows says what is wrong with it, which
+    // is the error that helps.
+    let whole = wasmparser::Parser::new(0)
+        .parse_all(bytes)
+        .all(|payload| payload.is_ok());
+    if !ungranted.is_empty() && whole {
         return Err(SpawnError::Devices {
             name: name.to_string(),
             message: format!(

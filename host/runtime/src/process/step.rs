@@ -336,8 +336,8 @@ impl Process {
             (
                 FailureKind::OutOfMemory,
                 format!(
-                    "process '{name}' ran out of memory: it asked for {} MiB, more than the limit of {} MiB",
-                    bytes >> 20,
+                    "process '{name}' ran out of memory: it asked to grow a memory to {} MiB, more than the limit of {} MiB (--max-memory-mib)",
+                    bytes.div_ceil(1 << 20),
                     rt.config.max_memory_bytes >> 20
                 ),
             )
