@@ -985,3 +985,61 @@ fn a_persistent_error_is_rolled_back_past_and_the_process_runs_on() {
     let o = feed(data.path(), "m", "echo again\n");
     assert!(!stdout(&o).contains("again"), "{}", stdout(&o));
 }
+
+/// A process that failed stays failed where it lands: imported into a data
+/// directory whose host runs, that host holds it failed (as a restart
+/// would) instead of running it, until `--retry-failed`.
+#[test]
+fn a_failed_process_imported_under_a_running_host_stays_failed() {
+    let src = data_dir();
+    spawn(src.path(), phantom_tests::MAILBOX, "fm", &[]);
+    let o = run_with_input(&["run", "--data", s(src.path()), "--until-idle"], "trap\n");
+    assert!(!o.status.success());
+    let bundle = src.path().join("fm.phb");
+    export(src.path(), "fm", &bundle);
+    let dst = data_dir();
+    spawn(dst.path(), phantom_tests::COUNTER, "other", &[]);
+    let mut host = quiet_host(dst.path(), "1h");
+    let mut o = import(&bundle, dst.path(), &[]);
+    for _ in 0..50 {
+        if stderr(&o).contains("leaves it failed") {
+            break;
+        }
+        // Before the host listened: imported as failed, no host told.
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::remove_dir_all(dst.path().join("fm")).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        o = import(&bundle, dst.path(), &[]);
+    }
+    ok(&o);
+    assert!(stderr(&o).contains("leaves it failed"), "{}", stderr(&o));
+    let ps = ps_json(dst.path());
+    let fm = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "fm")
+        .unwrap();
+    assert_eq!(fm["state"], "failed", "{ps}");
+    assert!(dst.path().join("fm/failed.json").exists());
+    sigterm(&mut host.0);
+    // (The counter never idles.)
+    let o = run(&[
+        "run",
+        "--data",
+        s(dst.path()),
+        "--for",
+        "0.5",
+        "--no-stdin",
+        "--retry-failed",
+    ]);
+    ok(&o);
+    let ps = ps_json(dst.path());
+    let fm = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "fm")
+        .unwrap();
+    assert_ne!(fm["state"], "failed", "{ps}");
+}

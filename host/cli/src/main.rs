@@ -247,7 +247,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("phantom: error: {e:#}");
+            eprintln!("phantom: error: {}", terminal::error_text(&e));
             ExitCode::FAILURE
         }
     }

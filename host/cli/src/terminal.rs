@@ -145,6 +145,11 @@ pub fn report_hand_over(
         Some(HandOver::Started(pid)) => {
             note!("phantom: {what}; the host running it (pid {pid}) has started it")
         }
+        Some(HandOver::LeftFailed(pid)) => {
+            note!(
+                "phantom: {what}; the host running the directory (pid {pid}) leaves it failed, as any failed process (stop the host and `phantom run --retry-failed` to try it again)"
+            )
+        }
         Some(HandOver::HostGone) => {
             note!("phantom: {what}; it starts with the next `phantom run`")
         }
@@ -230,4 +235,18 @@ impl Progress {
         }
         self.shown = false;
     }
+}
+
+/// An error with its causes, each said once: a cause whose text the
+/// message already holds (an error that prints its source, and also
+/// chains it) is not repeated.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text = format!("{text}: {c}");
+        }
+    }
+    text
 }

@@ -175,6 +175,16 @@ impl Drop for ConnReply {
     }
 }
 
+/// A reply line, or why it is not one (none at all: the host went away).
+fn parse_reply(reply: &str) -> Result<Value, String> {
+    if reply.trim().is_empty() {
+        return Err(
+            "the host closed the connection without answering (it stopped, or was killed)".into(),
+        );
+    }
+    serde_json::from_str(reply.trim()).map_err(|e| format!("bad reply: {e}"))
+}
+
 fn stopping() -> Value {
     json!({"ok": false, "stopping": true, "error": "the host is stopping"})
 }
@@ -781,8 +791,7 @@ impl Client {
         self.reader
             .read_line(&mut reply)
             .map_err(|e| broken(e.to_string()))?;
-        let value: Value =
-            serde_json::from_str(reply.trim()).map_err(|e| broken(format!("bad reply: {e}")))?;
+        let value: Value = parse_reply(&reply).map_err(broken)?;
         if value["ok"] != json!(true) {
             return Err(ControlError::Refused(
                 value["error"]
@@ -836,8 +845,7 @@ pub fn request_within(
     BufReader::new(stream)
         .read_line(&mut reply)
         .map_err(|e| broken(e.to_string()))?;
-    let value: Value =
-        serde_json::from_str(reply.trim()).map_err(|e| broken(format!("bad reply: {e}")))?;
+    let value: Value = parse_reply(&reply).map_err(broken)?;
     if value["stopping"] == json!(true) {
         // As good as no host: the next one will see the request's effects
         // on disk (a spawned process) or there is nothing to checkpoint.

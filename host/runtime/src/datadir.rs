@@ -60,7 +60,7 @@ pub enum DataDirError {
     },
     /// The process is being migrated and the outcome is not known here.
     #[error(
-        "'{name}' is being migrated to {to} (migration {id}) and this host does not know the outcome yet: `phantom migrate --data {data} {name} --resolve` asks the target"
+        "'{name}' is being migrated to {to} (migration {id}) and this host does not know the outcome yet: wait for its `phantom migrate` to end; if that command is gone (killed), `phantom migrate --data {data} {name} --resolve` asks the target (and ends a migration still under way)"
     )]
     Migrating {
         /// The process.
@@ -327,6 +327,10 @@ pub enum HandOver {
     HostGone,
     /// The host could not start it (why); it stays on disk.
     Refused(u32, String),
+    /// It is marked failed (it failed before it was exported or moved):
+    /// the host (this pid) holds it failed, as `phantom run` would, until
+    /// `--retry-failed`.
+    LeftFailed(u32),
 }
 
 /// Spawns a process into `data` (created if missing). If a host runs the
@@ -375,6 +379,7 @@ pub fn hand_over(data: &DataDir, name: &str) -> Option<HandOver> {
         answer = control::request(data.path(), &adopt);
     }
     Some(match answer {
+        Ok(reply) if reply["failed"] == true => HandOver::LeftFailed(pid),
         Ok(_) => HandOver::Started(pid),
         Err(ControlError::NoHost(_)) => HandOver::HostGone,
         Err(e) => HandOver::Refused(pid, e.to_string()),

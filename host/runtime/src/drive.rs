@@ -1468,6 +1468,12 @@ impl<'rt> Drive<'rt> {
                         Ok(dir) => dir,
                         Err(e) => return json!({"ok": false, "error": e.to_string()}),
                     };
+                // Failed where it was (an import or a migration of a
+                // failed process): it stays failed here too, as a restart
+                // leaves it, until `--retry-failed`.
+                if let Some(f) = crate::datadir::read_failure(&dir) {
+                    return json!({"ok": true, "already_running": false, "failed": true, "failure": f});
+                }
                 clear_failure(&dir);
                 crate::migrate::pause_at("adopt-received");
                 let restored = self.restore(&dir, hooks);

@@ -21,8 +21,8 @@ pub struct ExportArgs {
     data: PathBuf,
     /// The process to export.
     name: String,
-    /// The bundle to write (`-`: stdout). An existing file is replaced,
-    /// once the new bundle is whole.
+    /// The bundle to write (`-`: stdout; a directory: NAME.phb in it). An
+    /// existing file is replaced, once the new bundle is whole.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
     /// Export this checkpoint (see `phantom checkpoints`) instead of the
@@ -50,11 +50,17 @@ pub fn run(a: ExportArgs) -> anyhow::Result<ExitCode> {
         out.flush().context("cannot write the bundle to stdout")?;
         report
     } else {
-        let file_name = a
-            .output
+        // A directory: the bundle goes in it, named after the process.
+        let output = if a.output.is_dir() {
+            a.output.join(format!("{}.phb", a.name))
+        } else {
+            a.output.clone()
+        };
+        let file_name = output
             .file_name()
-            .with_context(|| format!("{} is not a file name", a.output.display()))?;
-        let tmp = a.output.with_file_name(format!(
+            .with_context(|| format!("{} is not a file name", output.display()))?;
+        remove_stale_temporaries(&output);
+        let tmp = output.with_file_name(format!(
             ".{}.{}.tmp",
             file_name.to_string_lossy(),
             std::process::id()
@@ -70,8 +76,8 @@ pub fn run(a: ExportArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
             file.sync_all()
                 .with_context(|| format!("cannot sync {}", tmp.display()))?;
-            std::fs::rename(&tmp, &a.output)
-                .with_context(|| format!("cannot create {}", a.output.display()))?;
+            std::fs::rename(&tmp, &output)
+                .with_context(|| format!("cannot create {}", output.display()))?;
             Ok(report)
         };
         match write() {
@@ -97,6 +103,11 @@ pub fn run(a: ExportArgs) -> anyhow::Result<ExitCode> {
     } else {
         let target = if to_stdout {
             "stdout".to_string()
+        } else if a.output.is_dir() {
+            a.output
+                .join(format!("{}.phb", a.name))
+                .display()
+                .to_string()
         } else {
             a.output.display().to_string()
         };
@@ -116,4 +127,34 @@ pub fn run(a: ExportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes `.<file>.<pid>.tmp` files beside `output` left by exports that
+/// were killed (their pid no longer runs).
+fn remove_stale_temporaries(output: &std::path::Path) {
+    let (Some(dir), Some(name)) = (output.parent(), output.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = n
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }

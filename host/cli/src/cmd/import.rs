@@ -59,7 +59,7 @@ pub fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let mut json = serde_json::to_value(&report)?;
         json["host_pid"] = match &report.handed_over {
-            Some(HandOver::Started(pid)) => (*pid).into(),
+            Some(HandOver::Started(pid) | HandOver::LeftFailed(pid)) => (*pid).into(),
             _ => serde_json::Value::Null,
         };
         println!("{}", serde_json::to_string_pretty(&json)?);

@@ -132,6 +132,9 @@ fn settle(a: &MigrateArgs, data: &DataDir) -> anyhow::Result<ExitCode> {
             let started = match hand_over(data, &a.name) {
                 Some(HandOver::Started(pid)) => format!("; host {pid} runs it again"),
                 Some(HandOver::Refused(_, why)) => format!("; the host did not start it: {why}"),
+                Some(HandOver::LeftFailed(pid)) => {
+                    format!("; host {pid} holds it failed, as it was (`--retry-failed`)")
+                }
                 _ => "; the next `phantom run` runs it".into(),
             };
             format!(

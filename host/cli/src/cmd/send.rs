@@ -84,7 +84,7 @@ pub fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         if json {
             println!(
                 "{}",
-                serde_json::json!({"ok": false, "process": name, "error": format!("{e:#}")})
+                serde_json::json!({"ok": false, "process": name, "error": crate::terminal::error_text(e)})
             );
         }
     })

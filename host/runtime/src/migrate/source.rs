@@ -407,16 +407,19 @@ fn unknown(side: &mut dyn SourceSide, e: MigrateError) -> MigrateError {
 /// passes.
 fn ask_until(opts: &MigrateOptions, id: &str, why: String) -> Result<bool, MigrateError> {
     let until = Instant::now() + opts.resolve_for;
-    let mut last = why;
+    let mut asked = 0u32;
     loop {
-        match ask_outcome(&opts.to, &opts.security, id) {
+        asked += 1;
+        let last = match ask_outcome(&opts.to, &opts.security, id) {
             Ok(committed) => return Ok(committed),
-            Err(e) => last = format!("{last}; then: {e}"),
-        }
+            Err(e) => e.to_string(),
+        };
         if Instant::now() >= until {
             return Err(MigrateError::Source(format!(
-                "the commit's answer was lost and {} does not answer: {last}",
-                opts.to
+                "the commit's answer was lost ({why}) and {} did not answer when asked for the outcome ({asked} times over {:.0} s; last: {}): the process stays stopped here until the outcome is known; once the target is back, `phantom migrate --resolve` asks it and runs the process on the side that has it",
+                opts.to,
+                opts.resolve_for.as_secs_f64(),
+                last
             )));
         }
         std::thread::sleep(Duration::from_millis(300));

@@ -91,11 +91,11 @@ impl ExportPlan {
         let host_runs = data.lock_holder().is_some();
         let store = CheckpointStore::open(&dir).map_err(|e| TravelError::NothingToExport {
             name: name.into(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         let nothing = |source| TravelError::NothingToExport {
             name: name.into(),
-            source,
+            cause: source,
         };
         let chain = store.usable_chain(at).map_err(nothing)?;
         let checkpoint = *chain.last().expect("a chain has a file");

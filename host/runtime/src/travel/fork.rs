@@ -69,7 +69,7 @@ pub fn fork(
     }
     let nothing = |source| TravelError::NothingToExport {
         name: name.into(),
-        source,
+        cause: source,
     };
     let store = CheckpointStore::open(&dir).map_err(|e| nothing(e.into()))?;
     let chain = store.usable_chain(at).map_err(nothing)?;
@@ -160,7 +160,7 @@ pub(super) fn fork_into(
         .files_for(chain)
         .map_err(|source| TravelError::NothingToExport {
             name: new.into(),
-            source,
+            cause: source,
         })?;
     for file in files {
         let (l, c) = link_or_copy(&store.dir().join(&file), &stage.join(&file))?;

@@ -93,18 +93,23 @@ pub enum TravelError {
     /// The bundle's container is damaged, truncated or from the future.
     #[error(transparent)]
     Bundle(#[from] BundleError),
-    /// The process has no checkpoint that can be exported.
-    #[error("'{name}' has nothing to export: {source}")]
+    /// The process has no checkpoint that can be used for this (exported,
+    /// forked, rolled back to).
+    #[error("'{name}': {cause}")]
     NothingToExport {
         /// The process.
         name: String,
-        /// Why its checkpoints cannot be used.
-        source: phantom_snapshots::RestoreError,
+        /// Why its checkpoints cannot be used (said in the message, not
+        /// chained: printed once).
+        cause: phantom_snapshots::RestoreError,
     },
     /// The bundle's container is whole, but what it holds is not a process
     /// this phantom can run.
     #[error("the bundle is not valid: {0}")]
     Invalid(String),
+    /// The request cannot be done (no rollback to undo, ...).
+    #[error("{0}")]
+    Refused(String),
     /// The bundle was made by a newer phantom.
     #[error(
         "the bundle was written by phantom {producer}, newer than this one ({ours}); import it with phantom {producer} or later"
@@ -117,7 +122,7 @@ pub enum TravelError {
     },
     /// The target already has a process of that name.
     #[error(
-        "{} already has a process named '{name}' (import it under another name with --as NEW)",
+        "{} already has a process named '{name}' (give it another name with --as NEW)",
         data.display()
     )]
     Exists {

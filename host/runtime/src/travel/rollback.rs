@@ -109,7 +109,7 @@ pub(crate) fn rollback_locked(
     let dir = data_dir.process_dir(name)?;
     let nothing = |source| TravelError::NothingToExport {
         name: name.into(),
-        source,
+        cause: source,
     };
     let store = CheckpointStore::open(&dir).map_err(|e| nothing(e.into()))?;
     let chain = store.usable_chain(Some(to)).map_err(nothing)?;
@@ -174,7 +174,7 @@ pub fn undo_rollback(data: &Path, name: &str) -> Result<PathBuf, TravelError> {
     let _lock = data_dir.lock()?;
     let dir = data_dir.process_dir(name)?;
     let Some(kept) = kept_states(data, name).pop() else {
-        return Err(TravelError::Invalid(format!(
+        return Err(TravelError::Refused(format!(
             "'{name}' has no rollback to undo"
         )));
     };
