@@ -394,6 +394,11 @@ impl<R: Read> BundleReader<R> {
                 "flags {flags:#x} are set, and version {version} defines none"
             )));
         }
+        if std::str::from_utf8(&producer_bytes[..end]).is_err() || end == 0 {
+            return Err(BundleError::BadHeader(
+                "the producer field is not a UTF-8 phantom version".into(),
+            ));
+        }
         if producer_bytes[end..].iter().any(|&b| b != 0) {
             return Err(BundleError::BadHeader(
                 "the producer field is not NUL-padded".into(),

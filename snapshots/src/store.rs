@@ -43,9 +43,22 @@ pub const SETTINGS_FILES: [&str; 2] = [KEEP, PINS];
 pub fn check_setting(name: &str, bytes: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| format!("its {name} file is not text"))?;
     match name {
-        KEEP => parse_policy(text).map(|_| ()).ok_or_else(|| {
-            "its keep policy does not parse (`last=N`, `hourly=N`, `daily=N` lines)".into()
-        }),
+        KEEP => {
+            parse_policy(text).ok_or_else(|| {
+                "its keep policy does not parse (`last=N`, `hourly=N`, `daily=N` lines)".to_string()
+            })?;
+            // `phantom keep` never writes it: the newest is always kept.
+            let zero_last = text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .any(|(k, v)| k.trim() == "last" && v.trim().parse::<u32>() == Ok(0));
+            if zero_last {
+                return Err(
+                    "its keep policy says last=0 (at least the newest checkpoint is kept)".into(),
+                );
+            }
+            Ok(())
+        }
         PINS => text
             .lines()
             .map(str::trim)

@@ -268,6 +268,15 @@ fn damaged_crafted_and_future_bundles_are_refused_and_change_nothing() {
         newer,
         "newer than this one",
     ));
+    let mut garbled = good.clone();
+    garbled[24..56].fill(0);
+    garbled[24..27].copy_from_slice(&[0xff, 0xfe, 0x80]);
+    reseal_header(&mut garbled);
+    cases.push((
+        "a producer that is not UTF-8".into(),
+        garbled,
+        "producer field",
+    ));
 
     // Crafted: the container is whole (every checksum recomputed), the
     // contents are wrong.
@@ -375,6 +384,9 @@ fn damaged_crafted_and_future_bundles_are_refused_and_change_nothing() {
             r.insert(1, setting("../process.json", "{}"));
         },
     );
+    crafted("a keep policy of last=0", "last=0", &|r| {
+        r.insert(1, setting("keep", "last=0\n"));
+    });
     crafted("two keep policies", "second settings", &|r| {
         r.insert(1, setting("keep", "last=3\n"));
         r.insert(1, setting("keep", "last=4\n"));
