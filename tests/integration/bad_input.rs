@@ -312,23 +312,7 @@ fn a_smaller_memory_limit_than_the_journal_needs_is_named_not_a_divergence() {
     let data = data_dir();
     let d = data.path();
     spawn(d, phantom_tests::KV, "kv", &[]);
-    let big = "v".repeat(1000 << 10);
-    let input: String = (0..40).map(|i| format!("set k{i} {big}\n")).collect();
-    ok(&run_with_input(
-        &["run", "--data", s(d), "--until-idle"],
-        &input,
-    ));
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(d),
-            "--until-idle",
-            "--max-memory-mib",
-            "16",
-        ],
-        "len\n",
-    );
+    let o = fill_then_run_under_16_mib(d, "len\n");
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(err.contains("--max-memory-mib"), "{err}");

@@ -290,21 +290,7 @@ fn a_c_guest_replayed_under_a_smaller_memory_limit_names_the_limit() {
         "--name",
         "kv",
     ]));
-    let big = "v".repeat(1000 << 10);
-    let input: String = (0..40).map(|i| format!("set k{i} {big}\n")).collect();
-    let o = run_with_input(&["run", "--data", s(d), "--until-idle"], &input);
-    assert_eq!(stdout(ok(&o)).matches("ok\n").count(), 40);
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(d),
-            "--until-idle",
-            "--max-memory-mib",
-            "16",
-        ],
-        "count\n",
-    );
+    let o = fill_then_run_under_16_mib(d, "count\n");
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(

@@ -329,6 +329,39 @@ pub fn ps_json(data: &Path) -> serde_json::Value {
     serde_json::from_str(&stdout(ok(&run(&["ps", "--data", s(data), "--json"])))).expect("ps JSON")
 }
 
+/// Process `name`'s row of `ps --json` (panics if it is not listed).
+#[track_caller]
+pub fn ps_of(data: &Path, name: &str) -> serde_json::Value {
+    let ps = ps_json(data);
+    ps.as_array()
+        .and_then(|rows| rows.iter().find(|p| p["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no process '{name}' in {ps:#}"))
+}
+
+/// Fills process `name` of `data` (a key-value store: `set KEY VALUE`
+/// lines) with 40 values of 1000 KiB, then runs it under
+/// `--max-memory-mib 16` with `input`: what that run did.
+pub fn fill_then_run_under_16_mib(data: &Path, input: &str) -> Output {
+    let big = "v".repeat(1000 << 10);
+    let sets: String = (0..40).map(|i| format!("set k{i} {big}\n")).collect();
+    ok(&run_with_input(
+        &["run", "--data", s(data), "--until-idle"],
+        &sets,
+    ));
+    run_with_input(
+        &[
+            "run",
+            "--data",
+            s(data),
+            "--until-idle",
+            "--max-memory-mib",
+            "16",
+        ],
+        input,
+    )
+}
+
 /// Stops a host with SIGTERM (a graceful stop) and checks it exits 0.
 #[track_caller]
 pub fn sigterm(child: &mut std::process::Child) {

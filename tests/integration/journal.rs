@@ -224,14 +224,8 @@ fn messages_to_a_failed_process_wait_in_its_journal() {
     let err = stderr(&o);
     assert!(err.contains("asked to trap"), "{err}");
     assert!(!err.contains("was not delivered"), "{err}");
-    let ps = ps_json(data.path());
-    let b = ps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "b")
-        .unwrap();
-    assert_eq!(b["state"], "failed", "{ps}");
+    let b = ps_of(data.path(), "b");
+    assert_eq!(b["state"], "failed", "{b}");
     // The pings wait in b's journal, whatever b had taken before it failed.
     let o = run(&["journal", "--data", s(data.path()), "b", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();

@@ -936,14 +936,8 @@ fn a_persistent_error_is_rolled_back_past_and_the_process_runs_on() {
     ok(&run(&["fork", "--data", s(data.path()), "m", "--as", "m2"]));
     let o = feed(data.path(), "m2", "echo x\n");
     assert!(!o.status.success());
-    let ps = ps_json(data.path());
-    let m2 = ps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "m2")
-        .unwrap();
-    assert_eq!(m2["state"], "failed", "{ps:#}");
+    let m2 = ps_of(data.path(), "m2");
+    assert_eq!(m2["state"], "failed", "{m2:#}");
 
     // With it: two retries from the poisoned checkpoint, then a rollback
     // past it; every decision is logged.
@@ -964,14 +958,8 @@ fn a_persistent_error_is_rolled_back_past_and_the_process_runs_on() {
     let err = stderr(&o);
     assert!(!host_panicked(&err), "{err}");
     assert!(err.contains("rolled back to checkpoint"), "{err}");
-    let ps = ps_json(data.path());
-    let m = ps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "m")
-        .unwrap();
-    assert_ne!(m["state"], "failed", "{ps:#}");
+    let m = ps_of(data.path(), "m");
+    assert_ne!(m["state"], "failed", "{m:#}");
     let decisions = m["fallback"]["decisions"]
         .as_array()
         .expect("decisions in ps --json");
@@ -979,14 +967,14 @@ fn a_persistent_error_is_rolled_back_past_and_the_process_runs_on() {
         .iter()
         .map(|d| d["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["retry", "retry", "rollback"], "{ps:#}");
-    assert_eq!(decisions[2]["to"], good, "{ps:#}");
+    assert_eq!(actions, ["retry", "retry", "rollback"], "{m:#}");
+    assert_eq!(decisions[2]["to"], good, "{m:#}");
     assert!(
         m["fallback"]["bad"]
             .as_array()
             .unwrap()
             .contains(&poisoned.into()),
-        "{ps:#}"
+        "{m:#}"
     );
     // It keeps running from the good state.
     let o = feed(data.path(), "m", "echo alive\n");
@@ -1025,14 +1013,8 @@ fn a_failed_process_imported_under_a_running_host_stays_failed() {
     }
     ok(&o);
     assert!(stderr(&o).contains("leaves it failed"), "{}", stderr(&o));
-    let ps = ps_json(dst.path());
-    let fm = ps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "fm")
-        .unwrap();
-    assert_eq!(fm["state"], "failed", "{ps}");
+    let fm = ps_of(dst.path(), "fm");
+    assert_eq!(fm["state"], "failed", "{fm}");
     assert!(dst.path().join("fm/failed.json").exists());
     sigterm(&mut host.0);
     // (The counter never idles.)
@@ -1046,12 +1028,6 @@ fn a_failed_process_imported_under_a_running_host_stays_failed() {
         "--retry-failed",
     ]);
     ok(&o);
-    let ps = ps_json(dst.path());
-    let fm = ps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "fm")
-        .unwrap();
-    assert_ne!(fm["state"], "failed", "{ps}");
+    let fm = ps_of(dst.path(), "fm");
+    assert_ne!(fm["state"], "failed", "{fm}");
 }
