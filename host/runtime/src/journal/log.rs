@@ -549,7 +549,15 @@ pub struct Assessed {
 pub fn assess(d: &Damage) -> io::Result<Assessed> {
     let bytes = fs::read(&d.segment)?;
     let at = d.offset as usize;
-    if at < HEADER as usize || at >= bytes.len() {
+    if at < HEADER as usize {
+        // A header is synced before the segment is named: only a file cut
+        // short (shorter than a header) is what a crash may leave.
+        return Ok(Assessed {
+            valid_after: d.later_segments > 0,
+            torn: bytes.len() < HEADER as usize,
+        });
+    }
+    if at >= bytes.len() {
         return Ok(Assessed {
             valid_after: d.later_segments > 0,
             torn: true,
@@ -1832,6 +1840,15 @@ mod tests {
             fs::write(d.join(&name), b).unwrap();
         });
         assert!(kept.unwrap().1.is_some());
+        // A header changed: a crash cannot do that (headers are synced
+        // before the segment is named).
+        let (_, kept, _) = case("header", &|d| {
+            let mut b = good.clone();
+            b[0] ^= 1;
+            fs::write(d.join(&name), b).unwrap();
+        });
+        let (a, keep) = kept.unwrap();
+        assert!(!a.torn && keep.is_some(), "{a:?}");
         // The last entry changed: nothing follows, but it is not torn.
         let (lp, la) = last_at.clone();
         let (_, kept, _) = case("last", &|d| {

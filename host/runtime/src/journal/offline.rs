@@ -413,7 +413,7 @@ pub fn check(dir: &Path, position: u64) -> (Vec<String>, usize) {
                         "entries that read as valid follow it (damage, not a torn tail: they may have been acknowledged); a restore cuts the journal there, keeping what it removes in journal-damaged-*"
                     }
                     Ok(a) if !a.torn => {
-                        "the frame was changed, not torn by a crash; a restore cuts the journal there, keeping what it removes in journal-damaged-*"
+                        "it was changed, not torn by a crash; a restore cuts the journal there, keeping what it removes in journal-damaged-*"
                     }
                     _ => "a restore cuts the journal there (a tail torn by a crash)",
                 };

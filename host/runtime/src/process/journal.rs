@@ -207,7 +207,7 @@ impl Process {
             let what = if assessed.valid_after {
                 "entries that read as valid follow it, so this is damage, not (only) a tail torn by a crash: they may have been acknowledged, and the process does not get them"
             } else if !assessed.torn {
-                "the frame was changed, not torn by a crash: it may have been acknowledged, and the process does not get it"
+                "it was changed, not torn by a crash: what it held may have been acknowledged, and the process does not get it"
             } else {
                 "a tail torn by a crash, never acknowledged"
             };
