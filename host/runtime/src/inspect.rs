@@ -654,8 +654,14 @@ mod tests {
             "evil:x/y".into(),
         ]);
         let text = err.to_string();
+        // WASI the host refuses is said apart from an interface of one's
+        // own, which composition can provide.
         assert!(
-            text.contains("`wasi:sockets/tcp@0.2.0`, `evil:x/y`"),
+            text.contains("it imports `wasi:sockets/tcp@0.2.0`, which Phantom does not give"),
+            "{text}"
+        );
+        assert!(
+            text.contains("it imports `evil:x/y`, which the host does not provide: compose it"),
             "{text}"
         );
         assert!(text.contains("wasi:io/streams"), "{text}");
