@@ -120,6 +120,23 @@ fn bad_arguments() {
         ]),
         "init of 'd' failed",
     );
+    // With what it printed.
+    let o = run(&[
+        "spawn",
+        phantom_tests::MISBEHAVE,
+        "--data",
+        s(data.path()),
+        "--name",
+        "r",
+        "--",
+        "--refuse-in-init",
+    ]);
+    fails_with(&o, "init of 'r' failed: refused");
+    assert!(
+        stderr(&o).contains("the configuration says no"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Spawns counter, runs it so several checkpoints exist, and returns the

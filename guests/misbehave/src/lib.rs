@@ -12,7 +12,8 @@
 //! | `poison`   | from now on every line traps (a persistent error: the |
 //! |            | flag lives in memory, so every restore brings it back)|
 //!
-//! Init argument `--panic-in-init` makes `init` itself panic.
+//! Init argument `--panic-in-init` makes `init` itself panic;
+//! `--refuse-in-init` makes it print why, then return an error.
 
 use phantom_sdk::{File, Process, Status, println};
 use std::hint::black_box;
@@ -32,6 +33,10 @@ impl Process for Misbehave {
     fn init(args: Vec<String>, _files: Vec<File>) -> Result<Self, String> {
         if args.iter().any(|a| a == "--panic-in-init") {
             panic!("misbehave was told to panic in init");
+        }
+        if args.iter().any(|a| a == "--refuse-in-init") {
+            println!("the configuration says no");
+            return Err("refused".into());
         }
         Ok(Misbehave {
             exit: None,

@@ -295,7 +295,15 @@ impl Process {
             Err(e) if e.downcast_ref::<GuestExit>().is_some() => {
                 Status::Exit(e.downcast_ref::<GuestExit>().map_or(1, |x| x.0))
             }
-            Ok(Err(message)) => {
+            Ok(Err(mut message)) => {
+                // What it printed tells why, as for a trap.
+                let text = String::from_utf8_lossy(&crate::exit::console_text(&output))
+                    .trim_end()
+                    .to_string();
+                if !text.is_empty() {
+                    message.push_str("\nits output in init:\n");
+                    message.push_str(&text);
+                }
                 return Err(SpawnError::InitFailed {
                     name: name.to_string(),
                     message,
