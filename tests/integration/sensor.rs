@@ -204,6 +204,8 @@ mod in_process {
         for (line, want) in [
             ("open-sensor cellar", "error not-granted\n"),
             ("open-spi flash", "error not-granted\n"),
+            // Held open already: one chip select, one holder.
+            ("open-spi env", "error other\n"),
             ("rate 20001", "error rate-not-allowed\n"),
             ("rate 4000000000", "error rate-not-allowed\n"),
             ("configure 2 1 1000000", "error mode-not-allowed\n"),

@@ -413,10 +413,11 @@ impl DeviceManifest {
         if m.sensor.len() > MAX_GRANTS {
             return Err(ManifestError::TooMany("sensor"));
         }
-        // One chip select, one holder; one chip, one sensor grant.
+        // One chip select, one holder; one chip, one sensor grant. Two
+        // spellings of one Linux path are one place.
         let mut spi = BTreeMap::new();
         for (name, g) in &m.spi {
-            if let Some(first) = spi.insert(&g.device, name) {
+            if let Some(first) = spi.insert(same_place(&g.device.to_string()), name) {
                 return Err(ManifestError::Duplicate {
                     first: format!("spi.{}", first.as_str()),
                     second: format!("spi.{}", name.as_str()),
@@ -426,7 +427,9 @@ impl DeviceManifest {
         }
         let mut sensors = BTreeMap::new();
         for (name, g) in &m.sensor {
-            if let Some(first) = sensors.insert((&g.device, g.address), name) {
+            if let Some(first) =
+                sensors.insert((same_place(&g.device.to_string()), g.address), name)
+            {
                 return Err(ManifestError::Duplicate {
                     first: format!("sensor.{}", first.as_str()),
                     second: format!("sensor.{}", name.as_str()),
@@ -436,7 +439,7 @@ impl DeviceManifest {
         }
         let mut ports = BTreeMap::new();
         for (name, g) in &m.serial {
-            if let Some(first) = ports.insert(&g.port, name) {
+            if let Some(first) = ports.insert(same_place(&g.port.to_string()), name) {
                 return Err(ManifestError::Duplicate {
                     first: format!("serial.{}", first.as_str()),
                     second: format!("serial.{}", name.as_str()),
@@ -445,9 +448,13 @@ impl DeviceManifest {
             }
         }
         crate::display::check_grants(&m.display)?;
-        let mut pins: BTreeMap<&PinRef, &GrantName> = BTreeMap::new();
+        let mut pins: BTreeMap<(Backend, String, u32), &GrantName> = BTreeMap::new();
         for (name, g) in &m.gpio {
-            if let Some(first) = pins.insert(&g.pin, name) {
+            let chip = match g.pin.backend {
+                Backend::Linux => same_place(&format!("linux:{}", g.pin.chip)),
+                _ => g.pin.chip.clone(),
+            };
+            if let Some(first) = pins.insert((g.pin.backend, chip, g.pin.line), name) {
                 return Err(ManifestError::Duplicate {
                     first: format!("gpio.{}", first.as_str()),
                     second: format!("gpio.{}", name.as_str()),
@@ -642,6 +649,30 @@ i2c.env = { bus = "sim:bme280", addresses = [0x76] }
             e.contains("gpio.a") && e.contains("gpio.b") && e.contains("sim:0/1"),
             "{e}"
         );
+        // Two spellings of one Linux pin, port, SPI device or sensor bus
+        // are one place.
+        for (a, b) in [
+            (
+                "gpio.a = { pin = \"linux:gpiochip0/22\", modes = [\"input\"] }",
+                "gpio.b = { pin = \"linux:/dev/gpiochip0/22\", modes = [\"input\"] }",
+            ),
+            (
+                "serial.a = { port = \"linux:/dev/ttyS0\", baud = 9600 }",
+                "serial.b = { port = \"linux:/dev//ttyS0\", baud = 9600 }",
+            ),
+            (
+                "serial.a = { port = \"linux:/dev/ttyS0\", baud = 9600 }",
+                "serial.b = { port = \"linux:/dev/../dev/./ttyS0\", baud = 9600 }",
+            ),
+        ] {
+            let e = DeviceManifest::parse(&format!("{a}\n{b}\n"))
+                .map(|_| String::new())
+                .unwrap_or_else(|e| e.to_string());
+            assert!(e.contains(".a") && e.contains(".b"), "{a} / {b}: {e:?}");
+        }
+        assert_eq!(same_place("linux:gpiochip0"), "linux:/dev/gpiochip0");
+        assert_eq!(same_place("linux:/dev/x/../y"), "linux:/dev/y");
+        assert_eq!(same_place("sim:bme280"), "sim:bme280");
     }
 
     /// A manifest as a test writes it: names to modes or addresses.
@@ -847,4 +878,30 @@ i2c.env = { bus = "sim:bme280", addresses = [0x76] }
             prop_assert_eq!(DeviceManifest::parse(&m.to_toml()).unwrap(), m);
         }
     }
+}
+
+/// Where a device reference points, for telling two grants of one place
+/// apart from two places: `linux:` paths lexically normalised (a name
+/// without a directory is in /dev, `//` and `.` dropped, `..` taken back),
+/// anything else as it is.
+pub(crate) fn same_place(reference: &str) -> String {
+    let Some(path) = reference.strip_prefix("linux:") else {
+        return reference.to_string();
+    };
+    let full = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/dev/{path}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in full.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("linux:/{}", parts.join("/"))
 }

@@ -352,7 +352,7 @@ impl Devices {
     }
 
     /// Keeps a warning for the drive loop.
-    fn warn(&mut self, warning: String) {
+    pub(crate) fn warn(&mut self, warning: String) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(warning);
         }

@@ -207,6 +207,21 @@ impl ProcessCtx {
             .spi_open(name)
             .map_err(|_| SpiError::NotGranted)?;
         let (device, config) = (grant.device.clone(), grant.default_config());
+        // One chip select, one holder: a second handle would configure the
+        // chip under the first one's feet. embedded-hal's error kinds have
+        // no `already-open`: `other`, said on stderr.
+        if self
+            .devices
+            .state
+            .open
+            .iter()
+            .any(|d| d.name == name && matches!(d.kind, OpenKind::Spi { .. }))
+        {
+            self.devices.warn(format!(
+                "spi.open(\"{name}\"): the process holds it open already (one chip select, one holder): the guest gets `other`"
+            ));
+            return Err(SpiError::Other);
+        }
         let handle = self.devices.next_handle().ok_or(SpiError::Other)?;
         self.device_op("an SPI open", |d| {
             let a = d.acquire_spi(&device, &config);
