@@ -550,6 +550,32 @@ impl DeviceManifest {
     }
 }
 
+/// Where a device reference points, for telling two grants of one place
+/// apart from two places: `linux:` paths lexically normalised (a name
+/// without a directory is in /dev, `//` and `.` dropped, `..` taken back),
+/// anything else as it is.
+pub(crate) fn same_place(reference: &str) -> String {
+    let Some(path) = reference.strip_prefix("linux:") else {
+        return reference.to_string();
+    };
+    let full = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/dev/{path}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in full.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("linux:/{}", parts.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,30 +904,4 @@ i2c.env = { bus = "sim:bme280", addresses = [0x76] }
             prop_assert_eq!(DeviceManifest::parse(&m.to_toml()).unwrap(), m);
         }
     }
-}
-
-/// Where a device reference points, for telling two grants of one place
-/// apart from two places: `linux:` paths lexically normalised (a name
-/// without a directory is in /dev, `//` and `.` dropped, `..` taken back),
-/// anything else as it is.
-pub(crate) fn same_place(reference: &str) -> String {
-    let Some(path) = reference.strip_prefix("linux:") else {
-        return reference.to_string();
-    };
-    let full = if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("/dev/{path}")
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    for part in full.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("linux:/{}", parts.join("/"))
 }
