@@ -194,14 +194,19 @@ fn parse_int(w: &str) -> Option<i64> {
         Some(d) => (true, d),
         None => (false, w),
     };
+    // Through i128, so that -9223372036854775808 (i64::MIN, whose
+    // magnitude is no i64) is a number too.
     let v = match digits
         .strip_prefix("0x")
         .or_else(|| digits.strip_prefix("0X"))
     {
-        Some(hex) => i64::from_str_radix(hex, 16).ok()?,
-        None => digits.parse::<i64>().ok()?,
+        Some(hex) => i128::from_str_radix(hex, 16).ok()?,
+        None => digits.parse::<i128>().ok()?,
     };
-    Some(if neg { -v } else { v })
+    if neg && digits.starts_with(['+', '-']) {
+        return None;
+    }
+    i64::try_from(if neg { -v } else { v }).ok()
 }
 
 /// A jump operand waiting for its label.
@@ -493,5 +498,17 @@ mod tests {
         assert_eq!(e.line, 3);
         assert!(assemble("method \"m\" 16\n jz nowhere\nend\n").is_err());
         assert!(assemble("class \"x").is_err());
+    }
+
+    #[test]
+    fn integers_reach_both_ends_of_i64() {
+        assert_eq!(parse_int("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_int("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int("-0x8000000000000000"), Some(i64::MIN));
+        assert_eq!(parse_int("9223372036854775808"), None);
+        assert_eq!(parse_int("-9223372036854775809"), None);
+        assert_eq!(parse_int("--5"), None);
+        assert_eq!(parse_int("+5"), Some(5));
+        assert_eq!(parse_int("-0x10"), Some(-16));
     }
 }

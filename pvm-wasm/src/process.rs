@@ -107,8 +107,13 @@ impl PvmProcess {
         if let Some(a0) = call_args.first_mut() {
             *a0 = boot;
         }
-        vm.spawn(this, ordinal, &call_args)
-            .map_err(|t| format!("cannot start {name}.{ordinal}: {t:?}"))?;
+        vm.spawn(this, ordinal, &call_args).map_err(|t| {
+            let why = match t {
+                crate::vm::Trap::Panic(m) | crate::vm::Trap::ThrowMsg(m) => m,
+                other => format!("{other:?}"),
+            };
+            format!("cannot start {name}.{ordinal}: {why}")
+        })?;
         Ok(PvmProcess {
             vm,
             next: 0,
@@ -191,9 +196,15 @@ impl PvmProcess {
             }
             vm.maybe_collect();
             if vm.heap.live() > vm.config.max_heap_objects {
-                outcome = Some(SliceOutcome::Failed {
-                    message: "out of memory".into(),
-                });
+                // Said on the console, as every other VM panic is.
+                let message = format!(
+                    "out of memory: {} live objects, over the limit of {}",
+                    vm.heap.live(),
+                    vm.config.max_heap_objects
+                );
+                vm.console
+                    .extend_from_slice(format!("pvm panic: {message}\n").as_bytes());
+                outcome = Some(SliceOutcome::Failed { message });
                 break;
             }
         }

@@ -229,3 +229,22 @@ fn nested_runs_are_bounded() {
     let (o, _) = run_method(".t.rec", text, 16);
     assert!(failed(&o).starts_with("nested run limit exceeded"), "{o:?}");
 }
+
+/// A program that keeps allocating (a linked list of arrays, every one
+/// reachable) is stopped at the object limit with a `pvm panic` on the
+/// console, as every other VM panic is, not a bare exit.
+#[test]
+fn unbounded_allocation_is_stopped_and_said() {
+    let config = VmConfig {
+        max_heap_objects: 5_000,
+        ..VmConfig::default()
+    };
+    let text = "class \".t.bad\" fields 2 methods 17 base \".internal.object\"\nmethod \"m\" 16\n    stack_reserve 1 0\n    summon_null\n    os_set32 0\nL8:\n    summon_array_class\n    new\n    os_dup\n    os_get32 0\n    iconst_0\n    i2o\n    call_0b 2\n    os_drop\n    os_set32 0\n    jmp L8\nend\n";
+    let (o, console) = run(
+        &["--class", ".t.bad", "--method", "16"],
+        vec![file(".t.bad", text)],
+        config,
+    );
+    assert!(failed(&o).starts_with("out of memory"), "{o:?}");
+    assert!(console.contains("pvm panic: out of memory"), "{console}");
+}

@@ -402,7 +402,9 @@ impl Devices {
                 Err(_) => Acquired::Lost,
             },
             OpenKind::Serial { port, baud, .. } => match port.parse() {
-                Ok(p) => self.acquire_serial(&p, *baud),
+                Ok(p) => self
+                    .acquire_serial(&p, *baud)
+                    .unwrap_or_else(|why| self.lose(handle, why)),
                 Err(_) => Acquired::Lost,
             },
             OpenKind::Display { device, geometry } => {

@@ -113,10 +113,10 @@ fn fault(f: &SerialFault) -> u8 {
 
 impl Devices {
     /// Opens `port` at `baud`.
-    pub(super) fn acquire_serial(&mut self, port: &PortRef, baud: u32) -> Acquired {
+    pub(super) fn acquire_serial(&mut self, port: &PortRef, baud: u32) -> Result<Acquired, String> {
         match open_port(port, baud, &mut self.sim) {
-            Ok(p) => Acquired::Serial(Arc::new(Mutex::new(p))),
-            Err(_) => Acquired::Lost,
+            Ok(p) => Ok(Acquired::Serial(Arc::new(Mutex::new(p)))),
+            Err(e) => Err(format!("{port}: {e}")),
         }
     }
 
@@ -267,11 +267,18 @@ impl ProcessCtx {
             return Err(SerialError::AlreadyOpen);
         }
         let handle = self.devices.next_handle().ok_or(SerialError::Other)?;
-        self.device_op("a serial open", |d| {
-            let a = d.acquire_serial(&port, baud);
-            let lost = matches!(a, Acquired::Lost);
-            d.acquired.insert(handle, a);
-            if lost { Err(CODE_LOST) } else { Ok(Vec::new()) }
+        self.device_op("a serial open", |d| match d.acquire_serial(&port, baud) {
+            Ok(a) => {
+                d.acquired.insert(handle, a);
+                Ok(Vec::new())
+            }
+            Err(why) => {
+                d.warn(format!(
+                    "serial.open(`{name}`): {why}: the guest gets `device-lost`"
+                ));
+                d.acquired.insert(handle, Acquired::Lost);
+                Err(CODE_LOST)
+            }
         })
         .map_err(error)?;
         let d = &mut self.devices;
