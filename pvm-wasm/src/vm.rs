@@ -794,6 +794,9 @@ impl Vm {
         match self.load_class_by_name(name) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => Ok(Ref::NULL),
+            // Said once: loading a base class that fails fails each class
+            // above it the same way (a cycle, 64 deep).
+            Err(e) if e.contains(" - class load error: ") => Err(Trap::Panic(e)),
             Err(e) => Err(Trap::Panic(format!(
                 "{} - class load error: {e}",
                 String::from_utf8_lossy(name)
