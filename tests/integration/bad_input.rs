@@ -121,16 +121,12 @@ fn bad_arguments() {
         "init of 'd' failed",
     );
     // With what it printed.
-    let o = run(&[
-        "spawn",
+    let o = try_spawn(
+        data.path(),
         phantom_tests::MISBEHAVE,
-        "--data",
-        s(data.path()),
-        "--name",
         "r",
-        "--",
-        "--refuse-in-init",
-    ]);
+        &["--refuse-in-init"],
+    );
     fails_with(&o, "init of 'r' failed: refused");
     assert!(
         stderr(&o).contains("the configuration says no"),

@@ -92,14 +92,19 @@ pub fn s(p: &Path) -> &str {
 /// Spawns `component` as `name` with init `args`.
 #[track_caller]
 pub fn spawn(data: &Path, component: &str, name: &str, args: &[&str]) -> Output {
+    let o = try_spawn(data, component, name, args);
+    ok(&o);
+    o
+}
+
+/// `spawn`, which may fail: what it did.
+pub fn try_spawn(data: &Path, component: &str, name: &str, args: &[&str]) -> Output {
     let mut v = vec!["spawn", component, "--data", s(data), "--name", name];
     if !args.is_empty() {
         v.push("--");
         v.extend_from_slice(args);
     }
-    let o = run(&v);
-    ok(&o);
-    o
+    run(&v)
 }
 
 /// Checkpoint files (`*.phi` or whatever the store names them) of a process,

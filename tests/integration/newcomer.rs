@@ -77,16 +77,12 @@ fn run_that_did_not_deliver_input_exits_non_zero() {
 #[test]
 fn guest_panic_message_is_shown_by_spawn_and_ps() {
     let data = data_dir();
-    let o = run(&[
-        "spawn",
+    let o = try_spawn(
+        data.path(),
         phantom_tests::MISBEHAVE,
-        "--data",
-        s(data.path()),
-        "--name",
         "p",
-        "--",
-        "--panic-in-init",
-    ]);
+        &["--panic-in-init"],
+    );
     fails_with(&o, "misbehave was told to panic in init");
     let first = stderr(&o).lines().next().unwrap_or("").to_string();
     assert!(
