@@ -243,9 +243,6 @@ impl RunSummary {
     }
 }
 
-/// Why a send still waiting is answered when the drive loop ends.
-const HOST_STOPPED: &str = "the host stopped before they were delivered";
-
 /// A `send` request still delivering (its target's queue was full).
 struct PendingSend {
     name: String,
@@ -548,7 +545,11 @@ impl<'rt> Drive<'rt> {
         }
         self.release_all(hooks);
         for send in std::mem::take(&mut self.sends) {
-            self.finish_send(send, Some(HOST_STOPPED));
+            self.finish_send(
+                send,
+                Some("the host stopped before they were delivered"),
+                true,
+            );
         }
         // Input read but never delivered is reported, never silently lost.
         if let Some(console) = console.as_mut() {
@@ -1042,10 +1043,7 @@ impl<'rt> Drive<'rt> {
                             "first_position": d.map(|d| d.first),
                             "position": d.map(|d| d.last),
                             "already_delivered": total - new,
-                            "note": format!(
-                                "'{name}' has failed ({}): the messages wait in its journal until it runs again (`phantom run --retry-failed`)",
-                                failure.kind.name()
-                            ),
+                            "note": crate::journal::offline::failed_receiver_note(&name, &failure),
                         })
                     }
                     Err(e) => json!({"ok": false, "error": format!("'{name}' has failed and {e}")}),
@@ -1101,7 +1099,7 @@ impl<'rt> Drive<'rt> {
                 .find(|p| p.process.name() == send.name)
             else {
                 let send = self.sends.remove(i);
-                self.finish_send(send, Some("the process stopped running"));
+                self.finish_send(send, Some("the process stopped running"), false);
                 continue;
             };
             let mut error = None;
@@ -1153,16 +1151,16 @@ impl<'rt> Drive<'rt> {
                     (None, true) => Some("its queue stayed full (backpressure)".to_string()),
                     _ => None,
                 };
-                self.finish_send(send, why.as_deref());
+                self.finish_send(send, why.as_deref(), false);
                 continue;
             }
             i += 1;
         }
     }
 
-    /// Answers a send: once what it delivered is durable.
-    fn finish_send(&self, send: PendingSend, error: Option<&str>) {
-        let stopped = error == Some(HOST_STOPPED);
+    /// Answers a send: once what it delivered is durable. `stopped`: the
+    /// host is stopping under it.
+    fn finish_send(&self, send: PendingSend, error: Option<&str>, stopped: bool) {
         let delivered = send.total - send.messages.len();
         let mut value = json!({
             "ok": error.is_none(),

@@ -160,7 +160,7 @@ fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
         match data.lock() {
-            Ok(_lock) => {
+            Ok(lock) => {
                 let bytes: Vec<Vec<u8>> = messages.iter().map(|m| m.as_bytes().to_vec()).collect();
                 let d = match offline::send_offline(&dir, Some(&key), &bytes) {
                     Ok(d) => d,
@@ -178,7 +178,7 @@ fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
                                 a.timeout.as_secs_f64()
                             );
                         }
-                        drop(_lock);
+                        drop(lock);
                         std::thread::sleep(Duration::from_millis(100));
                         continue;
                     }
@@ -186,9 +186,8 @@ fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
                 };
                 if let Some(f) = phantom_runtime::datadir::read_failure(&dir) {
                     eprintln!(
-                        "phantom: note: '{}' has failed ({}): the messages wait in its journal until it runs again (`phantom run --retry-failed`)",
-                        a.name,
-                        f.kind.name()
+                        "phantom: note: {}",
+                        offline::failed_receiver_note(&a.name, &f)
                     );
                 }
                 let new = d.map_or(0, |d| d.last - d.first + 1);

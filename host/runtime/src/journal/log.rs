@@ -199,6 +199,20 @@ fn header(first: u64) -> [u8; HEADER as usize] {
     h
 }
 
+/// A frame header's fields: payload length, sequence number, checksum.
+fn frame_fields(head: &[u8]) -> (usize, u64, u64) {
+    let u64_at = |r: std::ops::Range<usize>| {
+        head.get(r)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let len = head
+        .get(0..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes);
+    (len as usize, u64_at(4..12), u64_at(12..20))
+}
+
 fn frame_checksum(len: &[u8], seq: &[u8], payload: &[u8]) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(len);
@@ -340,7 +354,7 @@ fn read_segment(
             .map_err(&read_err)?
             .try_into()
             .unwrap_or([0; FRAME as usize]);
-        let len = u32::from_le_bytes(head[..4].try_into().unwrap_or_default()) as usize;
+        let (len, got_seq, sum) = frame_fields(&head);
         if len == 0 {
             if head.iter().any(|&b| b != 0) {
                 break Some((at as u64, "a frame of length 0".to_string()));
@@ -360,8 +374,6 @@ fn read_segment(
                 format!("a frame of {len} bytes runs past the end of the file"),
             ));
         }
-        let got_seq = u64::from_le_bytes(head[4..12].try_into().unwrap_or_default());
-        let sum = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
         let payload = seg.get(body..body + len).map_err(&read_err)?;
         if frame_checksum(&head[..4], &head[4..12], payload) != sum {
             break Some((at as u64, "the frame's checksum does not match".to_string()));
@@ -457,6 +469,19 @@ pub fn scan(dir: &Path, from_seq: u64) -> Result<Scan, LogError> {
     scan_full(dir, from_seq).map(|(s, _)| s)
 }
 
+/// A tail `Log::open` cut.
+#[derive(Clone, Debug)]
+pub struct CutTail {
+    /// Where reading stopped.
+    pub damage: Damage,
+    /// What the damage looks like (`assess`).
+    pub assessed: Assessed,
+    /// Where what the cut removed is kept, when that was more than a
+    /// crash leaves (valid entries after the damage, or a frame changed
+    /// rather than torn).
+    pub kept: Option<PathBuf>,
+}
+
 /// What `Log::open` found.
 #[derive(Clone, Debug)]
 pub struct Opened {
@@ -465,11 +490,7 @@ pub struct Opened {
     /// The next entry's sequence number.
     pub next_seq: u64,
     /// A torn or damaged tail that was cut.
-    pub cut: Option<Damage>,
-    /// What the cut found (`assess`), and where what it removed is kept
-    /// when that was more than a crash leaves (valid entries after the
-    /// damage, or a frame changed rather than torn).
-    pub cut_kept: Option<(Assessed, Option<PathBuf>)>,
+    pub cut: Option<CutTail>,
     /// The log ended before `min_next_seq` and was started again there.
     pub reset: bool,
     /// The valid entries from `min_next_seq` on, as `scan(dir,
@@ -539,6 +560,24 @@ pub struct Assessed {
     pub torn: bool,
 }
 
+impl Assessed {
+    /// What the damage is, in words.
+    pub fn what(&self) -> &'static str {
+        if self.valid_after {
+            "entries that read as valid follow it, so this is damage, not (only) a tail torn by a crash: they may have been acknowledged"
+        } else if !self.torn {
+            "it was changed, not torn by a crash: what it held may have been acknowledged"
+        } else {
+            "a tail torn by a crash, never acknowledged"
+        }
+    }
+
+    /// Whether a cut keeps what it removes (more than a crash leaves).
+    pub fn keeps(&self) -> bool {
+        self.valid_after || !self.torn
+    }
+}
+
 /// Looks at damage `d` (reading its segment whole): whether entries that
 /// read as valid follow it, and whether it looks torn rather than changed.
 /// A kill -9 part way through a write, or a power loss, leaves zeros where
@@ -568,32 +607,25 @@ pub fn assess(d: &Damage) -> io::Result<Assessed> {
     let mut next = None;
     let mut p = at + 1;
     while p + frame <= bytes.len() {
-        let seq = u64::from_le_bytes(bytes[p + 4..p + 12].try_into().unwrap_or_default());
-        if seq >= d.seq && seq - d.seq < 1 << 32 {
-            let len = u32::from_le_bytes(bytes[p..p + 4].try_into().unwrap_or_default()) as usize;
-            let sum = u64::from_le_bytes(bytes[p + 12..p + 20].try_into().unwrap_or_default());
-            if len > 0
-                && len <= MAX_ENTRY_BYTES
-                && p + frame + len <= bytes.len()
-                && frame_checksum(
-                    &bytes[p..p + 4],
-                    &bytes[p + 4..p + 12],
-                    &bytes[p + frame..p + frame + len],
-                ) == sum
-            {
-                next = Some(p);
-                break;
-            }
+        let (len, seq, sum) = frame_fields(&bytes[p..p + frame]);
+        if seq >= d.seq
+            && seq - d.seq < 1 << 32
+            && (1..=MAX_ENTRY_BYTES).contains(&len)
+            && p + frame + len <= bytes.len()
+            && frame_checksum(
+                &bytes[p..p + 4],
+                &bytes[p + 4..p + 12],
+                &bytes[p + frame..p + frame + len],
+            ) == sum
+        {
+            next = Some(p);
+            break;
         }
         p += 1;
     }
     // The damaged frame's extent: to the next valid frame, or as long as
     // its length says (a header's worth if that is not believable).
-    let len = u32::from_le_bytes(
-        bytes[at..(at + 4).min(bytes.len())]
-            .try_into()
-            .unwrap_or_default(),
-    ) as usize;
+    let (len, _, _) = frame_fields(&bytes[at..(at + frame).min(bytes.len())]);
     let claimed = if (1..=MAX_ENTRY_BYTES).contains(&len) {
         at + frame + len
     } else {
@@ -816,20 +848,24 @@ impl Log {
         let mut first_seq = scan.first_seq;
         let mut next_seq = scan.next_seq;
         let mut current = last;
-        let cut = scan.damage.clone();
-        let mut cut_kept = None;
-        if let Some(d) = &cut {
+        let mut cut = None;
+        if let Some(d) = scan.damage.clone() {
             let assessed =
-                assess(d).map_err(io_err(format!("cannot read {}", d.segment.display())))?;
-            let keep = (assessed.valid_after || !assessed.torn)
+                assess(&d).map_err(io_err(format!("cannot read {}", d.segment.display())))?;
+            let kept = assessed
+                .keeps()
                 .then(|| fresh_dir_beside(dir, "journal-damaged", d.seq));
-            if cut_tail(dir, d, keep.as_deref())? {
+            if cut_tail(dir, &d, kept.as_deref())? {
                 current = None;
             }
-            cut_kept = Some((assessed, keep));
             if segments(dir)?.is_empty() {
                 first_seq = next_seq;
             }
+            cut = Some(CutTail {
+                damage: d,
+                assessed,
+                kept,
+            });
         }
         let mut reset = false;
         if next_seq < min_next_seq {
@@ -905,7 +941,6 @@ impl Log {
                 first_seq,
                 next_seq,
                 cut,
-                cut_kept,
                 reset,
                 tail,
             },
@@ -1803,7 +1838,7 @@ mod tests {
             edit(&dir);
             let before = scan(&dir, 0).unwrap();
             let (_, opened) = Log::open(&dir, small(), 0).unwrap();
-            (before, opened.cut_kept, dir)
+            (before, opened.cut.map(|c| (c.assessed, c.kept)), dir)
         };
         // A bit flipped in the payload of entry 2 of the first segment.
         let (before, kept, dir) = case("flip", &|d| {

@@ -76,6 +76,15 @@ impl From<String> for OfflineSendError {
     }
 }
 
+/// What `phantom send` says of messages to failed process `name`: they
+/// went into its journal and wait there.
+pub fn failed_receiver_note(name: &str, failure: &crate::error::Failure) -> String {
+    format!(
+        "'{name}' has failed ({}): the messages wait in its journal until it runs again (`phantom run --retry-failed`)",
+        failure.kind.name()
+    )
+}
+
 /// Where `send_offline` put the messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivered {
@@ -409,13 +418,11 @@ pub fn check(dir: &Path, position: u64) -> (Vec<String>, usize) {
         Ok(scan) => {
             if let Some(d) = &scan.damage {
                 let what = match log::assess(d) {
-                    Ok(a) if a.valid_after => {
-                        "entries that read as valid follow it (damage, not a torn tail: they may have been acknowledged); a restore cuts the journal there, keeping what it removes in journal-damaged-*"
-                    }
-                    Ok(a) if !a.torn => {
-                        "it was changed, not torn by a crash; a restore cuts the journal there, keeping what it removes in journal-damaged-*"
-                    }
-                    _ => "a restore cuts the journal there (a tail torn by a crash)",
+                    Ok(a) if a.keeps() => format!(
+                        "{}; a restore cuts the journal there, keeping what it removes in journal-damaged-*",
+                        a.what()
+                    ),
+                    _ => "a restore cuts the journal there (a tail torn by a crash)".to_string(),
                 };
                 problems.push(format!("journal: {d}; {what}"));
             } else if scan.next_seq < position {

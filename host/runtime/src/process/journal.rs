@@ -196,22 +196,15 @@ impl Process {
         };
         let existed = dir.exists();
         let (log, opened) = Log::open(&dir, LogConfig::default(), position).map_err(host_io)?;
-        if let Some(d) = &opened.cut {
-            let (assessed, kept) = opened.cut_kept.clone().unwrap_or((
-                log::Assessed {
-                    valid_after: false,
-                    torn: true,
-                },
-                None,
-            ));
-            let what = if assessed.valid_after {
-                "entries that read as valid follow it, so this is damage, not (only) a tail torn by a crash: they may have been acknowledged, and the process does not get them"
-            } else if !assessed.torn {
-                "it was changed, not torn by a crash: what it held may have been acknowledged, and the process does not get it"
+        if let Some(cut) = &opened.cut {
+            let d = &cut.damage;
+            let lost = if cut.assessed.keeps() {
+                ", and the process does not get them"
             } else {
-                "a tail torn by a crash, never acknowledged"
+                ""
             };
-            let kept = kept.map_or(String::new(), |k| {
+            let what = format!("{}{lost}", cut.assessed.what());
+            let kept = cut.kept.as_ref().map_or(String::new(), |k| {
                 format!(
                     "; the journal from there on is kept as it was in {}",
                     k.display()

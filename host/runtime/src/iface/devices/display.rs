@@ -270,10 +270,7 @@ impl ProcessCtx {
             .clone();
         if self
             .devices
-            .state
-            .open
-            .iter()
-            .any(|d| d.name == name && matches!(d.kind, OpenKind::Display { .. }))
+            .holds_open(name, |k| matches!(k, OpenKind::Display { .. }))
         {
             return Err(DisplayError::AlreadyOpen);
         }

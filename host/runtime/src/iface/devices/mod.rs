@@ -294,6 +294,15 @@ impl Devices {
     /// Takes open number `handle` out of the persisted state if it is of
     /// the kind `is` accepts (each interface closes only its own numbers);
     /// false if none. What else a close lets go of is the caller's.
+    /// Whether the process holds the grant `name` open as a device that
+    /// `is` (one holder per serial port, display, SPI chip select).
+    fn holds_open(&self, name: &str, is: impl Fn(&OpenKind) -> bool) -> bool {
+        self.state
+            .open
+            .iter()
+            .any(|d| d.name == name && is(&d.kind))
+    }
+
     fn forget(&mut self, handle: u32, is: impl Fn(&OpenKind) -> bool) -> bool {
         match self
             .state

@@ -259,10 +259,7 @@ impl ProcessCtx {
         let (port, baud) = (grant.port.clone(), grant.baud);
         if self
             .devices
-            .state
-            .open
-            .iter()
-            .any(|d| d.name == name && matches!(d.kind, OpenKind::Serial { .. }))
+            .holds_open(name, |k| matches!(k, OpenKind::Serial { .. }))
         {
             return Err(SerialError::AlreadyOpen);
         }

@@ -212,10 +212,7 @@ impl ProcessCtx {
         // no `already-open`: `other`, said on stderr.
         if self
             .devices
-            .state
-            .open
-            .iter()
-            .any(|d| d.name == name && matches!(d.kind, OpenKind::Spi { .. }))
+            .holds_open(name, |k| matches!(k, OpenKind::Spi { .. }))
         {
             self.devices.warn(format!(
                 "spi.open(\"{name}\"): the process holds it open already (one chip select, one holder): the guest gets `other`"
