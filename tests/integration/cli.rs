@@ -289,11 +289,11 @@ fn bench_journal_reports_the_disk_ceiling() {
     assert_eq!(single["disk_ceiling_per_second"].as_f64(), Some(floor));
     let ours = single["phantom"]["per_second"].as_f64().unwrap();
     assert!(ours > 0.0, "{v:#}");
-    // Every acknowledgement waited for its sync: never above the disk.
-    assert!(
-        single["ratio_vs_disk_ceiling"].as_f64().unwrap() < 1.5,
-        "{v:#}"
-    );
+    // Every acknowledgement waited for a sync of its own (one client
+    // waits for each): at least as many syncs as messages.
+    let messages = single["phantom"]["messages"].as_u64().unwrap();
+    let syncs = single["phantom"]["journal_syncs"].as_u64().unwrap();
+    assert!(messages > 0 && syncs >= messages, "{v:#}");
     // After a real kill -9 with no checkpoint since spawn, the next host
     // replays every entry the killed one wrote.
     let never = v["recovery_after_kill_9"]

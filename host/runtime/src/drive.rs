@@ -1505,7 +1505,7 @@ impl<'rt> Drive<'rt> {
                         let journal = p
                             .process
                             .journal_log()
-                            .map(|l| json!({"next": l.next_seq(), "durable": l.durable()}));
+                            .map(|l| json!({"next": l.next_seq(), "durable": l.durable(), "syncs": l.syncs()}));
                         json!({
                             "name": p.process.name(),
                             "state": "running",

@@ -296,15 +296,31 @@ fn batched_throughput(
 fn one_at_a_time(bytes: &[u8], clients: usize, secs: Duration) -> anyhow::Result<Value> {
     let data = mailboxes(bytes, 1)?;
     let host = Host::start(&data)?;
+    let syncs_before = journal_syncs(&data)?;
     let (total, elapsed, lat) = drive_clients(&data, 1, clients, 1, secs)?;
+    let syncs = journal_syncs(&data)? - syncs_before;
     drop(host);
     let _ = std::fs::remove_dir_all(&data);
     Ok(json!({
         "messages": total,
+        // One client waits for each acknowledgement, so each took a sync
+        // of its own: at least as many syncs as messages.
+        "journal_syncs": syncs,
         "per_second": total as f64 / elapsed.as_secs_f64(),
         "latency_us_median": us(percentile(lat.clone(), 0.5)),
         "latency_us_p99": us(percentile(lat, 0.99)),
     }))
+}
+
+/// The fdatasyncs the journal of `data`'s process `p0` made so far (its
+/// host's status).
+fn journal_syncs(data: &Path) -> anyhow::Result<u64> {
+    let status = Client::connect(data)?.request(&Request::Status)?;
+    status["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "p0"))
+        .and_then(|p| p["journal"]["syncs"].as_u64())
+        .context("the host's status has no journal syncs for p0")
 }
 
 /// redis-server with every write fsynced, on a loopback port, in a
