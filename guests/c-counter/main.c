@@ -4,7 +4,9 @@
  * Init args: --period-ms N (default 100). Each tick prints
  *   count=<n> list=<length> sum=<sum of the list> ok=<1 if the list holds 1..n> dice=<rand() % 6 + 1>
  * and the console line `get` prints `state=<n> ...`, `clock` whether
- * CLOCK_MONOTONIC ever went backwards (it must not, across restores too).
+ * CLOCK_MONOTONIC ever went backwards (it must not, across restores too),
+ * `work N` works in N slices (phantom_busy, phantom_on_resume), then
+ * prints `work done slices=<N>`.
  * rand() is seeded once from the clock in phantom_init; its state lives in
  * linear memory like everything else. */
 #include <stdio.h>
@@ -24,6 +26,7 @@ static unsigned long long count;
 static int64_t timer;
 static struct timespec last;
 static int went_back;
+static unsigned long long work_left, work_slices;
 
 static void report(const char *what) {
   unsigned long long len = 0, sum = 0, expect = count;
@@ -72,9 +75,22 @@ void phantom_on_line(const char *line, size_t len) {
   (void)len;
   if (strcmp(line, "get") == 0) {
     report("state");
+  } else if (strncmp(line, "work ", 5) == 0) {
+    work_left = strtoull(line + 5, NULL, 10);
+    work_slices = 0;
+    if (work_left) phantom_busy();
   } else if (strcmp(line, "clock") == 0) {
     printf("clock went_back=%d restores=%llu\n", went_back, (unsigned long long)phantom_restore_count());
   } else if (line[0]) {
     printf("error: unknown command '%s'\n", line);
+  }
+}
+
+void phantom_on_resume(void) {
+  work_slices++;
+  if (--work_left) {
+    phantom_busy();
+  } else {
+    printf("work done slices=%llu\n", work_slices);
   }
 }

@@ -34,6 +34,13 @@ __attribute__((weak)) void phantom_on_message(const char *sender, uint64_t id, c
 
 void phantom_busy(void) { status.tag = PHANTOM_OS_TYPES_STATUS_BUSY; }
 
+/* A call begins: a resume starts idle (phantom_on_resume asks again with
+   phantom_busy() to go on); any other event leaves a busy process busy, so
+   the work it asked to go on with is resumed after it. */
+static void begin_call(bool resume) {
+  if (resume || status.tag != PHANTOM_OS_TYPES_STATUS_BUSY) status.tag = PHANTOM_OS_TYPES_STATUS_IDLE;
+}
+
 void phantom_exit(int code) {
   status.tag = PHANTOM_OS_TYPES_STATUS_EXIT;
   status.val.exit = code;
@@ -162,7 +169,7 @@ bool exports_device_process_init(device_process_list_string_t *args,
 
 void exports_device_process_handle(device_process_event_t *event,
                                        device_process_status_t *ret) {
-  status.tag = PHANTOM_OS_TYPES_STATUS_IDLE;
+  begin_call(event->tag == PHANTOM_OS_TYPES_EVENT_RESUME);
   switch (event->tag) {
     case PHANTOM_OS_TYPES_EVENT_TIMER:
       phantom_on_timer(event->val.timer);
@@ -187,7 +194,7 @@ void exports_device_process_handle(device_process_event_t *event,
 
 void exports_device_process_handle_message(device_process_message_t *message,
                                               device_process_status_t *ret) {
-  status.tag = PHANTOM_OS_TYPES_STATUS_IDLE;
+  begin_call(false);
   char *sender = dup_n(message->sender.ptr, message->sender.len);
   char *data = dup_n(message->data.ptr, message->data.len);
   phantom_on_message(sender, message->id, data, message->data.len);
@@ -215,7 +222,7 @@ __attribute__((weak)) void phantom_on_device_event(const phantom_devices_events_
 
 void exports_device_process_handle_device_event(device_process_device_event_t *event,
                                                 device_process_status_t *ret) {
-  status.tag = PHANTOM_OS_TYPES_STATUS_IDLE;
+  begin_call(false);
   phantom_on_device_event(event);
   device_process_device_event_free(event);
   flush();

@@ -40,8 +40,9 @@ extern "C" {
  * non-zero after phantom_fail("why") to refuse the spawn. */
 int phantom_init(int argc, char **argv);
 
-/* The files handed to `phantom spawn` (--file, --files DIR), in the order
- * given: readable in phantom_init and after (they are in the process's
+/* The files handed to `phantom spawn`: each --file in the order given,
+ * then the files of --files DIR sorted by name (names are unique):
+ * readable in phantom_init and after (they are in the process's
  * memory, so they persist like everything else; the host keeps no other
  * copy). `data` is also NUL-terminated. phantom_files_free() gives the
  * memory back once they are no longer needed. */
@@ -66,7 +67,9 @@ void phantom_on_resume(void);                        /* after phantom_busy(): th
 void phantom_on_message(const char *sender, uint64_t id, const void *data, size_t len);
 
 /* What the process wants after this call (the default is idle). */
-void phantom_busy(void);         /* call phantom_on_resume again soon */
+void phantom_busy(void);         /* call phantom_on_resume again soon (events that come
+                                    in between keep it asked; phantom_on_resume asks again
+                                    with phantom_busy() to go on after its slice) */
 void phantom_exit(int code);     /* finish, with this exit code */
 void phantom_fail(const char *message); /* phantom_init's error message */
 

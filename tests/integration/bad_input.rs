@@ -227,6 +227,30 @@ fn bit_flipped_checkpoint_is_detected() {
     fails_with(&o, "cannot resume 'c'");
 }
 
+/// A call's console output is cut at 1 MiB with a note on a line of its
+/// own, whether the limit falls inside a write or one long line fills it
+/// exactly in pieces; the next call prints on a line of its own.
+#[test]
+fn console_output_past_1_mib_is_cut_with_a_note() {
+    let data = data_dir();
+    spawn(data.path(), phantom_tests::MISBEHAVE, "m", &[]);
+    let o = feed(data.path(), "m", "long 2000000\necho after\nlong 10\n");
+    ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let long = lines
+        .iter()
+        .position(|l| l.contains("yyyy"))
+        .expect("the long line");
+    assert_eq!(lines[long].len(), 1 << 20, "the long line is cut at 1 MiB");
+    assert_eq!(
+        lines[long + 1],
+        "[phantom: console output of this call cut at 1 MiB]"
+    );
+    assert_eq!(lines[long + 2], "after");
+    assert_eq!(lines[long + 3], "yyyyyyyyyy");
+}
+
 #[test]
 fn guest_that_loops_forever_fails_alone() {
     let data = data_dir();

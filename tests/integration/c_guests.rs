@@ -71,6 +71,14 @@ fn a_c_guest_survives_kill_9_with_its_heap_stdio_and_clock() {
     let out = stdout(&o);
     assert!(out.contains("clock went_back=0"), "{out}");
     assert!(out.contains("note="), "stderr lines leave too: {out}");
+    // Work in slices (phantom_busy) goes on across the events that come
+    // in between (lines, ticks) until its last slice.
+    let o = run_with_input(
+        &["run", "--data", s(data.path()), "--for", "2"],
+        "work 50\nget\nget\n",
+    );
+    ok(&o);
+    assert!(stdout(&o).contains("work done slices=50"), "{}", stdout(&o));
 }
 
 #[test]
@@ -254,12 +262,17 @@ fn a_c_guest_takes_and_sends_messages_exactly_once() {
         out.contains(&format!("[a] count 40: {}\n", sent.join(" "))),
         "{out}"
     );
+    // Ids go on from the spawn's time in ns, one per message.
+    let ids: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("[a] sent "))
+        .map(|id| id.parse().unwrap())
+        .collect();
+    assert!(ids.len() == 2 && ids[1] == ids[0] + 1, "{out}");
+    assert!(out.contains("\n[a] send error -1\n"), "{out}");
     assert!(
-        out.contains("[a] sent 1\n[a] sent 2\n[a] send error -1\n"),
-        "{out}"
-    );
-    assert!(
-        out.contains("[b] got a 1 ping\n") && out.contains("[b] got a 2 pong\n"),
+        out.contains(&format!("[b] got a {} ping\n", ids[0]))
+            && out.contains(&format!("[b] got a {} pong\n", ids[1])),
         "{out}"
     );
 }

@@ -473,6 +473,53 @@ fn a_host_warns_of_linux_devices_that_cannot_be_opened() {
     }
 }
 
+/// A bundle does not grant itself this host's hardware: importing a
+/// process whose manifest names `linux:` devices is refused (naming them,
+/// the target left as it was) unless `--allow-host-devices`, and then
+/// they are named.
+#[test]
+fn an_import_grants_host_devices_only_when_asked() {
+    let data = data_dir();
+    ok(&spawn_with(
+        data.path(),
+        phantom_tests::RELAY_SENSOR,
+        Some(LINUX_MANIFEST),
+    ));
+    let bundle = data.path().join("dev.phb");
+    ok(&run(&[
+        "export",
+        "--data",
+        s(data.path()),
+        "dev",
+        "-o",
+        s(&bundle),
+    ]));
+    let other = data_dir();
+    let o = run(&["import", s(&bundle), "--data", s(other.path())]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("this host's own devices")
+            && err.contains("gpio.relay.pin = linux:/dev/phantom-no-such-gpiochip/17")
+            && err.contains("--allow-host-devices"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
+    let o = run(&[
+        "import",
+        s(&bundle),
+        "--data",
+        s(other.path()),
+        "--allow-host-devices",
+    ]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("is granted this host's devices: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// A device lost while a host runs the process: `phantom devices` shows it
 /// as lost with why, and the restore warned naming it (here the pin's
 /// grant was taken out of `devices.toml` while no host ran).

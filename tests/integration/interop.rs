@@ -149,7 +149,31 @@ fn composition_refuses_what_does_not_fit() {
         s(&out),
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("cannot compose"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("exports nothing") && stderr(&o).contains("it exports: init, handle"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    // Two libraries of the same interface: which one is meant?
+    let other = d.join("other-stats.wasm");
+    std::fs::copy(&lib, &other).unwrap();
+    let o = run(&[
+        "compose",
+        s(&app),
+        "--with",
+        s(&lib),
+        "--with",
+        s(&other),
+        "-o",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("export `demo:interop/stats@0.1.0`, which is imported"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!out.exists());
     // A core module, a missing file, garbage.
     std::fs::write(d.join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();

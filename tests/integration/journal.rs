@@ -550,6 +550,8 @@ fn a_journal_cut_before_a_bad_entry_keeps_what_precedes_it() {
     let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
     assert_eq!(v["removed"], total - bad, "{v}");
     assert_eq!(v["failed"], true, "{v}");
+    // It goes on from a checkpoint of the state at the cut.
+    assert!(v["checkpoint"].as_u64().is_some(), "{v}");
     // The removed entries are kept, byte for byte, the bad one first.
     let kept =
         phantom_runtime::journal::log::scan(Path::new(v["kept"].as_str().unwrap()), bad).unwrap();
@@ -558,7 +560,7 @@ fn a_journal_cut_before_a_bad_entry_keeps_what_precedes_it() {
     ok(&run(&["fsck", "--data", s(data.path())]));
     let o = run(&["journal", "--data", s(data.path()), "box", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
-    assert_eq!(v["entries"].as_array().unwrap().len() as u64, bad, "{v}");
+    assert_eq!(v["entries"].as_array().unwrap().len(), 0, "{v}");
     // Resumed from the cut: the first two messages, then new ones.
     ok(&run_a_second(data.path(), &["--retry-failed"]));
     ok(&run(&["send", "--data", s(data.path()), "box", "after"]));
@@ -748,4 +750,117 @@ fn a_send_to_a_full_queue_waits_for_a_host() {
         "{why}"
     );
     assert_eq!(dump(d, "box").len(), 4097);
+}
+
+/// The messages `a` sent to `b` that `b` holds, in order.
+fn texts_from_a(data: &Path) -> Vec<String> {
+    dump(data, "b")
+        .into_iter()
+        .filter(|(from, _)| from == "a")
+        .map(|(_, t)| t)
+        .collect()
+}
+
+/// Receivers drop message ids they have taken from a sender, so a sender
+/// must never reuse one: its ids go on after those it may have used when
+/// its history is cut (`journal --cut-at`), rolled back, undone, or when a
+/// new process takes the name of a removed one. An undo brings back only
+/// the state this process's own rollback left.
+#[test]
+fn message_ids_go_on_after_a_cut_an_undo_and_a_new_process_of_the_name() {
+    use std::io::Write;
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::MAILBOX, "b", &[]);
+    spawn(d, phantom_tests::MAILBOX, "a", &[]);
+    // c1 and c2 leave, then the host dies before any checkpoint.
+    let mut host = HostChild(
+        phantom()
+            .args(["run", "--data", s(d), "--input", "a"])
+            .args(["--checkpoint-every", "1h"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = host.stdin.take().unwrap();
+    let entries = |name: &str| -> Vec<serde_json::Value> {
+        let o = run(&["journal", "--data", s(d), name, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
+        v["entries"].as_array().unwrap().clone()
+    };
+    // One line at a time, so the call of the first is before the cut.
+    for (k, line) in [b"send b c1\n", b"send b c2\n"].iter().enumerate() {
+        stdin.write_all(*line).unwrap();
+        stdin.flush().unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while entries("b")
+            .iter()
+            .filter(|e| e["input"] == "message")
+            .count()
+            <= k
+        {
+            assert!(std::time::Instant::now() < until, "b never got message {k}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    host.kill().unwrap();
+    host.wait().unwrap();
+    drop(stdin);
+    // Cut a's journal before the line that sent c2: a goes on as if it
+    // had sent c1 only, and its next message is still taken.
+    let at = entries("a")
+        .iter()
+        .find(|e| e["kind"] == "admit" && e["line"] == "send b c2")
+        .and_then(|e| e["seq"].as_u64())
+        .expect("the admit of the second line");
+    ok(&run(&[
+        "journal",
+        "--data",
+        s(d),
+        "a",
+        "--cut-at",
+        &at.to_string(),
+    ]));
+    ok(&feed(d, "a", "send b c3\n"));
+    assert_eq!(texts_from_a(d), ["c1", "c2", "c3"]);
+    // Rolled back to its spawn, a sends r1; undone, it sends u1: both are
+    // taken.
+    let first = {
+        let o = run(&["checkpoints", "--data", s(d), "a", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
+        v.as_array()
+            .or_else(|| v["checkpoints"].as_array())
+            .unwrap()[0]["id"]
+            .as_u64()
+            .unwrap()
+    };
+    ok(&run(&[
+        "rollback",
+        "--data",
+        s(d),
+        "a",
+        "--to",
+        &first.to_string(),
+    ]));
+    ok(&feed(d, "a", "send b r1\n"));
+    ok(&run(&["rollback", "--data", s(d), "a", "--undo"]));
+    ok(&feed(d, "a", "send b u1\n"));
+    assert_eq!(texts_from_a(d), ["c1", "c2", "c3", "r1", "u1"]);
+    // A new process named a, after the old one was removed: its messages
+    // are taken, and the states the old one's rollback kept are not its
+    // to undo.
+    std::fs::remove_dir_all(d.join("a")).unwrap();
+    spawn(d, phantom_tests::MAILBOX, "a", &[]);
+    ok(&feed(d, "a", "send b n1\n"));
+    assert_eq!(texts_from_a(d), ["c1", "c2", "c3", "r1", "u1", "n1"]);
+    let kept_before = std::fs::read_dir(d).unwrap().count();
+    let o = run(&["rollback", "--data", s(d), "a", "--undo"]);
+    assert!(!o.status.success(), "an undo to another process's state");
+    assert!(stderr(&o).contains("not of this one"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(d).unwrap().count(), kept_before);
+    ok(&feed(d, "a", "send b n2\n"));
+    assert_eq!(texts_from_a(d), ["c1", "c2", "c3", "r1", "u1", "n1", "n2"]);
+    ok(&run(&["fsck", "--data", s(d)]));
 }

@@ -833,7 +833,7 @@ fn rollback_gives_the_checkpoints_memory_keeps_what_it_left_and_undoes() {
     assert!(stdout(&o).contains("after"), "{}", stdout(&o));
     fails_with(
         &run(&["rollback", "--data", s(data.path()), "kv", "--to", "999999"]),
-        "no such checkpoint",
+        "'kv' has no checkpoint 999999 (it has ",
     );
 }
 

@@ -9,6 +9,7 @@
 //! | `panic`    | panics (prints `panicked at ...`, then traps)         |
 //! | `exit N`   | returns `exit(N)`                                     |
 //! | `echo x`   | prints x                                              |
+//! | `long N`   | prints one line of N `y`s                             |
 //! | `poison`   | from now on every line traps (a persistent error: the |
 //! |            | flag lives in memory, so every restore brings it back)|
 //!
@@ -72,6 +73,10 @@ impl Process for Misbehave {
                 Err(_) => println!("error: usage: exit <code>"),
             },
             "echo" => println!("{rest}"),
+            "long" => match rest.trim().parse::<usize>() {
+                Ok(n) => println!("{}", "y".repeat(n)),
+                Err(_) => println!("error: usage: long <bytes>"),
+            },
             "" => {}
             other => println!("error: unknown command '{other}'"),
         }

@@ -470,6 +470,39 @@ impl DeviceManifest {
         toml::to_string(self).unwrap_or_default()
     }
 
+    /// The grants that reach this host's own hardware (`linux:` devices),
+    /// each as `kind.name.field = linux:...`.
+    pub fn host_devices(&self) -> Vec<String> {
+        fn walk(path: &str, v: &toml::Value, out: &mut Vec<String>) {
+            match v {
+                toml::Value::String(s) if s.starts_with("linux:") => {
+                    out.push(format!("{path} = {s}"));
+                }
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let path = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        walk(&path, v, out);
+                    }
+                }
+                toml::Value::Array(a) => {
+                    for v in a {
+                        walk(path, v, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Ok(v) = toml::Value::try_from(self) {
+            walk("", &v, &mut out);
+        }
+        out
+    }
+
     /// Whether it grants nothing.
     pub fn is_empty(&self) -> bool {
         self.gpio.is_empty()

@@ -22,6 +22,47 @@ use crate::process::valid_name;
 const LOCK_FILE: &str = ".lock";
 /// A process's failure marker.
 const FAILURE_FILE: &str = "failed.json";
+/// How long taking the lock waits for a command other than a host to
+/// let it go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A process directory (its metadata and component) is no data directory:
+/// processes made in it would be mixed with its files.
+fn refuse_process_dir(path: &Path) -> Result<(), DataDirError> {
+    if path.join("process.json").is_file() && path.join("component.wasm").is_file() {
+        return Err(DataDirError::ProcessDir(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// The command line of process `pid` (its program by its file name, then
+/// up to three arguments), if it can be read.
+pub fn command_of(pid: u32) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    let program = args.next()?;
+    let program = program.rsplit('/').next().unwrap_or(&program).to_string();
+    Some(
+        std::iter::once(program)
+            .chain(args.take(3))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// Whether a command line (`command_of`) is a host: `phantom run`,
+/// `phantom serve`, `phantom pvm run` (or a program not phantom's, which
+/// may hold the lock for as long).
+pub fn is_host_command(command: &str) -> bool {
+    let mut words = command.split(' ');
+    let program = words.next().unwrap_or_default();
+    let sub: Vec<&str> = words.take(2).collect();
+    !program.starts_with("phantom")
+        || matches!(sub.as_slice(), ["run", ..] | ["serve", ..] | ["pvm", "run"])
+}
 
 /// A data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -32,14 +73,20 @@ pub enum DataDirError {
     /// It exists but is not a directory.
     #[error("{} is not a directory", .0.display())]
     NotADirectory(PathBuf),
-    /// Another host runs it.
-    #[error("another phantom host is using {} (pid {pid})", path.display())]
+    /// Another host runs it, or another command holds it for longer than
+    /// a command waits.
+    #[error("another phantom {holder} is using {} (pid {pid})", path.display())]
     Locked {
         /// The data directory.
         path: PathBuf,
         /// The holder's pid, as its lock file says.
         pid: String,
+        /// What holds it: `host`, or the command (`command: phantom send`).
+        holder: String,
     },
+    /// It is a process's directory, inside a data directory.
+    #[error("{} is the directory of a process, not a data directory (use its parent, {})", .0.display(), .0.parent().map_or_else(|| ".".into(), |p| p.display().to_string()))]
+    ProcessDir(PathBuf),
     /// No such process.
     #[error("no process named '{name}' in {}", data.display())]
     NoProcess {
@@ -108,6 +155,7 @@ impl DataDir {
         if !path.is_dir() {
             return Err(DataDirError::NotADirectory(path.to_path_buf()));
         }
+        refuse_process_dir(path)?;
         Ok(Self {
             path: path.to_path_buf(),
         })
@@ -118,6 +166,7 @@ impl DataDir {
         if path.exists() && !path.is_dir() {
             return Err(DataDirError::NotADirectory(path.to_path_buf()));
         }
+        refuse_process_dir(path)?;
         fs::create_dir_all(path).map_err(|source| DataDirError::Io {
             what: format!("cannot create data directory {}", path.display()),
             source,
@@ -143,12 +192,28 @@ impl DataDir {
             .write(true)
             .open(&path)
             .map_err(io(format!("cannot open {}", path.display())))?;
-        if file.try_lock().is_err() {
-            let holder = fs::read_to_string(&path).unwrap_or_default();
-            return Err(DataDirError::Locked {
-                path: self.path.clone(),
-                pid: holder.trim().to_string(),
-            });
+        // A host holds the lock for as long as it runs: refused at once.
+        // Another command (`send` without a host, `fork`, `gc`...) holds
+        // it for a moment: waited for, a while.
+        let until = std::time::Instant::now() + LOCK_WAIT;
+        while file.try_lock().is_err() {
+            let pid = fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let command = pid.parse().ok().and_then(command_of);
+            let host = command.as_deref().is_none_or(is_host_command);
+            if host || std::time::Instant::now() >= until {
+                return Err(DataDirError::Locked {
+                    path: self.path.clone(),
+                    pid,
+                    holder: match command {
+                        Some(c) if !host => format!("command (`{c}`)"),
+                        _ => "host".into(),
+                    },
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         file.set_len(0)
             .and_then(|()| write!(file, "{}", std::process::id()))

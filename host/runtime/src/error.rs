@@ -232,4 +232,7 @@ pub enum CheckpointError {
     /// The globals could not be read.
     #[error("cannot read the guest's globals: {0}")]
     Globals(String),
+    /// No checkpoint id is left (a crafted checkpoint file took the last).
+    #[error("{0}")]
+    NoIdLeft(String),
 }

@@ -43,6 +43,8 @@ pub enum Output {
 pub struct Outbox {
     outputs: Vec<Output>,
     console_bytes: usize,
+    /// The call's console output was cut (the note is written once).
+    console_cut: bool,
     messages: usize,
     /// The guest's bytes in device effects (serial writes) this call.
     device_bytes: usize,
@@ -58,6 +60,7 @@ impl Outbox {
     /// Takes the outputs of the call that just returned.
     pub fn take(&mut self) -> Vec<Output> {
         self.console_bytes = 0;
+        self.console_cut = false;
         self.messages = 0;
         self.device_bytes = 0;
         std::mem::take(&mut self.outputs)
@@ -117,6 +120,9 @@ impl ProcessCtx {
     /// `exit(Output::Console(bytes))` for bytes the caller only borrows.
     pub(crate) fn exit_console(&mut self, bytes: &[u8]) {
         let outbox = &mut self.outbox;
+        if outbox.console_cut || bytes.is_empty() {
+            return;
+        }
         let room = MAX_OUTPUT_PER_CALL.saturating_sub(outbox.console_bytes);
         let mut push = |b: &[u8]| {
             outbox.console_bytes += b.len();
@@ -127,9 +133,12 @@ impl ProcessCtx {
         };
         if bytes.len() <= room {
             push(bytes);
-        } else if room > 0 {
+        } else {
+            // Whether the limit falls inside this write or the writes
+            // before it filled it exactly (a long line written in pieces).
             push(&bytes[..room]);
             push(b"\n[phantom: console output of this call cut at 1 MiB]\n");
+            outbox.console_cut = true;
         }
     }
 }

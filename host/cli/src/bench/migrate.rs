@@ -107,6 +107,7 @@ pub fn run(args: &MigrateBenchArgs) -> anyhow::Result<serde_json::Value> {
         &root.join("base"),
         &mut &bundle[..],
         None,
+        false,
         &mut |_| {},
     )?;
     let baseline = t.elapsed();

@@ -109,7 +109,7 @@ pub fn run(args: &TravelBenchArgs) -> anyhow::Result<serde_json::Value> {
         let data = root.join(format!("dst{round}"));
         let t = Instant::now();
         let mut input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&bundle)?);
-        import(&rt, &data, &mut input, None, &mut |_| {})?;
+        import(&rt, &data, &mut input, None, false, &mut |_| {})?;
         import_t.push(t.elapsed());
         cp_dir_t.push(cp(&dir, &root.join(format!("cpdir{round}")))?);
         cp_sync_t.push(cp_synced(&dir, &root.join(format!("cpsync{round}")))?);

@@ -232,6 +232,14 @@ fn build_c(dir: &Path, lib: bool) -> anyhow::Result<(String, Vec<u8>)> {
         .status()
         .with_context(|| format!("cannot run {cc}"))?;
     if !status.success() {
+        // The hint only when wasi-libc looks missing (where Debian puts
+        // it); otherwise the compiler's own errors above say it all.
+        if Path::new("/usr/include/wasm32-wasi/stdio.h").exists() {
+            bail!(
+                "{cc} failed to compile {} (its errors are above)",
+                dir.display()
+            );
+        }
         bail!(
             "{cc} failed (see above); it needs wasi-libc for wasm32-wasi (on Debian 12: `apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32`)"
         );

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::Args;
 use phantom_runtime::control::{self, ControlError, Request};
-use phantom_runtime::datadir::DataDir;
+use phantom_runtime::datadir::{self, DataDir};
 
 /// Arguments of `phantom checkpoint`.
 #[derive(Args)]
@@ -59,7 +59,7 @@ pub fn run(a: CheckpointArgs) -> anyhow::Result<ExitCode> {
                     bail!(
                         "{} is held by pid {pid}{}, which does not answer on its control socket: no checkpoint was taken (a `phantom run` also checkpoints on SIGUSR1)",
                         data.path().display(),
-                        command_of(pid).map_or(String::new(), |c| format!(" (`{c}`)"))
+                        datadir::command_of(pid).map_or(String::new(), |c| format!(" (`{c}`)"))
                     );
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -84,29 +84,11 @@ pub fn run(a: CheckpointArgs) -> anyhow::Result<ExitCode> {
 /// Whether process `pid` is a host (`phantom run`, `phantom pvm run`,
 /// `phantom serve`), which checkpoints on SIGUSR1.
 fn is_host(pid: u32) -> bool {
-    let Some(cmd) = command_of(pid) else {
-        return false;
-    };
-    let mut words = cmd.split(' ');
-    let program = words.next().unwrap_or_default();
-    let sub: Vec<&str> = words.take(2).collect();
-    program.starts_with("phantom")
-        && matches!(sub.as_slice(), ["run", ..] | ["serve", ..] | ["pvm", "run"])
-}
-
-/// The command line of process `pid`, its program named by its file name.
-fn command_of(pid: u32) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let mut args = raw
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned());
-    let program = args.next()?;
-    let program = program.rsplit('/').next().unwrap_or(&program).to_string();
-    Some(
-        std::iter::once(program)
-            .chain(args.take(3))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    datadir::command_of(pid).is_some_and(|c| {
+        c.split(' ')
+            .next()
+            .unwrap_or_default()
+            .starts_with("phantom")
+            && datadir::is_host_command(&c)
+    })
 }

@@ -55,6 +55,36 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The names a component imports (`imports`) or exports at its top level.
+fn top_level_names(bytes: &[u8], imports: bool) -> Vec<String> {
+    use wasmparser::{Parser, Payload};
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { break };
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(r) if depth == 0 && imports => {
+                names.extend(r.into_iter().flatten().map(|i| i.name.name.to_string()));
+            }
+            Payload::ComponentExportSection(r) if depth == 0 && !imports => {
+                names.extend(r.into_iter().flatten().map(|e| e.name.name.to_string()));
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// Composes `app` with `libs` and checks the result as `spawn` will.
 pub fn compose(app: &Path, libs: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
     for path in std::iter::once(app).chain(libs.iter().map(PathBuf::as_path)) {
@@ -68,6 +98,36 @@ pub fn compose(app: &Path, libs: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
                 "{} is a core module, not a component (make it one with `phantom build --lib` or `phantom componentize --wit <wit> --world <world>`)",
                 path.display()
             );
+        }
+    }
+    // Each interface the application (or a library) imports comes from one
+    // library: two that export it are ambiguous, and a library that gives
+    // none of them is a mistake on the command line.
+    let mut wanted = top_level_names(&std::fs::read(app)?, true);
+    for lib in libs {
+        wanted.extend(top_level_names(&std::fs::read(lib)?, true));
+    }
+    let mut from: std::collections::BTreeMap<String, &Path> = Default::default();
+    for lib in libs {
+        let exports = top_level_names(&std::fs::read(lib)?, false);
+        let used: Vec<&String> = exports.iter().filter(|e| wanted.contains(*e)).collect();
+        if used.is_empty() {
+            bail!(
+                "{} exports nothing {} or the other libraries import (it exports: {}; they import: {})",
+                lib.display(),
+                app.display(),
+                list(&exports),
+                list(&wanted)
+            );
+        }
+        for e in used {
+            if let Some(first) = from.insert(e.clone(), lib) {
+                bail!(
+                    "both {} and {} export `{e}`, which is imported: compose with one of them",
+                    first.display(),
+                    lib.display()
+                );
+            }
         }
     }
     let app = app

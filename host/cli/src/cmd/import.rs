@@ -28,6 +28,11 @@ pub struct ImportArgs {
     /// Print what was imported as JSON.
     #[arg(long)]
     json: bool,
+    /// Let the process keep grants of this host's own devices (`linux:`
+    /// pins, buses, ports) that its bundle carries; without it such a
+    /// bundle is refused.
+    #[arg(long)]
+    allow_host_devices: bool,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -46,9 +51,14 @@ pub fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let mut input = std::io::BufReader::with_capacity(1 << 20, &mut input);
     let mut progress = Progress::new("import", total);
-    let result = travel::import(&rt, &a.data, &mut input, a.as_name.as_deref(), &mut |b| {
-        progress.update(b)
-    });
+    let result = travel::import(
+        &rt,
+        &a.data,
+        &mut input,
+        a.as_name.as_deref(),
+        a.allow_host_devices,
+        &mut |b| progress.update(b),
+    );
     progress.finish();
     let source = if from_stdin {
         "stdin".to_string()
@@ -80,6 +90,13 @@ pub fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    if !report.host_devices.is_empty() && !a.json {
+        eprintln!(
+            "phantom: note: '{}' is granted this host's devices: {}",
+            report.name,
+            report.host_devices.join(", ")
+        );
+    }
     if !crate::terminal::report_hand_over(&what, &report.handed_over, a.json) {
         return Ok(ExitCode::FAILURE);
     }

@@ -30,6 +30,8 @@ pub struct JournalArgs {
     /// directory.
     #[arg(long, value_name = "ENTRY")]
     cut_at: Option<u64>,
+    #[command(flatten)]
+    engine: crate::EngineArgs,
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -212,6 +214,20 @@ pub fn run(a: JournalArgs) -> anyhow::Result<ExitCode> {
         let _lock = data.lock()?;
         let cut = offline::cut(&dir, at).map_err(anyhow::Error::msg)?;
         let failed = dir.join("failed.json").exists();
+        // Its message ids go on after those the cut entries may have used.
+        let moved = a
+            .engine
+            .runtime()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                phantom_runtime::travel::move_on_after_cut(&rt, &dir).map_err(|e| e.to_string())
+            });
+        if let Err(why) = &moved {
+            eprintln!(
+                "phantom: warning: '{}' was not checkpointed after the cut ({why}): messages it sends next may reuse ids of messages it sent after entry {at}, and their receivers drop those",
+                a.name
+            );
+        }
         if a.json {
             println!(
                 "{}",
@@ -221,16 +237,21 @@ pub fn run(a: JournalArgs) -> anyhow::Result<ExitCode> {
                     "removed": cut.removed,
                     "kept": cut.kept,
                     "failed": failed,
+                    "checkpoint": moved.as_ref().ok(),
                 })
             );
         } else {
             println!(
-                "{}: journal cut before entry {}: {} entr{} removed, kept in {}",
+                "{}: journal cut before entry {}: {} entr{} removed, kept in {}{}",
                 a.name,
                 cut.at,
                 cut.removed,
                 if cut.removed == 1 { "y" } else { "ies" },
-                cut.kept.display()
+                cut.kept.display(),
+                match &moved {
+                    Ok(c) => format!("; it goes on from checkpoint {c}"),
+                    Err(_) => String::new(),
+                }
             );
             if failed {
                 println!(

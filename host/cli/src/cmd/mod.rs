@@ -36,12 +36,23 @@ pub fn read_dir_files(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         .collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     let mut files = Vec::new();
+    let mut skipped = Vec::new();
     for e in entries {
-        if e.file_type()?.is_file() {
+        // Files, and links to files.
+        if e.path().is_file() {
             let data = std::fs::read(e.path())
                 .with_context(|| format!("cannot read {}", e.path().display()))?;
             files.push((e.file_name().to_string_lossy().into_owned(), data));
+        } else {
+            skipped.push(e.file_name().to_string_lossy().into_owned());
         }
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "phantom: note: only the files directly in {} are handed over; skipped: {}",
+            dir.display(),
+            skipped.join(", ")
+        );
     }
     Ok(files)
 }

@@ -226,12 +226,20 @@ pub fn run(a: NewArgs) -> anyhow::Result<ExitCode> {
             write(".gitignore", include_str!("../../templates/gitignore"))?;
         }
     }
+    let shown = a.dir.display().to_string();
+    let arg = if shown
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@".contains(&b))
+    {
+        shown.clone()
+    } else {
+        format!("'{}'", shown.replace('\'', "'\\''"))
+    };
     eprintln!(
-        "phantom: created {} ({:?} {} `{name}`); build it with `phantom build {}`",
-        a.dir.display(),
+        "phantom: created {} ({:?} {} `{name}`); build it with `phantom build {arg}`",
+        shown,
         a.lang,
         if a.devices { "device process" } else { "guest" },
-        a.dir.display()
     );
     Ok(ExitCode::SUCCESS)
 }

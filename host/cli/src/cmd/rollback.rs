@@ -35,26 +35,38 @@ pub struct RollbackArgs {
 
 /// Runs `phantom rollback`.
 pub fn run(a: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let rt = a.engine.runtime()?;
     if a.undo {
-        let kept = travel::undo_rollback(&a.data, &a.name)?;
+        let undo = travel::undo_rollback(&rt, &a.data, &a.name)?;
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({ "name": a.name, "undone": true, "kept": kept })
+                serde_json::json!({
+                    "name": a.name,
+                    "undone": true,
+                    "kept": undo.kept,
+                    "checkpoint": undo.checkpoint,
+                    "warning": undo.warning,
+                })
             );
         } else {
             eprintln!(
-                "phantom: '{}' is back to the state its newest rollback left; the rolled-back state is kept in {}",
+                "phantom: '{}' is back to the state its newest rollback left{}; the rolled-back state is kept in {}",
                 a.name,
-                kept.display()
+                undo.checkpoint
+                    .map(|c| format!(", now checkpoint {c}"))
+                    .unwrap_or_default(),
+                undo.kept.display()
             );
+        }
+        if let Some(w) = &undo.warning {
+            eprintln!("phantom: warning: {w}");
         }
         return Ok(ExitCode::SUCCESS);
     }
     let Some(to) = a.to else {
         bail!("give --to ID (or --undo)");
     };
-    let rt = a.engine.runtime()?;
     let report = travel::rollback(&rt, &a.data, &a.name, to)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

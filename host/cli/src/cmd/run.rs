@@ -263,6 +263,28 @@ pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
     restore_all_with(&mut drive, &data, a.retry_failed, fallback, &mut terminal)?;
     let names = drive.names();
     terminal.multi = names.len() > 1;
+    // Input piped to a host whose every process failed (skipped) would be
+    // lost without a word. (A host of no process at all waits for spawns.)
+    if names.is_empty() && !a.no_stdin && a.input.is_none() && {
+        use std::io::IsTerminal;
+        !std::io::stdin().is_terminal()
+    } {
+        let failed: Vec<String> = data
+            .process_dirs()
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| phantom_runtime::datadir::read_failure(d).is_some())
+            .map(|d| phantom_runtime::datadir::process_name(d))
+            .collect();
+        if !failed.is_empty() {
+            bail!(
+                "no process runs in {}: {} failed and {} skipped (see `phantom ps`; --retry-failed resumes them), so input on stdin would not be delivered; pass --no-stdin to run without it",
+                data.path().display(),
+                failed.join(", "),
+                if failed.len() == 1 { "is" } else { "are" }
+            );
+        }
+    }
     let target = match &a.input {
         Some(name) => {
             if !names.contains(name) {

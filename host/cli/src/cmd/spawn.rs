@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 use phantom_runtime::datadir::spawn_process;
 use phantom_runtime::exit::OutputSink;
@@ -28,11 +28,12 @@ pub struct SpawnArgs {
     /// The process name (a directory in DATA).
     #[arg(long)]
     name: String,
-    /// A file handed to `init` (repeatable).
+    /// A file handed to `init` (repeatable; in the order given, before
+    /// those of --files).
     #[arg(long = "file")]
     files: Vec<PathBuf>,
-    /// A directory whose files are all handed to `init` (for the PVM: the
-    /// class directory).
+    /// A directory whose files are all handed to `init`, sorted by name
+    /// (for the PVM: the class directory; subdirectories are not).
     #[arg(long = "files", visible_alias = "classes")]
     files_dir: Option<PathBuf>,
     /// A WASI environment variable, `KEY=VALUE` (repeatable); the guest
@@ -66,7 +67,7 @@ pub fn run(mut a: SpawnArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let component = if a.component.as_os_str() == "pvm" && !a.component.exists() {
+    let component = if a.component.as_os_str() == "pvm" && !a.component.is_file() {
         // The VM shows its windows when the manifest grants a display (an
         // invalid manifest is refused by the spawn itself, with its error).
         let displays: Vec<String> = devices
@@ -106,6 +107,15 @@ pub fn run(mut a: SpawnArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(dir) = &a.files_dir {
         files.extend(super::read_dir_files(dir)?);
+    }
+    // The guest finds a file by its name: two of one name are ambiguous.
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, _) in &files {
+        if !seen.insert(name.as_str()) {
+            bail!(
+                "two files named '{name}' would be handed to init (by --file or --files): rename one"
+            );
+        }
     }
     let scenario = match &a.scenario {
         Some(path) => Some(

@@ -273,16 +273,17 @@ impl Entry {
     }
 
     /// Reads an entry's bytes; the error says what is wrong.
+    /// (Process times past `MAX_PROCESS_TIME_NS` are refused.)
     pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
         let mut r = Reader { b: bytes, at: 0 };
         let entry = match r.u8()? {
             1 => {
-                let time_ns = r.u64()?;
+                let time_ns = process_time(r.u64()?)?;
                 let input = decode_input(&mut r)?;
                 Entry::Admit { time_ns, input }
             }
             2 => {
-                let time_ns = r.u64()?;
+                let time_ns = process_time(r.u64()?)?;
                 let kind = match r.u8()? {
                     0 => CallKind::Next,
                     1 => CallKind::Resume,
@@ -558,6 +559,18 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
     }
+}
+
+/// A process time as an entry may hold it: within the longest a process
+/// runs (a clock near `u64::MAX` would make every timer due at once).
+fn process_time(ns: u64) -> Result<u64, String> {
+    if ns > crate::persist::MAX_PROCESS_TIME_NS {
+        return Err(format!(
+            "a process time of {ns} ns, past the longest a process runs ({} ns)",
+            crate::persist::MAX_PROCESS_TIME_NS
+        ));
+    }
+    Ok(ns)
 }
 
 #[cfg(test)]

@@ -256,17 +256,27 @@ fn append_messages(
     }
     let batch = fresh.len();
     let batch_bytes: usize = fresh.iter().map(|(m, _)| m.bytes()).sum();
+    // Taken already (by an attempt of the same request through a host
+    // that went away): said, since sending the batch again as a new
+    // request would deliver those twice.
+    let already = match messages.len() - batch {
+        0 => String::new(),
+        n => format!(
+            "; {n} of its {} messages were delivered already (the first ones), so send only the rest again",
+            messages.len()
+        ),
+    };
     if batch > MAX_PENDING_INPUTS || batch_bytes > MAX_PENDING_BYTES {
         // It would not fit an empty queue: only a host, letting the guest
         // take them as they come, can deliver it.
         return Err(OfflineSendError::Full(format!(
-            "a batch of {batch} messages ({batch_bytes} bytes) is more than the queue of '{name}' holds (at most {MAX_PENDING_INPUTS} inputs and {} MiB) while no host runs it: send it while `phantom run` runs the directory, or in smaller batches",
+            "a batch of {batch} messages ({batch_bytes} bytes) is more than the queue of '{name}' holds (at most {MAX_PENDING_INPUTS} inputs and {} MiB) while no host runs it: send it while `phantom run` runs the directory, or in smaller batches{already}",
             MAX_PENDING_BYTES >> 20
         )));
     }
     if count > MAX_PENDING_INPUTS || total > MAX_PENDING_BYTES {
         return Err(OfflineSendError::Full(format!(
-            "the queue of '{name}' is full ({} inputs waiting, at most {MAX_PENDING_INPUTS} and {} MiB): run the host so it catches up, then send again",
+            "the queue of '{name}' is full ({} inputs waiting, at most {MAX_PENDING_INPUTS} and {} MiB): run the host so it catches up, then send again{already}",
             waiting.len(),
             MAX_PENDING_BYTES >> 20
         )));

@@ -125,6 +125,15 @@ impl MigrationKey {
                 key.len()
             ));
         }
+        // A key no one made at random: few distinct bytes (all zeros, a
+        // repeated pattern). 32 random bytes have about 30 distinct ones.
+        let distinct = key.iter().collect::<std::collections::BTreeSet<_>>().len();
+        if distinct < 8 {
+            return Err(format!(
+                "the key file {} holds a key of only {distinct} distinct byte values: not a random key (`phantom serve --new-key FILE` makes one)",
+                path.display()
+            ));
+        }
         Ok(MigrationKey(key))
     }
 
@@ -615,12 +624,29 @@ mod tests {
     fn key_files_hex_or_raw() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("k");
-        std::fs::write(&p, format!("{}\n", "ab".repeat(32))).unwrap();
-        assert_eq!(MigrationKey::load(&p).unwrap().0, vec![0xab; 32]);
+        let bytes: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&p, format!("{hex}\n")).unwrap();
+        assert_eq!(MigrationKey::load(&p).unwrap().0, bytes);
         std::fs::write(&p, "abcd").unwrap();
         assert!(MigrationKey::load(&p).unwrap_err().contains("at least 32"));
-        std::fs::write(&p, [0xffu8; 40]).unwrap();
+        let raw: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(101) | 0x80).collect();
+        std::fs::write(&p, &raw).unwrap();
         assert_eq!(MigrationKey::load(&p).unwrap().0.len(), 40);
+        // Keys no one made at random are refused.
+        for weak in [
+            vec![0u8; 40],
+            vec![0xab; 32],
+            b"xyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxy".to_vec(),
+        ] {
+            std::fs::write(&p, &weak).unwrap();
+            assert!(
+                MigrationKey::load(&p)
+                    .unwrap_err()
+                    .contains("not a random key"),
+                "{weak:?}"
+            );
+        }
         assert_eq!(MigrationKey::generate_hex().unwrap().len(), 64);
     }
 }

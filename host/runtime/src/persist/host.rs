@@ -13,6 +13,12 @@ use crate::gate::{Input, MAX_LINE_BYTES, MAX_PENDING_BYTES, MAX_PENDING_INPUTS};
 const MAX_STRING_BYTES: usize = 64 << 10;
 /// Most arguments kept.
 const MAX_ARGS: usize = 4096;
+/// The largest checkpoint id a process reaches (one a microsecond for 285
+/// years); an image past it was not made by a host.
+pub const MAX_CHECKPOINT_ID: u64 = 1 << 53;
+/// The longest a process clock runs: 2^62 ns, 146 years. Timers due
+/// "never" (saturated at `u64::MAX`) stay beyond it.
+pub const MAX_PROCESS_TIME_NS: u64 = 1 << 62;
 
 /// Persisted host state of one process, besides timers and globals.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -67,6 +73,18 @@ impl HostState {
         if self.args.len() > MAX_ARGS || self.args.iter().any(|a| a.len() > MAX_STRING_BYTES) {
             return Err(format!(
                 "its arguments are over {MAX_ARGS} or one is over {MAX_STRING_BYTES} bytes"
+            ));
+        }
+        if self.checkpoint_id > MAX_CHECKPOINT_ID {
+            return Err(format!(
+                "its checkpoint id {} is past the largest a process reaches ({MAX_CHECKPOINT_ID})",
+                self.checkpoint_id
+            ));
+        }
+        if self.process_time_ns > MAX_PROCESS_TIME_NS {
+            return Err(format!(
+                "its clock ({} ns) is past the longest a process runs ({MAX_PROCESS_TIME_NS} ns, 146 years)",
+                self.process_time_ns
             ));
         }
         if self.pending.len() > MAX_PENDING_INPUTS {
@@ -153,6 +171,16 @@ mod tests {
                 .unwrap();
         assert!(!exited.busy && exited.pending.is_empty(), "{exited:?}");
         assert!(HostState::restore(br#"{"restore_count":-1}"#).is_err());
+        assert!(
+            HostState::restore(br#"{"process_time_ns":18446744073709551000}"#)
+                .unwrap_err()
+                .contains("clock")
+        );
+        assert!(
+            HostState::restore(br#"{"checkpoint_id":18446744073709551615}"#)
+                .unwrap_err()
+                .contains("checkpoint id")
+        );
         assert!(HostState::restore(b"[1,2]").is_err());
         // Unknown fields (from a newer host) are ignored.
         assert!(HostState::restore(br#"{"name":"x","new_field":7}"#).is_ok());

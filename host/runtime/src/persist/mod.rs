@@ -33,7 +33,7 @@ use crate::iface::wasi::WasiState;
 use crate::journal::JournalState;
 
 pub use globals::GlobalsCheck;
-pub use host::HostState;
+pub use host::{HostState, MAX_CHECKPOINT_ID, MAX_PROCESS_TIME_NS};
 pub use timers::{MAX_TIMERS, MIN_TIMER_PERIOD_NS, TimerRefused, TimerState, TimerTable};
 
 /// A part of host state stored as one named section of an image.

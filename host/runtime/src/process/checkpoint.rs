@@ -115,7 +115,19 @@ impl Process {
                     .map_err(|e| CheckpointError::Globals(format!("{e:#}")))?,
             )
         };
-        let id = self.chain.last_id + 1;
+        let id = self
+            .chain
+            .last_id
+            .checked_add(1)
+            .filter(|&id| id <= crate::persist::MAX_CHECKPOINT_ID)
+            .ok_or_else(|| {
+                CheckpointError::NoIdLeft(format!(
+                    "no checkpoint id is left after {} (at most {}): a checkpoint file of {} was not made by a host; move it away",
+                    self.chain.last_id,
+                    crate::persist::MAX_CHECKPOINT_ID,
+                    self.dir.display()
+                ))
+            })?;
         let now = self.now_ns();
         {
             let state = &mut self.store.data_mut().state;

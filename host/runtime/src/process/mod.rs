@@ -121,9 +121,17 @@ impl Process {
     /// its checkpoint held are forgotten (they left before the rollback),
     /// its next checkpoint is a full image numbered after `last_id`.
     pub(crate) fn prepare_rollback(&mut self, next_message_id: u64, last_id: u64) {
+        self.store.data_mut().journal.state.held.clear();
+        self.move_on(next_message_id, last_id);
+    }
+
+    /// Makes this restored process go on from a point its history left
+    /// (an undone rollback, a cut journal): its message ids after
+    /// `next_message_id`, its next checkpoint a full image numbered after
+    /// `last_id`. Effects it holds stay held.
+    pub(crate) fn move_on(&mut self, next_message_id: u64, last_id: u64) {
         let ctx = self.store.data_mut();
         ctx.state.next_message_id = ctx.state.next_message_id.max(next_message_id);
-        ctx.journal.state.held.clear();
         self.chain.last_id = self.chain.last_id.max(last_id);
         self.require_full();
     }

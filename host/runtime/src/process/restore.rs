@@ -304,6 +304,13 @@ pub(crate) fn check_image_contents(
     max_memory_bytes: u64,
     candidate: &LoadedCheckpoint,
 ) -> Result<HostParts, String> {
+    if candidate.info.id > crate::persist::MAX_CHECKPOINT_ID {
+        return Err(format!(
+            "its id {} is past the largest a process reaches ({})",
+            candidate.info.id,
+            crate::persist::MAX_CHECKPOINT_ID
+        ));
+    }
     let parts = HostParts::restore(&candidate.sections)?;
     if let Some(d) = parts.host.component_digest
         && d != facts.digest

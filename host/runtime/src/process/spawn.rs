@@ -257,6 +257,10 @@ impl Process {
             name: name.to_string(),
             args: args.clone(),
             component_digest: Some(loaded.facts.digest),
+            // Message ids go on from the time of the spawn (in ns), above
+            // every id an earlier process of this name could have used, so
+            // receivers that remember that one take this one's messages.
+            next_message_id: unix_ns(),
             ..Default::default()
         };
         let seed =

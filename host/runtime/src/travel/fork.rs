@@ -75,6 +75,25 @@ pub fn fork(
     let chain = store.usable_chain(at).map_err(nothing)?;
     let checkpoint = *chain.last().expect("a chain has a file");
     let with_tail = store.usable_chain(None).map_err(nothing)?.last() == Some(&checkpoint);
+    // Its contents fit the component (a crafted or foreign checkpoint
+    // would make a fork that never runs).
+    let facts = fs::read(dir.join("component.wasm"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| crate::inspect::inspect_component(&b).map_err(|e| e.to_string()))
+        .map_err(|e| TravelError::Refused(format!("the component of '{name}': {e}")))?;
+    let mut verdict = None;
+    let _ = store.restore_newest(|c| {
+        if c.info.id != checkpoint {
+            return Err("not the one forked".to_string());
+        }
+        verdict = Some(crate::process::check_image_contents(&facts, u64::MAX, c));
+        Ok(())
+    });
+    if let Some(Err(why)) = verdict {
+        return Err(TravelError::Refused(format!(
+            "checkpoint {checkpoint} of '{name}' cannot be forked: {why}"
+        )));
+    }
 
     let stage = spawning_dir(data, new, std::process::id());
     let _ = fs::remove_dir_all(&stage);
@@ -180,7 +199,7 @@ pub(super) fn fork_into(
     let meta_path = dir.join(METADATA);
     let bytes = fs::read(&meta_path).map_err(io(format!("cannot read {}", meta_path.display())))?;
     let mut meta: ProcessMeta = serde_json::from_slice(&bytes).map_err(|e| {
-        TravelError::Invalid(format!("{} cannot be read: {e}", meta_path.display()))
+        TravelError::Refused(format!("{} cannot be read: {e}", meta_path.display()))
     })?;
     meta.name = new.into();
     let out = stage.join(METADATA);
@@ -194,17 +213,17 @@ pub(super) fn fork_into(
     if with_tail {
         let checkpoint = *chain.last().expect("a chain has a file");
         let position = super::journal_position(store, checkpoint)?;
-        let journal_err = |e: log::LogError| TravelError::Invalid(format!("the journal: {e}"));
+        let journal_err = |e: log::LogError| TravelError::Refused(format!("the journal: {e}"));
         let scan = log::scan(&journal_dir(dir), position).map_err(journal_err)?;
-        if !scan.entries.is_empty() {
-            let (log, _) = Log::open(&journal_dir(stage), LogConfig::default(), position)
-                .map_err(journal_err)?;
-            for e in &scan.entries {
-                log.append(&e.payload).map_err(journal_err)?;
-            }
-            log.sync().map_err(journal_err)?;
-            entries = scan.entries.len() as u64;
+        // A journal that starts at the checkpoint's position, even with no
+        // entries after it (a process that stopped cleanly).
+        let (log, _) =
+            Log::open(&journal_dir(stage), LogConfig::default(), position).map_err(journal_err)?;
+        for e in &scan.entries {
+            log.append(&e.payload).map_err(journal_err)?;
         }
+        log.sync().map_err(journal_err)?;
+        entries = scan.entries.len() as u64;
     }
     Ok((entries, linked, copied))
 }

@@ -45,16 +45,23 @@ pub struct ImportReport {
     /// A host was running the data directory: what became of the hand-over.
     #[serde(skip)]
     pub handed_over: Option<HandOver>,
+    /// Its grants of this host's own hardware (`linux:` devices), as
+    /// `kind.name.field = linux:...`.
+    pub host_devices: Vec<String>,
 }
 
 /// Imports the bundle read from `input` into data directory `data` (made if
 /// missing), as `as_name` or under the name it carries. `progress` sees the
-/// bundle's bytes read so far.
+/// bundle's bytes read so far. A bundle whose device manifest grants this
+/// host's hardware (`linux:` devices) is refused unless
+/// `allow_host_devices`: a bundle from elsewhere does not give itself the
+/// machine's pins, buses and ports.
 pub fn import(
     rt: &Runtime,
     data: &Path,
     input: &mut dyn Read,
     as_name: Option<&str>,
+    allow_host_devices: bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ImportReport, TravelError> {
     if let Some(name) = as_name
@@ -71,7 +78,17 @@ pub fn import(
     let _ = fs::remove_dir_all(&tmp);
     let result = fs::create_dir(&tmp)
         .map_err(io(format!("cannot create {}", tmp.display())))
-        .and_then(|()| import_into(rt, &data_dir, &tmp, input, as_name, progress));
+        .and_then(|()| {
+            import_into(
+                rt,
+                &data_dir,
+                &tmp,
+                input,
+                as_name,
+                allow_host_devices,
+                progress,
+            )
+        });
     let _ = fs::remove_dir_all(&tmp);
     match result {
         Ok(mut report) => {
@@ -123,12 +140,18 @@ fn import_into(
     tmp: &Path,
     input: &mut dyn Read,
     as_name: Option<&str>,
+    allow_host_devices: bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ImportReport, TravelError> {
     let invalid = |why: String| TravelError::Invalid(why);
     let mut reader = BundleReader::new(input)?;
     let producer = reader.header().producer.clone();
     let ours = env!("CARGO_PKG_VERSION");
+    if super::version_parts(&producer).is_none() {
+        return Err(invalid(format!(
+            "its producer field {producer:?} is not a phantom version (like {ours})"
+        )));
+    }
     if newer_version(&producer, ours) {
         return Err(TravelError::Newer { producer, ours });
     }
@@ -288,6 +311,20 @@ fn import_into(
     if checkpoints.is_empty() {
         return Err(invalid("it holds no checkpoint".into()));
     }
+    // This host's hardware: only when the importer says so.
+    let host_devices = match fs::read_to_string(stage.join(crate::process::DEVICES_FILE)) {
+        Ok(text) => phantom_devices::DeviceManifest::parse(&text)
+            .map(|m| m.host_devices())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    if !host_devices.is_empty() && !allow_host_devices {
+        return Err(TravelError::Refused(format!(
+            "'{}' would be granted this host's own devices ({}): import it with --allow-host-devices if it should have them",
+            meta.name,
+            host_devices.join(", ")
+        )));
+    }
 
     // The component: a persistent-process component this host can compile
     // (compiled into the private cache, moved along on success).
@@ -319,6 +356,30 @@ fn import_into(
         return Err(invalid(format!(
             "its checkpoints are damaged: {}",
             problems.join("; ")
+        )));
+    }
+    // Every checkpoint's contents fit the component (older ones too: a
+    // fork, rollback or export may use them later).
+    let facts = fs::read(stage.join("component.wasm"))
+        .map_err(|e| invalid(format!("cannot read its component: {e}")))
+        .and_then(|b| {
+            crate::inspect::inspect_component(&b)
+                .map_err(|e| invalid(format!("its component cannot be used: {e}")))
+        })?;
+    let mut refused = Vec::new();
+    let _ = store.restore_newest(|c| {
+        if let Err(why) =
+            crate::process::check_image_contents(&facts, rt.config.max_memory_bytes as u64, c)
+        {
+            refused.push(format!("checkpoint {}: {why}", c.info.id));
+        }
+        // Refused, so every checkpoint is looked at.
+        Err::<(), String>("looked at".into())
+    });
+    if !refused.is_empty() {
+        return Err(invalid(format!(
+            "its checkpoints do not fit its component: {}",
+            refused.join("; ")
         )));
     }
     checkpoints.sort_unstable();
@@ -384,6 +445,7 @@ fn import_into(
         producer: reader.header().producer.clone(),
         failed,
         handed_over: None,
+        host_devices,
     })
 }
 

@@ -33,7 +33,9 @@ pub use export::{ExportPlan, ExportReport};
 pub use fork::{ForkReport, fork};
 pub use import::{ImportReport, import};
 pub(crate) use import::{adopt_cache, seed_cache, write_journal};
-pub use rollback::{RollbackReport, kept_states, rollback, undo_rollback};
+pub use rollback::{
+    RollbackReport, UndoReport, kept_states, move_on_after_cut, rollback, undo_rollback,
+};
 
 use std::path::PathBuf;
 
@@ -168,6 +170,25 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TravelError {
 /// `a` is a newer version than `b` (dotted numbers; anything after a `-`
 /// or `+` ignored; a part that is not a number counts as 0).
 pub(crate) fn newer_version(a: &str, b: &str) -> bool {
+    version_parts(a).is_none() || newer_version_lax(a, b)
+}
+
+/// The numbers of a version (`1.2.3`, with an optional `-pre` or `+build`
+/// after them), or None if it is not one.
+pub(crate) fn version_parts(v: &str) -> Option<Vec<u64>> {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Option<Vec<u64>> = core
+        .split('.')
+        .map(|p| {
+            (!p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse().ok())
+                .flatten()
+        })
+        .collect();
+    parts.filter(|p| !p.is_empty())
+}
+
+fn newer_version_lax(a: &str, b: &str) -> bool {
     let parts = |v: &str| -> Vec<u64> {
         v.split(['-', '+'])
             .next()
@@ -193,6 +214,11 @@ mod tests {
         assert!(newer_version("0.10.0", "0.9.0"));
         assert!(newer_version("1.0", "0.99.99"));
         assert!(!newer_version("0.1.0", "0.1.0"));
+        // Not a version: treated as from an unknown (newer) phantom.
+        assert!(newer_version("v99.0.0", "0.1.0"));
+        assert!(newer_version("hello world", "0.1.0"));
+        assert!(newer_version("", "0.1.0"));
+        assert!(!newer_version("0.1.0-dev+abc", "0.1.0"));
         assert!(!newer_version("0.1.0-dev", "0.1.0"));
         assert!(!newer_version("0.0.9", "0.1.0"));
     }
