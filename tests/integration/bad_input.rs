@@ -227,6 +227,62 @@ fn bit_flipped_checkpoint_is_detected() {
     fails_with(&o, "cannot resume 'c'");
 }
 
+/// Arguments that would lose or mix things up are refused, naming why: a
+/// process directory given as the data directory, two handed files of one
+/// name, and input piped to a host whose every process failed.
+#[test]
+fn arguments_that_would_mix_up_or_lose_things_are_refused() {
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::MISBEHAVE, "m", &[]);
+    let inner = d.join("m");
+    for command in [
+        &["ps", "--data", s(&inner)][..],
+        &["run", "--data", s(&inner), "--for", "0.1"],
+        &[
+            "spawn",
+            phantom_tests::COUNTER,
+            "--data",
+            s(&inner),
+            "--name",
+            "x",
+        ],
+    ] {
+        fails_with(
+            &run(command),
+            "is the directory of a process, not a data directory",
+        );
+    }
+    assert!(!inner.join("x").exists() && !inner.join(".lock").exists());
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+        std::fs::write(d.join(sub).join("seed.txt"), sub).unwrap();
+    }
+    fails_with(
+        &run(&[
+            "spawn",
+            phantom_tests::COUNTER,
+            "--data",
+            s(d),
+            "--name",
+            "two",
+            "--file",
+            s(&d.join("a/seed.txt")),
+            "--file",
+            s(&d.join("b/seed.txt")),
+        ]),
+        "two files named 'seed.txt'",
+    );
+    assert!(!d.join("two").exists());
+    // m fails; a host of nothing but failed processes does not swallow
+    // the lines piped to it.
+    fails_with(&feed(d, "m", "trap\n"), "");
+    assert_eq!(ps_of(d, "m")["state"], "failed");
+    let o = run_with_input(&["run", "--data", s(d), "--until-idle"], "echo lost?\n");
+    fails_with(&o, "input on stdin would not be delivered");
+    assert!(stderr(&o).contains("m failed"), "{}", stderr(&o));
+}
+
 /// A call's console output is cut at 1 MiB with a note on a line of its
 /// own, whether the limit falls inside a write or one long line fills it
 /// exactly in pieces; the next call prints on a line of its own.
