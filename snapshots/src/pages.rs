@@ -89,6 +89,10 @@ const PACK_SUFFIX: &str = ".php";
 const SEQ_DIGITS: usize = 20;
 
 /// The name of pack `seq`.
+/// The largest pack sequence number a store uses (one pack a nanosecond
+/// would take a century to reach it; a pack named past it is foreign).
+pub const MAX_PACK_SEQ: u64 = 1 << 53;
+
 pub fn pack_name(seq: u64) -> String {
     format!("{PACK_PREFIX}{seq:0SEQ_DIGITS$}{PACK_SUFFIX}")
 }
@@ -426,6 +430,16 @@ impl Pool {
 
     /// Reads pack `seq`'s index into the pool (or records why it cannot).
     pub fn read(&mut self, backend: &dyn StoreBackend, seq: u64) {
+        if seq > MAX_PACK_SEQ {
+            // Not one this store wrote: numbering on after it would wrap.
+            self.bad.insert(
+                seq,
+                format!(
+                    "its number is past the largest a store reaches ({MAX_PACK_SEQ}): it is not used; move it away"
+                ),
+            );
+            return;
+        }
         let opened = backend.open(&pack_name(seq)).and_then(read_pack);
         match opened {
             Ok((header, entries, _)) if header.seq == seq => {
@@ -458,11 +472,24 @@ impl Pool {
         self.packs.insert(seq, (entries.len() as u64, size));
     }
 
-    /// The next free sequence number.
-    pub fn next_seq(&self) -> u64 {
-        let a = self.packs.keys().next_back().copied();
-        let b = self.bad.keys().next_back().copied();
-        a.max(b).map_or(1, |s| s + 1)
+    /// The next free sequence number (after every pack within
+    /// `MAX_PACK_SEQ`, readable or not); an error once none is left.
+    pub fn next_seq(&self) -> io::Result<u64> {
+        let last = self
+            .packs
+            .keys()
+            .chain(self.bad.keys())
+            .copied()
+            .filter(|&s| s <= MAX_PACK_SEQ)
+            .max();
+        let next = last.map_or(1, |s| s + 1);
+        if next > MAX_PACK_SEQ {
+            return Err(io::Error::other(format!(
+                "no page pack number is left after {} (the largest is {MAX_PACK_SEQ}): move that pack away",
+                pack_name(next - 1)
+            )));
+        }
+        Ok(next)
     }
 
     pub fn get(&self, hash: &PageHash) -> Option<PageLoc> {
@@ -609,6 +636,28 @@ pub fn hex(hash: &PageHash) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pack named past `MAX_PACK_SEQ` (crafted, or from elsewhere) is
+    /// not used and does not make the numbering wrap; the last number
+    /// in range is refused with a clear error, never reused.
+    #[test]
+    fn pack_numbers_never_wrap() {
+        let t = tempfile::tempdir().unwrap();
+        let backend = crate::LocalDir::new(t.path().to_path_buf());
+        std::fs::write(t.path().join(pack_name(u64::MAX)), b"garbage").unwrap();
+        let mut pool = Pool::load(&backend).unwrap();
+        assert!(
+            pool.bad[&u64::MAX].contains("past the largest"),
+            "{:?}",
+            pool.bad
+        );
+        assert_eq!(pool.next_seq().unwrap(), 1);
+        pool.add(7, &[], 64);
+        assert_eq!(pool.next_seq().unwrap(), 8);
+        pool.add(MAX_PACK_SEQ, &[], 64);
+        let e = pool.next_seq().unwrap_err().to_string();
+        assert!(e.contains("no page pack number is left"), "{e}");
+    }
 
     #[test]
     fn pack_names_round_trip() {

@@ -522,7 +522,7 @@ impl CheckpointStore {
         self.refresh_pool().map_err(dir_err)?;
         let mut pool_guard = self.pool().map_err(dir_err)?;
         let pool = pool_guard.as_mut().expect("loaded");
-        let seq = pool.next_seq();
+        let seq = pool.next_seq().map_err(dir_err)?;
         let mut sink = PageSink {
             pool,
             backend: &*self.backend,
@@ -949,7 +949,7 @@ impl CheckpointStore {
         }
         gc_pause();
         if !sparse.is_empty() {
-            let seq = pool.next_seq();
+            let seq = pool.next_seq().map_err(read_err)?;
             let mut writer = PackWriter::create(&*self.backend, seq).map_err(read_err)?;
             let mut reader = RecordReader::new(self.backend.clone()).map_err(read_err)?;
             for (old, entries) in &sparse {

@@ -764,13 +764,15 @@ fn texts_from_a(data: &Path) -> Vec<String> {
 /// Receivers drop message ids they have taken from a sender, so a sender
 /// must never reuse one: its ids go on after those it may have used when
 /// its history is cut (`journal --cut-at`), rolled back, undone, or when a
-/// new process takes the name of a removed one. An undo brings back only
-/// the state this process's own rollback left.
+/// new process (spawned or forked) takes the name of a removed one. An
+/// undo brings back only the state this process's own rollback left.
 #[test]
-fn message_ids_go_on_after_a_cut_an_undo_and_a_new_process_of_the_name() {
+fn message_ids_go_on_after_a_cut_an_undo_a_new_process_of_the_name_and_a_fork() {
     use std::io::Write;
     let data = data_dir();
     let d = data.path();
+    // z, spawned first, has the lowest ids; forked later as a.
+    spawn(d, phantom_tests::MAILBOX, "z", &[]);
     spawn(d, phantom_tests::MAILBOX, "b", &[]);
     spawn(d, phantom_tests::MAILBOX, "a", &[]);
     // c1 and c2 leave, then the host dies before any checkpoint.
@@ -862,5 +864,16 @@ fn message_ids_go_on_after_a_cut_an_undo_and_a_new_process_of_the_name() {
     assert_eq!(std::fs::read_dir(d).unwrap().count(), kept_before);
     ok(&feed(d, "a", "send b n2\n"));
     assert_eq!(texts_from_a(d), ["c1", "c2", "c3", "r1", "u1", "n1", "n2"]);
+    // A fork named a, of the process spawned before all: its ids go on
+    // after the time of the fork, so b takes its messages too.
+    std::fs::remove_dir_all(d.join("a")).unwrap();
+    let o = run(&["fork", "--data", s(d), "z", "--as", "a", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&o))).unwrap();
+    assert!(v["own_checkpoint"].as_u64().is_some(), "{v}");
+    ok(&feed(d, "a", "send b f1\n"));
+    assert_eq!(
+        texts_from_a(d),
+        ["c1", "c2", "c3", "r1", "u1", "n1", "n2", "f1"]
+    );
     ok(&run(&["fsck", "--data", s(d)]));
 }

@@ -210,3 +210,88 @@ fn image_unreadable_after_a_lazy_restore_fails_the_process_not_the_host() {
         "{err:#}"
     );
 }
+
+/// A damaged page found by a lazy restore fails the call as a bad image
+/// without consuming its input (the guest is not at fault), and
+/// `--retry-failed` restores that process eagerly: every page checked, the
+/// damaged checkpoint passed over for an older one, the journal replayed
+/// from there, and the input handled after all.
+#[test]
+fn a_damaged_page_read_lazily_loses_no_input() {
+    use std::os::unix::fs::FileExt;
+    let data = data_dir();
+    let d = data.path();
+    spawn(d, phantom_tests::KV, "kv", &[]);
+    ok(&feed(d, "kv", "set a 1\n"));
+    // Every record of the newest pack damaged (the index and header still
+    // verify; a record is checked when it is read).
+    let pack = pack_files(&d.join("kv")).pop().expect("a pack");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pack)
+        .unwrap();
+    let mut head = [0u8; 64];
+    f.read_exact_at(&mut head, 0).unwrap();
+    let pages = u64::from_le_bytes(head[24..32].try_into().unwrap());
+    let index = u64::from_le_bytes(head[32..40].try_into().unwrap());
+    for i in 0..pages {
+        let mut e = [0u8; 32];
+        f.read_exact_at(&mut e, index + 32 * i).unwrap();
+        let offset = u64::from_le_bytes(e[16..24].try_into().unwrap());
+        let len = u32::from_le_bytes(e[24..28].try_into().unwrap()) as u64;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, offset + len / 2).unwrap();
+        f.write_all_at(&[b[0] ^ 0x55], offset + len / 2).unwrap();
+    }
+    drop(f);
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(d),
+            "--input",
+            "kv",
+            "--until-idle",
+            "--restore",
+            "lazy-no-prefetch",
+        ],
+        "set x 42\n",
+    );
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot be restored from its image"),
+        "{}",
+        stderr(&o)
+    );
+    let j = run(&["journal", "--data", s(d), "kv", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(ok(&j))).unwrap();
+    let kinds: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(!kinds.contains(&"call-failed"), "{kinds:?}");
+    let o = run_with_input(
+        &[
+            "run",
+            "--data",
+            s(d),
+            "--input",
+            "kv",
+            "--until-idle",
+            "--retry-failed",
+        ],
+        "get x\nget a\n",
+    );
+    let out = stdout(ok(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 2..],
+        ["42", "1"],
+        "{out}\n{}",
+        stderr(&o)
+    );
+    ok(&run(&["ps", "--data", s(d)]));
+}

@@ -895,6 +895,34 @@ mod tests {
     /// every thread named `phantom-control`.
     static ONE_SERVER: Mutex<()> = Mutex::new(());
 
+    /// A server of a new data directory, with what must outlive it.
+    struct TestServer {
+        _one: std::sync::MutexGuard<'static, ()>,
+        _dir: tempfile::TempDir,
+        _lock: DataLock,
+        server: ControlServer,
+        rx: mpsc::Receiver<PendingRequest>,
+        sock: PathBuf,
+    }
+
+    /// Starts a server of a new data directory (holding `ONE_SERVER`).
+    fn start_server() -> TestServer {
+        let one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+        let t = tempfile::tempdir().unwrap();
+        let data = DataDir::create(t.path()).unwrap();
+        let lock = data.lock().unwrap();
+        let (server, rx) = ControlServer::start(&data, &lock, Waker::default()).unwrap();
+        let sock = t.path().join(SOCKET_NAME);
+        TestServer {
+            _one: one,
+            _dir: t,
+            _lock: lock,
+            server,
+            rx,
+            sock,
+        }
+    }
+
     /// CPU time (clock ticks) of this process's threads named `name`.
     fn thread_ticks(name: &str) -> u64 {
         let mut total = 0;
@@ -930,12 +958,14 @@ mod tests {
     /// when the server stops is answered `stopping`.
     #[test]
     fn the_server_answers_in_order_from_any_thread_and_idles_for_gone_peers() {
-        let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
-        let t = tempfile::tempdir().unwrap();
-        let data = DataDir::create(t.path()).unwrap();
-        let lock = data.lock().unwrap();
-        let (server, rx) = ControlServer::start(&data, &lock, Waker::default()).unwrap();
-        let sock = t.path().join(SOCKET_NAME);
+        let TestServer {
+            _one,
+            _dir,
+            _lock,
+            server,
+            rx,
+            sock,
+        } = start_server();
         // Answered from another thread, in the order asked.
         let answerer = std::thread::spawn(move || {
             let mut n = 0;
@@ -1004,12 +1034,14 @@ mod tests {
     /// the socket takes at once while the client is not reading.
     #[test]
     fn answers_written_by_any_thread_stay_whole_and_in_order() {
-        let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
-        let t = tempfile::tempdir().unwrap();
-        let data = DataDir::create(t.path()).unwrap();
-        let lock = data.lock().unwrap();
-        let (server, rx) = ControlServer::start(&data, &lock, Waker::default()).unwrap();
-        let sock = t.path().join(SOCKET_NAME);
+        let TestServer {
+            _one,
+            _dir,
+            _lock,
+            server,
+            rx,
+            sock,
+        } = start_server();
         const N: usize = 200;
         let answerer = std::thread::spawn(move || {
             for n in 0..N {

@@ -370,7 +370,17 @@ impl<'rt> Drive<'rt> {
         dir: &std::path::Path,
         hooks: &mut dyn DriveHooks,
     ) -> Result<bool, RestoreError> {
-        let (process, warnings) = Process::restore(self.rt, dir)?;
+        self.restore_filling(dir, self.rt.config().restore, hooks)
+    }
+
+    /// [`Drive::restore`], filling memories as `mode` says.
+    pub fn restore_filling(
+        &mut self,
+        dir: &std::path::Path,
+        mode: crate::runtime::RestoreMode,
+        hooks: &mut dyn DriveHooks,
+    ) -> Result<bool, RestoreError> {
+        let (process, warnings) = Process::restore_filling(self.rt, dir, mode)?;
         for w in &warnings {
             hooks.note(Note::Warning(w));
         }
@@ -1603,16 +1613,23 @@ pub fn restore_all_with(
         if !owned_here(&dir, &name, hooks) {
             continue;
         }
-        if read_failure(&dir).is_some() {
+        // A process that failed on a damaged page of its image (read
+        // lazily) is restored eagerly: every page is checked up front, and
+        // a damaged checkpoint is passed over for an older one.
+        let mut mode = drive.rt.config().restore;
+        if let Some(failure) = read_failure(&dir) {
             if !retry_failed {
                 hooks.note(Note::Warning(&format!(
                     "skipping failed process '{name}' (see `phantom ps`; --retry-failed resumes it)"
                 )));
                 continue;
             }
+            if failure.kind == crate::error::FailureKind::BadImage {
+                mode = crate::runtime::RestoreMode::Eager;
+            }
             clear_failure(&dir);
         }
-        let mut result = drive.restore(&dir, hooks);
+        let mut result = drive.restore_filling(&dir, mode, hooks);
         // Each rollback steps back at least one checkpoint; `depth` bounds
         // how far, so this ends.
         let mut rollbacks = 0;
@@ -1631,7 +1648,7 @@ pub fn restore_all_with(
                         d.new_checkpoint.unwrap_or(0),
                         d.why
                     )));
-                    result = drive.restore(&dir, hooks);
+                    result = drive.restore_filling(&dir, mode, hooks);
                 }
                 Fallback::GiveUp(d) | Fallback::Retry(d) => {
                     hooks.note(Note::Warning(&format!("'{name}' stays failed: {}", d.why)));

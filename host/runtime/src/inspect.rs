@@ -83,24 +83,32 @@ pub fn device_imports(bytes: &[u8]) -> Vec<String> {
 /// The `phantom:devices` interfaces a component imports at its top level,
 /// by name.
 fn device_imports_by_name(bytes: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
+    top_level_names(bytes, true)
+        .into_iter()
+        .filter(|n| n.starts_with(DEVICES_PACKAGE))
+        .collect()
+}
+
+/// The names a component imports (`imports`) or exports at its top level
+/// (as far as it parses).
+pub fn top_level_names(bytes: &[u8], imports: bool) -> Vec<String> {
+    let mut names = Vec::new();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
         let Ok(payload) = payload else { break };
         match payload {
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
-            Payload::ComponentImportSection(reader) if depth == 0 => {
-                for import in reader.into_iter().flatten() {
-                    if import.name.name.starts_with(DEVICES_PACKAGE) {
-                        found.push(import.name.name.to_string());
-                    }
-                }
+            Payload::ComponentImportSection(r) if depth == 0 && imports => {
+                names.extend(r.into_iter().flatten().map(|i| i.name.name.to_string()));
+            }
+            Payload::ComponentExportSection(r) if depth == 0 && !imports => {
+                names.extend(r.into_iter().flatten().map(|e| e.name.name.to_string()));
             }
             _ => {}
         }
     }
-    found
+    names
 }
 
 /// Whether `import` is a WASI interface (which the host either provides

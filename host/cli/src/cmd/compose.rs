@@ -55,28 +55,6 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The names a component imports (`imports`) or exports at its top level.
-fn top_level_names(bytes: &[u8], imports: bool) -> Vec<String> {
-    use wasmparser::{Parser, Payload};
-    let mut names = Vec::new();
-    let mut depth = 0usize;
-    for payload in Parser::new(0).parse_all(bytes) {
-        let Ok(payload) = payload else { break };
-        match payload {
-            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
-            Payload::End(_) => depth = depth.saturating_sub(1),
-            Payload::ComponentImportSection(r) if depth == 0 && imports => {
-                names.extend(r.into_iter().flatten().map(|i| i.name.name.to_string()));
-            }
-            Payload::ComponentExportSection(r) if depth == 0 && !imports => {
-                names.extend(r.into_iter().flatten().map(|e| e.name.name.to_string()));
-            }
-            _ => {}
-        }
-    }
-    names
-}
-
 fn list(names: &[String]) -> String {
     if names.is_empty() {
         "nothing".into()
@@ -103,13 +81,16 @@ pub fn compose(app: &Path, libs: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
     // Each interface the application (or a library) imports comes from one
     // library: two that export it are ambiguous, and a library that gives
     // none of them is a mistake on the command line.
-    let mut wanted = top_level_names(&std::fs::read(app)?, true);
+    let mut wanted = phantom_runtime::inspect::top_level_names(&std::fs::read(app)?, true);
     for lib in libs {
-        wanted.extend(top_level_names(&std::fs::read(lib)?, true));
+        wanted.extend(phantom_runtime::inspect::top_level_names(
+            &std::fs::read(lib)?,
+            true,
+        ));
     }
     let mut from: std::collections::BTreeMap<String, &Path> = Default::default();
     for lib in libs {
-        let exports = top_level_names(&std::fs::read(lib)?, false);
+        let exports = phantom_runtime::inspect::top_level_names(&std::fs::read(lib)?, false);
         let used: Vec<&String> = exports.iter().filter(|e| wanted.contains(*e)).collect();
         if used.is_empty() {
             bail!(

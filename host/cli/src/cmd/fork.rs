@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::Args;
 use phantom_runtime::travel;
 
+use crate::EngineArgs;
+
 /// Arguments of `phantom fork`.
 #[derive(Args)]
 pub struct ForkArgs {
@@ -26,11 +28,14 @@ pub struct ForkArgs {
     /// Print what was made as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 /// Runs `phantom fork`.
 pub fn run(a: ForkArgs) -> anyhow::Result<ExitCode> {
-    let report = travel::fork(&a.data, &a.name, a.at, &a.as_name)?;
+    let rt = a.engine.runtime()?;
+    let report = travel::fork(&rt, &a.data, &a.name, a.at, &a.as_name)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

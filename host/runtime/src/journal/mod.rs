@@ -132,6 +132,11 @@ pub struct Held {
     pub output: Output,
 }
 
+/// The largest journal position a checkpoint may cover: an entry a
+/// nanosecond would take a century to reach it, and positions past it
+/// would leave no room to number on (a crafted image).
+pub const MAX_POSITION: u64 = 1 << 53;
+
 /// The `journal` section of a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -159,6 +164,12 @@ impl Section for JournalState {
 
     fn restore(bytes: &[u8]) -> Result<Self, String> {
         let state: JournalState = from_json(bytes)?;
+        if state.position > MAX_POSITION {
+            return Err(format!(
+                "its journal position {} is past the largest a journal reaches ({MAX_POSITION})",
+                state.position
+            ));
+        }
         if state.senders.len() > MAX_SENDERS {
             return Err(format!(
                 "it remembers {} senders, over the limit of {MAX_SENDERS}",

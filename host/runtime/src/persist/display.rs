@@ -23,12 +23,14 @@
 //!
 //! Integers are little-endian. Each frame decompresses to exactly the
 //! geometry's size, or the section is refused (a lying length cannot make
-//! the host allocate more than one frame, at most 16 MiB).
+//! the host allocate more than one frame); the displays' geometries
+//! together hold at most `MAX_DISPLAY_BYTES` (16 MiB) of pixels, as a
+//! manifest's grants do, checked before any frame decompresses.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use phantom_devices::display::{Geometry, PixelFormat};
+use phantom_devices::display::{Geometry, MAX_DISPLAY_BYTES, PixelFormat};
 
 use super::Section;
 use crate::iface::devices::{
@@ -138,6 +140,10 @@ impl Section for DisplaysState {
         }
         let mut displays = BTreeMap::new();
         let mut last = 0;
+        // The pixels of all of them together, as a manifest bounds its
+        // grants: checked before a frame decompresses, so a small crafted
+        // section cannot make the host allocate gigabytes.
+        let mut pixels = 0u64;
         for _ in 0..count {
             let handle = r.u32()?;
             if handle <= last {
@@ -150,6 +156,12 @@ impl Section for DisplaysState {
                 .ok_or_else(|| format!("display {handle}: unknown pixel format code {code}"))?;
             let geometry = Geometry::new(width, height, format)
                 .map_err(|e| format!("display {handle}: {e}"))?;
+            pixels += geometry.frame_bytes() as u64;
+            if pixels > MAX_DISPLAY_BYTES {
+                return Err(format!(
+                    "its displays hold over {MAX_DISPLAY_BYTES} bytes of pixels, more than a manifest grants"
+                ));
+            }
             let flushes = r.u64()?;
             let shown_kind = r.u8()?;
             let canvas = Arc::new(r.frame(geometry, &format!("display {handle}'s canvas"))?);
@@ -240,6 +252,21 @@ mod tests {
             DisplaysState::restore(&DisplaysState::default().save()).unwrap(),
             DisplaysState::default()
         );
+    }
+
+    /// Displays whose geometries hold more pixels than a manifest grants
+    /// are refused before their frames decompress.
+    #[test]
+    fn more_pixels_than_a_manifest_grants_are_refused() {
+        let side = 4096;
+        let g = Geometry::new(side, side / 2, PixelFormat::Gray8).unwrap();
+        let state = |n: u32| DisplaysState {
+            displays: (1..=n).map(|h| (h, DisplayFrames::new(g))).collect(),
+        };
+        // Two halves are the whole allowance; a third is over it.
+        assert!(DisplaysState::restore(&state(2).save()).is_ok());
+        let e = DisplaysState::restore(&state(3).save()).unwrap_err();
+        assert!(e.contains("bytes of pixels"), "{e}");
     }
 
     /// Every truncation and every single-byte change is refused or reads

@@ -19,6 +19,11 @@ pub const MAX_CHECKPOINT_ID: u64 = 1 << 53;
 /// The longest a process clock runs: 2^62 ns, 146 years. Timers due
 /// "never" (saturated at `u64::MAX`) stay beyond it.
 pub const MAX_PROCESS_TIME_NS: u64 = 1 << 62;
+/// The latest a restored clock may show: half of `MAX_PROCESS_TIME_NS`,
+/// so a process restored at it still runs 73 years before its host
+/// writes a time its reader refuses (one restored right at the limit
+/// would write refused journal entries at its first read).
+pub const MAX_RESTORED_TIME_NS: u64 = MAX_PROCESS_TIME_NS / 2;
 
 /// Persisted host state of one process, besides timers and globals.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -81,9 +86,9 @@ impl HostState {
                 self.checkpoint_id
             ));
         }
-        if self.process_time_ns > MAX_PROCESS_TIME_NS {
+        if self.process_time_ns > MAX_RESTORED_TIME_NS {
             return Err(format!(
-                "its clock ({} ns) is past the longest a process runs ({MAX_PROCESS_TIME_NS} ns, 146 years)",
+                "its clock ({} ns) is past the latest a process is restored at ({MAX_RESTORED_TIME_NS} ns, 73 years)",
                 self.process_time_ns
             ));
         }

@@ -404,9 +404,18 @@ impl Process {
                                 );
                             }
                             // The journal's last call (the host died in it)
-                            // failed again: recorded, so a retry skips it.
+                            // failed again: recorded, so a retry skips it
+                            // (not when the host or the image failed it:
+                            // see `step`).
                             let j = &mut self.store.data_mut().journal;
-                            if j.replay.is_empty() && failure.kind != FailureKind::Divergence {
+                            if j.replay.is_empty()
+                                && !matches!(
+                                    failure.kind,
+                                    FailureKind::Divergence
+                                        | FailureKind::HostIo
+                                        | FailureKind::BadImage
+                                )
+                            {
                                 j.trouble = None;
                                 let _ = j.append(&Entry::CallFailed { call: seq });
                                 if let Some(log) = &j.log {

@@ -130,10 +130,17 @@ impl Process {
     /// `next_message_id`, its next checkpoint a full image numbered after
     /// `last_id`. Effects it holds stay held.
     pub(crate) fn move_on(&mut self, next_message_id: u64, last_id: u64) {
-        let ctx = self.store.data_mut();
-        ctx.state.next_message_id = ctx.state.next_message_id.max(next_message_id);
+        self.message_ids_after(next_message_id);
         self.chain.last_id = self.chain.last_id.max(last_id);
         self.require_full();
+    }
+
+    /// Makes the message ids this process sends from now on go on after
+    /// `next_message_id` (a fork, which may take the name of a process
+    /// that receivers still remember as a sender).
+    pub(crate) fn message_ids_after(&mut self, next_message_id: u64) {
+        let ctx = self.store.data_mut();
+        ctx.state.next_message_id = ctx.state.next_message_id.max(next_message_id);
     }
 
     /// The process directory.

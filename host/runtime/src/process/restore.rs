@@ -37,6 +37,17 @@ impl Process {
     /// Restores the process in `dir` from its newest usable checkpoint.
     /// Returns the process and warnings about checkpoints that were skipped.
     pub fn restore(rt: &Runtime, dir: &Path) -> Result<(Process, Vec<String>), RestoreError> {
+        Self::restore_filling(rt, dir, rt.config.restore)
+    }
+
+    /// [`Process::restore`], filling memories as `mode` says (eager
+    /// verifies every page up front, so a damaged page makes the restore
+    /// fall back to an older checkpoint instead of failing a call).
+    pub fn restore_filling(
+        rt: &Runtime,
+        dir: &Path,
+        mode: RestoreMode,
+    ) -> Result<(Process, Vec<String>), RestoreError> {
         let images =
             Arc::new(CheckpointStore::open(dir).map_err(|e| {
                 RestoreError::NoUsableImage(phantom_snapshots::RestoreError::Store(e))
@@ -62,6 +73,7 @@ impl Process {
             let result = check_image(rt, &loaded, candidate).and_then(|parts| {
                 Self::from_image(
                     rt,
+                    mode,
                     &loaded,
                     dir,
                     store.clone(),
@@ -153,6 +165,7 @@ impl Process {
     /// Makes the process of one checked candidate.
     fn from_image(
         rt: &Runtime,
+        mode: RestoreMode,
         loaded: &LoadedComponent,
         dir: &Path,
         images: Arc<CheckpointStore>,
@@ -161,7 +174,7 @@ impl Process {
         warnings: &mut Vec<String>,
     ) -> Result<Process, Refusal> {
         let mut prepared = Vec::with_capacity(candidate.memories.len());
-        let mut lazy = rt.config.restore != RestoreMode::Eager;
+        let mut lazy = mode != RestoreMode::Eager;
         for m in &candidate.memories {
             let memory = if lazy {
                 let source = m
@@ -170,7 +183,7 @@ impl Process {
                 match PreparedMemory::lazy(
                     m.size_bytes,
                     Box::new(source),
-                    rt.config.restore == RestoreMode::Lazy,
+                    mode == RestoreMode::Lazy,
                 ) {
                     Ok(p) => p,
                     Err(unavailable) => {

@@ -128,8 +128,11 @@ impl Process {
                 // The input that made the guest fail is consumed: a replay
                 // skips this call, so the process comes back as it was
                 // before it (its checkpoint plus the journal up to here).
+                // Not when the host or the image failed it (a damaged page
+                // read lazily): the guest is not at fault, and the input
+                // goes to the call after the next restore.
                 if let Some(call) = call
-                    && failure.kind != FailureKind::HostIo
+                    && !matches!(failure.kind, FailureKind::HostIo | FailureKind::BadImage)
                 {
                     let j = &mut self.store.data_mut().journal;
                     j.trouble = None;

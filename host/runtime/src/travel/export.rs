@@ -101,6 +101,7 @@ impl ExportPlan {
         let checkpoint = *chain.last().expect("a chain has a file");
         let newest = store.usable_chain(None).map_err(nothing)?;
         let with_tail = newest.last() == Some(&checkpoint);
+        super::check_contents(&dir, &store, name, checkpoint, "exported")?;
 
         let mut parts = Vec::new();
         let mut warnings = Vec::new();

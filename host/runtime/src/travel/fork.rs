@@ -10,7 +10,8 @@
 //!        DATA/.NEW.spawning-PID/ + component.wasm, devices.toml, scenario.toml
 //!        (linked) + process.json
 //!        (renamed NEW) + the journal after the checkpoint (newest only,
-//!        appended to a new journal) ─► rename to DATA/NEW ─► hand over
+//!        appended to a new journal) ─► restored once, message ids moved
+//!        on past now, checkpointed ─► rename to DATA/NEW ─► hand over
 //! ```
 
 use std::fs::{self, File};
@@ -23,7 +24,8 @@ use super::{COMPONENT, METADATA, TravelError, io};
 use crate::datadir::{DataDir, HandOver, hand_over};
 use crate::journal::journal_dir;
 use crate::journal::log::{self, Log, LogConfig};
-use crate::process::{ProcessMeta, spawning_dir, valid_name};
+use crate::process::{ProcessMeta, spawning_dir, unix_ns, valid_name};
+use crate::runtime::Runtime;
 
 /// What a fork made.
 #[derive(Debug, Serialize)]
@@ -41,6 +43,10 @@ pub struct ForkReport {
     /// Bytes shared with the parent through hard links, and bytes copied.
     pub linked_bytes: u64,
     pub copied_bytes: u64,
+    /// The fork's own first checkpoint: restored once, its message ids
+    /// moved on past the time of the fork (receivers remember the last id
+    /// of each sender name, and this name may have sent before).
+    pub own_checkpoint: u64,
     /// A host was running the data directory: what became of the hand-over.
     #[serde(skip)]
     pub handed_over: Option<HandOver>,
@@ -50,6 +56,7 @@ pub struct ForkReport {
 /// the newest checkpoint with the journal after it (so the fork is where
 /// `name` was at its last durable input).
 pub fn fork(
+    rt: &Runtime,
     data: &Path,
     name: &str,
     at: Option<u64>,
@@ -75,25 +82,7 @@ pub fn fork(
     let chain = store.usable_chain(at).map_err(nothing)?;
     let checkpoint = *chain.last().expect("a chain has a file");
     let with_tail = store.usable_chain(None).map_err(nothing)?.last() == Some(&checkpoint);
-    // Its contents fit the component (a crafted or foreign checkpoint
-    // would make a fork that never runs).
-    let facts = fs::read(dir.join("component.wasm"))
-        .map_err(|e| e.to_string())
-        .and_then(|b| crate::inspect::inspect_component(&b).map_err(|e| e.to_string()))
-        .map_err(|e| TravelError::Refused(format!("the component of '{name}': {e}")))?;
-    let mut verdict = None;
-    let _ = store.restore_newest(|c| {
-        if c.info.id != checkpoint {
-            return Err("not the one forked".to_string());
-        }
-        verdict = Some(crate::process::check_image_contents(&facts, u64::MAX, c));
-        Ok(())
-    });
-    if let Some(Err(why)) = verdict {
-        return Err(TravelError::Refused(format!(
-            "checkpoint {checkpoint} of '{name}' cannot be forked: {why}"
-        )));
-    }
+    super::check_contents(&dir, &store, name, checkpoint, "forked")?;
 
     let stage = spawning_dir(data, new, std::process::id());
     let _ = fs::remove_dir_all(&stage);
@@ -106,6 +95,27 @@ pub fn fork(
             return Err(e);
         }
     };
+    // Its message ids go on after the time now: a process of this name
+    // may have sent before (removed since), and receivers drop ids they
+    // have seen from a name. Done in the stage, so no host sees it first;
+    // a fork that does not restore would never run, and is not made.
+    let own_checkpoint =
+        match super::rollback::restore_change_checkpoint(rt, &stage, "the fork", |p| {
+            p.message_ids_after(unix_ns())
+        }) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&stage);
+                return Err(TravelError::Refused(format!(
+                    "checkpoint {checkpoint} of '{name}' cannot be forked: {e}{}",
+                    if with_tail {
+                        " (an older checkpoint may fork: --at ID, see `phantom checkpoints`)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        };
     let dest = data.join(new);
     if dest.exists() {
         let _ = fs::remove_dir_all(&stage);
@@ -131,6 +141,7 @@ pub fn fork(
         journal_entries,
         linked_bytes,
         copied_bytes,
+        own_checkpoint,
         handed_over: hand_over(&data_dir, new),
     })
 }

@@ -358,6 +358,22 @@ fn import_into(
             problems.join("; ")
         )));
     }
+    // Every page pack it holds is one a checkpoint names (an export
+    // writes no other; stored, one would only take space).
+    let used = store
+        .files_for(&checkpoints)
+        .map_err(|e| invalid(format!("its checkpoints cannot be read: {e}")))?;
+    let unused: Vec<String> = packs
+        .iter()
+        .map(|&seq| phantom_snapshots::pages::pack_name(seq))
+        .filter(|name| !used.contains(name))
+        .collect();
+    if !unused.is_empty() {
+        return Err(invalid(format!(
+            "it holds page packs no checkpoint of it uses: {}",
+            unused.join(", ")
+        )));
+    }
     // Every checkpoint's contents fit the component (older ones too: a
     // fork, rollback or export may use them later).
     let facts = fs::read(stage.join("component.wasm"))

@@ -162,6 +162,36 @@ pub(crate) fn journal_position(
         .position)
 }
 
+/// Refuses checkpoint `checkpoint` of process `name` (in `dir`) unless its
+/// contents fit the process's component: a crafted or foreign checkpoint
+/// would make a copy (`verb`: forked, exported) that never runs.
+pub(crate) fn check_contents(
+    dir: &std::path::Path,
+    store: &phantom_snapshots::CheckpointStore,
+    name: &str,
+    checkpoint: u64,
+    verb: &str,
+) -> Result<(), TravelError> {
+    let facts = std::fs::read(dir.join(COMPONENT))
+        .map_err(|e| e.to_string())
+        .and_then(|b| crate::inspect::inspect_component(&b).map_err(|e| e.to_string()))
+        .map_err(|e| TravelError::Refused(format!("the component of '{name}': {e}")))?;
+    let mut verdict = None;
+    let _ = store.restore_newest(|c| {
+        if c.info.id != checkpoint {
+            return Err("not the one asked for".to_string());
+        }
+        verdict = Some(crate::process::check_image_contents(&facts, u64::MAX, c));
+        Ok(())
+    });
+    match verdict {
+        Some(Err(why)) => Err(TravelError::Refused(format!(
+            "checkpoint {checkpoint} of '{name}' cannot be {verb}: {why}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TravelError {
     let what = what.into();
     move |source| TravelError::Io { what, source }

@@ -122,6 +122,26 @@ fn message_ids_used(rt: &Runtime, dir: &Path, store: &CheckpointStore) -> u64 {
     }
 }
 
+/// Restores the process in `dir`, lets `change` change it and checkpoints
+/// it: the checkpoint's id. `what` names the state in errors.
+pub(super) fn restore_change_checkpoint(
+    rt: &Runtime,
+    dir: &Path,
+    what: &str,
+    change: impl FnOnce(&mut Process),
+) -> Result<u64, TravelError> {
+    let (mut p, _) = Process::restore(rt, dir)
+        .map_err(|e| TravelError::Refused(format!("{what} does not restore: {e}")))?;
+    change(&mut p);
+    let failed = |e: String| TravelError::Refused(format!("cannot checkpoint {what}: {e}"));
+    p.checkpoint(rt).map_err(|e| failed(e.to_string()))?;
+    let info = p
+        .wait_for_write()
+        .transpose()
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(info.map_or(0, |i| i.id))
+}
+
 /// Restores the process in `dir`, makes it go on with message ids after
 /// `ids` and checkpoint ids after `last_id` (`Process::move_on`), and
 /// checkpoints it: the checkpoint's id.
@@ -131,16 +151,7 @@ pub(crate) fn move_on(
     ids: u64,
     last_id: u64,
 ) -> Result<u64, TravelError> {
-    let (mut p, _) = Process::restore(rt, dir)
-        .map_err(|e| TravelError::Refused(format!("it does not restore: {e}")))?;
-    p.move_on(ids, last_id);
-    p.checkpoint(rt)
-        .map_err(|e| TravelError::Refused(format!("cannot checkpoint it: {e}")))?;
-    let info = p
-        .wait_for_write()
-        .transpose()
-        .map_err(|e| TravelError::Refused(format!("cannot checkpoint it: {e}")))?;
-    Ok(info.map_or(0, |i| i.id))
+    restore_change_checkpoint(rt, dir, "it", |p| p.move_on(ids, last_id))
 }
 
 /// After `phantom journal --cut-at` (the caller holds the lock): the
@@ -239,16 +250,12 @@ pub(crate) fn rollback_locked(
     fs::create_dir(&stage).map_err(io(format!("cannot create {}", stage.display())))?;
     let built = (|| {
         super::fork::fork_into(&dir, &store, &chain, false, &stage, name)?;
-        let (mut p, _) = Process::restore(rt, &stage)
-            .map_err(|e| TravelError::Refused(format!("checkpoint {to} does not restore: {e}")))?;
-        p.prepare_rollback(sent, from);
-        p.checkpoint(rt)
-            .map_err(|e| TravelError::Refused(format!("cannot checkpoint the rollback: {e}")))?;
-        let info = p
-            .wait_for_write()
-            .transpose()
-            .map_err(|e| TravelError::Refused(format!("cannot checkpoint the rollback: {e}")))?;
-        Ok::<_, TravelError>(info.map_or(0, |i| i.id))
+        restore_change_checkpoint(
+            rt,
+            &stage,
+            &format!("the rollback to checkpoint {to}"),
+            |p| p.prepare_rollback(sent, from),
+        )
     })();
     let checkpoint = match built {
         Ok(id) => id,
