@@ -123,6 +123,68 @@ fn a_manifest_is_stored_with_the_process() {
     assert_eq!(stored, text);
 }
 
+/// A scenario is checked at spawn: times and values a sensor can read,
+/// and only pins a grant names (a scripted pin no grant names would never
+/// reach the process); pins may be spelled as in the manifest.
+#[test]
+fn a_scenario_that_could_not_happen_is_refused_at_spawn() {
+    let data = data_dir();
+    let d = data.path();
+    let manifest = d.join("m.toml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let spawn = |name: &str, scenario: &str| {
+        let path = d.join(format!("{name}.toml"));
+        std::fs::write(&path, scenario).unwrap();
+        run(&[
+            "spawn",
+            phantom_tests::RELAY_SENSOR,
+            "--data",
+            s(d),
+            "--name",
+            name,
+            "--devices",
+            s(&manifest),
+            "--scenario",
+            s(&path),
+        ])
+    };
+    for (name, scenario, needle) in [
+        (
+            "other-pin",
+            "gpio = [{ at_s = 1, pin = \"0/9\", level = \"high\" }]",
+            "no gpio grant",
+        ),
+        (
+            "bogus-pin",
+            "gpio = [{ at_s = 1, pin = \"bogus\", level = \"high\" }]",
+            "not `<chip>/<line>`",
+        ),
+        (
+            "nan",
+            "temperature = [{ at_s = 0, value = nan }]",
+            "outside what the simulated sensor measures",
+        ),
+        (
+            "hot",
+            "temperature = [{ at_s = 0, value = 1000.0 }]",
+            "outside what the simulated sensor measures",
+        ),
+        (
+            "never",
+            "humidity = [{ at_s = inf, value = 50.0 }]",
+            "times are seconds from 0",
+        ),
+    ] {
+        let o = spawn(name, scenario);
+        fails_with(&o, needle);
+        assert!(!d.join(name).exists(), "{name} was spawned");
+    }
+    ok(&spawn(
+        "manifest-spelling",
+        "gpio = [{ at_s = 1, pin = \"sim:0/4\", level = \"high\" }]",
+    ));
+}
+
 /// The grants of the device tests: a relay, a button, the BME280's bus.
 const MANIFEST: &str = "gpio.relay = { pin = \"sim:0/17\", modes = [\"output\"] }\ngpio.button = { pin = \"sim:0/4\", modes = [\"input\"] }\ni2c.env = { bus = \"sim:bme280\", addresses = [0x76] }\n";
 

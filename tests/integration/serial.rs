@@ -140,6 +140,27 @@ mod in_process {
         assert_eq!(say(&rt, &mut p, "open loop"), "ok 2\n");
     }
 
+    /// A rate change happens after the writes before it, even in one
+    /// call: they leave at the rate they were written at.
+    #[test]
+    fn a_rate_change_waits_for_the_writes_before_it() {
+        let data = data_dir();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut p = spawn(&rt, data.path());
+        assert_eq!(say(&rt, &mut p, "open loop"), "ok 1\n");
+        assert_eq!(say(&rt, &mut p, "switch 1 115200"), "ok switched 115200\n");
+        assert_eq!(say(&rt, &mut p, "send 1 fast"), "ok sent\n");
+        assert_eq!(
+            log(&p),
+            [
+                SerialOp::Open { baud: 9600 },
+                SerialOp::Write(b"rate 115200\n".to_vec()),
+                SerialOp::SetBaud { baud: 115200 },
+                SerialOp::Write(b"fast\n".to_vec()),
+            ]
+        );
+    }
+
     /// Each kind of ungranted access returns the policy error, and the
     /// port sees no operation for it.
     #[test]

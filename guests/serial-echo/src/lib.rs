@@ -9,7 +9,8 @@
 //! Console lines drive the other calls (each prints `ok ...` or
 //! `error <serial-error>`, for the policy tests):
 //! `open NAME`, `baud H RATE`, `send H TEXT` (TEXT and `\n`),
-//! `send-big H N` (N bytes), `read H` (prints `read <text>`),
+//! `send-big H N` (N bytes), `switch H RATE` (writes `rate RATE` and
+//! sets the rate in one call), `read H` (prints `read <text>`),
 //! `watch H on|off`, `close H`, `seq` (prints `seq <n>`).
 //! Bytes arriving on a watched port other than `link` print `data H <text>`.
 
@@ -62,6 +63,13 @@ fn command(line: &str) {
         ["send", h, t] => {
             answer(serial::write(port(h), format!("{t}\n").as_bytes()).map(|()| "sent"))
         }
+        // A command sent at the old rate, then the switch (as a GPS or
+        // Bluetooth module is told to change its rate).
+        ["switch", h, rate] => answer(
+            serial::write(port(h), format!("rate {rate}\n").as_bytes())
+                .and_then(|()| serial::set_baud(port(h), rate.parse().unwrap_or(0)))
+                .map(|()| format!("switched {rate}")),
+        ),
         ["send-big", h, n] => {
             let n: usize = n.parse().unwrap_or(0);
             answer(serial::write(port(h), &vec![b'x'; n]).map(|()| "sent"))

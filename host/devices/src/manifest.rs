@@ -196,14 +196,17 @@ impl std::str::FromStr for PinRef {
 impl std::str::FromStr for BusRef {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (backend, path) = split_backend(s)?;
-        if path.is_empty() {
-            return Err(format!("bus `{s}` names no device"));
-        }
-        Ok(BusRef {
-            backend,
-            path: path.to_string(),
-        })
+        // As ports and sensors: a simulated bus that exists, a Linux bus
+        // by its absolute path (never one that depends on the directory
+        // the host was started in).
+        let (backend, path) = parse_device_ref(
+            s,
+            "bus",
+            crate::sim::SIM_BUSES,
+            "the simulated I2C buses are",
+            "a Linux bus is an absolute device path (`linux:/dev/i2c-1`)",
+        )?;
+        Ok(BusRef { backend, path })
     }
 }
 
@@ -685,6 +688,14 @@ i2c.env = { bus = "sim:bme280", addresses = [0x76] }
             (
                 "i2c.env = { bus = \"sim:bme280\" }",
                 &["line 1", "addresses"],
+            ),
+            (
+                "i2c.env = { bus = \"sim:nosuch\", addresses = [0x76] }",
+                &["line 1", "`sim:bme280`"],
+            ),
+            (
+                "i2c.env = { bus = \"linux:dev/i2c-1\", addresses = [0x76] }",
+                &["line 1", "absolute device path"],
             ),
             ("spi.x = { dev = \"sim:y\" }", &["line 1", "spi"]),
             (

@@ -93,10 +93,55 @@ fn at(points: &[Point], t: f64, default: f64) -> f64 {
     points.last().map_or(default, |p| p.value)
 }
 
+/// A scenario time: a finite number of seconds, not negative.
+fn check_time(what: &str, at_s: f64) -> Result<(), String> {
+    if !at_s.is_finite() || at_s < 0.0 {
+        return Err(format!(
+            "invalid scenario: a {what} point at {at_s} s (times are seconds from 0)"
+        ));
+    }
+    Ok(())
+}
+
 impl Scenario {
     /// Parses a scenario; errors name the line.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut s: Scenario = toml::from_str(text).map_err(|e| format!("invalid scenario: {e}"))?;
+        // What the simulated BME280 measures (its datasheet's ranges):
+        // past them its readings would come back clamped or wrapped.
+        let curves: [(&str, &Vec<Point>, f64, f64, &str); 3] = [
+            ("temperature", &s.temperature, -40.0, 85.0, "°C"),
+            ("humidity", &s.humidity, 0.0, 100.0, "%"),
+            ("pressure", &s.pressure, 30_000.0, 110_000.0, "Pa"),
+        ];
+        for (what, points, low, high, unit) in curves {
+            for p in points {
+                check_time(what, p.at_s)?;
+                if !(low..=high).contains(&p.value) {
+                    return Err(format!(
+                        "invalid scenario: {what} {} at {} s is outside what the simulated sensor measures ({low} to {high} {unit})",
+                        p.value, p.at_s
+                    ));
+                }
+            }
+        }
+        for c in &mut s.gpio {
+            check_time("gpio", c.at_s)?;
+            // Spelled as in the manifest (`sim:0/4`) or bare (`0/4`).
+            if let Some(bare) = c.pin.strip_prefix("sim:") {
+                c.pin = bare.to_string();
+            }
+            let well_formed = c
+                .pin
+                .rsplit_once('/')
+                .is_some_and(|(chip, line)| !chip.is_empty() && line.parse::<u32>().is_ok());
+            if !well_formed {
+                return Err(format!(
+                    "invalid scenario: gpio pin `{}` is not `<chip>/<line>` of a simulated pin (`0/4`)",
+                    c.pin
+                ));
+            }
+        }
         for v in [&mut s.temperature, &mut s.humidity, &mut s.pressure] {
             v.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         }
@@ -114,6 +159,11 @@ impl Scenario {
         }
     }
 
+    /// The pins (`chip/line`) the scenario drives.
+    pub fn pins(&self) -> std::collections::BTreeSet<&str> {
+        self.gpio.iter().map(|c| c.pin.as_str()).collect()
+    }
+
     /// The scripted level of input `chip/line` at `time_ns`, if any.
     pub fn input_at(&self, chip: &str, line: u32, time_ns: u64) -> Option<bool> {
         let t = time_ns as f64 / 1e9;
@@ -129,6 +179,34 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impossible_scenarios_are_refused_and_manifest_pins_read() {
+        for (text, needle) in [
+            ("temperature = [{ at_s = 0, value = nan }]", "outside"),
+            ("pressure = [{ at_s = 0, value = 5.0 }]", "outside"),
+            ("humidity = [{ at_s = -1, value = 50.0 }]", "seconds from 0"),
+            (
+                "gpio = [{ at_s = nan, pin = \"0/4\", level = \"low\" }]",
+                "seconds",
+            ),
+            (
+                "gpio = [{ at_s = 1, pin = \"0/x\", level = \"low\" }]",
+                "<chip>/<line>",
+            ),
+            (
+                "gpio = [{ at_s = 1, pin = \"/4\", level = \"low\" }]",
+                "<chip>/<line>",
+            ),
+        ] {
+            let e = Scenario::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+        let s =
+            Scenario::parse("gpio = [{ at_s = 1, pin = \"sim:0/4\", level = \"high\" }]").unwrap();
+        assert_eq!(s.pins().into_iter().collect::<Vec<_>>(), ["0/4"]);
+        assert_eq!(s.input_at("0", 4, 2_000_000_000), Some(true));
+    }
 
     #[test]
     fn curves_are_linear_and_held() {

@@ -141,6 +141,11 @@ pub trait SerialPort: Send {
     fn read_ready(&mut self, buf: &mut [u8]) -> Result<usize, SerialFault>;
     /// Writes what fits now of `data`; 0 if the port's buffer is full.
     fn write_ready(&mut self, data: &[u8]) -> Result<usize, SerialFault>;
+    /// Bytes written but not yet sent on the line (a rate change waits
+    /// for them); 0 where the port cannot tell.
+    fn output_pending(&mut self) -> usize {
+        0
+    }
 }
 
 /// Opens `port` at `baud`: simulated ports from `sim` (made on first use),

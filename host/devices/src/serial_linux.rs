@@ -60,6 +60,11 @@ impl SerialPort for LinuxSerialPort {
             .map_err(|e| SerialFault::Failed(format!("{}: rate {baud}: {e}", self.path)))
     }
 
+    fn output_pending(&mut self) -> usize {
+        // TIOCOUTQ: what the driver still holds to send.
+        serialport::SerialPort::bytes_to_write(&self.config).map_or(0, |n| n as usize)
+    }
+
     fn read_ready(&mut self, buf: &mut [u8]) -> Result<usize, SerialFault> {
         if buf.is_empty() {
             return Ok(0);

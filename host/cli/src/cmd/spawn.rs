@@ -58,13 +58,26 @@ pub struct SpawnArgs {
     args: Vec<String>,
 }
 
+/// Reads `what` (a manifest, a scenario: text a person writes) from
+/// `path`, refusing more than 1 MiB (`/dev/zero` is not a manifest).
+fn read_text(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    const LIMIT: u64 = 1 << 20;
+    let cannot = || format!("cannot read {what} {}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(LIMIT + 1).read_to_end(&mut bytes))
+        .with_context(cannot)?;
+    if bytes.len() as u64 > LIMIT {
+        bail!("{}: it is over 1 MiB", cannot());
+    }
+    String::from_utf8(bytes).with_context(|| format!("{}: it is not UTF-8", cannot()))
+}
+
 /// Runs `phantom spawn`.
 pub fn run(mut a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let devices = match &a.devices {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the device manifest {}", path.display()))?,
-        ),
+        Some(path) => Some(read_text(path, "the device manifest")?),
         None => None,
     };
     let component = if a.component.as_os_str() == "pvm" && !a.component.is_file() {
@@ -118,10 +131,7 @@ pub fn run(mut a: SpawnArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let scenario = match &a.scenario {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the scenario {}", path.display()))?,
-        ),
+        Some(path) => Some(read_text(path, "the scenario")?),
         None => None,
     };
     let policy = a.keep.apply(phantom_snapshots::KeepPolicy::default())?;

@@ -349,6 +349,10 @@ impl JournalCtx {
                     self.digest.update(&(bytes.len() as u64).to_le_bytes());
                     self.digest.update(bytes);
                 }
+                // Recorded by its device-read entry already (a call's
+                // digest stays what it was before rate changes were
+                // effects).
+                Output::Device(crate::iface::devices::DeviceEffect::SerialSetBaud { .. }) => {}
                 Output::Device(crate::iface::devices::DeviceEffect::SerialClose { handle }) => {
                     self.digest.update(&[5]);
                     self.digest.update(&handle.to_le_bytes());

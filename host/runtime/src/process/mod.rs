@@ -306,19 +306,45 @@ impl Process {
     }
 
     /// `apply_device` outside the drive loop (spawn's `init`, `step`),
-    /// which may wait: a device with no room is given up to
-    /// `APPLY_WAIT` to take the rest, then the rest is dropped.
+    /// which may wait: a device with no room is waited on for as long as
+    /// it keeps taking bytes; one that takes nothing for `APPLY_WAIT` has
+    /// the rest dropped, with a warning that says how much.
     pub(crate) fn apply_device_now(&mut self, effect: &crate::iface::devices::DeviceEffect) {
-        /// How long a caller outside the drive loop waits on a full device.
-        const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-        let start = std::time::Instant::now();
+        /// How long a caller outside the drive loop waits on a device that
+        /// takes nothing.
+        const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        let mut since = std::time::Instant::now();
         let mut rest = self.apply_device(effect);
         while let Some(e) = rest {
-            if start.elapsed() > APPLY_WAIT {
+            if since.elapsed() > APPLY_WAIT {
+                if let crate::iface::devices::DeviceEffect::SerialSetBaud { handle, baud } = e {
+                    // The line did not drain: the rate changes anyway.
+                    self.store.data_mut().devices.set_baud_now(handle, baud);
+                    break;
+                }
+                let dropped = e.bytes_len();
+                let name = match &e {
+                    crate::iface::devices::DeviceEffect::SerialWrite { handle, .. } => self
+                        .devices()
+                        .state
+                        .open
+                        .iter()
+                        .find(|d| d.handle == *handle)
+                        .map_or("?".to_string(), |d| d.name.clone()),
+                    _ => "?".to_string(),
+                };
+                self.store.data_mut().devices.warn(format!(
+                    "serial port `{name}` took nothing for {} s: the last {dropped} bytes written in `init` were dropped (nothing reads the port yet?)",
+                    APPLY_WAIT.as_secs()
+                ));
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
+            let left = e.bytes_len();
             rest = self.apply_device(&e);
+            if rest.as_ref().is_none_or(|r| r.bytes_len() < left) {
+                since = std::time::Instant::now();
+            }
         }
     }
 

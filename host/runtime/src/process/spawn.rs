@@ -140,6 +140,25 @@ impl Process {
             })?,
             None => Default::default(),
         };
+        // A scripted pin no grant names would never change anything.
+        let sim_pins: std::collections::BTreeSet<String> = manifest
+            .gpio
+            .values()
+            .filter(|g| g.pin.backend == phantom_devices::Backend::Sim)
+            .map(|g| format!("{}/{}", g.pin.chip, g.pin.line))
+            .collect();
+        if let Some(pin) = scenario_parsed
+            .pins()
+            .into_iter()
+            .find(|p| !sim_pins.contains(*p))
+        {
+            return Err(SpawnError::Devices {
+                name: name.clone(),
+                message: format!(
+                    "the scenario drives pin `sim:{pin}`, which no gpio grant of the device manifest names (it would never reach the process)"
+                ),
+            });
+        }
         let mut granted = crate::iface::devices::Devices::new(manifest, scenario_parsed);
         let dir = data.join(&name);
         if dir.exists() {

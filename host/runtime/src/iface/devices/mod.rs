@@ -175,6 +175,14 @@ pub enum DeviceEffect {
         /// What is left to write.
         bytes: Vec<u8>,
     },
+    /// Set port `handle`'s line rate, after the writes before it (they
+    /// leave at the rate they were written at).
+    SerialSetBaud {
+        /// The port's number.
+        handle: u32,
+        /// The rate (the grant allows it).
+        baud: u32,
+    },
     /// Let go of closed port `handle`, after the writes before it.
     SerialClose {
         /// The port's number.

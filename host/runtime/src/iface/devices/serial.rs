@@ -144,8 +144,12 @@ impl Devices {
                     match wrote {
                         Ok(0) => break,
                         Ok(n) => at += n,
-                        Err(_) => {
-                            self.acquired.insert(*handle, Acquired::Lost);
+                        Err(f) => {
+                            let why = match f {
+                                SerialFault::Lost(why) => why,
+                                SerialFault::Failed(why) => format!("a write failed: {why}"),
+                            };
+                            self.lose(*handle, why);
                             return None;
                         }
                     }
@@ -155,6 +159,20 @@ impl Devices {
                     bytes: bytes[at..].to_vec(),
                 })
             }
+            DeviceEffect::SerialSetBaud { handle, baud } => {
+                // After the bytes before it have left the line.
+                if let Acquired::Serial(port) = self.acquired(*handle)
+                    && port
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .output_pending()
+                        > 0
+                {
+                    return Some(effect.clone());
+                }
+                self.set_baud_now(*handle, *baud);
+                None
+            }
             DeviceEffect::SerialClose { handle } => {
                 // Numbers are never reused: a replayed close finds its
                 // number closed too.
@@ -163,6 +181,30 @@ impl Devices {
                 None
             }
             DeviceEffect::GpioLevel { .. } | DeviceEffect::DisplayFrame { .. } => None,
+        }
+    }
+
+    /// Sets open port `handle`'s rate now (a released `set-baud`); a port
+    /// that fails is named in a warning.
+    pub(crate) fn set_baud_now(&mut self, handle: u32, baud: u32) {
+        let Acquired::Serial(port) = self.acquired(handle) else {
+            return;
+        };
+        let set = port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_baud(baud);
+        match set {
+            Ok(()) => {}
+            Err(SerialFault::Lost(why)) => {
+                self.lose(handle, why);
+            }
+            Err(SerialFault::Failed(why)) => {
+                let name = self.find(handle).map_or("?", |d| d.name.as_str());
+                let warning =
+                    format!("serial port `{name}` did not change its rate to {baud}: {why}");
+                self.warn(warning);
+            }
         }
     }
 
@@ -193,8 +235,9 @@ impl Devices {
             match read {
                 Ok(n) => out.extend_from_slice(&buf[..n]),
                 Err(f) => {
-                    if matches!(f, SerialFault::Lost(_)) {
-                        self.acquired.insert(handle, Acquired::Lost);
+                    if let SerialFault::Lost(why) = &f {
+                        // Named in a warning and kept for `phantom devices`.
+                        self.lose(handle, why.clone());
                     }
                     // What was carried is the guest's: give it, the error
                     // comes with the next read.
@@ -303,16 +346,16 @@ impl ProcessCtx {
         if !grant.allows_baud(baud) {
             return Err(SerialError::BaudNotAllowed);
         }
+        // The port is there (recorded, as before, so replays match); the
+        // rate itself changes as an effect, after the writes before it
+        // have left at the old rate (a "switch to 115200" command sent at
+        // 9600, then the switch).
         self.device_op("a serial rate change", |d| match d.acquired(handle) {
-            Acquired::Serial(p) => p
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .set_baud(baud)
-                .map(|()| Vec::new())
-                .map_err(|f| fault(&f)),
+            Acquired::Serial(_) => Ok(Vec::new()),
             _ => Err(CODE_LOST),
         })
         .map_err(error)?;
+        self.exit(Output::Device(DeviceEffect::SerialSetBaud { handle, baud }));
         if let Some(OpenDevice {
             kind: OpenKind::Serial { baud: b, .. },
             ..
