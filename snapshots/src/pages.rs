@@ -88,11 +88,11 @@ const PACK_PREFIX: &str = "pack-";
 const PACK_SUFFIX: &str = ".php";
 const SEQ_DIGITS: usize = 20;
 
-/// The name of pack `seq`.
 /// The largest pack sequence number a store uses (one pack a nanosecond
 /// would take a century to reach it; a pack named past it is foreign).
 pub const MAX_PACK_SEQ: u64 = 1 << 53;
 
+/// The name of pack `seq`.
 pub fn pack_name(seq: u64) -> String {
     format!("{PACK_PREFIX}{seq:0SEQ_DIGITS$}{PACK_SUFFIX}")
 }

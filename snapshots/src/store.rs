@@ -656,7 +656,16 @@ impl CheckpointStore {
         present.sort_unstable();
         let mut guard = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pool) = guard.as_mut() {
-            let mut known: Vec<u64> = pool.packs.keys().chain(pool.bad.keys()).copied().collect();
+            // Packs named past the bound are never used: they do not
+            // decide what is new (one would make every refresh a reload).
+            present.retain(|&s| s <= crate::pages::MAX_PACK_SEQ);
+            let mut known: Vec<u64> = pool
+                .packs
+                .keys()
+                .chain(pool.bad.keys())
+                .copied()
+                .filter(|&s| s <= crate::pages::MAX_PACK_SEQ)
+                .collect();
             known.sort_unstable();
             let newest = known.last().copied();
             let (old, new) = present.split_at(present.partition_point(|&s| Some(s) <= newest));

@@ -709,3 +709,63 @@ fn a_wrong_key_or_a_crafted_peer_is_refused_and_changes_nothing() {
     assert_eq!(dump(&src, "box"), want);
     sigterm(&mut target);
 }
+
+/// A process granted this host's own hardware (`linux:`) migrates only to
+/// a target that says it takes such processes (`serve
+/// --allow-host-devices`), as `import` takes them only with the flag;
+/// refused, it stays on its source.
+#[test]
+fn host_devices_migrate_only_to_a_target_that_allows_them() {
+    let root = tempfile::tempdir().unwrap();
+    let key = new_key(root.path(), "key");
+    let (src, dst) = (root.path().join("src"), root.path().join("dst"));
+    let manifest = root.path().join("devices.toml");
+    std::fs::write(
+        &manifest,
+        "serial.log = { port = \"linux:/dev/ttyS0\", baud = 9600 }\n",
+    )
+    .unwrap();
+    ok(&run(&[
+        "spawn",
+        phantom_tests::COUNTER,
+        "--data",
+        s(&src),
+        "--name",
+        "c",
+        "--devices",
+        s(&manifest),
+    ]));
+    let migrate = |to: &str| {
+        run(&[
+            "migrate",
+            "c",
+            "--data",
+            s(&src),
+            "--to",
+            to,
+            "--key-file",
+            s(&key),
+        ])
+    };
+    let to = format!("127.0.0.1:{}", free_port());
+    let mut target = start(
+        serve_cmd(&dst, &to, &key),
+        &root.path().join("dst1"),
+        "serving",
+    );
+    let o = migrate(&to);
+    fails_with(&o, "--allow-host-devices");
+    assert!(src.join("c/process.json").exists(), "the source lost it");
+    assert!(!dst.join("c").exists(), "the target took it");
+    sigterm(&mut target);
+    let to = format!("127.0.0.1:{}", free_port());
+    let mut cmd = serve_cmd(&dst, &to, &key);
+    cmd.arg("--allow-host-devices");
+    let mut target = start(cmd, &root.path().join("dst2"), "serving");
+    ok(&migrate(&to));
+    assert!(
+        dst.join("c/process.json").exists(),
+        "the target did not take it"
+    );
+    sigterm(&mut target);
+}

@@ -107,39 +107,10 @@ impl Scenario {
     /// Parses a scenario; errors name the line.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut s: Scenario = toml::from_str(text).map_err(|e| format!("invalid scenario: {e}"))?;
-        // What the simulated BME280 measures (its datasheet's ranges):
-        // past them its readings would come back clamped or wrapped.
-        let curves: [(&str, &Vec<Point>, f64, f64, &str); 3] = [
-            ("temperature", &s.temperature, -40.0, 85.0, "°C"),
-            ("humidity", &s.humidity, 0.0, 100.0, "%"),
-            ("pressure", &s.pressure, 30_000.0, 110_000.0, "Pa"),
-        ];
-        for (what, points, low, high, unit) in curves {
-            for p in points {
-                check_time(what, p.at_s)?;
-                if !(low..=high).contains(&p.value) {
-                    return Err(format!(
-                        "invalid scenario: {what} {} at {} s is outside what the simulated sensor measures ({low} to {high} {unit})",
-                        p.value, p.at_s
-                    ));
-                }
-            }
-        }
+        // Spelled as in the manifest (`sim:0/4`) or bare (`0/4`).
         for c in &mut s.gpio {
-            check_time("gpio", c.at_s)?;
-            // Spelled as in the manifest (`sim:0/4`) or bare (`0/4`).
             if let Some(bare) = c.pin.strip_prefix("sim:") {
                 c.pin = bare.to_string();
-            }
-            let well_formed = c
-                .pin
-                .rsplit_once('/')
-                .is_some_and(|(chip, line)| !chip.is_empty() && line.parse::<u32>().is_ok());
-            if !well_formed {
-                return Err(format!(
-                    "invalid scenario: gpio pin `{}` is not `<chip>/<line>` of a simulated pin (`0/4`)",
-                    c.pin
-                ));
             }
         }
         for v in [&mut s.temperature, &mut s.humidity, &mut s.pressure] {
@@ -157,6 +128,44 @@ impl Scenario {
             humidity: at(&self.humidity, t, 40.0),
             pascal: at(&self.pressure, t, 101325.0),
         }
+    }
+
+    /// What a scenario given to a spawn must also hold (a stored one of a
+    /// running process is read without it, as it was accepted): times
+    /// finite and not negative, values the simulated BME280 measures (its
+    /// datasheet's ranges: past them its readings come back clamped or
+    /// wrapped), pins written `<chip>/<line>`.
+    pub fn check(&self) -> Result<(), String> {
+        let curves: [(&str, &Vec<Point>, f64, f64, &str); 3] = [
+            ("temperature", &self.temperature, -40.0, 85.0, "°C"),
+            ("humidity", &self.humidity, 0.0, 100.0, "%"),
+            ("pressure", &self.pressure, 30_000.0, 110_000.0, "Pa"),
+        ];
+        for (what, points, low, high, unit) in curves {
+            for p in points {
+                check_time(what, p.at_s)?;
+                if !(low..=high).contains(&p.value) {
+                    return Err(format!(
+                        "invalid scenario: {what} {} at {} s is outside what the simulated sensor measures ({low} to {high} {unit})",
+                        p.value, p.at_s
+                    ));
+                }
+            }
+        }
+        for c in &self.gpio {
+            check_time("gpio", c.at_s)?;
+            let well_formed = c
+                .pin
+                .rsplit_once('/')
+                .is_some_and(|(chip, line)| !chip.is_empty() && line.parse::<u32>().is_ok());
+            if !well_formed {
+                return Err(format!(
+                    "invalid scenario: gpio pin `{}` is not `<chip>/<line>` of a simulated pin (`0/4`)",
+                    c.pin
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The pins (`chip/line`) the scenario drives.
@@ -199,7 +208,7 @@ mod tests {
                 "<chip>/<line>",
             ),
         ] {
-            let e = Scenario::parse(text).unwrap_err();
+            let e = Scenario::parse(text).and_then(|s| s.check()).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");
         }
         let s =

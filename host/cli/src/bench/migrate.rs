@@ -132,6 +132,7 @@ pub fn run(args: &MigrateBenchArgs) -> anyhow::Result<serde_json::Value> {
             data: dst.clone(),
             listen: "127.0.0.1:0".into(),
             security: Security::Key(key),
+            allow_host_devices: false,
             hand_over: true,
             log: Arc::new(|_| {}),
         },

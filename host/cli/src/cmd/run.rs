@@ -85,6 +85,8 @@ pub struct Listen {
     pub addr: String,
     /// The channel's protection.
     pub security: phantom_runtime::migrate::Security,
+    /// Accept `linux:` device grants.
+    pub allow_host_devices: bool,
 }
 
 impl RunArgs {
@@ -242,6 +244,7 @@ pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
                     data: data.path().to_path_buf(),
                     listen: listen.addr.clone(),
                     security: listen.security,
+                    allow_host_devices: listen.allow_host_devices,
                     hand_over: true,
                     log: std::sync::Arc::new(|line: &str| note!("phantom: {line}")),
                 },

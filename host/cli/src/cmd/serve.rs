@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// reach the port can then hand this host a process).
     #[arg(long)]
     insecure_plaintext: bool,
+    /// Accept processes whose device manifest grants this host's own
+    /// hardware (`linux:` pins, buses, ports); without it, such a
+    /// migration is refused (the process stays on its source).
+    #[arg(long)]
+    allow_host_devices: bool,
     /// Write a new random key (hex) to this file, mode 0600, and exit.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "listen"])]
     new_key: Option<PathBuf>,
@@ -81,6 +86,10 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         a.checkpoint_every,
         a.verbose,
         a.engine,
-        Listen { addr, security },
+        Listen {
+            addr,
+            security,
+            allow_host_devices: a.allow_host_devices,
+        },
     ))
 }

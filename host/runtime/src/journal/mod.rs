@@ -320,6 +320,24 @@ impl JournalCtx {
 
     /// Hashes the outputs of the current call into its digest.
     pub(crate) fn hash_outputs(&mut self, outputs: &[Output]) {
+        use crate::iface::devices::DeviceEffect;
+        // A rate change became an effect after calls were recorded without
+        // one: hashed as before, without it, the writes around it as the
+        // one write they then were.
+        let is_rate = |o: &Output| matches!(o, Output::Device(DeviceEffect::SerialSetBaud { .. }));
+        if outputs.iter().any(is_rate) {
+            let mut joined: Vec<Output> = Vec::with_capacity(outputs.len());
+            for o in outputs.iter().filter(|o| !is_rate(o)) {
+                let absorbed = match (joined.last_mut(), o) {
+                    (Some(Output::Device(last)), Output::Device(next)) => last.absorb(next),
+                    _ => false,
+                };
+                if !absorbed {
+                    joined.push(o.clone());
+                }
+            }
+            return self.hash_outputs(&joined);
+        }
         for o in outputs {
             match o {
                 Output::Console(b) => {
@@ -349,9 +367,7 @@ impl JournalCtx {
                     self.digest.update(&(bytes.len() as u64).to_le_bytes());
                     self.digest.update(bytes);
                 }
-                // Recorded by its device-read entry already (a call's
-                // digest stays what it was before rate changes were
-                // effects).
+                // Left out above.
                 Output::Device(crate::iface::devices::DeviceEffect::SerialSetBaud { .. }) => {}
                 Output::Device(crate::iface::devices::DeviceEffect::SerialClose { handle }) => {
                     self.digest.update(&[5]);
@@ -374,6 +390,35 @@ impl JournalCtx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call that wrote, changed the rate and wrote again hashes as it
+    /// did when the rate change was no effect (one write of both), so
+    /// journals recorded then still replay.
+    #[test]
+    fn a_rate_change_leaves_a_calls_digest_as_it_was() {
+        use crate::iface::devices::DeviceEffect::{SerialSetBaud, SerialWrite};
+        let write = |bytes: &[u8]| {
+            Output::Device(SerialWrite {
+                handle: 1,
+                bytes: bytes.to_vec(),
+            })
+        };
+        let digest = |outputs: &[Output]| {
+            let mut j = JournalCtx::default();
+            j.hash_outputs(outputs);
+            j.digest.digest()
+        };
+        let now = [
+            write(b"rate 115200\n"),
+            Output::Device(SerialSetBaud {
+                handle: 1,
+                baud: 115200,
+            }),
+            write(b"fast\n"),
+        ];
+        assert_eq!(digest(&now), digest(&[write(b"rate 115200\nfast\n")]));
+        assert_ne!(digest(&now), digest(&[write(b"rate 115200\n")]));
+    }
 
     fn message(from: &str, id: u64) -> Input {
         Input::Message {

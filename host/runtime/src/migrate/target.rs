@@ -52,6 +52,9 @@ pub struct ServerOptions {
     pub listen: String,
     /// The channel's protection.
     pub security: Security,
+    /// Accept processes granted this host's own devices (`linux:`), as
+    /// `import --allow-host-devices` does.
+    pub allow_host_devices: bool,
     /// Hand committed processes to the host running the data directory.
     pub hand_over: bool,
     /// Where to report what happens (one line each).
@@ -70,6 +73,7 @@ enum State {
 struct Shared {
     data: DataDir,
     security: Security,
+    allow_host_devices: bool,
     rt: Arc<Runtime>,
     hand_over: bool,
     log: Arc<dyn Fn(&str) + Send + Sync>,
@@ -97,6 +101,7 @@ impl MigrationServer {
         let shared = Arc::new(Shared {
             data: DataDir::open(&opts.data).map_err(std::io::Error::other)?,
             security: opts.security,
+            allow_host_devices: opts.allow_host_devices,
             rt,
             hand_over: opts.hand_over,
             log: opts.log,
@@ -534,6 +539,19 @@ impl Incoming<'_> {
             FileKind::Setting => {
                 let bytes = fs::read(&path).map_err(|e| format!("cannot read it back: {e}"))?;
                 crate::travel::check_setting(name, &bytes)?;
+                if name == crate::process::DEVICES_FILE && !self.shared.allow_host_devices {
+                    let host = std::str::from_utf8(&bytes)
+                        .ok()
+                        .and_then(|t| phantom_devices::DeviceManifest::parse(t).ok())
+                        .map(|m| m.host_devices())
+                        .unwrap_or_default();
+                    if !host.is_empty() {
+                        return Err(format!(
+                            "it would be granted this host's own devices ({}): the target accepts such processes only with `phantom serve --allow-host-devices`",
+                            host.join(", ")
+                        ));
+                    }
+                }
             }
             _ => {}
         }

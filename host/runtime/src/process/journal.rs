@@ -405,19 +405,20 @@ impl Process {
                             }
                             // The journal's last call (the host died in it)
                             // failed again: recorded, so a retry skips it
-                            // (not when the host or the image failed it:
-                            // see `step`).
+                            // (abandoned, its input kept, when the host or
+                            // the image failed it: see `step`).
                             let j = &mut self.store.data_mut().journal;
-                            if j.replay.is_empty()
-                                && !matches!(
-                                    failure.kind,
-                                    FailureKind::Divergence
-                                        | FailureKind::HostIo
-                                        | FailureKind::BadImage
-                                )
-                            {
+                            if j.replay.is_empty() && failure.kind != FailureKind::Divergence {
                                 j.trouble = None;
-                                let _ = j.append(&Entry::CallFailed { call: seq });
+                                let end = if matches!(
+                                    failure.kind,
+                                    FailureKind::HostIo | FailureKind::BadImage
+                                ) {
+                                    Entry::CallAbandoned { call: seq }
+                                } else {
+                                    Entry::CallFailed { call: seq }
+                                };
+                                let _ = j.append(&end);
                                 if let Some(log) = &j.log {
                                     let _ = log.sync();
                                 }

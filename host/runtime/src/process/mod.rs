@@ -316,12 +316,9 @@ impl Process {
         let mut since = std::time::Instant::now();
         let mut rest = self.apply_device(effect);
         while let Some(e) = rest {
-            if since.elapsed() > APPLY_WAIT {
-                if let crate::iface::devices::DeviceEffect::SerialSetBaud { handle, baud } = e {
-                    // The line did not drain: the rate changes anyway.
-                    self.store.data_mut().devices.set_baud_now(handle, baud);
-                    break;
-                }
+            // A rate change gives up waiting on the line by itself.
+            let rate = matches!(e, crate::iface::devices::DeviceEffect::SerialSetBaud { .. });
+            if since.elapsed() > APPLY_WAIT && !rate {
                 let dropped = e.bytes_len();
                 let name = match &e {
                     crate::iface::devices::DeviceEffect::SerialWrite { handle, .. } => self
@@ -334,7 +331,7 @@ impl Process {
                     _ => "?".to_string(),
                 };
                 self.store.data_mut().devices.warn(format!(
-                    "serial port `{name}` took nothing for {} s: the last {dropped} bytes written in `init` were dropped (nothing reads the port yet?)",
+                    "serial port `{name}` took nothing for {} s: the last {dropped} bytes written were dropped (nothing reads the port yet?)",
                     APPLY_WAIT.as_secs()
                 ));
                 break;

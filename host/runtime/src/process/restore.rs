@@ -48,6 +48,26 @@ impl Process {
         dir: &Path,
         mode: RestoreMode,
     ) -> Result<(Process, Vec<String>), RestoreError> {
+        Self::restore_with(rt, dir, mode, true)
+    }
+
+    /// [`Process::restore`] without taking its devices back (nothing is
+    /// opened or driven): for a copy restored only to be checkpointed
+    /// again (a fork or rollback in its staging directory), which must
+    /// not touch hardware a running host may be driving.
+    pub(crate) fn restore_without_devices(
+        rt: &Runtime,
+        dir: &Path,
+    ) -> Result<(Process, Vec<String>), RestoreError> {
+        Self::restore_with(rt, dir, rt.config.restore, false)
+    }
+
+    fn restore_with(
+        rt: &Runtime,
+        dir: &Path,
+        mode: RestoreMode,
+        devices: bool,
+    ) -> Result<(Process, Vec<String>), RestoreError> {
         let images =
             Arc::new(CheckpointStore::open(dir).map_err(|e| {
                 RestoreError::NoUsableImage(phantom_snapshots::RestoreError::Store(e))
@@ -153,7 +173,12 @@ impl Process {
         }
         // Devices come back after the replay (which touched none), in the
         // order opened, with what the guest set re-applied.
-        for gone in process.store.data_mut().devices.reacquire() {
+        let gone = if devices {
+            process.store.data_mut().devices.reacquire()
+        } else {
+            Vec::new()
+        };
+        for gone in gone {
             warnings.push(format!(
                 "{}: device {gone}: the guest gets `device-lost` when it next uses it",
                 dir.display()

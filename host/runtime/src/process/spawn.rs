@@ -54,12 +54,13 @@ fn check_device_grants(
     manifest: Option<&str>,
 ) -> Result<phantom_devices::DeviceManifest, SpawnError> {
     let manifest = match manifest {
-        Some(text) => {
-            phantom_devices::DeviceManifest::parse(text).map_err(|e| SpawnError::Devices {
+        Some(text) => phantom_devices::DeviceManifest::parse(text)
+            .map_err(|e| e.to_string())
+            .and_then(|m| m.check_new().map(|()| m))
+            .map_err(|message| SpawnError::Devices {
                 name: name.to_string(),
-                message: e.to_string(),
-            })?
-        }
+                message,
+            })?,
         None => phantom_devices::DeviceManifest::default(),
     };
     let granted = manifest.granted_interfaces();
@@ -132,12 +133,12 @@ impl Process {
         }
         let manifest = check_device_grants(&name, component_bytes, devices.as_deref())?;
         let scenario_parsed = match scenario.as_deref() {
-            Some(text) => phantom_devices::scenario::Scenario::parse(text).map_err(|message| {
-                SpawnError::Devices {
+            Some(text) => phantom_devices::scenario::Scenario::parse(text)
+                .and_then(|s| s.check().map(|()| s))
+                .map_err(|message| SpawnError::Devices {
                     name: name.clone(),
                     message,
-                }
-            })?,
+                })?,
             None => Default::default(),
         };
         // A scripted pin no grant names would never change anything.

@@ -129,14 +129,20 @@ impl Process {
                 // skips this call, so the process comes back as it was
                 // before it (its checkpoint plus the journal up to here).
                 // Not when the host or the image failed it (a damaged page
-                // read lazily): the guest is not at fault, and the input
-                // goes to the call after the next restore.
-                if let Some(call) = call
-                    && !matches!(failure.kind, FailureKind::HostIo | FailureKind::BadImage)
-                {
+                // read lazily): the guest is not at fault, so the call is
+                // abandoned (a replay drops it and the reads it made on
+                // memory it could not trust, and the input goes to the
+                // next call).
+                if let Some(call) = call {
+                    let end = if matches!(failure.kind, FailureKind::HostIo | FailureKind::BadImage)
+                    {
+                        Entry::CallAbandoned { call }
+                    } else {
+                        Entry::CallFailed { call }
+                    };
                     let j = &mut self.store.data_mut().journal;
                     j.trouble = None;
-                    if j.append(&Entry::CallFailed { call }).is_ok()
+                    if j.append(&end).is_ok()
                         && let Some(log) = &j.log
                     {
                         let _ = log.sync();

@@ -99,23 +99,26 @@ pub fn fork(
     // may have sent before (removed since), and receivers drop ids they
     // have seen from a name. Done in the stage, so no host sees it first;
     // a fork that does not restore would never run, and is not made.
-    let own_checkpoint =
-        match super::rollback::restore_change_checkpoint(rt, &stage, "the fork", |p| {
-            p.message_ids_after(unix_ns())
-        }) {
-            Ok(id) => id,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&stage);
-                return Err(TravelError::Refused(format!(
-                    "checkpoint {checkpoint} of '{name}' cannot be forked: {e}{}",
-                    if with_tail {
-                        " (an older checkpoint may fork: --at ID, see `phantom checkpoints`)"
-                    } else {
-                        ""
-                    }
-                )));
-            }
-        };
+    let own_checkpoint = match super::rollback::restore_change_checkpoint(
+        rt,
+        &stage,
+        "the fork",
+        Some(checkpoint),
+        |p| p.message_ids_after(unix_ns()),
+    ) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&stage);
+            return Err(TravelError::Refused(format!(
+                "checkpoint {checkpoint} of '{name}' cannot be forked: {e}{}",
+                if with_tail {
+                    " (an older checkpoint may fork: --at ID, see `phantom checkpoints`)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    };
     let dest = data.join(new);
     if dest.exists() {
         let _ = fs::remove_dir_all(&stage);

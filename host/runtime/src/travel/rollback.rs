@@ -122,16 +122,28 @@ fn message_ids_used(rt: &Runtime, dir: &Path, store: &CheckpointStore) -> u64 {
     }
 }
 
-/// Restores the process in `dir`, lets `change` change it and checkpoints
-/// it: the checkpoint's id. `what` names the state in errors.
+/// Restores the process in `dir` (without its devices: a running host may
+/// drive them), lets `change` change it and checkpoints it: the
+/// checkpoint's id. The restore must come from checkpoint `from` when
+/// given (not fall back past it). `what` names the state in errors.
 pub(super) fn restore_change_checkpoint(
     rt: &Runtime,
     dir: &Path,
     what: &str,
+    from: Option<u64>,
     change: impl FnOnce(&mut Process),
 ) -> Result<u64, TravelError> {
-    let (mut p, _) = Process::restore(rt, dir)
+    let (mut p, warnings) = Process::restore_without_devices(rt, dir)
         .map_err(|e| TravelError::Refused(format!("{what} does not restore: {e}")))?;
+    if let Some(from) = from
+        && p.state().checkpoint_id != from
+    {
+        return Err(TravelError::Refused(format!(
+            "{what} does not restore from checkpoint {from} (checkpoint {} would have been used): {}",
+            p.state().checkpoint_id,
+            warnings.join("; ")
+        )));
+    }
     change(&mut p);
     let failed = |e: String| TravelError::Refused(format!("cannot checkpoint {what}: {e}"));
     p.checkpoint(rt).map_err(|e| failed(e.to_string()))?;
@@ -151,7 +163,7 @@ pub(crate) fn move_on(
     ids: u64,
     last_id: u64,
 ) -> Result<u64, TravelError> {
-    restore_change_checkpoint(rt, dir, "it", |p| p.move_on(ids, last_id))
+    restore_change_checkpoint(rt, dir, "it", None, |p| p.move_on(ids, last_id))
 }
 
 /// After `phantom journal --cut-at` (the caller holds the lock): the
@@ -254,6 +266,7 @@ pub(crate) fn rollback_locked(
             rt,
             &stage,
             &format!("the rollback to checkpoint {to}"),
+            Some(to),
             |p| p.prepare_rollback(sent, from),
         )
     })();

@@ -944,7 +944,7 @@ mod tests {
             ),
             // The relay moved to pin 18, the bus to another device.
             (
-                "gpio.relay = { pin = \"sim:0/18\", modes = [\"output\"] }\ni2c.env = { bus = \"sim:other\", addresses = [0x76] }\n",
+                "gpio.relay = { pin = \"sim:0/18\", modes = [\"output\"] }\ni2c.env = { bus = \"linux:/dev/i2c-9\", addresses = [0x76] }\n",
                 false,
                 false,
             ),

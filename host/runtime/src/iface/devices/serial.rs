@@ -53,7 +53,14 @@ pub(crate) struct SerialLive {
     /// Bytes read from a watched port that the queue then did not take (a
     /// journal write failed): delivered first at the next look, or by `read`.
     carry: BTreeMap<u32, Vec<u8>>,
+    /// A rate change waiting for the line to drain: since when the bytes
+    /// the driver holds last went down, and how many it held then.
+    draining: BTreeMap<u32, (std::time::Instant, usize)>,
 }
+
+/// How long a rate change waits on a line whose driver sends nothing more
+/// (a pty nobody reads, a stalled adapter) before the rate changes anyway.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `serial.serial-error`.
 #[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,16 +167,35 @@ impl Devices {
                 })
             }
             DeviceEffect::SerialSetBaud { handle, baud } => {
-                // After the bytes before it have left the line.
-                if let Acquired::Serial(port) = self.acquired(*handle)
-                    && port
+                // After the bytes before it have left the line, as long as
+                // the line keeps sending them.
+                if let Acquired::Serial(port) = self.acquired(*handle) {
+                    let pending = port
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .output_pending()
-                        > 0
-                {
-                    return Some(effect.clone());
+                        .output_pending();
+                    if pending > 0 {
+                        let now = std::time::Instant::now();
+                        let (since, held) = self
+                            .serial
+                            .draining
+                            .entry(*handle)
+                            .or_insert((now, pending));
+                        if pending < *held {
+                            (*since, *held) = (now, pending);
+                        }
+                        if now.duration_since(*since) < DRAIN_WAIT {
+                            return Some(effect.clone());
+                        }
+                        let name = self.find(*handle).map_or("?", |d| d.name.as_str());
+                        let warning = format!(
+                            "serial port `{name}` sent nothing for {} s with {pending} bytes still to send: its rate changes to {baud} now",
+                            DRAIN_WAIT.as_secs()
+                        );
+                        self.warn(warning);
+                    }
                 }
+                self.serial.draining.remove(handle);
                 self.set_baud_now(*handle, *baud);
                 None
             }
@@ -186,7 +212,7 @@ impl Devices {
 
     /// Sets open port `handle`'s rate now (a released `set-baud`); a port
     /// that fails is named in a warning.
-    pub(crate) fn set_baud_now(&mut self, handle: u32, baud: u32) {
+    fn set_baud_now(&mut self, handle: u32, baud: u32) {
         let Acquired::Serial(port) = self.acquired(handle) else {
             return;
         };
