@@ -188,6 +188,10 @@ impl Process {
     }
 
     /// Makes the process of one checked candidate.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one restore's candidate, used once"
+    )]
     fn from_image(
         rt: &Runtime,
         mode: RestoreMode,
