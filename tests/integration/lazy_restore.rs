@@ -165,6 +165,21 @@ fn prefetch_fills_the_whole_memory() {
     assert_same(&want, &memory_bytes(&mut p), "after the prefetch");
 }
 
+/// Pack `path` opened for reading and writing, with its page count and
+/// where its index starts (DESIGN.md, "Pack").
+fn open_pack(path: &Path) -> (std::fs::File, u64, u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut head = [0u8; 64];
+    f.read_exact_at(&mut head, 0).unwrap();
+    let field = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap());
+    (f, field(24), field(32))
+}
+
 #[test]
 fn image_unreadable_after_a_lazy_restore_fails_the_process_not_the_host() {
     let data = data_dir();
@@ -184,14 +199,7 @@ fn image_unreadable_after_a_lazy_restore_fails_the_process_not_the_host() {
     // Format 2: the pages are in packs; their records change too.
     for path in pack_files(&dir) {
         use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        let mut head = [0u8; 64];
-        f.read_exact_at(&mut head, 0).unwrap();
-        let index = u64::from_le_bytes(head[32..40].try_into().unwrap());
+        let (f, _, index) = open_pack(&path);
         f.write_all_at(&vec![0x5A; (index - 64) as usize], 64)
             .unwrap();
     }
@@ -226,15 +234,7 @@ fn a_damaged_page_read_lazily_loses_no_input() {
     // Every record of the newest pack damaged (the index and header still
     // verify; a record is checked when it is read).
     let pack = pack_files(&d.join("kv")).pop().expect("a pack");
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&pack)
-        .unwrap();
-    let mut head = [0u8; 64];
-    f.read_exact_at(&mut head, 0).unwrap();
-    let pages = u64::from_le_bytes(head[24..32].try_into().unwrap());
-    let index = u64::from_le_bytes(head[32..40].try_into().unwrap());
+    let (f, pages, index) = open_pack(&pack);
     for i in 0..pages {
         let mut e = [0u8; 32];
         f.read_exact_at(&mut e, index + 32 * i).unwrap();

@@ -895,32 +895,29 @@ mod tests {
     /// every thread named `phantom-control`.
     static ONE_SERVER: Mutex<()> = Mutex::new(());
 
-    /// A server of a new data directory, with what must outlive it.
-    struct TestServer {
+    /// What a test server needs kept alive: the one-server guard, its
+    /// directory and its lock.
+    struct Kept {
         _one: std::sync::MutexGuard<'static, ()>,
         _dir: tempfile::TempDir,
         _lock: DataLock,
-        server: ControlServer,
-        rx: mpsc::Receiver<PendingRequest>,
-        sock: PathBuf,
     }
 
-    /// Starts a server of a new data directory (holding `ONE_SERVER`).
-    fn start_server() -> TestServer {
+    /// Starts a server of a new data directory (holding `ONE_SERVER`):
+    /// what to keep, the server, its requests and its socket.
+    fn start_server() -> (Kept, ControlServer, mpsc::Receiver<PendingRequest>, PathBuf) {
         let one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
         let t = tempfile::tempdir().unwrap();
         let data = DataDir::create(t.path()).unwrap();
         let lock = data.lock().unwrap();
         let (server, rx) = ControlServer::start(&data, &lock, Waker::default()).unwrap();
         let sock = t.path().join(SOCKET_NAME);
-        TestServer {
+        let kept = Kept {
             _one: one,
             _dir: t,
             _lock: lock,
-            server,
-            rx,
-            sock,
-        }
+        };
+        (kept, server, rx, sock)
     }
 
     /// CPU time (clock ticks) of this process's threads named `name`.
@@ -958,14 +955,7 @@ mod tests {
     /// when the server stops is answered `stopping`.
     #[test]
     fn the_server_answers_in_order_from_any_thread_and_idles_for_gone_peers() {
-        let TestServer {
-            _one,
-            _dir,
-            _lock,
-            server,
-            rx,
-            sock,
-        } = start_server();
+        let (_kept, server, rx, sock) = start_server();
         // Answered from another thread, in the order asked.
         let answerer = std::thread::spawn(move || {
             let mut n = 0;
@@ -1034,14 +1024,7 @@ mod tests {
     /// the socket takes at once while the client is not reading.
     #[test]
     fn answers_written_by_any_thread_stay_whole_and_in_order() {
-        let TestServer {
-            _one,
-            _dir,
-            _lock,
-            server,
-            rx,
-            sock,
-        } = start_server();
+        let (_kept, server, rx, sock) = start_server();
         const N: usize = 200;
         let answerer = std::thread::spawn(move || {
             for n in 0..N {
