@@ -81,6 +81,9 @@ pub struct ProcessCtx {
     pub(crate) pending_bytes: usize,
     /// Console lines admitted but dropped unhandled when the guest exited.
     pub(crate) undelivered_lines: u64,
+    /// The queued lines were counted as kept (a failed process's journal
+    /// holds them), not as undelivered.
+    pub(crate) queued_counted: bool,
     /// The process clock.
     pub clock: ProcessClock,
     /// What the guest sent out during the current call.
@@ -124,6 +127,7 @@ impl ProcessCtx {
             timers,
             pending_bytes,
             undelivered_lines: 0,
+            queued_counted: false,
             clock,
             outbox: Outbox::default(),
             checkpoint_requested: false,

@@ -231,6 +231,9 @@ pub struct RunSummary {
     pub undelivered: u64,
     /// Why input was not delivered.
     pub undelivered_reason: Option<String>,
+    /// Lines a failed process had queued, kept in its journal: handed to
+    /// it when it runs again (`--retry-failed`), so not to be sent again.
+    pub kept: Vec<(String, u64)>,
     /// The run stopped at `run_for`.
     pub timed_out: bool,
 }
@@ -722,6 +725,14 @@ impl<'rt> Drive<'rt> {
                     failure: &failure,
                 });
                 mark_failed(p.process.dir(), &failure);
+                // Queued lines are durable in its journal: it gets them
+                // when it runs again. (Without a journal they are lost.)
+                if p.process.journal_log().is_some() {
+                    let queued = p.process.take_queued_lines();
+                    if queued > 0 {
+                        self.summary.kept.push((name.clone(), queued));
+                    }
+                }
                 let lost = p.process.take_undelivered_lines();
                 if lost > 0 {
                     self.summary.undelivered += lost;

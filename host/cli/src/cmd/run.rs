@@ -369,6 +369,11 @@ pub fn run(mut a: RunArgs) -> anyhow::Result<ExitCode> {
         note!("phantom: a checkpoint of '{name}' was not written: {e}");
         clean = false;
     }
+    for (name, lines) in &summary.kept {
+        note!(
+            "phantom: {lines} line(s) of input wait in the journal of '{name}' (it failed before handling them): `phantom run --retry-failed` hands them to it; do not send them again"
+        );
+    }
     if summary.undelivered > 0 {
         note!(
             "phantom: {} line(s) of input were not delivered ({})",

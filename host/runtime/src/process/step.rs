@@ -34,11 +34,25 @@ impl Process {
         self.store.data().has_room(bytes)
     }
 
+    /// Console lines queued now (admitted, not yet handled), taken from
+    /// the count `take_undelivered_lines` gives (the lines stay queued).
+    pub fn take_queued_lines(&mut self) -> u64 {
+        let ctx = self.store.data_mut();
+        let queued = ctx
+            .state
+            .pending
+            .iter()
+            .filter(|i| matches!(i, Input::ConsoleLine(_)))
+            .count() as u64;
+        ctx.queued_counted = true;
+        queued
+    }
+
     /// Console lines admitted that the guest will never handle: queued when
     /// it exited, or when it failed. Taken, so each is counted once.
     pub fn take_undelivered_lines(&mut self) -> u64 {
         let ctx = self.store.data_mut();
-        let queued = if ctx.state.exit_code.is_none() {
+        let queued = if ctx.state.exit_code.is_none() && !ctx.queued_counted {
             ctx.state
                 .pending
                 .iter()
