@@ -317,6 +317,11 @@ impl Vm {
     }
 
     fn locate(&self, frames: &[Box<Frame>], message: String) -> String {
+        // Located once, where it happened: a panic rising through nested
+        // runs keeps the innermost place (not one per level).
+        if message.contains(" near IP ") {
+            return message;
+        }
         match frames.last() {
             Some(f) => format!(
                 "{message} (in {}.{} near IP {})",

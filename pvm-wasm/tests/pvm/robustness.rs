@@ -228,6 +228,8 @@ fn nested_runs_are_bounded() {
         method \"main\" 16\n    os_load8 0\n    summon_this\n    call_10 1\n    ret\nend\n";
     let (o, _) = run_method(".t.rec", text, 16);
     assert!(failed(&o).starts_with("nested run limit exceeded"), "{o:?}");
+    // Located once, where it happened (not once per nested run).
+    assert_eq!(failed(&o).matches(" near IP ").count(), 1, "{o:?}");
 }
 
 /// A program that keeps allocating (a linked list of arrays, every one

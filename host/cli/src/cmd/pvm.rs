@@ -191,7 +191,8 @@ fn run_classes(
         return Ok(ExitCode::FAILURE);
     }
     if summary.timed_out {
-        bail!("the Phantom program was still running after {timeout:?}");
+        let after = timeout.map_or_else(|| "its time".to_string(), |t| format!("{t:?}"));
+        bail!("the Phantom program was still running after {after} (--timeout)");
     }
     Ok(ExitCode::SUCCESS)
 }

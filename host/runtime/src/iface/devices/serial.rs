@@ -287,7 +287,8 @@ impl DeviceEffect {
     }
 
     /// Joins `next` to this effect if both write the same port (a call's
-    /// run of writes is one effect, not one per write); false if not.
+    /// run of writes is one effect, not one per write) or both set its
+    /// rate; false if not.
     pub(crate) fn absorb(&mut self, next: &DeviceEffect) -> bool {
         match (self, next) {
             (
@@ -298,6 +299,18 @@ impl DeviceEffect {
                 },
             ) if handle == h && bytes.len() + more.len() <= MAX_WRITE_PER_CALL => {
                 bytes.extend_from_slice(more);
+                true
+            }
+            // Rate changes in a row: the last one is the rate (a loop of
+            // them holds one effect, not one each).
+            (
+                DeviceEffect::SerialSetBaud { handle, baud },
+                DeviceEffect::SerialSetBaud {
+                    handle: h,
+                    baud: next,
+                },
+            ) if handle == h => {
+                *baud = *next;
                 true
             }
             _ => false,
