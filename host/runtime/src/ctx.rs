@@ -84,6 +84,9 @@ pub struct ProcessCtx {
     /// The queued lines were counted as kept (a failed process's journal
     /// holds them), not as undelivered.
     pub(crate) queued_counted: bool,
+    /// Console lines of calls abandoned (the host or the image failed
+    /// them): back at the head of the queue after the next restore.
+    pub(crate) abandoned_lines: u64,
     /// The process clock.
     pub clock: ProcessClock,
     /// What the guest sent out during the current call.
@@ -128,6 +131,7 @@ impl ProcessCtx {
             pending_bytes,
             undelivered_lines: 0,
             queued_counted: false,
+            abandoned_lines: 0,
             clock,
             outbox: Outbox::default(),
             checkpoint_requested: false,

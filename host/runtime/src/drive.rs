@@ -406,21 +406,21 @@ impl<'rt> Drive<'rt> {
     }
 
     /// Applies the fallback policy to a process that failed (already marked
-    /// failed and settled); true when the failure was dealt with (it runs
-    /// again, or its resume failed and that failure is recorded).
+    /// failed and settled): what it did (anything but `No`: the failure was
+    /// dealt with, it runs again or its resume failure is recorded).
     fn fall_back(
         &mut self,
         gone: Driven,
         policy: crate::travel::fallback::FallbackPolicy,
         failure: &Failure,
         hooks: &mut dyn DriveHooks,
-    ) -> bool {
+    ) -> FellBack {
         use crate::travel::fallback::{Fallback, after_failure};
         let Some(data) = self.data.clone() else {
-            return false;
+            return FellBack::No;
         };
         let Ok(data) = crate::datadir::DataDir::open(&data) else {
-            return false;
+            return FellBack::No;
         };
         let dir = gone.process.dir().to_path_buf();
         let name = gone.process.name().to_string();
@@ -429,23 +429,45 @@ impl<'rt> Drive<'rt> {
         let decision = match after_failure(self.rt, &data, &dir, policy, failure, handled, false) {
             Fallback::GiveUp(d) => {
                 hooks.note(Note::Warning(&format!("'{name}' stays failed: {}", d.why)));
-                return false;
+                return FellBack::No;
             }
-            Fallback::Retry(d) => format!(
-                "'{name}' failed; resuming it from checkpoint {}: {}",
-                d.checkpoint, d.why
+            Fallback::Retry(d) => (
+                false,
+                format!(
+                    "'{name}' failed; resuming it from checkpoint {}: {}",
+                    d.checkpoint, d.why
+                ),
             ),
-            Fallback::RolledBack(d) => format!(
-                "'{name}' keeps failing; rolled back to checkpoint {} (now checkpoint {}): {}",
-                d.to.unwrap_or(0),
-                d.new_checkpoint.unwrap_or(0),
-                d.why
+            Fallback::RolledBack(d) => (
+                true,
+                format!(
+                    "'{name}' keeps failing; rolled back to checkpoint {} (now checkpoint {}): {}",
+                    d.to.unwrap_or(0),
+                    d.new_checkpoint.unwrap_or(0),
+                    d.why
+                ),
             ),
         };
+        let (rolled_back, decision) = decision;
         hooks.note(Note::Warning(&decision));
         clear_failure(&dir);
+        if rolled_back {
+            return match self.restore(&dir, hooks) {
+                Ok(_) => FellBack::RolledBack,
+                Err(e) => {
+                    let failure = Failure::new(e.kind(), format!("cannot resume '{name}': {e}"));
+                    hooks.note(Note::Failed {
+                        name: &name,
+                        failure: &failure,
+                    });
+                    mark_failed(&dir, &failure);
+                    self.summary.failed.push((name, failure));
+                    FellBack::RolledBack
+                }
+            };
+        }
         match self.restore(&dir, hooks) {
-            Ok(_) => true,
+            Ok(_) => FellBack::Resumed,
             Err(e) => {
                 let failure = Failure::new(e.kind(), format!("cannot resume '{name}': {e}"));
                 hooks.note(Note::Failed {
@@ -454,7 +476,7 @@ impl<'rt> Drive<'rt> {
                 });
                 mark_failed(&dir, &failure);
                 self.summary.failed.push((name, failure));
-                true
+                FellBack::StaysFailed
             }
         }
     }
@@ -727,12 +749,11 @@ impl<'rt> Drive<'rt> {
                 mark_failed(p.process.dir(), &failure);
                 // Queued lines are durable in its journal: it gets them
                 // when it runs again. (Without a journal they are lost.)
-                if p.process.journal_log().is_some() {
-                    let queued = p.process.take_queued_lines();
-                    if queued > 0 {
-                        self.summary.kept.push((name.clone(), queued));
-                    }
-                }
+                let kept = if p.process.journal_log().is_some() {
+                    p.process.take_queued_lines()
+                } else {
+                    0
+                };
                 let lost = p.process.take_undelivered_lines();
                 if lost > 0 {
                     self.summary.undelivered += lost;
@@ -747,12 +768,30 @@ impl<'rt> Drive<'rt> {
                 self.sync_and_release(i, hooks);
                 let mut gone = self.procs.remove(i);
                 settle(&mut gone.process, &name, &mut self.summary, hooks, true);
-                if let Some(policy) = opts.fallback
-                    && self.fall_back(gone, policy, &failure, hooks)
-                {
-                    continue;
+                let fell_back = match opts.fallback {
+                    Some(policy) => self.fall_back(gone, policy, &failure, hooks),
+                    None => FellBack::No,
+                };
+                match fell_back {
+                    // Handed to it again in this run.
+                    FellBack::Resumed => {}
+                    // Rolled back past the journal that held them.
+                    FellBack::RolledBack if kept > 0 => {
+                        self.summary.undelivered += kept;
+                        self.summary
+                            .undelivered_reason
+                            .get_or_insert_with(|| format!("'{name}' was rolled back past them"));
+                    }
+                    FellBack::RolledBack => {}
+                    FellBack::No | FellBack::StaysFailed => {
+                        if kept > 0 {
+                            self.summary.kept.push((name.clone(), kept));
+                        }
+                    }
                 }
-                self.summary.failed.push((name, failure));
+                if fell_back == FellBack::No {
+                    self.summary.failed.push((name, failure));
+                }
                 continue;
             }
             if let Some(code) = p.process.exited() {
@@ -1679,6 +1718,20 @@ pub fn restore_all_with(
     }
     drive.summary.failed.extend(failed.iter().cloned());
     Ok(failed)
+}
+
+/// What the fallback policy did with a failed process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FellBack {
+    /// Nothing: it stays failed, as it was.
+    No,
+    /// Resumed from its checkpoint and journal: it runs on.
+    Resumed,
+    /// Rolled back to an earlier checkpoint (its journal tail left), and
+    /// resumed or recorded failed.
+    RolledBack,
+    /// Tried again, and its resume failed (recorded).
+    StaysFailed,
 }
 
 /// Whether this host owns the process in `dir` and may run it: a process

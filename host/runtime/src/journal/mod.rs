@@ -328,8 +328,14 @@ impl JournalCtx {
         if outputs.iter().any(is_rate) {
             let mut joined: Vec<Output> = Vec::with_capacity(outputs.len());
             for o in outputs.iter().filter(|o| !is_rate(o)) {
+                // As the exit joins them: console output in a row, writes
+                // to one port in a row.
                 let absorbed = match (joined.last_mut(), o) {
                     (Some(Output::Device(last)), Output::Device(next)) => last.absorb(next),
+                    (Some(Output::Console(last)), Output::Console(next)) => {
+                        last.extend_from_slice(next);
+                        true
+                    }
                     _ => false,
                 };
                 if !absorbed {
@@ -418,6 +424,19 @@ mod tests {
         ];
         assert_eq!(digest(&now), digest(&[write(b"rate 115200\nfast\n")]));
         assert_ne!(digest(&now), digest(&[write(b"rate 115200\n")]));
+        // Console output around it was one output too.
+        let said = [
+            Output::Console(b"switching\n".to_vec()),
+            Output::Device(SerialSetBaud {
+                handle: 1,
+                baud: 9600,
+            }),
+            Output::Console(b"switched\n".to_vec()),
+        ];
+        assert_eq!(
+            digest(&said),
+            digest(&[Output::Console(b"switching\nswitched\n".to_vec())])
+        );
     }
 
     fn message(from: &str, id: u64) -> Input {

@@ -177,7 +177,15 @@ fn append_messages(
     let mut open_call: Option<(u64, CallKind)> = None;
     for (seq, entry) in &tail.entries {
         match entry {
-            Ok(Entry::CallEnd { .. } | Entry::CallFailed { .. } | Entry::CallAbandoned { .. }) => {
+            // An abandoned call (the host or the image failed it) left its
+            // input at the head of the queue.
+            Ok(Entry::CallAbandoned { call }) => {
+                if open_call == Some((*call, CallKind::Next)) {
+                    head = head.saturating_sub(1);
+                }
+                open_call = None;
+            }
+            Ok(Entry::CallEnd { .. } | Entry::CallFailed { .. }) => {
                 open_call = None;
             }
             Ok(Entry::Call { kind, .. }) => open_call = Some((*seq, *kind)),

@@ -45,7 +45,7 @@ impl Process {
             .filter(|i| matches!(i, Input::ConsoleLine(_)))
             .count() as u64;
         ctx.queued_counted = true;
-        queued
+        queued + std::mem::take(&mut ctx.abandoned_lines)
     }
 
     /// Console lines admitted that the guest will never handle: queued when
@@ -148,8 +148,13 @@ impl Process {
                 // memory it could not trust, and the input goes to the
                 // next call).
                 if let Some(call) = call {
-                    let end = if matches!(failure.kind, FailureKind::HostIo | FailureKind::BadImage)
-                    {
+                    let abandoned =
+                        matches!(failure.kind, FailureKind::HostIo | FailureKind::BadImage);
+                    let end = if abandoned {
+                        // Its line waits in the journal with the queued ones.
+                        if matches!(input, Input::ConsoleLine(_)) {
+                            self.store.data_mut().abandoned_lines += 1;
+                        }
                         Entry::CallAbandoned { call }
                     } else {
                         Entry::CallFailed { call }

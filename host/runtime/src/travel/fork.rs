@@ -233,8 +233,25 @@ pub(super) fn fork_into(
         // entries after it (a process that stopped cleanly).
         let (log, _) =
             Log::open(&journal_dir(stage), LogConfig::default(), position).map_err(journal_err)?;
+        // A call the parent's host is in (no end yet) is abandoned in the
+        // copy: the fork's restore skips it and leaves its input queued,
+        // instead of finishing it live on devices that host drives.
+        let mut open_call = None;
         for e in &scan.entries {
             log.append(&e.payload).map_err(journal_err)?;
+            match crate::journal::entry::Entry::decode(&e.payload) {
+                Ok(crate::journal::entry::Entry::Call { .. }) => open_call = Some(e.seq),
+                Ok(
+                    crate::journal::entry::Entry::CallEnd { .. }
+                    | crate::journal::entry::Entry::CallFailed { .. }
+                    | crate::journal::entry::Entry::CallAbandoned { .. },
+                ) => open_call = None,
+                _ => {}
+            }
+        }
+        if let Some(call) = open_call {
+            log.append(&crate::journal::entry::Entry::CallAbandoned { call }.encode())
+                .map_err(journal_err)?;
         }
         log.sync().map_err(journal_err)?;
         entries = scan.entries.len() as u64;
