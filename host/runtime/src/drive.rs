@@ -451,33 +451,22 @@ impl<'rt> Drive<'rt> {
         let (rolled_back, decision) = decision;
         hooks.note(Note::Warning(&decision));
         clear_failure(&dir);
-        if rolled_back {
-            return match self.restore(&dir, hooks) {
-                Ok(_) => FellBack::RolledBack,
-                Err(e) => {
-                    let failure = Failure::new(e.kind(), format!("cannot resume '{name}': {e}"));
-                    hooks.note(Note::Failed {
-                        name: &name,
-                        failure: &failure,
-                    });
-                    mark_failed(&dir, &failure);
-                    self.summary.failed.push((name, failure));
-                    FellBack::RolledBack
-                }
-            };
-        }
-        match self.restore(&dir, hooks) {
-            Ok(_) => FellBack::Resumed,
-            Err(e) => {
-                let failure = Failure::new(e.kind(), format!("cannot resume '{name}': {e}"));
-                hooks.note(Note::Failed {
-                    name: &name,
-                    failure: &failure,
-                });
-                mark_failed(&dir, &failure);
-                self.summary.failed.push((name, failure));
-                FellBack::StaysFailed
+        if let Err(e) = self.restore(&dir, hooks) {
+            let failure = Failure::new(e.kind(), format!("cannot resume '{name}': {e}"));
+            hooks.note(Note::Failed {
+                name: &name,
+                failure: &failure,
+            });
+            mark_failed(&dir, &failure);
+            self.summary.failed.push((name, failure));
+            if !rolled_back {
+                return FellBack::StaysFailed;
             }
+        }
+        if rolled_back {
+            FellBack::RolledBack
+        } else {
+            FellBack::Resumed
         }
     }
 
