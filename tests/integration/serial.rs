@@ -230,6 +230,12 @@ mod in_process {
         assert_eq!(say(&rt, &mut p, "open loop"), "ok 1\n");
         p.unplug_devices();
         assert_eq!(say(&rt, &mut p, "read 1"), "error device-lost\n");
+        // The host says so, naming the port and why.
+        let warnings = p.take_device_warnings();
+        assert!(
+            warnings.iter().any(|w| w.contains("`loop` is gone")),
+            "{warnings:?}"
+        );
         assert_eq!(say(&rt, &mut p, "baud 1 115200"), "error device-lost\n");
         // (The journal's tail would replay `baud` against the changed
         // manifest below: a checkpoint first.)

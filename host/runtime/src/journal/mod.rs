@@ -397,6 +397,19 @@ impl JournalCtx {
 mod tests {
     use super::*;
 
+    /// A journal position with no room to number on after it is refused.
+    #[test]
+    fn positions_past_the_bound_are_refused() {
+        let at = |p: u64| JournalState::restore(format!("{{\"position\":{p}}}").as_bytes());
+        assert!(at(MAX_POSITION).is_ok());
+        assert!(
+            at(MAX_POSITION + 1)
+                .unwrap_err()
+                .contains("past the largest")
+        );
+        assert!(at(u64::MAX).is_err());
+    }
+
     /// A call that wrote, changed the rate and wrote again hashes as it
     /// did when the rate change was no effect (one write of both), so
     /// journals recorded then still replay.

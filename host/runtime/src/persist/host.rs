@@ -181,6 +181,11 @@ mod tests {
                 .unwrap_err()
                 .contains("clock")
         );
+        // A clock a host could not go on from (it writes up to 2^62).
+        let at = |ns: u64| HostState::restore(format!("{{\"process_time_ns\":{ns}}}").as_bytes());
+        assert!(at(MAX_RESTORED_TIME_NS).is_ok());
+        assert!(at(MAX_RESTORED_TIME_NS + 1).unwrap_err().contains("clock"));
+        assert!(at(MAX_PROCESS_TIME_NS).unwrap_err().contains("clock"));
         assert!(
             HostState::restore(br#"{"checkpoint_id":18446744073709551615}"#)
                 .unwrap_err()
