@@ -245,19 +245,13 @@ fn a_damaged_page_read_lazily_loses_no_input() {
         f.write_all_at(&[b[0] ^ 0x55], offset + len / 2).unwrap();
     }
     drop(f);
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(d),
-            "--input",
-            "kv",
-            "--until-idle",
-            "--restore",
-            "lazy-no-prefetch",
-        ],
-        "set x 42\n",
-    );
+    // `phantom run` of kv with `extra` arguments, `text` as its input.
+    let feed_with = |extra: &[&str], text: &str| {
+        let mut args = vec!["run", "--data", s(d), "--input", "kv", "--until-idle"];
+        args.extend_from_slice(extra);
+        run_with_input(&args, text)
+    };
+    let o = feed_with(&["--restore", "lazy-no-prefetch"], "set x 42\n");
     assert!(!o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("cannot be restored from its image"),
@@ -273,18 +267,7 @@ fn a_damaged_page_read_lazily_loses_no_input() {
         .filter_map(|e| e["kind"].as_str())
         .collect();
     assert!(!kinds.contains(&"call-failed"), "{kinds:?}");
-    let o = run_with_input(
-        &[
-            "run",
-            "--data",
-            s(d),
-            "--input",
-            "kv",
-            "--until-idle",
-            "--retry-failed",
-        ],
-        "get x\nget a\n",
-    );
+    let o = feed_with(&["--retry-failed"], "get x\nget a\n");
     let out = stdout(ok(&o));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(

@@ -323,10 +323,7 @@ impl Process {
                 let name = match &e {
                     crate::iface::devices::DeviceEffect::SerialWrite { handle, .. } => self
                         .devices()
-                        .state
-                        .open
-                        .iter()
-                        .find(|d| d.handle == *handle)
+                        .find(*handle)
                         .map_or("?".to_string(), |d| d.name.clone()),
                     _ => "?".to_string(),
                 };
